@@ -1,0 +1,1 @@
+"""The ``lungai`` command line: click commands, thin over the library."""

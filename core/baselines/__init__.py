@@ -1,0 +1,1 @@
+"""Baselines run beside LungAI (nnU-Net v2)."""

@@ -1,0 +1,1 @@
+"""Datasets, splits, augmentation, lesion insertion and synthetic phantoms."""

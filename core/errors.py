@@ -1,0 +1,94 @@
+"""Errors that LungAI reports to users as one line, each with a documented exit code.
+
+Every failure a user can cause (a bad path, a file that is not CT, a scan without lungs)
+raises a :class:`LungAIError` subclass. The command line prints ``error: <message>`` and
+exits with the class's ``exit_code``; no traceback is shown. The codes are listed in
+``docs/exit-codes.md`` and tested in ``tests/cli``.
+"""
+
+from __future__ import annotations
+
+
+class LungAIError(Exception):
+    """Base of all user-facing errors.
+
+    Args:
+        problem: what is wrong, naming the offending thing.
+        fix: what the user can do about it.
+    """
+
+    exit_code = 1
+
+    def __init__(self, problem: str, fix: str = "") -> None:
+        self.problem = problem
+        self.fix = fix
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        """The one-line message shown to users."""
+        return f"{self.problem}; {self.fix}" if self.fix else self.problem
+
+
+class InputNotFoundError(LungAIError):
+    """The input path does not exist or is neither a file nor a folder."""
+
+    exit_code = 3
+
+
+class UnreadableInputError(LungAIError):
+    """The input exists but cannot be read as an image (corrupt, unknown format, empty folder)."""
+
+    exit_code = 4
+
+
+class NotCTError(LungAIError):
+    """The image is readable but is not a usable chest CT volume (hard check)."""
+
+    exit_code = 5
+
+
+class SuspiciousInputError(NotCTError):
+    """A soft check failed: the image may still be CT; ``--force`` skips these checks."""
+
+    exit_code = 6
+
+
+class NoLungsFoundError(LungAIError):
+    """No lung tissue of plausible size was found in the scan."""
+
+    exit_code = 7
+
+
+class OutputExistsError(LungAIError):
+    """The output folder exists and ``--overwrite`` was not given."""
+
+    exit_code = 8
+
+
+class ResourceError(LungAIError):
+    """The scan is too large for the memory of this machine, or a device is unavailable."""
+
+    exit_code = 9
+
+
+class WeightsError(LungAIError):
+    """Model weights are missing or fail verification."""
+
+    exit_code = 10
+
+
+EXIT_CODES: dict[int, str] = {
+    0: "success",
+    1: "unexpected internal error (details in run.log)",
+    2: "invalid command-line usage",
+    InputNotFoundError.exit_code: "input path does not exist or is not a file/folder",
+    UnreadableInputError.exit_code: "input cannot be read as an image (corrupt, unknown format, empty DICOM folder)",
+    NotCTError.exit_code: "image is not a usable CT volume (modality, 2D, too few slices, RGB, NaN/inf, spacing)",
+    SuspiciousInputError.exit_code: "soft check failed (intensities not in HU, ...); --force skips it",
+    NoLungsFoundError.exit_code: "no lungs found in the scan",
+    OutputExistsError.exit_code: "output exists; use --overwrite or another -o",
+    ResourceError.exit_code: "not enough memory for the scan, or the requested device is unavailable",
+    WeightsError.exit_code: "model weights missing or failed verification",
+    130: "interrupted by the user",
+}

@@ -1,0 +1,1 @@
+"""Running models on volumes: device selection, sliding windows, batching."""

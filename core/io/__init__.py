@@ -1,0 +1,1 @@
+"""Reading CT scans into HU volumes and writing LungAI outputs (segmentations, reports)."""

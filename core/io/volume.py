@@ -1,0 +1,40 @@
+"""The CT volume contract shared by every LungAI stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import SimpleITK as sitk
+
+
+@dataclass
+class CTVolume:
+    """A CT scan in Hounsfield units.
+
+    Attributes:
+        image: int16 SimpleITK image in HU; origin, spacing and direction in LPS mm.
+        source: the path the scan was read from.
+        format: ``dicom``, ``dicom-zip``, ``nrrd``, ``nifti`` or ``metaimage``.
+        modality: DICOM modality (``CT``) or ``None`` when the format does not say.
+        series_uid: DICOM SeriesInstanceUID, when read from DICOM.
+        patient_id: DICOM PatientID, only when asked for (it identifies a person).
+        dicom_files: the DICOM files of the series, in slice order (for DICOM SEG references).
+    """
+
+    image: sitk.Image
+    source: str
+    format: str
+    modality: str | None = None
+    series_uid: str | None = None
+    patient_id: str | None = None
+    dicom_files: list[str] = field(default_factory=list)
+
+    @property
+    def shape_xyz(self) -> tuple[int, int, int]:
+        """Image size as (x, y, z) voxels."""
+        return tuple(self.image.GetSize())  # type: ignore[return-value]
+
+    @property
+    def spacing_xyz(self) -> tuple[float, float, float]:
+        """Voxel spacing in mm as (x, y, z)."""
+        return tuple(self.image.GetSpacing())  # type: ignore[return-value]

@@ -1,0 +1,82 @@
+"""The one table of structures LungAI segments: label value, name, colour and SNOMED CT codes.
+
+Everything that names or colours a segment (the ``.seg.nrrd`` writer, the NIfTI label map,
+the DICOM SEG writer, the Slicer loader) reads it from here.
+
+Codes are (scheme, value, meaning) triples as in DICOM / 3D Slicer terminology
+(``SCT`` = SNOMED CT).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+Code = tuple[str, str, str]
+
+ANATOMICAL_STRUCTURE: Code = ("SCT", "123037004", "Anatomical Structure")
+ALTERED_STRUCTURE: Code = ("SCT", "49755003", "Morphologically Altered Structure")
+LUNG: Code = ("SCT", "39607008", "Lung")
+
+
+@dataclass(frozen=True)
+class Structure:
+    """A segmented structure.
+
+    Attributes:
+        key: stable identifier used in code and in ``findings.json``.
+        value: label value in label maps.
+        name: display name (segment name in Slicer).
+        color: RGB, each 0..1.
+        category: SNOMED CT segmentation category.
+        type: SNOMED CT segmentation type.
+        region: SNOMED CT anatomic region, if the type alone does not say where.
+    """
+
+    key: str
+    value: int
+    name: str
+    color: tuple[float, float, float]
+    category: Code
+    type: Code
+    region: Code | None = None
+
+
+def _rgb(r: int, g: int, b: int) -> tuple[float, float, float]:
+    return (round(r / 255, 4), round(g / 255, 4), round(b / 255, 4))
+
+
+LUNG_RIGHT = Structure("lung_right", 1, "Right lung", _rgb(128, 174, 128), ANATOMICAL_STRUCTURE,
+                       ("SCT", "3341006", "Right lung"))
+LUNG_LEFT = Structure("lung_left", 2, "Left lung", _rgb(111, 184, 210), ANATOMICAL_STRUCTURE,
+                      ("SCT", "44029006", "Left lung"))
+TUMOUR = Structure("tumour", 3, "Lung tumour", _rgb(230, 80, 60), ALTERED_STRUCTURE,
+                   ("SCT", "4147007", "Mass"), LUNG)
+LOW_ATTENUATION = Structure("emphysema", 4, "Low attenuation area (< -950 HU)", _rgb(250, 230, 80),
+                            ALTERED_STRUCTURE, ("SCT", "87433001", "Pulmonary emphysema"), LUNG)
+
+STRUCTURES: tuple[Structure, ...] = (LUNG_RIGHT, LUNG_LEFT, TUMOUR, LOW_ATTENUATION)
+
+#: Nodule ``i`` (1-based) has label value ``NODULE_BASE_VALUE + i`` in label maps.
+NODULE_BASE_VALUE = 10
+_NODULE_TYPE: Code = ("SCT", "27925004", "Nodule")
+_NODULE_COLORS = [_rgb(255, 120, 0), _rgb(220, 0, 220), _rgb(0, 200, 255), _rgb(255, 60, 140),
+                  _rgb(160, 255, 60), _rgb(255, 200, 0)]
+
+
+def nodule(index: int) -> Structure:
+    """The structure for nodule ``index`` (1-based): "Nodule 1", "Nodule 2", ..."""
+    if index < 1:
+        raise ValueError(f"nodule index starts at 1, got {index}")
+    return Structure(f"nodule_{index}", NODULE_BASE_VALUE + index, f"Nodule {index}",
+                     _NODULE_COLORS[(index - 1) % len(_NODULE_COLORS)], ALTERED_STRUCTURE,
+                     _NODULE_TYPE, LUNG)
+
+
+def by_key(key: str) -> Structure:
+    """Look a structure up by key (``lung_right``, ``nodule_3``, ...)."""
+    if key.startswith("nodule_"):
+        return nodule(int(key.split("_", 1)[1]))
+    for structure in STRUCTURES:
+        if structure.key == key:
+            return structure
+    raise KeyError(f"unknown structure {key!r}")

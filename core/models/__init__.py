@@ -1,0 +1,1 @@
+"""The six architectures of the source papers, their baselines, the registry and losses."""

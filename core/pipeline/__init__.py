@@ -1,0 +1,1 @@
+"""The analysis stages and their order: lungs -> nodules -> malignancy -> tumour -> emphysema."""

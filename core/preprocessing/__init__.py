@@ -1,0 +1,1 @@
+"""Input validation, resampling, lung masks, densitometry and ROI extraction."""

@@ -1,0 +1,1 @@
+"""Training loops, recipes per model and checkpoints."""

@@ -1,0 +1,1 @@
+"""Model weights: the manifest, bundled files and their resolution and verification."""
