@@ -18,7 +18,11 @@ class CTVolume:
         modality: DICOM modality (``CT``) or ``None`` when the format does not say.
         series_uid: DICOM SeriesInstanceUID, when read from DICOM.
         patient_id: DICOM PatientID, only when asked for (it identifies a person).
-        dicom_files: the DICOM files of the series, in slice order (for DICOM SEG references).
+        dicom_files: the DICOM files of the series in slice order (folder input only; a zip is
+            extracted to a temporary folder that is gone after reading).
+        original_orientation: the input's axis orientation code (e.g. ``RAS``); ``image`` is
+            always reoriented to ``LPS`` and outputs are written back in this orientation.
+        warnings: problems found while reading that did not stop it.
     """
 
     image: sitk.Image
@@ -28,6 +32,8 @@ class CTVolume:
     series_uid: str | None = None
     patient_id: str | None = None
     dicom_files: list[str] = field(default_factory=list)
+    original_orientation: str = "LPS"
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def shape_xyz(self) -> tuple[int, int, int]:
