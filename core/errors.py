@@ -66,6 +66,12 @@ class OutputExistsError(LungAIError):
     exit_code = 8
 
 
+class OutputNotWritableError(LungAIError):
+    """The output folder cannot be created or written (permissions, read-only disk)."""
+
+    exit_code = 11
+
+
 class ResourceError(LungAIError):
     """The scan is too large for the memory of this machine, or a device is unavailable."""
 
@@ -90,5 +96,6 @@ EXIT_CODES: dict[int, str] = {
     OutputExistsError.exit_code: "output exists; use --overwrite or another -o",
     ResourceError.exit_code: "not enough memory for the scan, or the requested device is unavailable",
     WeightsError.exit_code: "model weights missing or failed verification",
+    OutputNotWritableError.exit_code: "the output folder cannot be written",
     130: "interrupted by the user",
 }

@@ -1,0 +1,409 @@
+"""The versioned ``findings.json`` schema, and the ``nodules.csv`` table derived from it.
+
+The dataclasses below mirror the JSON one to one: :meth:`Findings.to_dict` is what is
+written. Every coordinate names its frame (``lps_mm``, ``ras_mm``, ``voxel_index``).
+Readers check ``schema_version``: a change of the major number means a change that old
+readers cannot follow; minor versions only add fields.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from lungai.errors import UnreadableInputError
+from lungai.io.volume import CTVolume
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = "1.0"
+
+#: Keys of the per-region dicts (``lungs``, ``emphysema.densitometry``).
+REGIONS = ("right", "left", "total")
+
+NODULE_TYPES = ("solid", "part-solid", "ground-glass")
+
+#: What every model probability is, in the words shown to users.
+ESTIMATE_LABEL = "model estimate, not a diagnosis"
+
+Point = tuple[float, float, float]
+
+NODULE_CSV_COLUMNS = (
+    "id",
+    "centroid_lps_x_mm", "centroid_lps_y_mm", "centroid_lps_z_mm",
+    "centroid_ras_x_mm", "centroid_ras_y_mm", "centroid_ras_z_mm",
+    "centroid_voxel_i", "centroid_voxel_j", "centroid_voxel_k",
+    "long_axis_mm", "short_axis_mm", "volume_mm3", "mean_hu", "type",
+    "malignancy_probability", "malignancy_models", "lung_rads_category",
+    "detection_score", "location",
+)
+
+
+def lps_to_ras(point: Sequence[float]) -> Point:
+    """Convert a point between LPS and RAS millimetres (the map is its own inverse).
+
+    Args:
+        point: (x, y, z) in one frame.
+
+    Returns:
+        (-x, -y, z), the point in the other frame.
+    """
+    x, y, z = point
+    return (-float(x), -float(y), float(z))
+
+
+def utc_timestamp() -> str:
+    """The current time as an ISO 8601 UTC timestamp, e.g. ``2025-01-31T12:00:00Z``."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class InputInfo:
+    """The scan the findings are about.
+
+    Attributes:
+        source: path the scan was read from.
+        format: ``dicom``, ``dicom-zip``, ``nrrd``, ``nifti`` or ``metaimage``.
+        modality: DICOM modality, or ``None`` when the format does not say.
+        series_uid: DICOM SeriesInstanceUID, if read from DICOM.
+        size_xyz: voxels along x, y, z.
+        spacing_xyz_mm: voxel spacing along x, y, z.
+        patient_id: DICOM PatientID; left out of the JSON when ``None``.
+    """
+
+    source: str
+    format: str
+    modality: str | None
+    series_uid: str | None
+    size_xyz: tuple[int, int, int]
+    spacing_xyz_mm: Point
+    patient_id: str | None = None
+
+    @classmethod
+    def from_volume(cls, volume: CTVolume) -> InputInfo:
+        """Describe a loaded CT volume."""
+        return cls(source=volume.source, format=volume.format, modality=volume.modality,
+                   series_uid=volume.series_uid, size_xyz=volume.shape_xyz,
+                   spacing_xyz_mm=volume.spacing_xyz, patient_id=volume.patient_id)
+
+
+@dataclass
+class LungVolume:
+    """Size of one lung region.
+
+    Attributes:
+        volume_ml: volume in millilitres.
+    """
+
+    volume_ml: float
+
+
+@dataclass
+class Densitometry:
+    """CT densitometry of one lung region (inspiration CT).
+
+    Attributes:
+        laa_950_percent: percentage of voxels below -950 HU (emphysema index).
+        laa_910_percent: percentage of voxels below -910 HU.
+        laa_856_percent: percentage of voxels below -856 HU (air trapping on expiration CT).
+        perc15_hu: 15th percentile of the HU histogram.
+    """
+
+    laa_950_percent: float
+    laa_910_percent: float
+    laa_856_percent: float
+    perc15_hu: float
+
+
+@dataclass
+class Emphysema:
+    """Emphysema measures.
+
+    Attributes:
+        densitometry: per region (keys from :data:`REGIONS`).
+        model_probability: emphysema probability from the volume-level model; ``None`` if not run.
+    """
+
+    densitometry: dict[str, Densitometry]
+    model_probability: float | None = None
+
+
+@dataclass
+class Centroid:
+    """A lesion centre in all three frames.
+
+    Attributes:
+        lps_mm: world position, LPS millimetres.
+        ras_mm: the same position, RAS millimetres (3D Slicer's frame).
+        voxel_index: nearest voxel (i, j, k) = (x, y, z) index, 0-based.
+    """
+
+    lps_mm: Point
+    ras_mm: Point
+    voxel_index: tuple[int, int, int]
+
+    @classmethod
+    def from_lps(cls, lps_mm: Sequence[float], image: sitk.Image) -> Centroid:
+        """Build a centroid from an LPS position on the grid of ``image``.
+
+        Args:
+            lps_mm: (x, y, z) in LPS millimetres.
+            image: the CT (or label) image that defines the voxel grid.
+        """
+        lps = (float(lps_mm[0]), float(lps_mm[1]), float(lps_mm[2]))
+        index = image.TransformPhysicalPointToIndex(lps)
+        return cls(lps_mm=lps, ras_mm=lps_to_ras(lps),
+                   voxel_index=(int(index[0]), int(index[1]), int(index[2])))
+
+
+@dataclass
+class Malignancy:
+    """The ensemble's malignancy estimate for a nodule.
+
+    Attributes:
+        probability: estimated probability of malignancy, 0..1.
+        models: names of the models that voted.
+        label: states what the number is.
+    """
+
+    probability: float
+    models: list[str]
+    label: str = ESTIMATE_LABEL
+
+
+@dataclass
+class LungRads:
+    """A Lung-RADS category suggested from the nodule's size and type only.
+
+    Attributes:
+        category: ``"2"``, ``"3"``, ``"4A"``, ``"4B"``...
+        rule: which part of Lung-RADS was applied.
+    """
+
+    category: str
+    rule: str = "size rule"
+
+
+@dataclass
+class Nodule:
+    """One detected lung nodule.
+
+    Attributes:
+        id: 1-based; the nodule's segment is ``lungai.labels.nodule(id)``.
+        centroid: centre of the nodule's segmentation.
+        long_axis_mm: longest in-plane diameter.
+        short_axis_mm: longest diameter perpendicular to the long axis, same plane.
+        volume_mm3: segmented volume.
+        mean_hu: mean attenuation inside the segmentation.
+        type: one of :data:`NODULE_TYPES`.
+        detection_score: detector confidence, 0..1.
+        location: where it is, e.g. ``"right lung"``; ``None`` if unknown.
+        malignancy: the ensemble's estimate; ``None`` if not run.
+        lung_rads: suggested category; ``None`` if not computed.
+
+    Raises:
+        ValueError: ``type`` is not one of :data:`NODULE_TYPES`, or ``id`` is below 1.
+    """
+
+    id: int
+    centroid: Centroid
+    long_axis_mm: float
+    short_axis_mm: float
+    volume_mm3: float
+    mean_hu: float
+    type: str
+    detection_score: float
+    location: str | None = None
+    malignancy: Malignancy | None = None
+    lung_rads: LungRads | None = None
+
+    def __post_init__(self) -> None:
+        if self.type not in NODULE_TYPES:
+            raise ValueError(f"nodule type must be one of {NODULE_TYPES}, got {self.type!r}")
+        if self.id < 1:
+            raise ValueError(f"nodule id starts at 1, got {self.id}")
+
+
+@dataclass
+class Tumour:
+    """A segmented lung tumour (all connected tumour voxels together).
+
+    Attributes:
+        volume_ml: segmented volume in millilitres.
+        long_axis_mm: longest in-plane diameter, if measured.
+        centroid: centre of the segmentation, if computed.
+    """
+
+    volume_ml: float
+    long_axis_mm: float | None = None
+    centroid: Centroid | None = None
+
+
+@dataclass
+class WeightsInfo:
+    """One set of model weights used in the run.
+
+    Attributes:
+        name: model name (``resunet3d``, ...).
+        revision: the weights' release or Hugging Face revision.
+        sha256: checksum of the weights file that was loaded.
+    """
+
+    name: str
+    revision: str
+    sha256: str
+
+
+@dataclass
+class RunInfo:
+    """How the findings were produced.
+
+    Attributes:
+        lungai_version: ``lungai.__version__``.
+        tasks: the stages that ran, in order (``lungs``, ``nodules``, ...).
+        device: ``cpu``, ``cuda:0``, ...
+        started_utc: ISO 8601 UTC timestamp (see :func:`utc_timestamp`).
+        finished_utc: ISO 8601 UTC timestamp; ``None`` until the run ends.
+        weights: weights used, one entry per model.
+        timings_s: seconds per stage.
+    """
+
+    lungai_version: str
+    tasks: list[str]
+    device: str
+    started_utc: str
+    finished_utc: str | None = None
+    weights: list[WeightsInfo] = field(default_factory=list)
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
+class Findings:
+    """Everything one ``lungai run`` found, as written to ``findings.json``.
+
+    Attributes:
+        schema_version: :data:`SCHEMA_VERSION`, set automatically.
+        input: the scan.
+        lungs: lung volumes per region (keys from :data:`REGIONS`).
+        emphysema: emphysema measures, ``None`` if not run.
+        nodules: detected nodules, by ``id``.
+        tumour: the tumour, ``None`` if not run or none found.
+        warnings: things the user should know (soft input checks, skipped stages).
+        run: how the findings were produced.
+    """
+
+    schema_version: str = field(default=SCHEMA_VERSION, init=False)
+    input: InputInfo
+    lungs: dict[str, LungVolume] = field(default_factory=dict)
+    emphysema: Emphysema | None = None
+    nodules: list[Nodule] = field(default_factory=list)
+    tumour: Tumour | None = None
+    warnings: list[str] = field(default_factory=list)
+    run: RunInfo
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready dict: plain types only, non-finite numbers as ``None``.
+
+        ``input.patient_id`` is left out when it is ``None``.
+        """
+        data = _plain(dataclasses.asdict(self))
+        if data["input"]["patient_id"] is None:
+            del data["input"]["patient_id"]
+        return data
+
+
+def write_findings_json(findings: Findings, path: Path) -> None:
+    """Write ``findings.json``.
+
+    Args:
+        findings: the findings to write.
+        path: output file.
+    """
+    text = json.dumps(findings.to_dict(), indent=2, ensure_ascii=False, allow_nan=False)
+    Path(path).write_text(text + "\n", encoding="utf-8")
+    logger.info("wrote %s", path)
+
+
+def load_findings(path: Path) -> dict[str, Any]:
+    """Read a ``findings.json`` written by a compatible LungAI version.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The findings as a plain dict (the layout of :meth:`Findings.to_dict`).
+
+    Raises:
+        UnreadableInputError: the file is not JSON, has no ``schema_version``, or its major
+            version differs from :data:`SCHEMA_VERSION`'s.
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UnreadableInputError(f"cannot read findings file {path} ({error})",
+                                   "check that it is a findings.json written by lungai") from error
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if not isinstance(version, str):
+        raise UnreadableInputError(f"{path} has no schema_version",
+                                   "check that it is a findings.json written by lungai")
+    if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+        raise UnreadableInputError(
+            f"{path} has findings schema {version}, this LungAI reads {SCHEMA_VERSION}",
+            "re-run lungai run on the scan, or use the LungAI version that wrote the file")
+    return data
+
+
+def write_nodules_csv(nodules: Sequence[Nodule], path: Path) -> None:
+    """Write one row per nodule to ``nodules.csv``; the header is written even with no nodules.
+
+    Args:
+        nodules: the nodules, in the order to write.
+        path: output file.
+    """
+    with Path(path).open("w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(NODULE_CSV_COLUMNS)
+        for nodule in nodules:
+            writer.writerow(_nodule_row(nodule))
+    logger.info("wrote %s (%d nodules)", path, len(nodules))
+
+
+def _nodule_row(nodule: Nodule) -> list[object]:
+    malignancy, lung_rads = nodule.malignancy, nodule.lung_rads
+    row: list[object] = [
+        nodule.id,
+        *nodule.centroid.lps_mm, *nodule.centroid.ras_mm, *nodule.centroid.voxel_index,
+        nodule.long_axis_mm, nodule.short_axis_mm, nodule.volume_mm3, nodule.mean_hu, nodule.type,
+        None if malignancy is None else malignancy.probability,
+        None if malignancy is None else ";".join(malignancy.models),
+        None if lung_rads is None else lung_rads.category,
+        nodule.detection_score, nodule.location,
+    ]
+    return ["" if value is None else _plain(value) for value in row]
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with numpy scalars made Python scalars, tuples made lists, NaN/inf made None."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        logger.warning("a non-finite measurement (%s) is written as null", value)
+        return None
+    return value

@@ -1,0 +1,180 @@
+"""findings.json schema, nodules.csv, coordinate frames and the text summary."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from lungai.errors import UnreadableInputError
+from lungai.io.findings import (NODULE_CSV_COLUMNS, SCHEMA_VERSION, Centroid, Densitometry,
+                                Emphysema, Findings, InputInfo, LungRads, LungVolume, Malignancy,
+                                Nodule, RunInfo, Tumour, WeightsInfo, load_findings, lps_to_ras,
+                                write_findings_json, write_nodules_csv)
+from lungai.io.report_text import summarize
+from lungai.io.volume import CTVolume
+
+
+def make_image() -> sitk.Image:
+    image = sitk.Image([20, 20, 10], sitk.sitkInt16)
+    image.SetSpacing((0.5, 0.5, 2.0))
+    image.SetOrigin((10.0, -20.0, -100.0))
+    image.SetDirection((-1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+    return image
+
+
+def make_nodule(nodule_id: int = 1) -> Nodule:
+    return Nodule(id=nodule_id, centroid=Centroid.from_lps((7.0, -15.0, -90.0), make_image()),
+                  long_axis_mm=8.24, short_axis_mm=6.1, volume_mm3=212.0, mean_hu=-35.5,
+                  type="solid", detection_score=0.93, location="right lung",
+                  malignancy=Malignancy(0.12, ["nodule_cnn2d", "resnet50_3d"]),
+                  lung_rads=LungRads("3"))
+
+
+def make_findings(nodules: list[Nodule] | None = None, patient_id: str | None = None) -> Findings:
+    volume = CTVolume(image=make_image(), source="/data/scan.nrrd", format="nrrd", modality="CT",
+                      patient_id=patient_id)
+    densitometry = {region: Densitometry(laa_950_percent=laa, laa_910_percent=2 * laa,
+                                         laa_856_percent=4 * laa, perc15_hu=-912.4)
+                    for region, laa in [("right", 3.14), ("left", 2.5), ("total", 2.83)]}
+    return Findings(
+        input=InputInfo.from_volume(volume),
+        lungs={"right": LungVolume(2410.0), "left": LungVolume(2210.0),
+               "total": LungVolume(4620.0)},
+        emphysema=Emphysema(densitometry),
+        nodules=nodules or [],
+        warnings=["slice thickness 5 mm is above 2.5 mm"],
+        run=RunInfo(lungai_version="0.1.0", tasks=["lungs", "nodules", "emphysema"],
+                    device="cpu", started_utc="2025-01-31T12:00:00Z",
+                    finished_utc="2025-01-31T12:01:30Z",
+                    weights=[WeightsInfo("resunet3d", "v1", "ab" * 32)],
+                    timings_s={"lungs": 12.5, "nodules": 60.0}),
+    )
+
+
+def test_lps_to_ras_negates_x_and_y() -> None:
+    assert lps_to_ras((1.5, -2.0, 3.0)) == (-1.5, 2.0, 3.0)
+    assert lps_to_ras(lps_to_ras((1.5, -2.0, 3.0))) == (1.5, -2.0, 3.0)
+
+
+def test_centroid_in_all_frames() -> None:
+    centroid = Centroid.from_lps((7.0, -15.0, -90.0), make_image())
+    assert centroid.ras_mm == (-7.0, 15.0, -90.0)
+    # x axis flipped: (10 - 7) / 0.5 = 6; y: (-15 + 20) / 0.5 = 10; z: (-90 + 100) / 2 = 5.
+    assert centroid.voxel_index == (6, 10, 5)
+
+
+def test_json_round_trip(tmp_path: Path) -> None:
+    findings = make_findings([make_nodule()])
+    write_findings_json(findings, tmp_path / "findings.json")
+    loaded = load_findings(tmp_path / "findings.json")
+    assert loaded == findings.to_dict()
+    assert loaded["schema_version"] == SCHEMA_VERSION == "1.0"
+    assert list(loaded) == ["schema_version", "input", "lungs", "emphysema", "nodules", "tumour",
+                            "warnings", "run"]
+    assert loaded["input"] == {"source": "/data/scan.nrrd", "format": "nrrd", "modality": "CT",
+                               "series_uid": None, "size_xyz": [20, 20, 10],
+                               "spacing_xyz_mm": [0.5, 0.5, 2.0]}
+    assert loaded["lungs"]["right"] == {"volume_ml": 2410.0}
+    assert loaded["emphysema"]["densitometry"]["total"]["laa_950_percent"] == 2.83
+    assert loaded["emphysema"]["model_probability"] is None
+    nodule = loaded["nodules"][0]
+    assert nodule["centroid"] == {"lps_mm": [7.0, -15.0, -90.0], "ras_mm": [-7.0, 15.0, -90.0],
+                                  "voxel_index": [6, 10, 5]}
+    assert nodule["malignancy"] == {"probability": 0.12, "models": ["nodule_cnn2d", "resnet50_3d"],
+                                    "label": "model estimate, not a diagnosis"}
+    assert nodule["lung_rads"] == {"category": "3", "rule": "size rule"}
+    assert loaded["run"]["weights"] == [{"name": "resunet3d", "revision": "v1",
+                                         "sha256": "ab" * 32}]
+
+
+def test_patient_id_written_only_when_present() -> None:
+    assert "patient_id" not in make_findings().to_dict()["input"]
+    assert make_findings(patient_id="P01").to_dict()["input"]["patient_id"] == "P01"
+
+
+def test_numpy_values_and_non_finite_numbers_make_valid_json(tmp_path: Path) -> None:
+    findings = make_findings()
+    findings.lungs["right"] = LungVolume(np.float32(2410.5))
+    findings.tumour = Tumour(volume_ml=np.float64("nan"), long_axis_mm=np.int64(31))
+    write_findings_json(findings, tmp_path / "findings.json")
+    data = json.loads((tmp_path / "findings.json").read_text())  # strict: no NaN tokens
+    assert data["lungs"]["right"]["volume_ml"] == 2410.5
+    assert data["tumour"] == {"volume_ml": None, "long_axis_mm": 31, "centroid": None}
+
+
+@pytest.mark.parametrize("content", [
+    '{"schema_version": "2.0", "nodules": []}',
+    '{"nodules": []}',
+    '["schema_version"]',
+    "not json",
+], ids=["newer-major", "missing", "not-an-object", "not-json"])
+def test_load_refuses_incompatible_files(content: str, tmp_path: Path) -> None:
+    path = tmp_path / "findings.json"
+    path.write_text(content)
+    with pytest.raises(UnreadableInputError) as error:
+        load_findings(path)
+    assert "findings.json" in error.value.message
+
+
+def test_load_accepts_newer_minor_version(tmp_path: Path) -> None:
+    path = tmp_path / "findings.json"
+    path.write_text('{"schema_version": "1.7", "extra": 1}')
+    assert load_findings(path)["extra"] == 1
+
+
+def test_nodules_csv_header_without_nodules(tmp_path: Path) -> None:
+    write_nodules_csv([], tmp_path / "nodules.csv")
+    rows = list(csv.reader((tmp_path / "nodules.csv").open(newline="")))
+    assert rows == [list(NODULE_CSV_COLUMNS)]
+    assert {"centroid_lps_x_mm", "centroid_ras_x_mm", "centroid_voxel_i"} <= set(rows[0])
+
+
+def test_nodules_csv_rows(tmp_path: Path) -> None:
+    bare = Nodule(id=2, centroid=Centroid((1.0, 2.0, 3.0), (-1.0, -2.0, 3.0), (0, 0, 0)),
+                  long_axis_mm=4.0, short_axis_mm=3.0, volume_mm3=30.0, mean_hu=-600.0,
+                  type="ground-glass", detection_score=0.5)
+    write_nodules_csv([make_nodule(), bare], tmp_path / "nodules.csv")
+    rows = list(csv.DictReader((tmp_path / "nodules.csv").open(newline="")))
+    assert len(rows) == 2
+    first = rows[0]
+    assert (first["centroid_lps_x_mm"], first["centroid_ras_x_mm"]) == ("7.0", "-7.0")
+    assert (first["centroid_voxel_i"], first["centroid_voxel_j"], first["centroid_voxel_k"]) == \
+        ("6", "10", "5")
+    assert first["malignancy_models"] == "nodule_cnn2d;resnet50_3d"
+    assert first["lung_rads_category"] == "3"
+    assert first["type"] == "solid"
+    assert (rows[1]["malignancy_probability"], rows[1]["location"]) == ("", "")
+
+
+def test_nodule_validation() -> None:
+    centroid = Centroid((0.0, 0.0, 0.0), (0.0, 0.0, 0.0), (0, 0, 0))
+    with pytest.raises(ValueError, match="type"):
+        Nodule(1, centroid, 5.0, 4.0, 50.0, 0.0, "calcified", 0.9)
+    with pytest.raises(ValueError, match="id"):
+        Nodule(0, centroid, 5.0, 4.0, 50.0, 0.0, "solid", 0.9)
+
+
+def test_summary_lines() -> None:
+    text = summarize(make_findings([make_nodule()]))
+    lines = text.splitlines()
+    assert lines[0] == "Right lung: 2.41 L, LAA-950 3.1 %"
+    assert lines[1] == "Left lung: 2.21 L, LAA-950 2.5 %"
+    assert lines[2] == "Both lungs: 4.62 L, LAA-950 2.8 %, Perc15 -912 HU"
+    assert lines[3] == "Nodules: 1 found"
+    assert lines[4].startswith("  Nodule 1: 8.2 x 6.1 mm, 212 mm3, solid, right lung, "
+                               "malignancy 0.12 (model estimate, not a diagnosis)")
+    assert lines[-1] == "Warning: slice thickness 5 mm is above 2.5 mm"
+    assert "Tumour" not in text
+
+
+def test_summary_says_when_a_stage_found_nothing() -> None:
+    findings = make_findings()
+    findings.run.tasks.append("tumour")
+    text = summarize(findings)
+    assert "Nodules: none found" in text.splitlines()
+    assert "Tumour: none found" in text.splitlines()
