@@ -1,0 +1,187 @@
+"""The ``lungai`` command: ``run``, ``info``, ``demo``. Thin over :mod:`lungai.pipeline`.
+
+Errors a user can cause print one line (``error: ...``) and exit with the code documented in
+``docs/exit-codes.md``; they never show a traceback (``LUNGAI_DEBUG=1`` shows it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from lungai import __version__
+from lungai.cli.progress import make_reporter
+from lungai.errors import EXIT_CODES, LungAIError
+from lungai.inference.device import DEVICE_PATTERN
+from lungai.pipeline.config import ALL_TASKS, AVAILABLE_TASKS, RunConfig, parse_tasks
+
+logger = logging.getLogger("lungai")
+
+_EXIT_CODE_HELP = "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("lungai")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG)
+    handler.setLevel(level)
+
+
+def default_output(scan: Path) -> Path:
+    """``./<scan name>_lungai`` in the current folder (the input's folder may be read-only)."""
+    name = scan.name
+    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mhd", ".mha", ".zip", ".dcm"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return Path.cwd() / f"{name or 'scan'}_lungai"
+
+
+def _tasks_callback(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[str, ...]:
+    try:
+        return parse_tasks(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+def _device_callback(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    if not DEVICE_PATTERN.match(value.strip().lower()):
+        raise click.BadParameter(f"unknown device {value!r}; use auto, cpu, cuda, cuda:N or mps")
+    return value.strip().lower()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=f"Exit codes:\n\n{_EXIT_CODE_HELP}")
+@click.version_option(__version__, "--version", prog_name="lungai")
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+def cli(verbose: int, quiet: bool) -> None:
+    """LungAI: lungs, nodules, malignancy, tumours and emphysema from a chest CT.
+
+    Research software, not for clinical use without local validation.
+    """
+    _setup_logging(verbose, quiet)
+
+
+@cli.command()
+@click.argument("scan", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Output folder (default: ./<scan name>_lungai). Must not exist unless --overwrite.")
+@click.option("--tasks", callback=_tasks_callback, default=None, metavar="LIST",
+              help=f"Comma-separated tasks from {', '.join(ALL_TASKS)} "
+                   f"(default: all available in this version: {', '.join(AVAILABLE_TASKS)}). "
+                   "The lung mask is always computed.")
+@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]|mps",
+              callback=_device_callback, help="Where models run.")
+@click.option("--progress", type=click.Choice(["bar", "jsonl", "none"]), default="bar", show_default=True,
+              help="bar: progress on stderr; jsonl: one JSON event per line on stdout (for programs).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output folder once the new one is complete.")
+@click.option("--force", is_flag=True, help="Skip soft input checks (e.g. intensities that do not look like HU).")
+@click.option("--series", "series_uid", default=None, metavar="UID",
+              help="DICOM SeriesInstanceUID to use (default: the CT series with the most slices).")
+@click.option("--patient-id", "include_patient_id", is_flag=True,
+              help="Copy the DICOM PatientID into findings.json (off: outputs carry no identifier).")
+def run(scan: Path, output: Path | None, tasks: tuple[str, ...], device: str, progress: str,
+        overwrite: bool, force: bool, series_uid: str | None, include_patient_id: bool) -> None:
+    """Analyse SCAN: a DICOM folder or zip, .nrrd/.nhdr, .nii/.nii.gz or .mhd/.mha.
+
+    Writes <name>.seg.nrrd (for 3D Slicer), <name>_labels.nii.gz, findings.json,
+    nodules.csv and run.log into the output folder, and prints a summary.
+    """
+    from lungai.io.report_text import summarize
+    from lungai.pipeline.runner import run_pipeline
+
+    config = RunConfig(input=scan, output=output or default_output(scan), tasks=tasks, device=device,
+                       overwrite=overwrite, force=force, series_uid=series_uid,
+                       include_patient_id=include_patient_id)
+    with make_reporter(progress) as reporter:
+        result = run_pipeline(config, on_event=reporter)
+    if progress != "jsonl":
+        click.echo(summarize(result.findings))
+        click.echo(f"Outputs in {result.output}")
+
+
+@cli.command()
+@click.option("--models", "show_models", is_flag=True, help="Also list the model registry with parameter counts.")
+def info(show_models: bool) -> None:
+    """Show the version, compute devices and model weights found."""
+    from lungai.inference.device import describe_devices  # imports torch
+
+    click.echo(f"lungai {__version__} (Python {sys.version.split()[0]})")
+    devices = describe_devices()
+    click.echo(f"torch {devices['torch']}; CUDA: {'yes' if devices['cuda_available'] else 'no'}; "
+               f"MPS: {'yes' if devices['mps_available'] else 'no'}; default device: {devices['default']}")
+    for name in devices.get("cuda_devices", []):  # type: ignore[union-attr]
+        click.echo(f"  GPU: {name}")
+    click.echo(f"Tasks available: {', '.join(AVAILABLE_TASKS)}")
+    from lungai.weights.manifest import load_manifest
+
+    models = load_manifest().get("models", [])
+    click.echo(f"Weights in manifest: {len(models)}" + ("" if models else " (none shipped yet; "
+               "the lungs and emphysema densitometry stages need none)"))
+    for entry in models:
+        click.echo(f"  {entry['name']}: {entry.get('file', '?')}")
+    if show_models:
+        from lungai.models.registry import describe_models
+
+        click.echo("Model registry:")
+        for row in describe_models():
+            click.echo(f"  {row['name']:<18} {row['parameters']:>12,} parameters  {row.get('task', '')}")
+
+
+@cli.command()
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("demo_output"), show_default=True,
+              help="Folder for the phantom scan and the results.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing demo folder.")
+@click.option("--progress", type=click.Choice(["bar", "jsonl", "none"]), default="bar", show_default=True)
+def demo(output: Path, overwrite: bool, progress: str) -> None:
+    """Make a synthetic chest CT phantom, run LungAI on it and print the findings.
+
+    Needs no data and no network: the phantom has two lungs with vessels, a trachea,
+    ribs and three nodules (solid, part-solid, ground-glass) of known size.
+    """
+    from lungai.io.report_text import summarize
+    from lungai.pipeline.demo import run_demo
+
+    with make_reporter(progress) as reporter:
+        result, truth = run_demo(output, overwrite=overwrite, on_event=reporter)
+    click.echo(summarize(result.findings))
+    click.echo(truth)
+    click.echo(f"Phantom scan and outputs in {output}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turning user errors into one line and an exit code."""
+    debug = os.environ.get("LUNGAI_DEBUG") == "1"
+    try:
+        cli.main(args=argv, prog_name="lungai", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("error: interrupted; no output was written", err=True)
+        sys.exit(130)
+    except LungAIError as exc:
+        if debug:
+            raise
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # noqa: BLE001 - last line of defence: no traceback for users
+        if debug:
+            raise
+        logger.debug("internal error", exc_info=True)
+        click.echo(f"error: internal error ({type(exc).__name__}: {exc}); "
+                   "please report it with the command you ran (LUNGAI_DEBUG=1 shows the traceback)", err=True)
+        sys.exit(1)

@@ -1,0 +1,207 @@
+"""Run the analysis stages on one scan and write the outputs atomically.
+
+Stages run in a fixed order (read -> lungs -> emphysema -> write). Outputs are written to a
+hidden temporary folder beside the output and moved into place only when every stage has
+succeeded, so a failed or interrupted run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lungai import __version__, labels
+from lungai.errors import OutputExistsError
+from lungai.inference.device import resolve_device
+from lungai.io.findings import (
+    Densitometry,
+    Emphysema,
+    Findings,
+    InputInfo,
+    LungVolume,
+    RunInfo,
+    utc_timestamp,
+    write_findings_json,
+    write_nodules_csv,
+)
+from lungai.io.output import check_output_target, staged_output
+from lungai.io.reader import ReadOptions, read_scan, to_original_orientation
+from lungai.io.segmentation import write_segmentation_files
+from lungai.io.volume import CTVolume
+from lungai.pipeline.config import RunConfig
+from lungai.pipeline.progress import ProgressCallback, ProgressEvent, ignore_progress
+from lungai.preprocessing.densitometry import measure_densitometry
+from lungai.preprocessing.lung_mask import LungMask, segment_lungs
+
+logger = logging.getLogger(__name__)
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+@dataclass
+class RunState:
+    """What the stages pass along."""
+
+    config: RunConfig
+    device: str
+    staging: Path
+    volume: CTVolume | None = None
+    lungs: LungMask | None = None
+    emphysema: Emphysema | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    """A finished run: its findings and where the outputs are."""
+
+    findings: Findings
+    output: Path
+
+
+def _read(state: RunState) -> None:
+    options = ReadOptions(series_uid=state.config.series_uid,
+                          include_patient_id=state.config.include_patient_id, force=state.config.force)
+    state.volume = read_scan(state.config.input, options)
+    state.warnings.extend(state.volume.warnings)
+
+
+def _lungs(state: RunState) -> None:
+    assert state.volume is not None
+    state.lungs = segment_lungs(state.volume.image)
+    for warning in state.lungs.warnings:
+        logger.warning(warning)
+    state.warnings.extend(state.lungs.warnings)
+
+
+def _emphysema(state: RunState) -> None:
+    assert state.volume is not None and state.lungs is not None
+    measured = measure_densitometry(state.volume.image, state.lungs.labels).to_dict()
+    state.emphysema = Emphysema(densitometry={
+        region: Densitometry(laa_950_percent=values["laa_950_percent"], laa_910_percent=values["laa_910_percent"],
+                             laa_856_percent=values["laa_856_percent"], perc15_hu=values["perc15_hu"])
+        for region, values in measured.items() if values is not None})
+
+
+Stage = Callable[[RunState], None]
+
+
+def plan_stages(tasks: tuple[str, ...]) -> list[tuple[str, Stage]]:
+    """The stages for the requested tasks, in order (reading and the lung mask always run)."""
+    stages: list[tuple[str, Stage]] = [("read", _read), ("lungs", _lungs)]
+    if "emphysema" in tasks:
+        stages.append(("emphysema", _emphysema))
+    return stages
+
+
+def _findings(state: RunState, timings: dict[str, float], started: str) -> Findings:
+    assert state.volume is not None and state.lungs is not None
+    mask = state.lungs
+    lungs = {"right": LungVolume(volume_ml=mask.right_volume_ml), "left": LungVolume(volume_ml=mask.left_volume_ml),
+             "total": LungVolume(volume_ml=mask.right_volume_ml + mask.left_volume_ml)}
+    run = RunInfo(lungai_version=__version__, tasks=[name for name in timings if name not in ("read", "write")],
+                  device=state.device, started_utc=started, finished_utc=utc_timestamp(), timings_s=timings)
+    return Findings(input=InputInfo.from_volume(state.volume), lungs=lungs, emphysema=state.emphysema,
+                    warnings=state.warnings, run=run)
+
+
+def output_name(volume: CTVolume) -> str:
+    """File stem for the outputs: the scan's file or folder name without extensions."""
+    name = Path(volume.source).name
+    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mhd", ".mha", ".zip", ".dcm"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)] or "scan"
+    return name or "scan"
+
+
+def _write(state: RunState, findings: Findings) -> None:
+    assert state.volume is not None and state.lungs is not None
+    name = output_name(state.volume)
+    label_image = to_original_orientation(state.lungs.labels, state.volume)
+    write_segmentation_files(label_image, labels.STRUCTURES, state.staging, name)
+    write_nodules_csv(findings.nodules, state.staging / "nodules.csv")
+
+
+@contextmanager
+def _run_log(path: Path):
+    """Copy everything LungAI logs during the run into ``run.log``."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setLevel(logging.DEBUG)
+    package_logger = logging.getLogger("lungai")
+    previous_level = package_logger.level
+    package_logger.addHandler(handler)
+    if package_logger.getEffectiveLevel() > logging.INFO:
+        package_logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        package_logger.removeHandler(handler)
+        package_logger.setLevel(previous_level)
+        handler.close()
+
+
+def _refuse_output_holding_input(config: RunConfig) -> None:
+    """An output folder that is, or contains, the input would destroy it on --overwrite."""
+    scan, output = Path(config.input).absolute(), Path(config.output).absolute()
+    if scan == output or output in scan.parents:
+        raise OutputExistsError(f"output folder {output} contains the input scan",
+                                "choose an output folder outside the input with -o")
+
+
+def run_pipeline(config: RunConfig, on_event: ProgressCallback = ignore_progress) -> RunResult:
+    """Analyse one scan and write its outputs.
+
+    Args:
+        config: what to run and where to write.
+        on_event: receives a :class:`ProgressEvent` as each stage starts and finishes.
+
+    Returns:
+        The findings and the output folder.
+
+    Raises:
+        LungAIError: for every problem a user can cause (see :mod:`lungai.errors`); nothing
+            is left in the output location then.
+    """
+    start = time.perf_counter()
+    started = utc_timestamp()
+    check_output_target(config.output, config.overwrite)
+    _refuse_output_holding_input(config)
+    device = resolve_device(config.device)
+    stages = plan_stages(config.tasks)
+    total = len(stages) + 1
+    on_event(ProgressEvent(event="start", total=total, message=f"lungai {__version__} on {config.input}",
+                           data={"input": str(config.input), "output": str(config.output)}))
+
+    def emit(index: int, stage: str, status: str) -> None:
+        done = index if status == "finished" else index - 1
+        on_event(ProgressEvent(event="stage", stage=stage, status=status, index=index, total=total,
+                               fraction=done / total, elapsed_s=time.perf_counter() - start))
+
+    timings: dict[str, float] = {}
+    with staged_output(config.output, config.overwrite) as staging, _run_log(staging / "run.log"):
+        logger.info("lungai %s: %s -> %s (tasks %s, device %s)", __version__, config.input, config.output,
+                    ",".join(config.tasks), device)
+        state = RunState(config=config, device=device, staging=staging)
+        for index, (name, stage) in enumerate(stages, start=1):
+            emit(index, name, "started")
+            t0 = time.perf_counter()
+            stage(state)
+            timings[name] = round(time.perf_counter() - t0, 3)
+            logger.info("stage %s finished in %.2f s", name, timings[name])
+            emit(index, name, "finished")
+        emit(total, "write", "started")
+        t0 = time.perf_counter()
+        findings = _findings(state, timings, started)
+        _write(state, findings)
+        timings["write"] = round(time.perf_counter() - t0, 3)
+        findings.run.timings_s = timings
+        write_findings_json(findings, staging / "findings.json")
+        emit(total, "write", "finished")
+    on_event(ProgressEvent(event="done", index=total, total=total, fraction=1.0,
+                           elapsed_s=time.perf_counter() - start, data={"output": str(config.output)}))
+    return RunResult(findings=findings, output=config.output)
