@@ -58,7 +58,7 @@ def _device_callback(_ctx: click.Context, _param: click.Parameter, value: str) -
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]},
-             epilog=f"Exit codes:\n\n{_EXIT_CODE_HELP}")
+             epilog=f"\b\nExit codes:\n{_EXIT_CODE_HELP}")
 @click.version_option(__version__, "--version", prog_name="lungai")
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")

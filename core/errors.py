@@ -86,7 +86,7 @@ class WeightsError(LungAIError):
 
 EXIT_CODES: dict[int, str] = {
     0: "success",
-    1: "unexpected internal error (details in run.log)",
+    1: "unexpected internal error (LUNGAI_DEBUG=1 shows the traceback; please report it)",
     2: "invalid command-line usage",
     InputNotFoundError.exit_code: "input path does not exist or is not a file/folder",
     UnreadableInputError.exit_code: "input cannot be read as an image (corrupt, unknown format, empty DICOM folder)",

@@ -7,7 +7,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from conftest import REPO_ROOT
+from shared_data import REPO_ROOT
 
 
 def _pyproject() -> dict:

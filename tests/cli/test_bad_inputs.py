@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import require
+from shared_data import require
 from lungai.cli.main import main
 from lungai.errors import (
     InputNotFoundError,
@@ -32,10 +32,13 @@ from synthetic_scans import box_phantom, write_dicom_series, write_image
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     """Run ``lungai`` in-process; return exit code, stdout and stderr."""
-    with pytest.raises(SystemExit) as info:
+    try:
         main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
     out, err = capsys.readouterr()
-    return int(info.value.code or 0), out, err
+    return code, out, err
 
 
 def assert_rejected(scan: Path, out: Path, capsys, code: int, pattern: str, extra: list[str] | None = None) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import require
+from shared_data import require
 from lungai.errors import NotCTError, UnreadableInputError
 from lungai.io.reader import ReadOptions, read_scan, to_original_orientation
 from synthetic_scans import box_phantom, write_dicom_series, write_image

@@ -1,0 +1,147 @@
+"""The command line end to end on the synthetic phantom: outputs, progress, help, info."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import SimpleITK as sitk
+
+from shared_data import REPO_ROOT
+from lungai.cli.main import main
+from lungai.data.phantom import make_phantom
+from lungai.errors import EXIT_CODES
+from lungai.io.findings import load_findings
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run ``lungai`` in-process; return exit code, stdout and stderr."""
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def phantom_scan(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("phantom") / "chest.nii.gz"
+    sitk.WriteImage(make_phantom().image, str(path))
+    return path
+
+
+def test_run_writes_every_output(phantom_scan: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    code, stdout, _ = run_cli(["run", str(phantom_scan), "-o", str(out), "--device", "cpu", "--progress", "none"],
+                              capsys)
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["chest.seg.nrrd", "chest_labels.nii.gz", "findings.json",
+                                                    "nodules.csv", "run.log"]
+    findings = load_findings(out / "findings.json")
+    assert findings["run"]["tasks"] == ["lungs", "emphysema"]
+    assert set(findings["run"]["timings_s"]) == {"read", "lungs", "emphysema", "write"}
+    assert findings["nodules"] == []
+    assert 0.9e3 < findings["lungs"]["right"]["volume_ml"] < 1.6e3
+    assert "Right lung" in stdout and "LAA-950" in stdout
+    assert "stage lungs finished" in (out / "run.log").read_text()
+    assert not list(tmp_path.glob(".lungai-*"))
+
+
+def test_tasks_lungs_only_skips_emphysema(phantom_scan: Path, tmp_path: Path, capsys) -> None:
+    code, _, _ = run_cli(["run", str(phantom_scan), "-o", str(tmp_path / "o"), "--tasks", "lungs",
+                          "--device", "cpu", "--progress", "none"], capsys)
+    findings = load_findings(tmp_path / "o" / "findings.json")
+    assert code == 0 and findings["emphysema"] is None and findings["run"]["tasks"] == ["lungs"]
+
+
+def test_unavailable_task_is_refused(phantom_scan: Path, tmp_path: Path, capsys) -> None:
+    code, _, stderr = run_cli(["run", str(phantom_scan), "-o", str(tmp_path / "o"), "--tasks", "nodules"], capsys)
+    assert code == 2 and "not available in this version" in stderr
+
+
+def test_jsonl_progress_is_machine_readable(phantom_scan: Path, tmp_path: Path, capsys) -> None:
+    code, stdout, _ = run_cli(["run", str(phantom_scan), "-o", str(tmp_path / "o"), "--device", "cpu",
+                               "--progress", "jsonl"], capsys)
+    events = [json.loads(line) for line in stdout.splitlines()]
+    assert code == 0
+    assert events[0]["event"] == "start" and events[-1]["event"] == "done"
+    stages = [(e["stage"], e["status"]) for e in events if e["event"] == "stage"]
+    assert stages == [(s, st) for s in ("read", "lungs", "emphysema", "write") for st in ("started", "finished")]
+    fractions = [e["fraction"] for e in events]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert all(e["v"] == 1 for e in events)
+
+
+def test_jsonl_reports_errors_as_events(tmp_path: Path, capsys) -> None:
+    code, stdout, _ = run_cli(["run", str(tmp_path / "missing.nrrd"), "-o", str(tmp_path / "o"),
+                               "--device", "cpu", "--progress", "jsonl"], capsys)
+    last = json.loads(stdout.splitlines()[-1])
+    assert last["event"] == "error" and last["data"]["exit_code"] == code == 3
+    assert "does not exist" in last["message"]
+
+
+def test_overwrite_replaces_only_when_asked(phantom_scan: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "o"
+    args = ["run", str(phantom_scan), "-o", str(out), "--device", "cpu", "--progress", "none"]
+    assert run_cli(args, capsys)[0] == 0
+    (out / "marker.txt").write_text("old run")
+    assert run_cli(args, capsys)[0] == 8
+    assert (out / "marker.txt").exists()
+    assert run_cli([*args, "--overwrite"], capsys)[0] == 0
+    assert not (out / "marker.txt").exists()
+
+
+def test_output_inside_input_folder_is_refused(tmp_path: Path, capsys) -> None:
+    scan_dir = tmp_path / "scan"
+    scan_dir.mkdir()
+    code, _, stderr = run_cli(["run", str(scan_dir), "-o", str(tmp_path), "--overwrite", "--device", "cpu"], capsys)
+    assert code == 8 and "contains the input" in stderr
+    assert scan_dir.exists()
+
+
+def test_default_output_is_in_the_current_folder(phantom_scan: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, _ = run_cli(["run", str(phantom_scan), "--device", "cpu", "--progress", "none"], capsys)
+    assert code == 0 and (tmp_path / "chest_lungai" / "findings.json").exists()
+
+
+def test_demo_prints_findings_and_truth(tmp_path: Path, capsys) -> None:
+    code, stdout, _ = run_cli(["demo", "-o", str(tmp_path / "demo"), "--progress", "none"], capsys)
+    assert code == 0
+    assert "Phantom truth" in stdout and "Right lung" in stdout
+    assert (tmp_path / "demo" / "phantom_ct.nrrd").exists()
+    assert (tmp_path / "demo" / "phantom_ct_lungai" / "findings.json").exists()
+    code, _, stderr = run_cli(["demo", "-o", str(tmp_path / "demo"), "--progress", "none"], capsys)
+    assert code == 8 and "--overwrite" in stderr
+
+
+def test_info_lists_devices_and_models(capsys) -> None:
+    code, stdout, _ = run_cli(["info", "--models"], capsys)
+    assert code == 0
+    assert "default device: cpu" in stdout or "default device: cuda" in stdout
+    assert re.search(r"convlstm_scanner\s+\d{3},\d{3} parameters", stdout)
+
+
+def test_help_texts_cover_every_command(capsys) -> None:
+    for command in ("run", "info", "demo"):
+        code, stdout, _ = run_cli([command, "--help"], capsys)
+        assert code == 0 and len(stdout.splitlines()) > 5
+    code, stdout, _ = run_cli(["--help"], capsys)
+    assert "Exit codes" in stdout and "130" in stdout
+
+
+def test_exit_code_doc_matches_the_code() -> None:
+    doc = (REPO_ROOT / "docs" / "exit-codes.md").read_text()
+    rows = dict(re.findall(r"^\| (\d+) \| (.+?) \|$", doc, flags=re.M))
+    assert {int(k): v for k, v in rows.items()} == EXIT_CODES
+
+
+def test_python_m_entry_point(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "lungai.cli", "run", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "--progress" in result.stdout
