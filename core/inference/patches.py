@@ -1,0 +1,189 @@
+"""Patch-wise prediction: overlapping windows averaged, and the tumour paper's post-processing.
+
+:func:`sliding_window_predict` runs any patch predictor over a volume larger (or smaller)
+than its patch and averages the overlapping outputs. :func:`predict_tumour_mask` is the
+Recurrent 3D-DenseUNet paper's whole-scan procedure on top of it: 8x256x256 patches,
+probabilities averaged, threshold 0.7, in-plane dilation with a 7x7 disk.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+from torch import Tensor, nn
+
+from lungai.models.blocks import spatial_crop
+
+
+@dataclass
+class SlidingWindowConfig:
+    """How a volume is cut into patches.
+
+    Attributes:
+        patch_size: ``(D, H, W)`` of a patch.
+        overlap: fraction of a patch shared with its neighbour along each axis, in [0, 1).
+        batch_size: patches per predictor call.
+        pad_value: value used to pad a volume smaller than a patch.
+    """
+
+    patch_size: tuple[int, int, int]
+    overlap: float = 0.5
+    batch_size: int = 1
+    pad_value: float = 0.0
+
+
+def window_starts(size: int, patch: int, overlap: float) -> list[int]:
+    """Start indices of the windows along one axis; the last window ends at the edge.
+
+    Args:
+        size: length of the axis (already padded to at least ``patch``).
+        patch: window length.
+        overlap: fraction of a window shared with the next, in [0, 1).
+
+    Returns:
+        Sorted, distinct start indices covering ``[0, size)``.
+
+    Raises:
+        ValueError: if ``overlap`` is outside [0, 1) or ``patch`` is larger than ``size``.
+    """
+    if not 0 <= overlap < 1:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    if patch > size:
+        raise ValueError(f"patch {patch} is larger than the axis {size}")
+    stride = max(1, int(round(patch * (1 - overlap))))
+    starts = list(range(0, size - patch + 1, stride))
+    if starts[-1] != size - patch:
+        starts.append(size - patch)
+    return starts
+
+
+def sliding_window_predict(
+    volume: Tensor, predict: Callable[[Tensor], Tensor], config: SlidingWindowConfig
+) -> Tensor:
+    """Predict a volume patch by patch and average where patches overlap.
+
+    Args:
+        volume: ``(N, C, D, H, W)``; axes smaller than the patch are padded at the end with
+            ``config.pad_value`` and the padding is cut off the result.
+        predict: maps ``(B, C, *patch_size)`` to ``(B, K, *patch_size)`` (e.g. probabilities).
+        config: patch size, overlap, batch size.
+
+    Returns:
+        ``(N, K, D, H, W)`` averaged predictions, float32, on ``volume``'s device.
+
+    Raises:
+        ValueError: if ``volume`` is not 5D or the predictor returns another spatial size.
+    """
+    if volume.ndim != 5:
+        raise ValueError(f"volume must be (N, C, D, H, W), got shape {tuple(volume.shape)}")
+    size = tuple(volume.shape[2:])
+    pads: list[int] = []
+    for axis_size, patch in zip(reversed(size), reversed(config.patch_size), strict=True):
+        pads += [0, max(0, patch - axis_size)]
+    padded = F.pad(volume, pads, value=config.pad_value) if any(pads) else volume
+    padded_size = padded.shape[2:]
+    corners = list(itertools.product(*(
+        window_starts(s, p, config.overlap) for s, p in zip(padded_size, config.patch_size, strict=True)
+    )))
+    n = volume.shape[0]
+    total: Tensor | None = None
+    counts = torch.zeros((1, 1, *padded_size), device=volume.device)
+    for first in range(0, len(corners), config.batch_size):
+        batch_corners = corners[first : first + config.batch_size]
+        patches = torch.cat([spatial_crop(padded, config.patch_size, corner) for corner in batch_corners])
+        output = predict(patches).float()
+        if tuple(output.shape[2:]) != tuple(config.patch_size):
+            raise ValueError(f"predictor returned spatial size {tuple(output.shape[2:])}, expected {config.patch_size}")
+        if total is None:
+            total = torch.zeros((n, output.shape[1], *padded_size), device=volume.device)
+        for index, corner in enumerate(batch_corners):
+            spatial_crop(total, config.patch_size, corner).add_(output[index * n : (index + 1) * n])
+            spatial_crop(counts, config.patch_size, corner).add_(1)
+    assert total is not None  # at least one window always exists
+    return spatial_crop(total / counts, size)
+
+
+def disk(diameter: int) -> np.ndarray:
+    """A filled 2D disk (the paper's 7x7 disk is ``disk(7)``: 29 pixels within radius 3).
+
+    Args:
+        diameter: odd side of the square that holds the disk.
+
+    Returns:
+        ``(diameter, diameter)`` boolean array.
+
+    Raises:
+        ValueError: if ``diameter`` is not a positive odd number.
+    """
+    if diameter < 1 or diameter % 2 == 0:
+        raise ValueError(f"disk diameter must be a positive odd number, got {diameter}")
+    radius = diameter // 2
+    y, x = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    return x**2 + y**2 <= radius**2
+
+
+def threshold_and_dilate(probability: np.ndarray, threshold: float = 0.7, disk_diameter: int = 7) -> np.ndarray:
+    """Binarise a probability map and dilate every slice in-plane with a disk.
+
+    Args:
+        probability: ``(D, H, W)`` probabilities.
+        threshold: voxels with probability >= threshold are foreground.
+        disk_diameter: diameter of the in-plane structuring element; 1 disables dilation.
+
+    Returns:
+        ``(D, H, W)`` boolean mask.
+    """
+    mask = np.asarray(probability) >= threshold
+    structure = disk(disk_diameter)[None]
+    return ndimage.binary_dilation(mask, structure=structure)
+
+
+@dataclass
+class TumourPredictionConfig:
+    """The tumour paper's whole-scan prediction procedure.
+
+    Attributes:
+        patch_size: ``(D, H, W)`` patch the model was trained on.
+        overlap: fraction of a patch shared with its neighbours.
+        threshold: probability above which a voxel is tumour.
+        disk_diameter: in-plane dilation disk (7: a 7x7 disk).
+        batch_size: patches per model call.
+    """
+
+    patch_size: tuple[int, int, int] = (8, 256, 256)
+    overlap: float = 0.5
+    threshold: float = 0.7
+    disk_diameter: int = 7
+    batch_size: int = 1
+
+
+def predict_tumour_mask(model: nn.Module, volume: Tensor, config: TumourPredictionConfig | None = None) -> np.ndarray:
+    """Segment tumours in a whole volume with a patch model such as ``r3d_denseunet``.
+
+    Overlapping patches' sigmoid probabilities are averaged, thresholded and dilated
+    in-plane with a disk, as in the Recurrent 3D-DenseUNet paper.
+
+    Args:
+        model: maps ``(B, 1, *patch_size)`` to logits of the same size; used in eval mode on
+            its own device.
+        volume: ``(D, H, W)`` HU-normalised volume.
+        config: the procedure's settings; ``None`` uses the paper's.
+
+    Returns:
+        ``(D, H, W)`` boolean tumour mask.
+    """
+    config = config or TumourPredictionConfig()
+    device = next(model.parameters()).device
+    window = SlidingWindowConfig(config.patch_size, config.overlap, config.batch_size)
+    model.eval()
+    with torch.inference_mode():
+        probability = sliding_window_predict(
+            volume.to(device)[None, None].float(), lambda patch: torch.sigmoid(model(patch)), window
+        )
+    return threshold_and_dilate(probability[0, 0].cpu().numpy(), config.threshold, config.disk_diameter)
