@@ -15,6 +15,9 @@ import click
 
 from lungai import __version__
 from lungai.cli.progress import make_reporter
+from lungai.cli.evaluate import evaluate
+from lungai.cli.train import train
+from lungai.cli.weights import weights
 from lungai.errors import EXIT_CODES, LungAIError
 from lungai.inference.device import DEVICE_PATTERN
 from lungai.pipeline.config import ALL_TASKS, AVAILABLE_TASKS, RunConfig, parse_tasks
@@ -131,9 +134,10 @@ def info(show_models: bool) -> None:
     if show_models:
         from lungai.models.registry import describe_models
 
-        click.echo("Model registry:")
+        click.echo("Model registry (trainable parameters; Keras convention counts BN statistics too):")
         for row in describe_models():
-            click.echo(f"  {row['name']:<18} {row['parameters']:>12,} parameters  {row.get('task', '')}")
+            click.echo(f"  {row['name']:<18} {row['parameters']:>12,} trainable {row['parameters_keras']:>12,} Keras"
+                       f"  {row.get('task', '')}")
 
 
 @cli.command()
@@ -155,6 +159,11 @@ def demo(output: Path, overwrite: bool, progress: str) -> None:
     click.echo(summarize(result.findings))
     click.echo(truth)
     click.echo(f"Phantom scan and outputs in {output}")
+
+
+cli.add_command(weights)
+cli.add_command(train)
+cli.add_command(evaluate)
 
 
 def main(argv: list[str] | None = None) -> None:

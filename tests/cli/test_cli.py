@@ -125,7 +125,7 @@ def test_info_lists_devices_and_models(capsys) -> None:
     code, stdout, _ = run_cli(["info", "--models"], capsys)
     assert code == 0
     assert "default device: cpu" in stdout or "default device: cuda" in stdout
-    assert re.search(r"convlstm_scanner\s+\d{3},\d{3} parameters", stdout)
+    assert re.search(r"convlstm_nodule\s+182,075 trainable\s+182,093 Keras", stdout)
 
 
 def test_help_texts_cover_every_command(capsys) -> None:
