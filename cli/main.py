@@ -124,13 +124,16 @@ def info(show_models: bool) -> None:
     for name in devices.get("cuda_devices", []):  # type: ignore[union-attr]
         click.echo(f"  GPU: {name}")
     click.echo(f"Tasks available: {', '.join(AVAILABLE_TASKS)}")
-    from lungai.weights.manifest import load_manifest
+    from lungai.weights.manifest import read_manifest
+    from lungai.weights.resolver import check
 
-    models = load_manifest().get("models", [])
-    click.echo(f"Weights in manifest: {len(models)}" + ("" if models else " (none shipped yet; "
+    manifest = read_manifest()
+    click.echo(f"Weights in manifest: {len(manifest.models)}" + ("" if manifest.models else " (none shipped yet; "
                "the lungs and emphysema densitometry stages need none)"))
-    for entry in models:
-        click.echo(f"  {entry['name']}: {entry.get('file', '?')}")
+    for name in manifest.models:
+        status = check(name, manifest)
+        where = status.source.value if status.source is not None else "not installed"
+        click.echo(f"  {name}: {where}" + (f" ({status.problem})" if status.problem else ""))
     if show_models:
         from lungai.models.registry import describe_models
 

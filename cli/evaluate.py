@@ -1,0 +1,7 @@
+"""placeholder"""
+import click
+
+
+@click.command("evaluate")
+def evaluate() -> None:
+    """Evaluate."""

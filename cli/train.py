@@ -1,0 +1,73 @@
+"""``lungai train TASK --model NAME --data DIR``: train a nodule model with its paper's recipe."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import click
+
+from lungai.training.config import TASKS
+
+
+class _EpochBar:
+    """One progress line per epoch on stderr: steps, running loss, last validation metric."""
+
+    width = 24
+
+    def __init__(self, metric: str) -> None:
+        self.metric = metric
+
+    def __call__(self, event: object) -> None:
+        step, steps = event.step, event.steps  # type: ignore[attr-defined]
+        filled = int(self.width * step / steps)
+        val = event.val_metric  # type: ignore[attr-defined]
+        line = (f"epoch {event.epoch + 1}/{event.epochs} [{'#' * filled}{'-' * (self.width - filled)}] "  # type: ignore[attr-defined]
+                f"{step}/{steps} loss {event.loss:.4f} {self.metric} "  # type: ignore[attr-defined]
+                f"{'-' if math.isnan(val) else f'{val:.4f}'}")
+        done = event.kind == "epoch"  # type: ignore[attr-defined]
+        if sys.stderr.isatty():
+            click.echo(f"\r{line:<90}", err=True, nl=done)
+        elif done:
+            click.echo(line, err=True)
+
+
+@click.command("train")
+@click.argument("task", type=click.Choice(TASKS))
+@click.option("--model", "model", required=True, help="Model name (malignancy: nodule_cnn2d, resnet50_3d; "
+              "nodule-seg: resunet3d, convlstm_nodule, r3d_denseunet).")
+@click.option("--data", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True,
+              help="Folder laid out like lidc_vois/ (image/, mask/, nodules.csv).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Run folder (default: runs/TASK/MODEL). An existing run there is resumed.")
+@click.option("--epochs", type=int, default=None, help="Epoch budget (default: the recipe's).")
+@click.option("--batch-size", type=int, default=None, help="Batch size (default: the recipe's).")
+@click.option("--lr", type=float, default=None, help="Learning rate (default: the recipe's).")
+@click.option("--patience", type=int, default=None, help="Early-stopping patience in epochs (0: never).")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda[:N], mps or auto.")
+@click.option("--threads", type=int, default=2, show_default=True, help="CPU threads for torch.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--max-cases", type=int, default=None, help="Use only the first N cases per split (smoke runs).")
+@click.option("--no-augment", is_flag=True, help="Train without augmentation.")
+@click.option("--restart", is_flag=True, help="Ignore a saved state in --out and start from scratch.")
+def train(task: str, model: str, data: Path, out: Path | None, epochs: int | None, batch_size: int | None,
+          lr: float | None, patience: int | None, device: str, threads: int, seed: int, max_cases: int | None,
+          no_augment: bool, restart: bool) -> None:
+    """Train MODEL for TASK (malignancy or nodule-seg) on the committed patient split.
+
+    The best epoch by the validation metric is saved in --out as config.json +
+    model.safetensors + metrics.json, with train.log; last/ holds the resumable state.
+    """
+    from lungai.training.recipes import make_config
+    from lungai.training.trainer import metric_name, train as run_training
+
+    try:
+        config = make_config(task, model, data, out or Path("runs") / task / model, epochs=epochs,
+                             batch_size=batch_size, lr=lr, patience=patience, device=device, num_threads=threads,
+                             seed=seed, max_cases=max_cases, augment=not no_augment)
+    except (KeyError, ValueError) as exc:
+        raise click.BadParameter(str(exc.args[0]) if exc.args else str(exc)) from None
+    result = run_training(config, on_event=_EpochBar(metric_name(task)), resume=not restart)
+    click.echo(f"best {metric_name(task)} {result.best_metric:.4f} at epoch {result.best_epoch + 1} "
+               f"of {result.epochs_run}{' (stopped early)' if result.stopped_early else ''}; saved in {result.out}")
