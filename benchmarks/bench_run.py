@@ -41,7 +41,7 @@ def run_once(scan: Path, device: str) -> dict[str, float]:
                    "import resource, sys; from lungai.cli.main import main\n"
                    "try:\n    main(sys.argv[1:])\nfinally:\n"
                    "    print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)",
-                   "run", str(scan), "-o", str(out), "--device", device, "--progress", "none", "-q"]
+                   "-q", "run", str(scan), "-o", str(out), "--device", device, "--progress", "none"]
         start = time.perf_counter()
         result = subprocess.run(command, capture_output=True, text=True)
         total = time.perf_counter() - start
@@ -63,7 +63,9 @@ def machine_description() -> str:
     except OSError:
         pass
     memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{cpu}, {os.cpu_count()} cores, {memory_gb:.0f} GB RAM, Python {platform.python_version()}"
+    load = os.getloadavg()[0]
+    return (f"{cpu}, {os.cpu_count()} cores, {memory_gb:.0f} GB RAM, Python {platform.python_version()}; "
+            f"1-minute load average {load:.1f} at the end (other work on the machine inflates times)")
 
 
 def markdown_table(results: dict[str, list[dict[str, float]]], repeats: int) -> str:
@@ -106,7 +108,7 @@ def main() -> None:
             logger.info("%s run %d: %.1f s, %.0f MB", name, repeat + 1, results[name][-1]["total (process)"],
                         results[name][-1]["peak_mb"])
     table = markdown_table(results, args.repeats)
-    print(table)
+    sys.stdout.write(table)
     if args.markdown:
         args.markdown.write_text(table)
 
