@@ -17,7 +17,7 @@ import pytest
 import SimpleITK as sitk
 
 from shared_data import require
-from lungai.cli.main import main
+from cli_runner import run_cli
 from lungai.errors import (
     InputNotFoundError,
     NoLungsFoundError,
@@ -28,17 +28,6 @@ from lungai.errors import (
     UnreadableInputError,
 )
 from synthetic_scans import box_phantom, write_dicom_series, write_image
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run ``lungai`` in-process; return exit code, stdout and stderr."""
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_rejected(scan: Path, out: Path, capsys, code: int, pattern: str, extra: list[str] | None = None) -> None:

@@ -12,21 +12,10 @@ import pytest
 import SimpleITK as sitk
 
 from shared_data import REPO_ROOT
-from lungai.cli.main import main
+from cli_runner import run_cli
 from lungai.data.phantom import make_phantom
 from lungai.errors import EXIT_CODES
 from lungai.io.findings import load_findings
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run ``lungai`` in-process; return exit code, stdout and stderr."""
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

@@ -7,20 +7,9 @@ from pathlib import Path
 import pytest
 from weights_helpers import NAME, flip_last_byte
 
-from lungai.cli.main import main
+from cli_runner import run_cli
 from lungai.weights.manifest import Manifest
 from lungai.weights.resolver import weights_dir
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run ``lungai`` in-process; return exit code, stdout and stderr."""
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
