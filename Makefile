@@ -13,7 +13,7 @@ DEMO_OUT ?= demo_output
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) --upgrade pip
-	$(PIP_INSTALL) -e ".[test]"
+	$(PIP_INSTALL) -e ".[test,slicer-test]"
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -1,1 +1,17 @@
-"""The 3D Slicer side of LungAI that needs no Qt: process runner, progress parsing, MRML loading."""
+"""The 3D Slicer side of LungAI that needs no Qt: process runner, progress parsing, MRML loading.
+
+The scripted module in ``LungAI/`` is a thin Qt layer over these modules:
+
+- :mod:`lungai.slicer.command`: the ``python -m lungai.cli run ... --progress jsonl`` command line.
+- :mod:`lungai.slicer.run_folder`: where one run's exported scan and outputs live.
+- :mod:`lungai.slicer.progress`: parsing the JSON progress lines.
+- :mod:`lungai.slicer.process`: a child process in its own process group, read without blocking.
+- :mod:`lungai.slicer.runner`: the run protocol (start, poll, cancel, one-line outcome).
+- :mod:`lungai.slicer.job`: one analysis: the run, then loading its outputs or cleaning up.
+- :mod:`lungai.slicer.results`: the output files and the rows shown for nodules and emphysema.
+- :mod:`lungai.slicer.mrml`: loading a run's outputs into an MRML scene passed in.
+- :mod:`lungai.slicer.report`: copying the report files where the user chooses.
+
+Nothing here imports Qt, torch or Slicer's application; :mod:`lungai.slicer.mrml` needs VTK
+and works with the MRML classes of 3D Slicer or of the ``slicer-core`` package.
+"""

@@ -1,0 +1,400 @@
+"""LungAI in 3D Slicer: a thin Qt layer over ``lungai.slicer``.
+
+The analysis runs as ``python -m lungai.cli run ... --progress jsonl`` in a background
+process (this module never imports torch); a timer reads its progress, and the results are
+loaded into the scene as a segmentation, a nodule table, nodule points and an emphysema
+table. The run protocol, the progress parser and the loader live in ``lungai.slicer``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import qt
+import slicer
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+from LungAILib import dependencies
+
+
+class LungAI(ScriptedLoadableModule):
+    """Module description shown by Slicer."""
+
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "LungAI"
+        self.parent.categories = ["Segmentation"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["LungAI developers"]
+        self.parent.helpText = (
+            "Segments and measures the lungs, lung nodules, tumours and emphysema in a chest CT. "
+            "Choose the CT and the tasks, then Apply; the results appear as a segmentation, a nodule "
+            "table with points, and lung and emphysema figures. Research software: not for clinical "
+            "use without local validation."
+        )
+        self.parent.acknowledgementText = (
+            "Built on the lungai Python package. Tested with data from LIDC-IDRI "
+            "(The Cancer Imaging Archive, doi:10.7937/K9/TCIA.2015.LO9QL9SX)."
+        )
+
+
+class LungAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The module panel: inputs, Apply and Cancel, progress, results."""
+
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/LungAI.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = LungAILogic()
+        self.results = None
+        self.taskCheckBoxes = {
+            "lungs": self.ui.lungsCheckBox,
+            "nodules": self.ui.nodulesCheckBox,
+            "malignancy": self.ui.malignancyCheckBox,
+            "tumour": self.ui.tumourCheckBox,
+            "emphysema": self.ui.emphysemaCheckBox,
+        }
+        self.ui.inputVolumeSelector.currentNodeChanged.connect(self.updateButtons)
+        self.ui.applyButton.clicked.connect(self.onApply)
+        self.ui.cancelButton.clicked.connect(self.onCancel)
+        self.ui.saveReportButton.clicked.connect(self.onSaveReport)
+        self.ui.noduleTableView.clicked.connect(self.onNoduleClicked)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.updateTaskAvailability()
+        self.updateButtons()
+
+    def cleanup(self):
+        """Called when the application closes: end a running analysis."""
+        self.removeObservers()
+        self.logic.cancel(immediately=True)
+
+    def onSceneEndClose(self, caller, event):
+        """The scene was closed: the results' nodes are gone."""
+        self.results = None
+        self.ui.summaryLabel.text = "No results yet."
+        self.ui.saveReportButton.enabled = False
+        self.ui.resultsCollapsibleButton.collapsed = True
+
+    def updateTaskAvailability(self):
+        """Disable the tasks this lungai version cannot run (known once lungai is installed)."""
+        for task, available in self.logic.taskAvailability().items():
+            checkBox = self.taskCheckBoxes[task]
+            if task != "lungs" and not available:
+                checkBox.checked = False
+                checkBox.enabled = False
+                checkBox.toolTip = "Not available in this LungAI version yet."
+
+    def updateButtons(self, *_):
+        running = self.logic.isRunning()
+        self.ui.applyButton.enabled = not running and self.ui.inputVolumeSelector.currentNode() is not None
+        self.ui.cancelButton.enabled = running
+        self.ui.inputsCollapsibleButton.enabled = not running
+        self.ui.outputsCollapsibleButton.enabled = not running
+
+    def onApply(self):
+        ready = False
+        with slicer.util.tryWithErrorDisplay("LungAI could not be set up.", waitCursor=True):
+            ready = self.logic.setupDependencies(askConfirmation=True)
+        if not ready:
+            return
+        self.updateTaskAvailability()
+        checked = [task for task, checkBox in self.taskCheckBoxes.items() if checkBox.checked]
+        self.ui.progressBar.value = 0
+        self.ui.progressBar.format = "%p%"
+        self.ui.statusLabel.text = "Starting LungAI..."
+        with slicer.util.tryWithErrorDisplay("LungAI could not start.", waitCursor=True):
+            self.logic.start(
+                self.ui.inputVolumeSelector.currentNode(), checked, self.ui.deviceComboBox.currentText,
+                operatingPoint=self.ui.operatingPointSliderWidget.value,
+                segmentationNode=self.ui.outputSegmentationSelector.currentNode(),
+                onProgress=self.onProgress, onFinished=self.onFinished)
+        if not self.logic.isRunning():
+            self.ui.statusLabel.text = ""
+        self.updateButtons()
+
+    def onCancel(self):
+        self.ui.statusLabel.text = "Cancelling..."
+        self.logic.cancel()
+
+    def onProgress(self, update):
+        self.ui.progressBar.value = int(round(100 * update.fraction))
+        self.ui.progressBar.format = f"%p%  {update.label}"
+        self.ui.statusLabel.text = update.label
+
+    def onFinished(self, outcome, results):
+        self.updateButtons()
+        if results is not None:
+            self.showResults(results)
+            self.ui.statusLabel.text = "Done."
+        elif outcome.status.value == "cancelled":
+            self.ui.progressBar.value = 0
+            self.ui.progressBar.format = "%p%"
+            self.ui.statusLabel.text = "Cancelled; the scene is unchanged."
+        else:
+            self.ui.statusLabel.text = f"Failed: {outcome.message}"
+            slicer.util.errorDisplay(f"LungAI failed: {outcome.message}")
+
+    def showResults(self, results):
+        self.results = results
+        self.ui.summaryLabel.text = results.summary
+        self.ui.noduleTableView.setMRMLTableNode(results.nodule_table)
+        hasEmphysema = results.emphysema_table is not None
+        self.ui.emphysemaTableView.setMRMLTableNode(results.emphysema_table)
+        self.ui.emphysemaTableView.visible = hasEmphysema
+        self.ui.emphysemaTableLabel.visible = hasEmphysema
+        self.ui.saveReportButton.enabled = True
+        self.ui.resultsCollapsibleButton.collapsed = False
+        slicer.util.setSliceViewerLayers(background=self.ui.inputVolumeSelector.currentNode(), fit=True)
+
+    def onNoduleClicked(self, index):
+        """Centre the slice views on the nodule of the clicked row (column 0 holds its id)."""
+        if self.results is None:
+            return
+        pointIndex = self.results.point_index.get(int(index.sibling(index.row(), 0).data()))
+        if pointIndex is not None:
+            slicer.modules.markups.logic().JumpSlicesToNthPointInMarkup(
+                self.results.nodule_points.GetID(), pointIndex, True)
+
+    def onSaveReport(self):
+        if self.results is None:
+            return
+        folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), "Save the LungAI report to")
+        if not folder:
+            return
+        with slicer.util.tryWithErrorDisplay("The report could not be saved."):
+            copies = self.logic.saveReport(self.results, folder)
+            slicer.util.infoDisplay("Saved:\n" + "\n".join(str(path) for path in copies))
+
+
+def pythonExecutable():
+    """The Python that runs the command line: Slicer's ``PythonSlicer``."""
+    return shutil.which("PythonSlicer") or sys.executable
+
+
+def installTorch(requirement):
+    """Install torch through the PyTorch extension (a CUDA build when there is an NVIDIA GPU)."""
+    try:
+        import PyTorchUtils
+    except ImportError as error:
+        raise RuntimeError("the PyTorch extension is missing; install it with the Extensions Manager, "
+                           "restart 3D Slicer and try again") from error
+    torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=requirement)
+    if torch is None:
+        raise RuntimeError("PyTorch was not installed")
+
+
+class LungAILogic(ScriptedLoadableModuleLogic):
+    """Runs LungAI on a volume in a background process and loads the results into the scene.
+
+    Args:
+        launcher: starts the command line; default ``lungai.slicer.process.BackgroundProcess``.
+    """
+
+    pollIntervalMs = 200
+
+    def __init__(self, launcher=None):
+        ScriptedLoadableModuleLogic.__init__(self)
+        self._launcher = launcher
+        self._job = None
+        self._onFinished = None
+        self._timer = qt.QTimer()
+        self._timer.setInterval(self.pollIntervalMs)
+        self._timer.timeout.connect(self._poll)
+
+    @property
+    def workFolder(self):
+        """Where runs keep their files: ``LungAI`` in Slicer's temporary folder."""
+        return Path(slicer.app.temporaryPath) / "LungAI"
+
+    def setupDependencies(self, askConfirmation=True):
+        """Install torch and lungai if needed, after confirmation.
+
+        Returns:
+            Whether LungAI can run now (False: declined, or Slicer must restart first).
+        """
+        plan = dependencies.plan_setup()
+        if not plan.needed:
+            return True
+        if askConfirmation and not slicer.util.confirmOkCancelDisplay(plan.describe(), windowTitle="LungAI set-up"):
+            return False
+        self.workFolder.mkdir(parents=True, exist_ok=True)
+        restart = dependencies.run_setup(plan, pip=slicer.util.pip_install, install_torch=installTorch,
+                                         constraints_folder=self.workFolder)
+        if restart:
+            if slicer.util.confirmYesNoDisplay("LungAI was updated. Restart 3D Slicer now to use it?"):
+                slicer.util.restart()
+            return False
+        return True
+
+    def taskAvailability(self):
+        """Task -> whether this lungai version runs it; empty until lungai is installed."""
+        try:
+            from lungai.slicer.command import task_availability
+        except ImportError:
+            return {}
+        return task_availability()
+
+    def isRunning(self):
+        return self._job is not None
+
+    def start(self, volumeNode, tasks, device, operatingPoint=0.5, segmentationNode=None,
+              onProgress=None, onFinished=None):
+        """Export the volume and start the command line on it; returns at once.
+
+        Args:
+            volumeNode: the CT volume to analyse.
+            tasks: names of the ticked tasks.
+            device: ``auto``, ``GPU`` or ``CPU``.
+            operatingPoint: lowest detection score of the nodules shown.
+            segmentationNode: segmentation to load into; None for a new one.
+            onProgress: called with each ``lungai.slicer.progress.ProgressUpdate``.
+            onFinished: called with the ``RunOutcome`` and the ``LoadedResults`` (None unless
+                the run succeeded and its outputs were loaded).
+        """
+        from lungai.slicer.command import RunRequest, build_run_command, device_argument, selected_tasks
+        from lungai.slicer.job import AnalysisJob
+        from lungai.slicer.mrml import load_results
+        from lungai.slicer.run_folder import RunFolder
+
+        if self.isRunning():
+            raise RuntimeError("LungAI is already running")
+        if volumeNode is None:
+            raise ValueError("choose an input volume")
+        folder = RunFolder.create(self.workFolder, volumeNode.GetName())
+        try:
+            request = RunRequest(scan=folder.scan, output=folder.output, tasks=selected_tasks(tasks),
+                                 device=device_argument(device))
+            command = build_run_command(pythonExecutable(), request)
+            slicer.util.exportNode(volumeNode, str(folder.scan), {"useCompression": 0})
+            if not folder.scan.is_file():
+                raise RuntimeError(f"{volumeNode.GetName()} could not be written to {folder.scan}")
+        except Exception:
+            folder.discard()
+            raise
+
+        def load(output):
+            return load_results(slicer.mrmlScene, output, volumeNode, segmentation_node=segmentationNode,
+                                min_detection_score=operatingPoint)
+
+        options = {"input_name": volumeNode.GetName()}
+        if self._launcher is not None:
+            options["launcher"] = self._launcher
+        if onProgress is not None:
+            options["on_progress"] = onProgress
+        self._job = AnalysisJob(folder, command, load, **options)
+        self._onFinished = onFinished
+        self._job.start()
+        self._timer.start()
+
+    def cancel(self, immediately=False):
+        """Stop the running analysis; the scene is left as it was.
+
+        Args:
+            immediately: kill the process tree now and forget the run (application exit);
+                otherwise the run ends through the usual callback, reported as cancelled.
+        """
+        if self._job is None:
+            return
+        self._job.cancel(immediately=immediately)
+        if immediately:
+            self._timer.stop()
+            self._job = None
+
+    def waitForRun(self, timeoutS=600):
+        """Process events until the running analysis has ended (for tests and scripts)."""
+        deadline = time.monotonic() + timeoutS
+        while self.isRunning():
+            if time.monotonic() > deadline:
+                self.cancel(immediately=True)
+                raise TimeoutError(f"LungAI did not finish within {timeoutS} s")
+            slicer.app.processEvents()
+            time.sleep(0.05)
+
+    def runAndWait(self, volumeNode, tasks, device="auto", timeoutS=600, **options):
+        """Run an analysis and wait for it; returns the outcome and the loaded results."""
+        finished = []
+        self.start(volumeNode, tasks, device, onFinished=lambda *ended: finished.append(ended), **options)
+        self.waitForRun(timeoutS)
+        return finished[0]
+
+    def saveReport(self, results, folder):
+        """Copy the report files of ``results`` into ``folder``; returns the copies."""
+        from lungai.slicer.report import save_report
+
+        return save_report(results.files, Path(folder))
+
+    def _poll(self):
+        ended = self._job.poll()
+        if ended is None:
+            return
+        self._timer.stop()
+        self._job = None
+        if self._onFinished is not None:
+            self._onFinished(*ended)
+
+
+class LungAITest(ScriptedLoadableModuleTest):
+    """Runs the logic on a small synthetic chest CT (needs network on first use, to install lungai)."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_LungAI_synthetic_volume()
+        self.setUp()
+        self.test_LungAI_cancel_leaves_scene()
+
+    def _phantomVolume(self):
+        import sitkUtils
+        from lungai.data.phantom import PhantomConfig, make_phantom
+
+        phantom = make_phantom(PhantomConfig(size=(96, 96, 50), spacing_mm=(3.0, 3.0, 5.0)))
+        return sitkUtils.PushVolumeToSlicer(phantom.image, name="LungAITestPhantom")
+
+    def _logic(self):
+        logic = LungAILogic()
+        self.assertTrue(logic.setupDependencies(askConfirmation=False), "LungAI's dependencies are not set up")
+        return logic
+
+    def test_LungAI_synthetic_volume(self):
+        self.delayDisplay("Running LungAI on a synthetic chest CT")
+        logic = self._logic()
+        outcome, results = logic.runAndWait(self._phantomVolume(), ["lungs", "emphysema"], "CPU", timeoutS=300)
+        self.assertTrue(outcome.succeeded, outcome.message)
+        segmentation = results.segmentation.GetSegmentation()
+        names = sorted(segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments()))
+        self.assertEqual(names, ["Left lung", "Right lung"])
+        self.assertEqual(results.nodule_table.GetNumberOfRows(), results.nodule_points.GetNumberOfControlPoints())
+        self.assertEqual(results.emphysema_table.GetNumberOfRows(), 3)
+        self.delayDisplay("Test passed")
+
+    def test_LungAI_cancel_leaves_scene(self):
+        self.delayDisplay("Cancelling a LungAI run")
+        logic = self._logic()
+        volume = self._phantomVolume()
+        nodesBefore = slicer.mrmlScene.GetNumberOfNodes()
+        finished = []
+        logic.start(volume, ["lungs"], "CPU", onFinished=lambda *ended: finished.append(ended))
+        logic.cancel()
+        logic.waitForRun(timeoutS=60)
+        outcome, results = finished[0]
+        self.assertEqual(outcome.status.value, "cancelled")
+        self.assertIsNone(results)
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodesBefore)
+        self.delayDisplay("Test passed")

@@ -1,0 +1,1 @@
+"""Helpers of the LungAI Slicer module that must work before ``lungai`` is installed."""

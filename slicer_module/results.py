@@ -1,0 +1,224 @@
+"""A run's output files, and the rows and summary the Slicer module shows for them.
+
+Everything here works on the files and on the plain dict of ``findings.json`` (see
+:mod:`lungai.io.findings`); turning the rows into MRML nodes is :mod:`lungai.slicer.mrml`'s job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lungai.io.findings import ESTIMATE_LABEL, REGIONS
+
+SEGMENTATION_SUFFIX = ".seg.nrrd"
+FINDINGS_FILE = "findings.json"
+REPORT_FILE = "report.html"
+NODULES_FILE = "nodules.csv"
+
+_REGION_TITLES = {"right": "Right lung", "left": "Left lung", "total": "Both lungs"}
+
+
+@dataclass(frozen=True)
+class OutputFiles:
+    """The files of one run's output folder.
+
+    Attributes:
+        folder: the output folder.
+        segmentation: the ``<name>.seg.nrrd``.
+        findings: ``findings.json``.
+        report: ``report.html``, if this version writes one.
+        nodules: ``nodules.csv``, if present.
+    """
+
+    folder: Path
+    segmentation: Path
+    findings: Path
+    report: Path | None = None
+    nodules: Path | None = None
+
+    @property
+    def stem(self) -> str:
+        """The outputs' name: the segmentation file name without ``.seg.nrrd``."""
+        return self.segmentation.name[: -len(SEGMENTATION_SUFFIX)]
+
+
+def find_output_files(folder: Path) -> OutputFiles:
+    """Find the files of a ``lungai run`` output folder.
+
+    Args:
+        folder: the output folder.
+
+    Returns:
+        Its files.
+
+    Raises:
+        FileNotFoundError: the folder lacks ``findings.json`` or exactly one ``.seg.nrrd``.
+    """
+    folder = Path(folder)
+    segmentations = sorted(folder.glob(f"*{SEGMENTATION_SUFFIX}"))
+    if len(segmentations) != 1:
+        raise FileNotFoundError(f"{folder} should hold one {SEGMENTATION_SUFFIX} file, "
+                                f"found {len(segmentations)}")
+    findings = folder / FINDINGS_FILE
+    if not findings.is_file():
+        raise FileNotFoundError(f"{folder} holds no {FINDINGS_FILE}")
+    report, nodules = folder / REPORT_FILE, folder / NODULES_FILE
+    return OutputFiles(folder=folder, segmentation=segmentations[0], findings=findings,
+                       report=report if report.is_file() else None,
+                       nodules=nodules if nodules.is_file() else None)
+
+
+@dataclass(frozen=True)
+class NoduleRow:
+    """One nodule as the nodule table shows it (``None``: not measured).
+
+    Attributes:
+        id: the nodule's id; its segment is ``lungai.labels.nodule(id)``.
+        location: where it is, e.g. ``right lung``; empty if unknown.
+        position_ras_mm: centroid in RAS millimetres (Slicer's frame).
+        long_axis_mm: longest in-plane diameter.
+        short_axis_mm: longest diameter perpendicular to it.
+        volume_mm3: segmented volume.
+        mean_hu: mean attenuation.
+        type: solid, part-solid or ground-glass.
+        malignancy: the ensemble's malignancy estimate, 0..1; ``None`` if not run.
+        detection_score: the detector's confidence, 0..1.
+    """
+
+    id: int
+    location: str
+    position_ras_mm: tuple[float, float, float]
+    long_axis_mm: float | None
+    short_axis_mm: float | None
+    volume_mm3: float | None
+    mean_hu: float | None
+    type: str
+    malignancy: float | None
+    detection_score: float | None
+
+    @property
+    def description(self) -> str:
+        """A short text for the nodule's point, e.g. ``Nodule 2: 8.1 x 6.0 mm, solid``."""
+        size = (f"{self.long_axis_mm:.1f} x {self.short_axis_mm:.1f} mm, "
+                if self.long_axis_mm is not None and self.short_axis_mm is not None else "")
+        return f"Nodule {self.id}: {size}{self.type}"
+
+
+@dataclass(frozen=True)
+class EmphysemaRow:
+    """Lung volume and densitometry of one region (``None``: not measured).
+
+    Attributes:
+        region: ``right``, ``left`` or ``total``.
+        title: ``Right lung``, ``Left lung`` or ``Both lungs``.
+        volume_ml: lung volume in millilitres.
+        laa_950_percent: percentage of lung voxels below -950 HU.
+        laa_910_percent: percentage below -910 HU.
+        laa_856_percent: percentage below -856 HU.
+        perc15_hu: 15th percentile of the lung's HU histogram.
+    """
+
+    region: str
+    title: str
+    volume_ml: float | None
+    laa_950_percent: float | None
+    laa_910_percent: float | None
+    laa_856_percent: float | None
+    perc15_hu: float | None
+
+
+def nodule_rows(findings: dict[str, Any], min_detection_score: float = 0.0) -> tuple[list[NoduleRow], list[int]]:
+    """Split the nodules at the operating point.
+
+    Args:
+        findings: the findings, as returned by :func:`lungai.io.findings.load_findings`.
+        min_detection_score: the nodule operating point; nodules whose detection score is
+            below it are left out (a nodule without a score is kept).
+
+    Returns:
+        The rows of the nodules kept, by id, and the ids of those left out.
+    """
+    shown: list[NoduleRow] = []
+    hidden: list[int] = []
+    for nodule in sorted(findings.get("nodules") or [], key=lambda item: item["id"]):
+        score = nodule.get("detection_score")
+        if score is not None and score < min_detection_score:
+            hidden.append(int(nodule["id"]))
+            continue
+        malignancy = nodule.get("malignancy") or {}
+        x, y, z = nodule["centroid"]["ras_mm"]
+        shown.append(NoduleRow(
+            id=int(nodule["id"]), location=nodule.get("location") or "",
+            position_ras_mm=(float(x), float(y), float(z)),
+            long_axis_mm=nodule.get("long_axis_mm"), short_axis_mm=nodule.get("short_axis_mm"),
+            volume_mm3=nodule.get("volume_mm3"), mean_hu=nodule.get("mean_hu"), type=nodule["type"],
+            malignancy=malignancy.get("probability"), detection_score=score))
+    return shown, hidden
+
+
+def emphysema_rows(findings: dict[str, Any]) -> list[EmphysemaRow]:
+    """Lung volumes and densitometry per region; empty when emphysema was not measured.
+
+    Args:
+        findings: the findings, as returned by :func:`lungai.io.findings.load_findings`.
+
+    Returns:
+        One row per region the findings hold, right, left, then both lungs.
+    """
+    if not findings.get("emphysema"):
+        return []
+    densitometry = findings["emphysema"].get("densitometry") or {}
+    lungs = findings.get("lungs") or {}
+    rows = []
+    for region in REGIONS:
+        if region not in densitometry and region not in lungs:
+            continue
+        density = densitometry.get(region) or {}
+        rows.append(EmphysemaRow(
+            region=region, title=_REGION_TITLES[region], volume_ml=(lungs.get(region) or {}).get("volume_ml"),
+            laa_950_percent=density.get("laa_950_percent"), laa_910_percent=density.get("laa_910_percent"),
+            laa_856_percent=density.get("laa_856_percent"), perc15_hu=density.get("perc15_hu")))
+    return rows
+
+
+def summary_text(findings: dict[str, Any], shown: int, hidden: int, min_detection_score: float) -> str:
+    """The few lines shown above the result tables.
+
+    Args:
+        findings: the findings, as returned by :func:`lungai.io.findings.load_findings`.
+        shown: number of nodules shown.
+        hidden: number of nodules below the operating point.
+        min_detection_score: the operating point used.
+
+    Returns:
+        Lines joined by newlines: lung volumes, emphysema, nodules, tumour, warnings; stages
+        that did not run are left out.
+    """
+    tasks = (findings.get("run") or {}).get("tasks") or []
+    lungs = findings.get("lungs") or {}
+    lines = []
+    volumes = [f"{side} {lungs[side]['volume_ml'] / 1000:.2f} L" for side in ("right", "left")
+               if (lungs.get(side) or {}).get("volume_ml") is not None]
+    if volumes:
+        lines.append(f"Lungs: {', '.join(volumes)}")
+    emphysema = findings.get("emphysema") or {}
+    total = (emphysema.get("densitometry") or {}).get("total") or {}
+    if total.get("laa_950_percent") is not None:
+        perc15 = "" if total.get("perc15_hu") is None else f", Perc15 {total['perc15_hu']:.0f} HU"
+        lines.append(f"Emphysema: LAA-950 {total['laa_950_percent']:.1f} % of both lungs{perc15}")
+    if emphysema.get("model_probability") is not None:
+        lines.append(f"Emphysema model: probability {emphysema['model_probability']:.2f} ({ESTIMATE_LABEL})")
+    if shown or hidden or "nodules" in tasks:
+        text = f"Nodules: {shown} shown" if shown or hidden else "Nodules: none found"
+        if hidden:
+            text += f", {hidden} below the operating point {min_detection_score:.2f} hidden"
+        lines.append(text)
+    tumour = findings.get("tumour")
+    if tumour:
+        lines.append(f"Tumour: {tumour['volume_ml']:.1f} mL")
+    elif "tumour" in tasks:
+        lines.append("Tumour: none found")
+    lines.extend(f"Warning: {warning}" for warning in findings.get("warnings") or [])
+    return "\n".join(lines)
