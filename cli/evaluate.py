@@ -1,7 +1,81 @@
-"""placeholder"""
+"""``lungai evaluate TASK --data DIR -o OUT``: test-split (or external) metrics and a report."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
 import click
+
+EVAL_TASKS = ("malignancy", "nodule-seg")
+SHIPPED = {"malignancy": ("resnet50_3d", "nodule_cnn2d"), "nodule-seg": ("resunet3d",)}
+
+
+def _shipped_weights(task: str) -> tuple[Path, ...]:
+    from lungai.weights.resolver import resolve
+
+    return tuple(resolve(name).folder for name in SHIPPED[task])
 
 
 @click.command("evaluate")
-def evaluate() -> None:
-    """Evaluate."""
+@click.argument("task", type=click.Choice(EVAL_TASKS))
+@click.option("--weights", type=click.Path(path_type=Path, exists=True, file_okay=False), multiple=True,
+              help="Checkpoint folder (config.json + model.safetensors); repeat for a malignancy ensemble "
+                   "(mean probability). Default: the shipped weights.")
+@click.option("--data", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True,
+              help="Folder laid out like lidc_vois/ (image/, mask/, nodules.csv).")
+@click.option("--split", type=click.Choice(["test", "val", "all"]), default="test", show_default=True,
+              help="Cases of the committed split, or all cases of --data (an external test set).")
+@click.option("--reference-data", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
+              help="lidc_vois folder whose train/val split fits the diameter baseline and picks the "
+                   "threshold (malignancy; default: --data).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Folder for the report.")
+@click.option("--device", default="cpu", show_default=True)
+def evaluate(task: str, weights: tuple[Path, ...], data: Path, split: str, reference_data: Path | None,
+             output: Path, device: str) -> None:
+    """Evaluate TASK (malignancy or nodule-seg): writes metrics.json, report.md (and roc.png)."""
+    from lungai.evaluation import report
+
+    folders = weights or _shipped_weights(task)
+    output.mkdir(parents=True, exist_ok=True)
+    try:
+        if task == "malignancy":
+            metrics = _malignancy(folders, data, split, reference_data, output, device)
+        else:
+            metrics = _segmentation(folders, data, split, output, device)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    report.write_json(metrics, output / "metrics.json")
+    click.echo(f"wrote {output / 'metrics.json'} and {output / 'report.md'}")
+
+
+def _malignancy(folders: tuple[Path, ...], data: Path, split: str, reference: Path | None, output: Path,
+                device: str) -> dict:
+    from lungai.evaluation import report
+    from lungai.evaluation.malignancy_eval import MalignancyEvalConfig, evaluate_malignancy
+    from lungai.evaluation.metrics import roc_curve
+
+    metrics, arrays = evaluate_malignancy(MalignancyEvalConfig(folders, data, split, reference, device=device))
+    report.roc_png([(roc_curve(arrays["scores"], arrays["labels"]), "blue"),
+                    (roc_curve(arrays["baseline"], arrays["labels"]), "orange")], output / "roc.png")
+    (output / "report.md").write_text(report.malignancy_markdown(metrics, "roc.png"), encoding="utf-8")
+    click.echo(f"AUC {metrics['auc']:.3f} ({metrics['auc_ci_low']:.3f}-{metrics['auc_ci_high']:.3f}); "
+               f"8-20 mm {metrics['auc_8_20mm']}; diameter baseline {metrics['auc_diameter_baseline']:.3f}")
+    return metrics
+
+
+def _segmentation(folders: tuple[Path, ...], data: Path, split: str, output: Path, device: str) -> dict:
+    from lungai.evaluation import report
+    from lungai.evaluation.segmentation_eval import SegmentationEvalConfig, evaluate_segmentation
+
+    if len(folders) != 1:
+        raise click.UsageError("nodule-seg evaluates one model: pass --weights once")
+    metrics, rows = evaluate_segmentation(SegmentationEvalConfig(folders[0], data, split, device=device))
+    with (output / "cases.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (output / "report.md").write_text(report.segmentation_markdown(metrics), encoding="utf-8")
+    click.echo(f"Dice {metrics['dice']:.3f} (>= 10 mm {metrics['dice_ge10mm']}); "
+               f"threshold baseline {metrics['baseline_dice']:.3f}")
+    return metrics

@@ -45,6 +45,8 @@ class _EpochBar:
 @click.option("--batch-size", type=int, default=None, help="Batch size (default: the recipe's).")
 @click.option("--lr", type=float, default=None, help="Learning rate (default: the recipe's).")
 @click.option("--patience", type=int, default=None, help="Early-stopping patience in epochs (0: never).")
+@click.option("--size", type=click.Choice(["paper", "cpu"]), default="paper", show_default=True,
+              help="paper: the paper's network widths; cpu: narrower 3D networks that train on a CPU.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda[:N], mps or auto.")
 @click.option("--threads", type=int, default=2, show_default=True, help="CPU threads for torch.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -52,7 +54,7 @@ class _EpochBar:
 @click.option("--no-augment", is_flag=True, help="Train without augmentation.")
 @click.option("--restart", is_flag=True, help="Ignore a saved state in --out and start from scratch.")
 def train(task: str, model: str, data: Path, out: Path | None, epochs: int | None, batch_size: int | None,
-          lr: float | None, patience: int | None, device: str, threads: int, seed: int, max_cases: int | None,
+          lr: float | None, patience: int | None, size: str, device: str, threads: int, seed: int, max_cases: int | None,
           no_augment: bool, restart: bool) -> None:
     """Train MODEL for TASK (malignancy or nodule-seg) on the committed patient split.
 
@@ -63,7 +65,7 @@ def train(task: str, model: str, data: Path, out: Path | None, epochs: int | Non
     from lungai.training.trainer import metric_name, train as run_training
 
     try:
-        config = make_config(task, model, data, out or Path("runs") / task / model, epochs=epochs,
+        config = make_config(task, model, data, out or Path("runs") / task / model, size=size, epochs=epochs,
                              batch_size=batch_size, lr=lr, patience=patience, device=device, num_threads=threads,
                              seed=seed, max_cases=max_cases, augment=not no_augment)
     except (KeyError, ValueError) as exc:

@@ -1,0 +1,73 @@
+"""The configuration of one training run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TASKS = ("malignancy", "nodule-seg")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; written into the run's ``metrics.json``.
+
+    Attributes:
+        task: ``malignancy`` or ``nodule-seg``.
+        model: a registry model name.
+        data: a folder laid out like ``lidc_vois/`` (``image/``, ``mask/``, ``nodules.csv``).
+        out: the run folder (best model, ``metrics.json``, ``train.log``, ``last/`` for resuming).
+        epochs: the most epochs to train (early stopping may end sooner).
+        batch_size: samples per optimiser step.
+        optimizer: ``adam`` or ``sgd``.
+        lr: initial learning rate.
+        weight_decay: L2 penalty of the optimiser.
+        momentum: SGD momentum (ignored by Adam).
+        scheduler: ``cosine`` (annealed to 1% of ``lr`` over ``epochs``) or ``none``.
+        loss: a :func:`lungai.models.losses.build_loss` name.
+        class_weights: weight the classes inversely to their training frequency (classifiers).
+        patience: stop after this many epochs without a better validation metric; 0 never stops.
+        seed: seeds the initialisation, the shuffles, dropout and the augmentation.
+        device: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto``.
+        num_threads: CPU threads torch may use.
+        label_rule: malignancy label rule (see :data:`lungai.data.lidc_vois.LABEL_RULES`).
+        augment: augment training samples on the fly.
+        max_cases: use at most this many cases per split (tests, smoke runs); ``None`` for all.
+        model_config: overrides of the model's default configuration (tests use tiny models).
+        split_file: a split csv; ``None`` uses the committed split.
+    """
+
+    task: str
+    model: str
+    data: Path
+    out: Path
+    epochs: int = 30
+    batch_size: int = 16
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    scheduler: str = "cosine"
+    loss: str = "ce"
+    class_weights: bool = True
+    patience: int = 10
+    seed: int = 0
+    device: str = "cpu"
+    num_threads: int = 2
+    label_rule: str = "ge2_readers_gt3"
+    augment: bool = True
+    max_cases: int | None = None
+    model_config: dict[str, Any] = field(default_factory=dict)
+    split_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be at least 1")
+        self.data, self.out = Path(self.data), Path(self.out)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (paths as strings)."""
+        return {key: str(value) if isinstance(value, Path) else value for key, value in vars(self).items()}

@@ -1,0 +1,87 @@
+"""Training on a few real VOIs: runs, resumes from its checkpoint, and repeats bit for bit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from lungai.models.checkpoint import load_model
+from lungai.training.recipes import make_config
+from lungai.training.trainer import TrainEvent, train
+from shared_data import require
+
+TINY_CNN = {"filters": (4, 8, 8), "hidden": 16}
+TINY_UNET = {"filters": (2, 4, 8, 16), "bottom_filters": 16}
+
+pytestmark = pytest.mark.slow
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _config(data: Path, out: Path, model: str = "nodule_cnn2d", task: str = "malignancy", **extra: object):
+    model_config = TINY_CNN if model == "nodule_cnn2d" else TINY_UNET
+    return make_config(task, model, data, out, epochs=2, batch_size=4, max_cases=8, num_threads=1,
+                       model_config=model_config, **extra)
+
+
+@pytest.fixture(scope="module")
+def vois(data_root: Path) -> Path:
+    return require(data_root / "lidc_vois" / "nodules.csv").parent
+
+
+def _weights(folder: Path) -> dict:
+    return load_file(str(folder / "last" / "model.safetensors"))
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
+
+
+def test_two_epochs_write_checkpoint_metrics_and_log(vois: Path, tmp_path: Path) -> None:
+    result = train(_config(vois, tmp_path / "run"))
+    run = tmp_path / "run"
+    assert result.epochs_run == 2
+    for name in ("config.json", "model.safetensors", "metrics.json", "train.log", "last/optimizer.safetensors"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert len(metrics["history"]) == 2 and "val_auc" in metrics["history"][0]
+    assert load_model(run).config.filters == (4, 8, 8)
+
+
+def test_rerun_with_same_seed_is_bit_identical(vois: Path, tmp_path: Path) -> None:
+    train(_config(vois, tmp_path / "a"))
+    train(_config(vois, tmp_path / "b"))
+    assert _same(_weights(tmp_path / "a"), _weights(tmp_path / "b"))
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(vois: Path, tmp_path: Path) -> None:
+    def stop_after_first_epoch(event: TrainEvent) -> None:
+        if event.kind == "epoch" and event.epoch == 0:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        train(_config(vois, tmp_path / "resumed"), on_event=stop_after_first_epoch)
+    assert json.loads((tmp_path / "resumed" / "last" / "state.json").read_text())["trainer"]["epoch"] == 1
+    result = train(_config(vois, tmp_path / "resumed"))
+    train(_config(vois, tmp_path / "straight"))
+    assert result.epochs_run == 2
+    assert _same(_weights(tmp_path / "resumed"), _weights(tmp_path / "straight"))
+    optim_a = load_file(str(tmp_path / "resumed" / "last" / "optimizer.safetensors"))
+    optim_b = load_file(str(tmp_path / "straight" / "last" / "optimizer.safetensors"))
+    assert _same(optim_a, optim_b)
+
+
+def test_segmentation_training_runs(vois: Path, tmp_path: Path) -> None:
+    result = train(_config(vois, tmp_path / "seg", model="resunet3d", task="nodule-seg"))
+    metrics = json.loads((tmp_path / "seg" / "metrics.json").read_text())
+    assert result.epochs_run == 2 and 0.0 <= metrics["history"][-1]["val_dice"] <= 1.0
+
+
+def test_model_of_the_wrong_task_is_refused(vois: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="malignancy model"):
+        make_config("nodule-seg", "nodule_cnn2d", vois, tmp_path)
