@@ -15,6 +15,8 @@ import click
 
 from lungai import __version__
 from lungai.cli.progress import make_reporter
+from lungai.cli.baseline import baseline
+from lungai.cli.compare import compare
 from lungai.cli.evaluate import evaluate
 from lungai.cli.train import train
 from lungai.cli.weights import weights
@@ -167,6 +169,8 @@ def demo(output: Path, overwrite: bool, progress: str) -> None:
 cli.add_command(weights)
 cli.add_command(train)
 cli.add_command(evaluate)
+cli.add_command(baseline)
+cli.add_command(compare)
 
 
 def main(argv: list[str] | None = None) -> None:

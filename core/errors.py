@@ -84,6 +84,18 @@ class WeightsError(LungAIError):
     exit_code = 10
 
 
+class MissingExtraError(LungAIError):
+    """An optional dependency (an extra such as ``lungai[nnunet]``) is not installed."""
+
+    exit_code = 12
+
+
+class ExternalToolError(LungAIError):
+    """An external tool that LungAI runs (an nnU-Net command) failed; its log names the cause."""
+
+    exit_code = 13
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "unexpected internal error (LUNGAI_DEBUG=1 shows the traceback; please report it)",
@@ -97,5 +109,7 @@ EXIT_CODES: dict[int, str] = {
     ResourceError.exit_code: "not enough memory for the scan, or the requested device is unavailable",
     WeightsError.exit_code: "model weights missing or failed verification",
     OutputNotWritableError.exit_code: "the output folder cannot be written",
+    MissingExtraError.exit_code: "an optional dependency is not installed (e.g. pip install lungai[nnunet])",
+    ExternalToolError.exit_code: "an external tool (nnU-Net) failed; see the log it names",
     130: "interrupted by the user",
 }

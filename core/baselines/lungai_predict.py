@@ -1,0 +1,93 @@
+"""Write a LungAI nodule model's masks for a split as NIfTI files, the way nnU-Net writes its predictions.
+
+Run as a child process by :mod:`lungai.baselines.compare` (``python -m lungai.baselines.lungai_predict``)
+so that its wall time and peak memory are measured like ``nnUNetv2_predict``'s: start-up, model
+loading and every case included. The masks are exactly what ``lungai evaluate`` scores: the ROI
+prediction mapped back onto each VOI's own grid, thresholded and reduced to its largest
+connected component. Files are ``<case_id>.nii.gz`` on the VOI's grid (spacing, origin, direction).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from lungai.data.roi import roi_spec, roi_to_native
+from lungai.evaluation.cases import evaluation_cases
+from lungai.evaluation.predictions import load_nodule_model, mask_probabilities, roi_dataset
+from lungai.evaluation.segmentation_eval import largest_component
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LungAIPredictConfig:
+    """One prediction run.
+
+    Attributes:
+        weights: the checkpoint folder.
+        data: folder laid out like ``lidc_vois/``.
+        split: ``test``, ``val`` or ``all``.
+        output: folder for ``<case_id>.nii.gz``.
+        threshold: probability threshold of the mask.
+        device: where the model runs.
+    """
+
+    weights: Path
+    data: Path
+    split: str
+    output: Path
+    threshold: float = 0.5
+    device: str = "cpu"
+
+
+def _write_mask(mask: np.ndarray, like: Path, path: Path) -> None:
+    reference = sitk.ReadImage(str(like))
+    image = sitk.GetImageFromArray(mask.astype(np.uint8))
+    image.CopyInformation(reference)
+    sitk.WriteImage(image, str(path), useCompression=True)
+
+
+def predict_split(config: LungAIPredictConfig) -> str:
+    """Predict every case of the split and write the masks.
+
+    Returns:
+        The model's registry name.
+    """
+    cases = evaluation_cases(config.data, config.split)
+    name, model = load_nodule_model(config.weights, config.device)
+    spec = roi_spec(name)
+    config.output.mkdir(parents=True, exist_ok=True)
+    probabilities = mask_probabilities(model, roi_dataset(cases, name, "nodule-seg"), batch_size=1,
+                                       device=config.device)
+    for case, prob in zip(cases, probabilities):
+        sample = case.load()
+        native = roi_to_native(prob, sample.mask.shape, sample.spacing_zyx, spec)
+        _write_mask(largest_component(native >= config.threshold), case.image_path,
+                    config.output / f"{case.case_id}.nii.gz")
+    logger.info("%s: wrote %d masks to %s", name, len(cases), config.output)
+    return name
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command line of the child process: ``--weights --data --split --output [--device]``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", type=Path, required=True)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    predict_split(LungAIPredictConfig(args.weights, args.data, args.split, args.output, args.threshold, args.device))
+
+
+if __name__ == "__main__":
+    main()

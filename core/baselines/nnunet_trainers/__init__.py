@@ -1,0 +1,1 @@
+"""nnU-Net trainer classes shipped with LungAI; nnU-Net loads them through ``nnUNet_extTrainer``."""

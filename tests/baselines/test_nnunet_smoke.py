@@ -1,0 +1,92 @@
+"""Smoke test of the nnU-Net baseline on CPU: export a few VOIs, train a tiny trainer, predict, compare.
+
+The trainer (two epochs of two iterations) is registered through ``nnUNet_extTrainer``, which
+nnunetv2 has from 2.8. Skips with the reason when nnU-Net is not installed, or when its trainer
+lookup cannot import (it imports every built-in trainer, including ones that need timm and so
+torchvision, before it looks in ``nnUNet_extTrainer``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cli_runner import run_cli
+from shared_data import require
+from lungai.baselines.nnunet_runner import find_command
+from lungai.data.lidc_vois import list_vois
+from lungai.data.splits import cases_for_split, load_split
+from lungai.errors import MissingExtraError
+
+TRAINER_DIR = Path(__file__).resolve().parents[2] / "core" / "baselines" / "nnunet_trainers"
+CASES_PER_SPLIT = 3
+_PROBE = ("import nnunetv2.paths as p, sys; "
+          "sys.exit('nnUNet_extTrainer needs nnunetv2 >= 2.8') if not hasattr(p, 'nnUNet_extTrainer') else None; "
+          "from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as f; "
+          "f('nnUNetTrainer_1epoch')")
+
+
+def _require_nnunet() -> None:
+    try:
+        train = find_command("nnUNetv2_train")
+    except MissingExtraError as exc:
+        pytest.skip(exc.message)
+    python = Path(train).read_text(errors="replace").splitlines()[0].removeprefix("#!").strip()
+    probe = subprocess.run([python or sys.executable, "-c", _PROBE], capture_output=True, text=True)
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["?"])[-1]
+        why = ("; PyPI's torchvision (pulled in by timm) does not import beside a CPU build of torch"
+               if "torchvision" in probe.stderr else "")
+        pytest.skip(f"nnU-Net's trainer lookup fails in this environment ({last}){why}")
+
+
+def _mini_vois(vois: Path, out: Path) -> Path:
+    """A lidc_vois-like folder with the first few cases of each split."""
+    split_map = load_split()
+    cases = list_vois(vois).cases
+    chosen = {c.case_id for part in ("train", "val", "test")
+              for c in cases_for_split(cases, split_map, part)[:CASES_PER_SPLIT]}
+    for sub in ("image", "mask"):
+        (out / sub).mkdir(parents=True)
+        for case in chosen:
+            shutil.copyfile(vois / sub / f"{case}.nii.gz", out / sub / f"{case}.nii.gz")
+    with (vois / "nodules.csv").open(newline="") as source, (out / "nodules.csv").open("w", newline="") as target:
+        reader = csv.DictReader(source)
+        writer = csv.DictWriter(target, fieldnames=reader.fieldnames or [])
+        writer.writeheader()
+        writer.writerows(r for r in reader if f"{r['patient_id']}_R_{r['nodule_id']}" in chosen)
+    return out
+
+
+@pytest.mark.slow
+def test_export_train_predict_compare(data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _require_nnunet()
+    vois = _mini_vois(require(data_root / "lidc_vois"), tmp_path / "vois")
+    raw, pre, res = tmp_path / "raw", tmp_path / "pre", tmp_path / "res"
+    folders = ["--raw", str(raw), "--preprocessed", str(pre), "--results", str(res)]
+    model = ["--dataset-id", "977", "--configuration", "3d_fullres", "--trainer", "nnUNetTrainer_LungAISmoke",
+             "--fold", "0", "--device", "cpu", "--threads", "1", "--trainer-dir", str(TRAINER_DIR)]
+    before = {k: v for k, v in os.environ.items() if k.startswith("nnUNet")}
+
+    code, _, err = run_cli(["baseline", "nnunet", "export", "--data", str(vois), "--out", str(raw),
+                            "--dataset-id", "977", "--name", "Smoke"], capsys)
+    assert code == 0, err
+    code, _, err = run_cli(["baseline", "nnunet", "train", *folders, *model], capsys)
+    assert code == 0, err + (res / "lungai_logs" / "train.log").read_text()[-3000:]
+    assert (res / "lungai_logs" / "plan_and_preprocess.log").is_file()
+    code, _, err = run_cli(["baseline", "nnunet", "predict", *folders, *model, "-o", str(tmp_path / "pred")], capsys)
+    assert code == 0, err
+    assert len(list((tmp_path / "pred").glob("*.nii.gz"))) == CASES_PER_SPLIT
+    code, _, err = run_cli(["compare", "--data", str(vois), "--split", "test", str(tmp_path / "pred"),
+                            "-o", str(tmp_path / "cmp")], capsys)
+    assert code == 0, err
+    results = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert results["n_cases"] == CASES_PER_SPLIT and results["methods"][0]["seconds_per_case"] > 0
+    assert {k: v for k, v in os.environ.items() if k.startswith("nnUNet")} == before
