@@ -41,12 +41,9 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 
 def default_output(scan: Path) -> Path:
     """``./<scan name>_lungai`` in the current folder (the input's folder may be read-only)."""
-    name = scan.name
-    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mhd", ".mha", ".zip", ".dcm"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return Path.cwd() / f"{name or 'scan'}_lungai"
+    from lungai.pipeline.runner import scan_stem
+
+    return Path.cwd() / f"{scan_stem(scan)}_lungai"
 
 
 def _tasks_callback(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[str, ...]:

@@ -109,9 +109,9 @@ def _findings(state: RunState, timings: dict[str, float], started: str) -> Findi
                     warnings=state.warnings, run=run)
 
 
-def output_name(volume: CTVolume) -> str:
-    """File stem for the outputs: the scan's file or folder name without extensions."""
-    name = Path(volume.source).name
+def scan_stem(path: str | Path) -> str:
+    """A scan's file or folder name without its image extensions (``chest.nii.gz`` -> ``chest``)."""
+    name = Path(path).name
     for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mhd", ".mha", ".zip", ".dcm"):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)] or "scan"
@@ -120,7 +120,7 @@ def output_name(volume: CTVolume) -> str:
 
 def _write(state: RunState, findings: Findings) -> None:
     assert state.volume is not None and state.lungs is not None
-    name = output_name(state.volume)
+    name = scan_stem(state.volume.source)
     label_image = to_original_orientation(state.lungs.labels, state.volume)
     write_segmentation_files(label_image, labels.STRUCTURES, state.staging, name)
     write_nodules_csv(findings.nodules, state.staging / "nodules.csv")
