@@ -31,7 +31,6 @@ Label rules (:data:`LABEL_RULES`):
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import re
@@ -44,6 +43,7 @@ import numpy as np
 
 from lungai.data.holdout import is_held_out
 from lungai.data.volume_arrays import read_array, same_grid
+from lungai.data.csv_table import read_csv_rows
 from lungai.errors import InputNotFoundError, UnreadableInputError
 
 logger = logging.getLogger(__name__)
@@ -207,13 +207,7 @@ def read_rows(csv_path: Path) -> list[dict[str, str]]:
     if not csv_path.is_file():
         raise InputNotFoundError(f"{csv_path} does not exist", f"give a folder laid out like lidc_vois/ "
                                  f"({CSV_NAME}, {IMAGE_DIR}/, {MASK_DIR}/)")
-    with csv_path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise UnreadableInputError(f"{csv_path} lacks the column(s) {', '.join(missing)}",
-                                       f"it needs {', '.join(REQUIRED_COLUMNS)}")
-        return list(reader)
+    return [row for _line, row in read_csv_rows(csv_path, REQUIRED_COLUMNS)]
 
 
 def _files(folder: Path) -> set[str]:

@@ -18,7 +18,6 @@ Models see pixels only: the annotations are targets, never inputs.
 
 from __future__ import annotations
 
-import csv
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from lungai.data.holdout import is_held_out
+from lungai.data.csv_table import read_csv_rows
 from lungai.errors import InputNotFoundError, UnreadableInputError
 from lungai.io.reader import read_scan
 from lungai.io.volume import CTVolume
@@ -109,21 +109,15 @@ def read_annotations(csv_path: Path) -> dict[str, list[WorldNodule]]:
         raise InputNotFoundError(f"LUNA16 annotations {csv_path} do not exist",
                                  "give the annotations.csv path")
     nodules: dict[str, list[WorldNodule]] = {}
-    with csv_path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in ANNOTATION_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise UnreadableInputError(f"{csv_path} lacks the column(s) {', '.join(missing)}",
-                                       f"it needs {', '.join(ANNOTATION_COLUMNS)}")
-        for line, row in enumerate(reader, start=2):
-            try:
-                nodule = WorldNodule((float(row["coordX"]), float(row["coordY"]), float(row["coordZ"])),
-                                     float(row["diameter_mm"]))
-            except ValueError as exc:
-                raise UnreadableInputError(f"{csv_path} line {line}: {exc}", "fix the number") from exc
-            if not np.all(np.isfinite(nodule.centre_lps)) or not nodule.diameter_mm > 0:
-                raise UnreadableInputError(f"{csv_path} line {line}: bad centre or diameter", "fix the row")
-            nodules.setdefault(row["seriesuid"].strip(), []).append(nodule)
+    for line, row in read_csv_rows(csv_path, ANNOTATION_COLUMNS):
+        try:
+            nodule = WorldNodule((float(row["coordX"]), float(row["coordY"]), float(row["coordZ"])),
+                                 float(row["diameter_mm"]))
+        except ValueError as exc:
+            raise UnreadableInputError(f"{csv_path} line {line}: {exc}", "fix the number") from exc
+        if not np.all(np.isfinite(nodule.centre_lps)) or not nodule.diameter_mm > 0:
+            raise UnreadableInputError(f"{csv_path} line {line}: bad centre or diameter", "fix the row")
+        nodules.setdefault(row["seriesuid"].strip(), []).append(nodule)
     return nodules
 
 

@@ -16,12 +16,12 @@ target, never an input.
 
 from __future__ import annotations
 
-import csv
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from lungai.data.holdout import is_held_out
+from lungai.data.csv_table import read_csv_rows
 from lungai.errors import InputNotFoundError, UnreadableInputError
 from lungai.io.reader import read_scan
 from lungai.io.volume import CTVolume
@@ -83,34 +83,25 @@ def read_weak_labels(csv_path: str | Path) -> list[WeakLabelCase]:
     cases: list[WeakLabelCase] = []
     missing: list[str] = []
     dropped: set[str] = set()
-    with csv_path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        columns = [c.strip() for c in reader.fieldnames or []]
-        absent = [c for c in REQUIRED_COLUMNS if c not in columns]
-        if absent:
-            raise UnreadableInputError(f"{csv_path} lacks the column(s) {', '.join(absent)} (has: "
-                                       f"{', '.join(columns) or 'none'})",
-                                       f"give the columns {', '.join(REQUIRED_COLUMNS)}[, {PATIENT_COLUMN}]")
-        reader.fieldnames = columns
-        seen: set[str] = set()
-        for line, row in enumerate(reader, start=2):
-            text = (row["path"] or "").strip()
-            if not text:
-                raise UnreadableInputError(f"{csv_path} line {line}: empty path",
-                                           "give a scan path in every row")
-            if text in seen:
-                raise UnreadableInputError(f"{csv_path} line {line}: {text} is listed twice",
-                                           "remove the duplicate")
-            seen.add(text)
-            label = _label(row["label"] or "", csv_path, line)
-            patient = (row.get(PATIENT_COLUMN) or "").strip() or text
-            if is_held_out(patient):
-                dropped.add(patient)
-                continue
-            path = Path(text) if Path(text).is_absolute() else csv_path.parent / text
-            if not path.exists():
-                missing.append(text)
-            cases.append(WeakLabelCase(case_id=text, patient_id=patient, image_path=path, label=label))
+    seen: set[str] = set()
+    for line, row in read_csv_rows(csv_path, REQUIRED_COLUMNS):
+        text = (row["path"] or "").strip()
+        if not text:
+            raise UnreadableInputError(f"{csv_path} line {line}: empty path",
+                                       "give a scan path in every row")
+        if text in seen:
+            raise UnreadableInputError(f"{csv_path} line {line}: {text} is listed twice",
+                                       "remove the duplicate")
+        seen.add(text)
+        label = _label(row["label"] or "", csv_path, line)
+        patient = (row.get(PATIENT_COLUMN) or "").strip() or text
+        if is_held_out(patient):
+            dropped.add(patient)
+            continue
+        path = Path(text) if Path(text).is_absolute() else csv_path.parent / text
+        if not path.exists():
+            missing.append(text)
+        cases.append(WeakLabelCase(case_id=text, patient_id=patient, image_path=path, label=label))
     if missing:
         raise InputNotFoundError(f"{len(missing)} scan(s) named in {csv_path} do not exist, e.g. "
                                  f"{', '.join(missing[:_SHOWN])}",
