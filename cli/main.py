@@ -41,7 +41,7 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 
 def default_output(scan: Path) -> Path:
     """``./<scan name>_lungai`` in the current folder (the input's folder may be read-only)."""
-    from lungai.pipeline.runner import scan_stem
+    from lungai.io.reader import scan_stem
 
     return Path.cwd() / f"{scan_stem(scan)}_lungai"
 

@@ -50,6 +50,15 @@ def _suffix(path: Path) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
+def scan_stem(path: str | Path) -> str:
+    """A scan's file or folder name without its extension (``chest.nii.gz`` -> ``chest``)."""
+    name = Path(path).name
+    suffix = _suffix(Path(name))
+    if suffix in IMAGE_SUFFIXES or suffix == ".zip":
+        name = name[: -len(suffix)]
+    return name or "scan"
+
+
 def read_scan(path: str | Path, options: ReadOptions | None = None) -> CTVolume:
     """Read and validate a CT scan.
 

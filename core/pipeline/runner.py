@@ -29,7 +29,7 @@ from lungai.io.findings import (
     write_nodules_csv,
 )
 from lungai.io.output import check_output_target, staged_output
-from lungai.io.reader import ReadOptions, read_scan, to_original_orientation
+from lungai.io.reader import ReadOptions, read_scan, scan_stem, to_original_orientation
 from lungai.io.segmentation import write_segmentation_files
 from lungai.io.volume import CTVolume
 from lungai.pipeline.config import RunConfig
@@ -102,20 +102,11 @@ def _findings(state: RunState, timings: dict[str, float], started: str) -> Findi
     assert state.volume is not None and state.lungs is not None
     mask = state.lungs
     lungs = {"right": LungVolume(volume_ml=mask.right_volume_ml), "left": LungVolume(volume_ml=mask.left_volume_ml),
-             "total": LungVolume(volume_ml=mask.right_volume_ml + mask.left_volume_ml)}
+             "total": LungVolume(volume_ml=mask.total_volume_ml)}
     run = RunInfo(lungai_version=__version__, tasks=[name for name in timings if name not in ("read", "write")],
                   device=state.device, started_utc=started, finished_utc=utc_timestamp(), timings_s=timings)
     return Findings(input=InputInfo.from_volume(state.volume), lungs=lungs, emphysema=state.emphysema,
                     warnings=state.warnings, run=run)
-
-
-def scan_stem(path: str | Path) -> str:
-    """A scan's file or folder name without its image extensions (``chest.nii.gz`` -> ``chest``)."""
-    name = Path(path).name
-    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mhd", ".mha", ".zip", ".dcm"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)] or "scan"
-    return name or "scan"
 
 
 def _write(state: RunState, findings: Findings) -> None:
