@@ -50,7 +50,7 @@ def list_() -> None:
         source = status.source.value if status.source else "missing"
         verified = "yes" if status.verified else "no" if status.source is None else "FAILED"
         click.echo(f"{name:<18} {source:<12} {_megabytes(status.entry.size):>9}  {verified:<8} "
-                   f"{status.entry.revision[:12]}")
+                   f"{status.entry.revision_label}")
         if status.problem:
             click.echo(f"  {status.problem}")
     click.echo(f"Bundled weights: {_megabytes(bundled_size(manifest))} (limit {_megabytes(BUNDLED_LIMIT_BYTES)})")

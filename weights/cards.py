@@ -76,7 +76,7 @@ Produced by:
 
 ## Files
 
-Revision `{entry.revision}` of `{entry.repo_id}`.
+{_where(entry)}
 
 | file | bytes | sha256 |
 |---|---|---|
@@ -90,6 +90,13 @@ lungai weights fetch {entry.name}      # or, offline: lungai weights import bund
 
 LungAI checks both files against these checksums before loading them; nothing is unpickled.
 """
+
+
+def _where(entry: ModelEntry) -> str:
+    if entry.published:
+        return f"Revision `{entry.revision}` of `{entry.repo_id}`."
+    return (f"Bundled with the LungAI package; to be published as `{entry.repo_id}` "
+            "(not on the Hugging Face Hub yet, so no revision is pinned).")
 
 
 def write_card(entry: ModelEntry, folder: str | os.PathLike[str]) -> Path:

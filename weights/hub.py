@@ -56,8 +56,11 @@ def cached_folder(entry: ModelEntry) -> Path | None:
         entry: the model.
 
     Returns:
-        The snapshot folder, or ``None`` if any file is not in the cache.
+        The snapshot folder, or ``None`` if any file is not in the cache or the model is not
+        published on the Hub.
     """
+    if not entry.published:
+        return None
     try:
         return _download(entry, local_files_only=True, force=False)
     except (OSError, HubUnavailableError) as exc:
@@ -98,8 +101,11 @@ def download_folder(entry: ModelEntry, force: bool = False) -> Path:
         The cache snapshot folder holding the files.
 
     Raises:
-        HubUnavailableError: if the download failed; the message says why in a few words.
+        HubUnavailableError: if the model is not published or the download failed; the message
+            says why in a few words.
     """
+    if not entry.published:
+        raise HubUnavailableError(f"{entry.name} is not published on the Hugging Face Hub yet")
     logger.info("downloading %s from %s at %s", entry.name, entry.repo_id, entry.revision)
     try:
         return _download(entry, local_files_only=False, force=force)

@@ -25,6 +25,8 @@ WEIGHTS_FILE = "model.safetensors"
 #: nothing that would need unpickling can be listed.
 MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE)
 DTYPES = ("float32", "float16", "bfloat16")
+#: What users see instead of a revision for weights not yet on the Hub.
+UNPUBLISHED = "unpublished"
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -56,7 +58,8 @@ class ModelEntry:
         dtype: the floating-point type the weights are stored in.
         files: :data:`MODEL_FILES` with their checksums.
         repo_id: the Hugging Face model repository.
-        revision: the pinned 40-hex commit of that repository.
+        revision: the pinned 40-hex commit of that repository; ``None`` while the weights are
+            not yet published on the Hub (then only local sources can provide them).
         license: licence identifier of the weights (Hugging Face ``license`` value).
         training_data: the data sets the weights were trained on.
         evaluation_data: what the metrics were measured on.
@@ -72,7 +75,7 @@ class ModelEntry:
     dtype: str
     files: dict[str, FileRecord]
     repo_id: str
-    revision: str
+    revision: str | None
     license: str
     training_data: tuple[str, ...]
     evaluation_data: str
@@ -85,6 +88,16 @@ class ModelEntry:
     def sha256(self) -> str:
         """Checksum of the weights file, the one ``findings.json`` records."""
         return self.files[WEIGHTS_FILE].sha256
+
+    @property
+    def published(self) -> bool:
+        """Whether the weights are on the Hugging Face Hub at a pinned revision."""
+        return self.revision is not None
+
+    @property
+    def revision_label(self) -> str:
+        """The revision as shown to users: its first 12 hex digits, or ``unpublished``."""
+        return self.revision[:12] if self.revision is not None else UNPUBLISHED
 
     @property
     def size(self) -> int:
@@ -231,8 +244,9 @@ def parse_entry(data: Any) -> ModelEntry:
     _require(dtype in DTYPES, where, f"'dtype' must be one of {', '.join(DTYPES)}")
     repo_id = _text(data, "repo_id", where)
     _require(bool(_REPO_ID.match(repo_id)), where, "'repo_id' must be 'owner/name'")
-    revision = _text(data, "revision", where)
-    _require(bool(_COMMIT.match(revision)), where, "'revision' must be a pinned 40-hex commit, not a branch or tag")
+    revision = data.get("revision")
+    _require(revision is None or (isinstance(revision, str) and bool(_COMMIT.match(revision))), where,
+             "'revision' must be a pinned 40-hex commit (not a branch or tag), or null while unpublished")
     metrics = data.get("metrics")
     _require(isinstance(metrics, dict) and bool(metrics) and all(
         isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) for k, v in metrics.items()),

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from lungai.errors import WeightsError
 from lungai.weights import hub
-from lungai.weights.manifest import MODEL_FILES, Manifest, ModelEntry, read_manifest
+from lungai.weights.manifest import MODEL_FILES, UNPUBLISHED, Manifest, ModelEntry, read_manifest
 from lungai.weights.verify import check_file
 
 if TYPE_CHECKING:
@@ -228,7 +228,7 @@ def resolve(name: str, manifest: Manifest | None = None, *, download: bool = Tru
     try:
         folder = hub.download_folder(entry, force=force_download)
     except hub.HubUnavailableError as exc:
-        raise _not_installed(entry, f"downloading {entry.repo_id} at {entry.revision[:12]} failed ({exc})") from None
+        raise _not_installed(entry, f"downloading {entry.repo_id} at {entry.revision_label} failed ({exc})") from None
     return _verified(entry, Source.HF_DOWNLOAD, folder)
 
 
@@ -249,7 +249,7 @@ def load_model(name: str, device: str | torch.device = "cpu", manifest: Manifest
     from lungai.models.checkpoint import load_model as load_checkpoint  # imports torch
 
     resolved = resolve(name, manifest)
-    logger.info("loading %s (%s, revision %s)", name, resolved.source.value, resolved.entry.revision[:12])
+    logger.info("loading %s (%s, revision %s)", name, resolved.source.value, resolved.entry.revision_label)
     return load_checkpoint(resolved.folder, device)
 
 
@@ -272,7 +272,7 @@ def weights_info(name: str, manifest: Manifest | None = None) -> WeightsInfo:
     from lungai.io.findings import WeightsInfo  # the findings schema imports SimpleITK
 
     entry = (manifest or read_manifest()).get(name)
-    return WeightsInfo(name=entry.name, revision=entry.revision, sha256=entry.sha256)
+    return WeightsInfo(name=entry.name, revision=entry.revision or UNPUBLISHED, sha256=entry.sha256)
 
 
 def bundled_size(manifest: Manifest | None = None) -> int:
