@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from lungai import __version__
 from lungai.errors import OutputExistsError, OutputNotWritableError, WeightsError
-from lungai.weights.manifest import MODEL_FILES, FileRecord, Manifest, read_manifest
+from lungai.weights.manifest import MODEL_FILES, UNPUBLISHED, FileRecord, Manifest, read_manifest
 from lungai.weights.resolver import WEIGHTS_DIR_ENV, resolve, weights_dir
 from lungai.weights.verify import CHUNK
 
@@ -173,8 +173,8 @@ def _plan(archive: zipfile.ZipFile, manifest: Manifest, bundle: Path) -> dict[st
     for name, files in members.items():
         entry = manifest.models[name]
         if listed[name] != entry.revision:
-            raise WeightsError(f"{bundle} holds {name} at revision {listed[name]}, this LungAI needs "
-                               f"{entry.revision}", "export the bundle with the same LungAI version")
+            raise WeightsError(f"{bundle} holds {name} at revision {listed[name] or UNPUBLISHED}, this LungAI "
+                               f"needs {entry.revision_label}", "export the bundle with the same LungAI version")
         missing = [filename for filename in MODEL_FILES if filename not in files]
         if missing:
             raise WeightsError(f"{bundle}: {name} lacks {', '.join(missing)}", "export the bundle again")
