@@ -4,6 +4,9 @@ The dataclasses below mirror the JSON one to one: :meth:`Findings.to_dict` is wh
 written. Every coordinate names its frame (``lps_mm``, ``ras_mm``, ``voxel_index``).
 Readers check ``schema_version``: a change of the major number means a change that old
 readers cannot follow; minor versions only add fields.
+
+History: 1.0 first version; 1.1 adds ``distance_to_pleura_mm`` and ``solid_component_mm`` to
+each nodule (and as the last two ``nodules.csv`` columns).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from lungai.io.volume import CTVolume
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 #: Keys of the per-region dicts (``lungs``, ``emphysema.densitometry``).
 REGIONS = ("right", "left", "total")
@@ -46,7 +49,7 @@ NODULE_CSV_COLUMNS = (
     "centroid_voxel_i", "centroid_voxel_j", "centroid_voxel_k",
     "long_axis_mm", "short_axis_mm", "volume_mm3", "mean_hu", "type",
     "malignancy_probability", "malignancy_models", "lung_rads_category",
-    "detection_score", "location",
+    "detection_score", "location", "distance_to_pleura_mm", "solid_component_mm",
 )
 
 
@@ -211,6 +214,8 @@ class Nodule:
         location: where it is, e.g. ``"right lung"``; ``None`` if unknown.
         malignancy: the ensemble's estimate; ``None`` if not run.
         lung_rads: suggested category; ``None`` if not computed.
+        distance_to_pleura_mm: gap between the nodule and the lung mask's edge (0: touching).
+        solid_component_mm: mean diameter of a part-solid nodule's solid part, else ``None``.
 
     Raises:
         ValueError: ``type`` is not one of :data:`NODULE_TYPES`, or ``id`` is below 1.
@@ -227,6 +232,8 @@ class Nodule:
     location: str | None = None
     malignancy: Malignancy | None = None
     lung_rads: LungRads | None = None
+    distance_to_pleura_mm: float | None = None
+    solid_component_mm: float | None = None
 
     def __post_init__(self) -> None:
         if self.type not in NODULE_TYPES:
@@ -388,7 +395,7 @@ def _nodule_row(nodule: Nodule) -> list[object]:
         None if malignancy is None else malignancy.probability,
         None if malignancy is None else ";".join(malignancy.models),
         None if lung_rads is None else lung_rads.category,
-        nodule.detection_score, nodule.location,
+        nodule.detection_score, nodule.location, nodule.distance_to_pleura_mm, nodule.solid_component_mm,
     ]
     return ["" if value is None else _plain(value) for value in row]
 

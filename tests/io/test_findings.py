@@ -73,7 +73,7 @@ def test_json_round_trip(tmp_path: Path) -> None:
     write_findings_json(findings, tmp_path / "findings.json")
     loaded = load_findings(tmp_path / "findings.json")
     assert loaded == findings.to_dict()
-    assert loaded["schema_version"] == SCHEMA_VERSION == "1.0"
+    assert loaded["schema_version"] == SCHEMA_VERSION == "1.1"
     assert list(loaded) == ["schema_version", "input", "lungs", "emphysema", "nodules", "tumour",
                             "warnings", "run"]
     assert loaded["input"] == {"source": "/data/scan.nrrd", "format": "nrrd", "modality": "CT",
