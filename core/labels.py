@@ -9,6 +9,7 @@ Codes are (scheme, value, meaning) triples as in DICOM / 3D Slicer terminology
 
 from __future__ import annotations
 
+import colorsys
 from dataclasses import dataclass
 
 Code = tuple[str, str, str]
@@ -68,8 +69,30 @@ def nodule(index: int) -> Structure:
     if index < 1:
         raise ValueError(f"nodule index starts at 1, got {index}")
     return Structure(f"nodule_{index}", NODULE_BASE_VALUE + index, f"Nodule {index}",
-                     _NODULE_COLORS[(index - 1) % len(_NODULE_COLORS)], ALTERED_STRUCTURE,
-                     _NODULE_TYPE, LUNG)
+                     _nodule_color(index), ALTERED_STRUCTURE, _NODULE_TYPE, LUNG)
+
+
+def _nodule_color(index: int) -> tuple[float, float, float]:
+    """A fixed palette for the first nodules, then hues a golden angle apart (no two alike)."""
+    if index <= len(_NODULE_COLORS):
+        return _NODULE_COLORS[index - 1]
+    hue = (index * 0.618033988749895) % 1.0
+    red, green, blue = colorsys.hsv_to_rgb(hue, 0.85, 1.0)
+    return (round(red, 4), round(green, 4), round(blue, 4))
+
+
+def with_nodules(count: int) -> tuple[Structure, ...]:
+    """:data:`STRUCTURES` followed by nodules 1..``count``: every structure a run may label.
+
+    Args:
+        count: number of nodules found (0 or more).
+
+    Returns:
+        The structures, in label-value order within each group.
+    """
+    if count < 0:
+        raise ValueError(f"nodule count cannot be negative, got {count}")
+    return STRUCTURES + tuple(nodule(index) for index in range(1, count + 1))
 
 
 def by_key(key: str) -> Structure:

@@ -149,6 +149,25 @@ def read_series(series: DicomSeries) -> sitk.Image:
                                    "check that the DICOM files are complete and not compressed with an unsupported codec") from exc
 
 
+def read_headers(files: list[Path]) -> list[pydicom.Dataset]:
+    """Read the full headers (no pixel data) of a series' files, in the order given.
+
+    Derived objects such as a DICOM SEG reference the source instances and copy their
+    patient, study and frame-of-reference attributes from these headers.
+
+    Raises:
+        UnreadableInputError: a file that was readable while scanning no longer is.
+    """
+    headers = []
+    for path in files:
+        try:
+            headers.append(pydicom.dcmread(path, stop_before_pixels=True))
+        except (InvalidDicomError, OSError, ValueError, TypeError, AttributeError) as exc:
+            raise UnreadableInputError(f"cannot read the DICOM header of {path} ({exc})",
+                                       "check that the DICOM files are complete") from exc
+    return headers
+
+
 def uneven_spacing_warning(series: DicomSeries, tolerance_mm: float = 0.1) -> str | None:
     """A warning when slices are missing or unevenly spaced, else ``None``."""
     if len(series.positions) < 3:

@@ -128,9 +128,11 @@ def _read_dicom_folder(folder: Path, source: Path, fmt: str, options: ReadOption
     if series.num_slices < validation.MIN_SLICES:
         validation.check_header(validation.ImageHeader(size, (1.0, 1.0, 1.0)), f"series {series.uid}")
     image = dicom.read_series(series)
+    headers = dicom.read_headers(series.files)
     volume = CTVolume(image=image, source=str(source), format=fmt, modality=series.modality,
                       series_uid=series.uid if series.has_uid else None, dicom_files=[str(p) for p in series.files],
-                      patient_id=series.patient_id if options.include_patient_id else None)
+                      patient_id=series.patient_id if options.include_patient_id else None,
+                      dicom_headers=headers)
     warning = dicom.uneven_spacing_warning(series)
     if warning:
         logger.warning(warning)

@@ -67,8 +67,8 @@ def write_seg_nrrd(label_image: sitk.Image, structures: Sequence[Structure], pat
     Raises:
         ValueError: as for :func:`write_segmentation_files`.
     """
-    voxels_zyx = _label_array(label_image)
-    present = _present_structures(voxels_zyx, structures)
+    voxels_zyx = label_array(label_image)
+    present = present_structures(voxels_zyx, structures)
     segmentation = {
         "voxels": voxels_zyx.transpose(2, 1, 0),  # slicerio wants (i, j, k) indexing
         "ijkToLPS": ijk_to_lps(label_image),
@@ -89,7 +89,7 @@ def write_label_nifti(label_image: sitk.Image, path: Path) -> None:
     Raises:
         ValueError: the image is not 3D or has negative or non-integer values.
     """
-    voxels_zyx = _label_array(label_image)
+    voxels_zyx = label_array(label_image)
     image = sitk.GetImageFromArray(voxels_zyx)
     image.CopyInformation(label_image)
     sitk.WriteImage(image, str(path), useCompression=True)
@@ -150,8 +150,12 @@ def _segment(structure: Structure) -> dict[str, object]:
     }
 
 
-def _label_array(label_image: sitk.Image) -> np.ndarray:
-    """The voxels as a (z, y, x) uint8 or uint16 array, checked to be a valid label map."""
+def label_array(label_image: sitk.Image) -> np.ndarray:
+    """The voxels as a (z, y, x) uint8 or uint16 array, checked to be a valid label map.
+
+    Raises:
+        ValueError: the image is not 3D and scalar, or has non-integer or negative values.
+    """
     if label_image.GetDimension() != 3 or label_image.GetNumberOfComponentsPerPixel() != 1:
         raise ValueError(f"label image must be 3D and scalar, got {label_image.GetDimension()}D "
                          f"with {label_image.GetNumberOfComponentsPerPixel()} components")
@@ -165,8 +169,19 @@ def _label_array(label_image: sitk.Image) -> np.ndarray:
     return voxels.astype(dtype, copy=True)
 
 
-def _present_structures(voxels: np.ndarray, structures: Sequence[Structure]) -> list[Structure]:
-    """The structures whose value occurs in ``voxels``, in label-value order."""
+def present_structures(voxels: np.ndarray, structures: Sequence[Structure]) -> list[Structure]:
+    """The structures whose value occurs in a label array, in label-value order.
+
+    Args:
+        voxels: unsigned-integer label array (any shape).
+        structures: the structures that may appear.
+
+    Returns:
+        The structures present; background (0) is none.
+
+    Raises:
+        ValueError: two structures share a value, or a value belongs to no structure given.
+    """
     seen = np.zeros(int(np.iinfo(voxels.dtype).max) + 1, dtype=bool)
     seen[voxels] = True  # a lookup table: much faster than np.unique on a whole CT grid
     values = set(np.flatnonzero(seen).tolist()) - {0}

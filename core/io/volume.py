@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pydicom
 import SimpleITK as sitk
 
 
@@ -20,6 +21,8 @@ class CTVolume:
         patient_id: DICOM PatientID, only when asked for (it identifies a person).
         dicom_files: the DICOM files of the series in slice order (folder input only; a zip is
             extracted to a temporary folder that is gone after reading).
+        dicom_headers: the headers (no pixel data) of the series' files in slice order, when
+            read from DICOM (folder or zip); the DICOM SEG writer references them.
         original_orientation: the input's axis orientation code (e.g. ``RAS``); ``image`` is
             always reoriented to ``LPS`` and outputs are written back in this orientation.
         warnings: problems found while reading that did not stop it.
@@ -32,6 +35,7 @@ class CTVolume:
     series_uid: str | None = None
     patient_id: str | None = None
     dicom_files: list[str] = field(default_factory=list)
+    dicom_headers: list[pydicom.Dataset] = field(default_factory=list, repr=False)
     original_orientation: str = "LPS"
     warnings: list[str] = field(default_factory=list)
 
