@@ -17,12 +17,13 @@ from lungai import __version__
 from lungai.cli.progress import make_reporter
 from lungai.cli.baseline import baseline
 from lungai.cli.compare import compare
+from lungai.cli.data import data
 from lungai.cli.evaluate import evaluate
 from lungai.cli.train import train
 from lungai.cli.weights import weights
 from lungai.errors import EXIT_CODES, LungAIError
 from lungai.inference.device import DEVICE_PATTERN
-from lungai.pipeline.config import ALL_TASKS, AVAILABLE_TASKS, RunConfig, parse_tasks
+from lungai.pipeline.config import ALL_TASKS, SENSITIVITIES, RunConfig, parse_tasks
 
 logger = logging.getLogger("lungai")
 
@@ -46,7 +47,7 @@ def default_output(scan: Path) -> Path:
     return Path.cwd() / f"{scan_stem(scan)}_lungai"
 
 
-def _tasks_callback(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[str, ...]:
+def _tasks_callback(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
     try:
         return parse_tasks(value)
     except ValueError as exc:
@@ -78,8 +79,8 @@ def cli(verbose: int, quiet: bool) -> None:
               help="Output folder (default: ./<scan name>_lungai). Must not exist unless --overwrite.")
 @click.option("--tasks", callback=_tasks_callback, default=None, metavar="LIST",
               help=f"Comma-separated tasks from {', '.join(ALL_TASKS)} "
-                   f"(default: all available in this version: {', '.join(AVAILABLE_TASKS)}). "
-                   "The lung mask is always computed.")
+                   "(default: every task whose model weights are installed; `lungai info`). "
+                   "The lung mask is always computed; malignancy adds nodules.")
 @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]|mps",
               callback=_device_callback, help="Where models run.")
 @click.option("--progress", type=click.Choice(["bar", "jsonl", "none"]), default="bar", show_default=True,
@@ -90,8 +91,15 @@ def cli(verbose: int, quiet: bool) -> None:
               help="DICOM SeriesInstanceUID to use (default: the CT series with the most slices).")
 @click.option("--patient-id", "include_patient_id", is_flag=True,
               help="Copy the DICOM PatientID into findings.json (off: outputs carry no identifier).")
-def run(scan: Path, output: Path | None, tasks: tuple[str, ...], device: str, progress: str,
-        overwrite: bool, force: bool, series_uid: str | None, include_patient_id: bool) -> None:
+@click.option("--sensitivity", type=click.Choice(SENSITIVITIES), default="balanced", show_default=True,
+              help="Nodule detection operating point (its expected false positives per scan are printed).")
+@click.option("--detection-threshold", type=click.FloatRange(0.0, 1.0), default=None, metavar="SCORE",
+              help="Report nodules with a detection score at or above SCORE (overrides --sensitivity).")
+@click.option("--weights-manifest", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="A weights manifest.json to use instead of the installed one (site-specific releases).")
+def run(scan: Path, output: Path | None, tasks: tuple[str, ...] | None, device: str, progress: str,
+        overwrite: bool, force: bool, series_uid: str | None, include_patient_id: bool, sensitivity: str,
+        detection_threshold: float | None, weights_manifest: Path | None) -> None:
     """Analyse SCAN: a DICOM folder or zip, .nrrd/.nhdr, .nii/.nii.gz or .mhd/.mha.
 
     Writes <name>.seg.nrrd (for 3D Slicer), <name>_labels.nii.gz, findings.json,
@@ -100,9 +108,16 @@ def run(scan: Path, output: Path | None, tasks: tuple[str, ...], device: str, pr
     from lungai.io.report_text import summarize
     from lungai.pipeline.runner import run_pipeline
 
+    from lungai.pipeline.runner import describe_operating_point
+
     config = RunConfig(input=scan, output=output or default_output(scan), tasks=tasks, device=device,
                        overwrite=overwrite, force=force, series_uid=series_uid,
-                       include_patient_id=include_patient_id)
+                       include_patient_id=include_patient_id, sensitivity=sensitivity,
+                       detection_threshold=detection_threshold, manifest=weights_manifest)
+    from lungai.pipeline.models import load_run_manifest, tasks_with_weights
+
+    if "nodules" in (tasks if tasks is not None else tasks_with_weights(load_run_manifest(weights_manifest))):
+        click.echo(describe_operating_point(config), err=True)
     with make_reporter(progress) as reporter:
         result = run_pipeline(config, on_event=reporter)
     if progress != "jsonl":
@@ -122,11 +137,12 @@ def info(show_models: bool) -> None:
                f"MPS: {'yes' if devices['mps_available'] else 'no'}; default device: {devices['default']}")
     for name in devices.get("cuda_devices", []):  # type: ignore[union-attr]
         click.echo(f"  GPU: {name}")
-    click.echo(f"Tasks available: {', '.join(AVAILABLE_TASKS)}")
+    from lungai.pipeline.models import tasks_with_weights
     from lungai.weights.manifest import read_manifest
     from lungai.weights.resolver import check
 
     manifest = read_manifest()
+    click.echo(f"Tasks with weights installed: {', '.join(tasks_with_weights(manifest))} (of {', '.join(ALL_TASKS)})")
     click.echo(f"Weights in manifest: {len(manifest.models)}" + ("" if manifest.models else " (none shipped yet; "
                "the lungs and emphysema densitometry stages need none)"))
     for name in manifest.models:
@@ -168,6 +184,7 @@ cli.add_command(train)
 cli.add_command(evaluate)
 cli.add_command(baseline)
 cli.add_command(compare)
+cli.add_command(data)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,193 @@
+"""The emphysema paper's preprocessing, a patient-level split and the training dataset.
+
+Preprocessing (the paper's, used alike by training, evaluation and ``lungai run``): the lung
+mask of :func:`lungai.preprocessing.lung_mask.segment_lungs`; everything outside it is set to
+the top of the intensity window (it reads as soft tissue); the volume is cropped to the lungs'
+bounding box and resized to 35 slices (about 9 mm apart for an adult's lungs) of 128x128
+(in-plane low-pass filtered before the resize; slices are sampled, not averaged). Intensities
+are clipped to [-1024, -400] HU and scaled to [0, 1]. The in-plane size is the one the model's
+FC layer was built for: 16 x its ``feature_grid`` (128 for the paper's models, smaller for the
+CPU-sized ones), so a checkpoint alone says how its input is made.
+
+The split is by patient (every scan of a patient in one part), stratified by the patient's
+label (1 if any of their scans is positive), from a seed: the same CSV and seed always give
+the same split, so models trained separately are compared on the same cases.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from scipy import ndimage
+from torch.utils.data import Dataset
+
+from lungai.data.emphysema_sim import image_arrays, laa_percent
+from lungai.data.roi import resample
+from lungai.data.splits import SplitConfig, make_split
+from lungai.data.weak_labels import WeakLabelCase
+from lungai.preprocessing.lung_mask import segment_lungs
+
+logger = logging.getLogger(__name__)
+
+HU_WINDOW = (-1024.0, -400.0)
+SLICES = 35
+SPLIT_FRACTIONS = (0.6, 0.2, 0.2)
+
+
+def input_shape(model_config: object) -> tuple[int, int, int]:
+    """``(35, 16 gh, 16 gw)`` for a model whose last feature grid is ``(.., gh, gw)``."""
+    grid = getattr(model_config, "feature_grid")
+    return (SLICES, 16 * int(grid[-2]), 16 * int(grid[-1]))
+
+
+@dataclass(frozen=True)
+class PreparedVolume:
+    """A scan made ready for the emphysema models.
+
+    Attributes:
+        volume: ``(35, H, W)`` uint8, the window scaled to 0..255 (stored small; see :func:`to_tensor`).
+        laa950_percent: LAA-950 of the whole lung mask at native resolution (the densitometry baseline).
+    """
+
+    volume: np.ndarray
+    laa950_percent: float
+
+
+def to_tensor(volume: np.ndarray) -> torch.Tensor:
+    """A prepared ``uint8`` volume as the model's ``(1, D, H, W)`` float input in [0, 1]."""
+    return torch.from_numpy(volume.astype(np.float32) / 255.0)[None]
+
+
+def prepare_volume(image: sitk.Image, lung_labels: sitk.Image, shape: tuple[int, int, int]) -> PreparedVolume:
+    """Lung-mask, crop, window and resize a CT (the paper's preprocessing).
+
+    Args:
+        image: CT in HU.
+        lung_labels: its lung labels (any non-zero value is lung), same grid.
+        shape: the model's input ``(D, H, W)``.
+
+    Returns:
+        The prepared volume and the scan's LAA-950.
+
+    Raises:
+        ValueError: the lung labels are empty.
+    """
+    hu, lung, _ = image_arrays(image, lung_labels)
+    laa = laa_percent(hu, lung)
+    occupied = np.nonzero(lung)
+    box = tuple(slice(int(a.min()), int(a.max()) + 1) for a in occupied)
+    low, high = HU_WINDOW
+    scaled = (np.clip(hu[box].astype(np.float32), low, high) - low) / (high - low)
+    scaled[~lung[box]] = 1.0
+    factors = [n / s for n, s in zip(scaled.shape[1:], shape[1:])]
+    sigma = [0.0] + [0.5 * f if f > 1 else 0.0 for f in factors]
+    if any(sigma):
+        scaled = ndimage.gaussian_filter(scaled, sigma, mode="nearest")
+    resized = resample(scaled, shape, order=1)
+    return PreparedVolume(np.clip(np.rint(resized * 255.0), 0, 255).astype(np.uint8), laa)
+
+
+def _cache_key(path: Path, shape: tuple[int, int, int]) -> str:
+    stat = path.stat()
+    text = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{shape}|{HU_WINDOW}|v1"
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def prepare_case(case: WeakLabelCase, shape: tuple[int, int, int], cache_dir: Path | None = None) -> PreparedVolume:
+    """Read a CSV case, segment its lungs and prepare it; cached as ``.npz`` in ``cache_dir``.
+
+    Raises:
+        LungAIError: the scan cannot be read or has no lungs.
+    """
+    cached = cache_dir / f"{_cache_key(case.image_path, shape)}.npz" if cache_dir is not None else None
+    if cached is not None and cached.is_file():
+        with np.load(cached) as data:
+            return PreparedVolume(data["volume"], float(data["laa950_percent"]))
+    volume = case.load()
+    prepared = prepare_volume(volume.image, segment_lungs(volume.image).labels, shape)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f".{cached.stem}.tmp.npz")
+        np.savez(tmp, volume=prepared.volume, laa950_percent=prepared.laa950_percent)
+        tmp.replace(cached)
+    return prepared
+
+
+def split_cases(cases: Sequence[WeakLabelCase], seed: int = 0,
+                fractions: tuple[float, float, float] = SPLIT_FRACTIONS) -> dict[str, list[WeakLabelCase]]:
+    """Patient-level train / val / test parts, stratified by patient label (binary: label > 0).
+
+    Raises:
+        ValueError: a part would be empty, or a whole-scan test patient is among the cases.
+    """
+    patients: dict[str, int] = {}
+    for case in cases:
+        patients[case.patient_id] = max(patients.get(case.patient_id, 0), int(case.label > 0))
+    split = make_split(patients, SplitConfig(fractions=fractions, seed=seed))
+    parts = {part: [c for c in cases if split[c.patient_id] == part] for part in ("train", "val", "test")}
+    for part, items in parts.items():
+        if not items:
+            raise ValueError(f"the {part} part of the split is empty: the CSV has too few patients "
+                             f"({len(patients)}) for fractions {fractions}")
+    return parts
+
+
+def split_fingerprint(parts: dict[str, list[WeakLabelCase]]) -> str:
+    """A short hash of which cases are in which part (to check that models share a split)."""
+    text = ";".join(f"{part}:{','.join(sorted(c.case_id for c in items))}" for part, items in sorted(parts.items()))
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+class EmphysemaVolumeDataset(Dataset):
+    """Prepared volumes with binary targets, optionally augmented.
+
+    Augmentation (train only): a left-right flip with probability 0.5 and an in-plane shift of
+    up to 1/16 of the size, drawn from ``numpy.random.default_rng([seed, epoch, index])`` so a
+    run is reproducible and resumable at any epoch.
+
+    Args:
+        volumes: prepared volumes.
+        labels: their labels (> 0 is positive).
+        augment: draw the augmentation.
+        seed: the run's seed.
+    """
+
+    def __init__(self, volumes: Sequence[PreparedVolume], labels: Sequence[int], augment: bool = False,
+                 seed: int = 0) -> None:
+        self.volumes = list(volumes)
+        self.labels = [int(label > 0) for label in labels]
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose augmentation draws :meth:`__getitem__` uses."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.volumes)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        volume = self.volumes[index].volume
+        if self.augment:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            if rng.random() < 0.5:
+                volume = volume[:, :, ::-1]
+            limit = max(1, volume.shape[1] // 16)
+            dy, dx = (int(v) for v in rng.integers(-limit, limit + 1, size=2))
+            volume = np.roll(volume, (dy, dx), axis=(1, 2))
+        return to_tensor(np.ascontiguousarray(volume)), torch.tensor([float(self.labels[index])])
+
+    def balanced_order(self, generator: torch.Generator) -> list[int]:
+        """One epoch of indices drawn with replacement so both classes are equally likely."""
+        labels = torch.tensor(self.labels)
+        counts = torch.bincount(labels, minlength=2).clamp(min=1).float()
+        weights = (1.0 / counts)[labels]
+        return torch.multinomial(weights, len(self.labels), replacement=True, generator=generator).tolist()
