@@ -136,10 +136,12 @@ class Emphysema:
     Attributes:
         densitometry: per region (keys from :data:`REGIONS`).
         model_probability: emphysema probability from the volume-level model; ``None`` if not run.
+        model: which weights gave ``model_probability`` (name, revision, sha256); ``None`` if not run.
     """
 
     densitometry: dict[str, Densitometry]
     model_probability: float | None = None
+    model: WeightsInfo | None = None
 
 
 @dataclass
