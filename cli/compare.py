@@ -10,9 +10,9 @@ import click
 
 @click.command("compare")
 @click.argument("methods", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option("--task", type=click.Choice(["nodule-seg"]), default="nodule-seg", show_default=True)
-@click.option("--data", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True,
-              help="Folder laid out like lidc_vois/ (image/, mask/, nodules.csv).")
+@click.option("--task", type=click.Choice(["nodule-seg", "emphysema"]), default="nodule-seg", show_default=True)
+@click.option("--data", type=click.Path(path_type=Path, exists=True), required=True,
+              help="Folder laid out like lidc_vois/ (image/, mask/, nodules.csv); emphysema: a weak-label CSV.")
 @click.option("--split", type=click.Choice(["test", "val", "all"]), default="test", show_default=True)
 @click.option("-o", "--output", type=click.Path(path_type=Path, file_okay=False), required=True,
               help="Folder for compare.json, compare.md, cases.csv.")
@@ -23,9 +23,20 @@ def compare(methods: tuple[Path, ...], task: str, data: Path, split: str, output
             threads: int) -> None:
     """Compare METHODS (LungAI checkpoint folders or nnU-Net prediction folders; the first is the reference).
 
+    --task emphysema: METHODS are emphysema checkpoints (e.g. the five of lungai train emphysema),
+    scored with LAA-950 alone on the same split of the CSV; writes compare.json, compare.md
+    (the paper's Table 1 layout) and cases.csv.
+
     Writes compare.json, compare.md and cases.csv: Dice, precision, recall per case and in
     total (mean, median, by size), time per case, peak memory, Wilcoxon tests against the first.
     """
+    if task == "emphysema":
+        from lungai.cli.emphysema import compare_emphysema
+
+        compare_emphysema(methods, data, split, output, device, threads)
+        return
+    if not data.is_dir():
+        raise click.BadParameter(f"{data} is not a folder laid out like lidc_vois/", param_hint="--data")
     from lungai.baselines.compare import CompareConfig, compare_methods
     from lungai.baselines.compare_report import compare_markdown
     from lungai.evaluation import report

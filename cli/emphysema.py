@@ -77,6 +77,10 @@ def evaluate_emphysema(weights: tuple[Path, ...], data: Path, split: str, output
     _write(_evaluate(weights, data, split, device), output, "metrics")
 
 
-def compare_emphysema(methods: tuple[Path, ...], data: Path, split: str, output: Path, device: str) -> None:
+def compare_emphysema(methods: tuple[Path, ...], data: Path, split: str, output: Path, device: str,
+                      threads: int = 1) -> None:
     """``lungai compare --task emphysema``: checkpoints and LAA-950 on the same cases (Table 1 layout)."""
+    import torch
+
+    torch.set_num_threads(threads)
     _write(_evaluate(methods, data, split, device), output, "compare")
