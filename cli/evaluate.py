@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-EVAL_TASKS = ("malignancy", "nodule-seg")
+EVAL_TASKS = ("malignancy", "nodule-seg", "emphysema")
 SHIPPED = {"malignancy": ("resnet50_3d", "nodule_cnn2d"), "nodule-seg": ("resunet3d",)}
 
 
@@ -22,8 +22,8 @@ def _shipped_weights(task: str) -> tuple[Path, ...]:
 @click.option("--weights", type=click.Path(path_type=Path, exists=True, file_okay=False), multiple=True,
               help="Checkpoint folder (config.json + model.safetensors); repeat for a malignancy ensemble "
                    "(mean probability). Default: the shipped weights.")
-@click.option("--data", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True,
-              help="Folder laid out like lidc_vois/ (image/, mask/, nodules.csv).")
+@click.option("--data", type=click.Path(path_type=Path, exists=True), required=True,
+              help="Folder laid out like lidc_vois/ (image/, mask/, nodules.csv); emphysema: a weak-label CSV.")
 @click.option("--split", type=click.Choice(["test", "val", "all"]), default="test", show_default=True,
               help="Cases of the committed split, or all cases of --data (an external test set).")
 @click.option("--reference-data", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
@@ -33,7 +33,18 @@ def _shipped_weights(task: str) -> tuple[Path, ...]:
 @click.option("--device", default="cpu", show_default=True)
 def evaluate(task: str, weights: tuple[Path, ...], data: Path, split: str, reference_data: Path | None,
              output: Path, device: str) -> None:
-    """Evaluate TASK (malignancy or nodule-seg): writes metrics.json, report.md (and roc.png)."""
+    """Evaluate TASK (malignancy or nodule-seg): writes metrics.json, report.md (and roc.png).
+
+    emphysema: one checkpoint beside LAA-950 on the CSV's split; writes metrics.json,
+    metrics.md and cases.csv.
+    """
+    if task == "emphysema":
+        from lungai.cli.emphysema import evaluate_emphysema
+
+        evaluate_emphysema(weights, data, split, output, device)
+        return
+    if not data.is_dir():
+        raise click.BadParameter(f"{data} is not a folder laid out like lidc_vois/", param_hint="--data")
     from lungai.evaluation import report
 
     folders = weights or _shipped_weights(task)

@@ -34,11 +34,12 @@ class _EpochBar:
 
 
 @click.command("train")
-@click.argument("task", type=click.Choice(TASKS))
+@click.argument("task", type=click.Choice((*TASKS, "emphysema")))
 @click.option("--model", "model", required=True, help="Model name (malignancy: nodule_cnn2d, resnet50_3d; "
               "nodule-seg: resunet3d, convlstm_nodule, r3d_denseunet).")
-@click.option("--data", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True,
-              help="Folder laid out like lidc_vois/ (image/, mask/, nodules.csv).")
+@click.option("--data", type=click.Path(path_type=Path, exists=True), required=True,
+              help="Folder laid out like lidc_vois/ (image/, mask/, nodules.csv); emphysema: a weak-label CSV "
+                   "(path,label[,patient_id]).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Run folder (default: runs/TASK/MODEL). An existing run there is resumed.")
 @click.option("--epochs", type=int, default=None, help="Epoch budget (default: the recipe's).")
@@ -58,9 +59,20 @@ def train(task: str, model: str, data: Path, out: Path | None, epochs: int | Non
           no_augment: bool, restart: bool) -> None:
     """Train MODEL for TASK (malignancy or nodule-seg) on the committed patient split.
 
+    emphysema: MODEL is convlstm_scanner, mil_max, mil_mean, mil_product or cnn3d, --data a
+    weak-label CSV split by patient with a fixed seed (see lungai.training.emphysema).
+
     The best epoch by the validation metric is saved in --out as config.json +
     model.safetensors + metrics.json, with train.log; last/ holds the resumable state.
     """
+    if task == "emphysema":
+        from lungai.cli.emphysema import train_emphysema
+
+        train_emphysema(model, data, out, epochs, batch_size, lr, patience, size, device, threads, seed, max_cases,
+                        not no_augment, restart, _EpochBar("val_auc"))
+        return
+    if not data.is_dir():
+        raise click.BadParameter(f"{data} is not a folder laid out like lidc_vois/", param_hint="--data")
     from lungai.training.recipes import make_config
     from lungai.training.trainer import metric_name, train as run_training
 
