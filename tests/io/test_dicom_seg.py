@@ -1,0 +1,136 @@
+"""The DICOM SEG writer on real DICOM series: dciodvfy-valid, and read back with highdicom."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from lungai import __version__, labels
+from lungai.io.dicom_seg import SegReferenceError, write_dicom_seg
+from lungai.io.reader import read_scan
+from outputs_cases import PET_CT_ZIP, LIDC_0001_ZIP, Case, build_case
+from shared_data import require
+
+EXPECTED_SEGMENTS = ["Right lung", "Left lung", "Lung tumour", "Nodule 1", "Nodule 2"]
+
+
+def dciodvfy_errors(path: Path) -> list[str]:
+    """The ``Error`` lines dciodvfy (dicom3tools) prints for a file."""
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy not installed (Debian package dicom3tools; make test installs it)")
+    result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=120)
+    lines = (result.stdout + result.stderr).splitlines()
+    assert any(line.strip() == "Segmentation" for line in lines), f"dciodvfy did not check it as a SEG: {lines}"
+    return [line for line in lines if line.startswith("Error")]
+
+
+def expected_frames(case: Case) -> int:
+    """Frames of a BINARY SEG without empty frames: one per (segment, slice holding it)."""
+    voxels = sitk.GetArrayViewFromImage(case.label_image)
+    values = [value for value in np.unique(voxels) if value != 0]
+    return sum(int((voxels == value).any(axis=(1, 2)).sum()) for value in values)
+
+
+@pytest.fixture(scope="module")
+def written(lidc20_case: Case, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("seg") / "scan.seg.dcm"
+    write_dicom_seg(lidc20_case.label_image, lidc20_case.ct, labels.with_nodules(2), path)
+    return path
+
+
+def test_passes_dciodvfy(written: Path) -> None:
+    assert dciodvfy_errors(written) == []
+
+
+def test_segments_codes_and_algorithm(written: Path) -> None:
+    seg = hd.seg.segread(written)
+    assert seg.number_of_segments == len(EXPECTED_SEGMENTS)
+    for number, name in zip(seg.segment_numbers, EXPECTED_SEGMENTS):
+        description = seg.get_segment_description(number)
+        structure = next(s for s in labels.with_nodules(2) if s.name == name)
+        assert description.segment_label == name
+        assert description.segmented_property_type.value == structure.type[1]
+        assert description.segmented_property_type.scheme_designator == "SCT"
+        assert description.segmented_property_category.value == structure.category[1]
+        regions = [region.value for region in description.anatomic_regions]
+        assert regions == ([] if structure.region is None else [structure.region[1]])
+        assert description.SegmentAlgorithmType == "AUTOMATIC"
+        algorithm = description.algorithm_identification[0]
+        assert (algorithm.AlgorithmName, algorithm.AlgorithmVersion) == ("LungAI", __version__)
+    assert seg.SoftwareVersions == __version__
+
+
+def test_references_the_source_series(written: Path, lidc20_case: Case) -> None:
+    seg = hd.seg.segread(written)
+    headers = lidc20_case.ct.dicom_headers
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == lidc20_case.ct.series_uid
+    assert seg.StudyInstanceUID == headers[0].StudyInstanceUID
+    assert seg.FrameOfReferenceUID == headers[0].FrameOfReferenceUID
+    assert seg.SeriesInstanceUID != lidc20_case.ct.series_uid
+    referenced = {uid for _, _, uid in seg.get_source_image_uids()}
+    assert referenced <= {ds.SOPInstanceUID for ds in headers}
+    assert int(seg.NumberOfFrames) == expected_frames(lidc20_case)
+
+
+def test_pixels_round_trip(written: Path, lidc20_case: Case) -> None:
+    """Each source slice's SEG pixels equal the label image's segments on that slice."""
+    seg = hd.seg.segread(written)
+    headers = lidc20_case.ct.dicom_headers
+    pixels = seg.get_pixels_by_source_instance([ds.SOPInstanceUID for ds in headers], combine_segments=True,
+                                               relabel=False)
+    assert lidc20_case.ct.original_orientation == "LPS"  # so file slice k is label slice k
+    voxels = sitk.GetArrayFromImage(lidc20_case.label_image)
+    structures = {s.name: s for s in labels.with_nodules(2)}
+    expected = np.zeros_like(voxels)
+    for number, name in enumerate(EXPECTED_SEGMENTS, start=1):
+        expected[voxels == structures[name].value] = number
+    np.testing.assert_array_equal(pixels, expected)
+
+
+def test_non_dicom_input_is_refused(lidc20_case: Case, tmp_path: Path) -> None:
+    nrrd = tmp_path / "scan.nrrd"
+    sitk.WriteImage(lidc20_case.ct.image, str(nrrd))
+    with pytest.raises(SegReferenceError, match="not read from DICOM"):
+        write_dicom_seg(lidc20_case.label_image, read_scan(nrrd), labels.with_nodules(2), tmp_path / "x.seg.dcm")
+    assert not (tmp_path / "x.seg.dcm").exists()
+
+
+def test_series_with_blank_uids_is_refused(data_root: Path, tmp_path: Path) -> None:
+    """The TotalSegmentator example series was de-identified with its UIDs blanked."""
+    ct = read_scan(require(data_root / "totalsegmentator_examples" / "example_ct_dicom"))
+    label_image = sitk.Image(ct.image.GetSize(), sitk.sitkUInt8)
+    label_image.CopyInformation(ct.image)
+    with pytest.raises(SegReferenceError, match="blank SOPClassUID"):
+        write_dicom_seg(label_image, ct, labels.STRUCTURES, tmp_path / "x.seg.dcm")
+
+
+def test_slices_off_the_grid_are_refused(lidc20_case: Case, tmp_path: Path) -> None:
+    """A header whose position disagrees with the grid must not be referenced silently."""
+    ct = lidc20_case.ct
+    moved = [ds.copy() for ds in ct.dicom_headers]
+    moved[5].ImagePositionPatient = [float(v) for v in moved[5].ImagePositionPatient[:2]] + \
+        [float(moved[5].ImagePositionPatient[2]) + 1.0]
+    shifted = dataclasses.replace(ct, dicom_headers=moved)
+    with pytest.raises(SegReferenceError, match="slice 6 of 20"):
+        write_dicom_seg(lidc20_case.label_image, shifted, labels.with_nodules(2), tmp_path / "x.seg.dcm")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scan", [LIDC_0001_ZIP, PET_CT_ZIP], ids=["LIDC-IDRI-0001", "Lung-PET-CT-Dx-A0001"])
+def test_whole_real_scans(data_root: Path, tmp_path: Path, scan: Path) -> None:
+    """Whole zipped series from two vendors (GE, Philips): valid, all slices referenced."""
+    case = build_case(require(data_root / scan))
+    path = tmp_path / "scan.seg.dcm"
+    write_dicom_seg(case.label_image, case.ct, labels.with_nodules(2), path)
+    assert dciodvfy_errors(path) == []
+    seg = hd.seg.segread(path)
+    assert [seg.get_segment_description(n).segment_label for n in seg.segment_numbers] == EXPECTED_SEGMENTS
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == case.ct.series_uid
+    assert int(seg.NumberOfFrames) == expected_frames(case)
