@@ -1,0 +1,223 @@
+"""Whole-scan evaluation of nodule detection: FROC, CPM, sensitivity at 1/2/4 FP per scan.
+
+Two kinds of cases:
+
+* ``lidc``: the whole-scan test patients LIDC-IDRI-0001 and 0002 with their reader XML; the
+  references are the consensus nodules (>= 3 mm) marked by at least ``min_readers`` readers,
+  nodules marked by fewer readers are excluded findings (detections on them are ignored, as in
+  LUNA16). Small-nodule and non-nodule marks are not excluded: detections on them count as
+  false positives (stricter than LUNA16).
+* ``inserted``: background scans with VOIs of one split pasted in
+  (:mod:`lungai.data.lesion_insertion`); the test split for evaluation, the validation split for
+  choosing the operating points. The references are the pasted nodules (centroid of the pasted
+  mask, volume-equivalent diameter). The backgrounds are the scans the classifier's negatives
+  came from, so false positives per scan on these cases are optimistic; the LIDC cases are the
+  honest count.
+
+Each case runs the pipeline's own steps: :func:`lungai.preprocessing.lung_mask.segment_lungs`,
+then :func:`lungai.pipeline.detection.detect_nodules` with a threshold of 0 (every candidate,
+scored), and LUNA16's hit rule (:mod:`lungai.evaluation.froc`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+from torch import nn
+
+from lungai.evaluation import froc as froc_lib
+from lungai.pipeline.detection import OPERATING_POINTS, CANDIDATE_OPERATING_POINTS, DetectionConfig, detect_nodules
+
+logger = logging.getLogger(__name__)
+
+LIDC_PATIENTS = ("LIDC-IDRI-0001", "LIDC-IDRI-0002")
+REPORT_RATES = (1.0, 2.0, 4.0)
+OPERATING_TARGETS = {"high": 4.0, "balanced": 1.0, "specific": 0.25}
+"""Validation false positives per scan each operating point is chosen for."""
+
+
+@dataclass
+class EvalCase:
+    """One scan to detect in.
+
+    Attributes:
+        scan_id: its name.
+        image: int16 HU, LPS.
+        nodules: the reference nodules.
+        excluded: findings whose detections are ignored.
+    """
+
+    scan_id: str
+    image: sitk.Image = field(repr=False)
+    nodules: list[froc_lib.Finding]
+    excluded: list[froc_lib.Finding] = field(default_factory=list)
+
+
+def lidc_cases(data_root: str | Path, patients: Sequence[str] = LIDC_PATIENTS, min_readers: int = 1) -> list[EvalCase]:
+    """The LIDC whole-scan test patients with their consensus nodules as references."""
+    from lungai.data.lidc_consensus import consensus_nodules
+    from lungai.data.lidc_xml import parse_lidc_xml
+    from lungai.io.reader import read_scan
+
+    cases = []
+    for patient in patients:
+        folder = Path(data_root) / "lidc_scans" / patient
+        scan = next((p for p in (folder / "dicom.zip", folder / f"{patient}.nrrd") if p.exists()), folder)
+        volume = read_scan(scan)
+        found = consensus_nodules(parse_lidc_xml(folder / "annotations.xml"), volume.image,
+                                  original_orientation=volume.original_orientation)
+        findings = [(froc_lib.Finding(patient, n.centroid_lps, n.diameter_mm), n.num_readers) for n in found]
+        cases.append(EvalCase(patient, volume.image, [f for f, r in findings if r >= min_readers],
+                              [f for f, r in findings if r < min_readers]))
+        logger.info("%s: %d reference nodule(s), %d excluded", patient, len(cases[-1].nodules), len(cases[-1].excluded))
+    return cases
+
+
+def inserted_cases(data_root: str | Path, split: str, num_scans: int, nodules_per_scan: int = 6, seed: int = 0,
+                   backgrounds: Sequence[Any] | None = None) -> list[EvalCase]:
+    """Background scans with VOIs of ``split`` pasted in (each VOI at most once, in a seeded order).
+
+    Args:
+        data_root: the shared data folder (``lidc_vois/``, ``backgrounds/``, ``lung_pet_ct_dx/``).
+        split: ``val`` or ``test`` (never ``train``: those nodules trained the classifier).
+        num_scans: how many scans to make (alternating over the backgrounds).
+        nodules_per_scan: VOIs pasted per scan.
+        seed: random seed of the VOI order, placements and flips.
+        backgrounds: loaded :class:`lungai.data.lesion_insertion.Background` objects (default: all).
+
+    Raises:
+        ValueError: ``split`` is ``train``.
+    """
+    from lungai.data.lesion_insertion import BACKGROUND_NAMES, augment_voi, load_background, place_nodules
+    from lungai.data.lidc_vois import list_vois
+    from lungai.data.splits import cases_for_split, load_split
+
+    if split == "train":
+        raise ValueError("inserted evaluation scans are made from val or test VOIs, never train")
+    vois = [c for c in cases_for_split(list_vois(Path(data_root) / "lidc_vois").cases, load_split(), split)
+            if c.diameter_mm >= 3.0]
+    rng = np.random.default_rng([seed, 7])
+    rng.shuffle(vois)
+    loaded = list(backgrounds) if backgrounds is not None else [load_background(n, data_root) for n in BACKGROUND_NAMES]
+    cases = []
+    for i in range(num_scans):
+        background = loaded[i % len(loaded)]
+        chosen = vois[i * nodules_per_scan:(i + 1) * nodules_per_scan]
+        if not chosen:
+            break
+        scan = place_nodules(background, [augment_voi(c.load(), rng) for c in chosen], rng)
+        scan_id = f"{split}_{i:02d}_{background.name}"
+        nodules = [froc_lib.Finding(scan_id, n.centre_lps_mm, n.diameter_mm) for n in scan.nodules]
+        cases.append(EvalCase(scan_id, scan.image, nodules))
+    return cases
+
+
+def detect_in(cases: Sequence[EvalCase], classifier: nn.Module | None, device: str = "cpu") -> list[froc_lib.Detection]:
+    """Every scored candidate of every case (threshold 0), as FROC detections."""
+    from lungai.preprocessing.lung_mask import segment_lungs
+
+    detections = []
+    for case in cases:
+        start = time.perf_counter()
+        lungs = segment_lungs(case.image).labels
+        found = detect_nodules(case.image, lungs, DetectionConfig(threshold=0.0), device, classifier)
+        detections += [froc_lib.Detection(case.scan_id, d.centre_lps_mm, d.score) for d in found]
+        logger.info("%s: %d scored candidates in %.1f s", case.scan_id, len(found), time.perf_counter() - start)
+    return detections
+
+
+def at_threshold(detections: Sequence[froc_lib.Detection], cases: Sequence[EvalCase], threshold: float) -> dict[str, Any]:
+    """Sensitivity, false positives per scan and nodules found at one score threshold."""
+    nodules = [n for c in cases for n in c.nodules]
+    excluded = [n for c in cases for n in c.excluded]
+    kept = [d for d in detections if d.score >= threshold]
+    best, fps = froc_lib.match_detections(kept, nodules, excluded)
+    return {"threshold": threshold, "fp_per_scan": len(fps) / len(cases),
+            "sensitivity": float(np.isfinite(best).mean()) if nodules else math.nan,
+            "found": int(np.isfinite(best).sum()), "nodules": len(nodules)}
+
+
+def choose_operating_points(result: froc_lib.FROCResult, targets: dict[str, float] = OPERATING_TARGETS) -> dict[str, float]:
+    """The lowest threshold whose false positives per scan stay within each target."""
+    chosen = {}
+    for name, target in targets.items():
+        allowed = np.flatnonzero(result.fps_per_scan <= target)
+        chosen[name] = float(result.thresholds[allowed[-1]]) if len(allowed) else math.inf
+    return chosen
+
+
+def summarize(cases: Sequence[EvalCase], detections: Sequence[froc_lib.Detection],
+              with_classifier: bool = True) -> dict[str, Any]:
+    """FROC, CPM, sensitivity at 1/2/4 FP per scan, and each shipped operating point's numbers."""
+    nodules = [n for c in cases for n in c.nodules]
+    excluded = [n for c in cases for n in c.excluded]
+    result = froc_lib.froc(detections, nodules, len(cases), excluded)
+    rates = froc_lib.sensitivity_at(result.fps_per_scan, result.sensitivity, REPORT_RATES)
+    points = OPERATING_POINTS if with_classifier else CANDIDATE_OPERATING_POINTS
+    best, _ = froc_lib.match_detections(detections, nodules, excluded)
+    return {
+        "scans": [c.scan_id for c in cases],
+        "num_scans": len(cases),
+        "num_nodules": len(nodules),
+        "candidate_sensitivity": float(np.isfinite(best).mean()),
+        "candidates_per_scan": len(detections) / len(cases),
+        "cpm": result.cpm,
+        "sensitivity_at_fp": {f"{r:g}": float(s) for r, s in zip(REPORT_RATES, rates)},
+        "cpm_rates": {f"{r:g}": float(s) for r, s in zip(result.fp_rates, result.sensitivities_at_rates)},
+        "operating_points": {name: at_threshold(detections, cases, p.threshold) for name, p in points.items()},
+        "nodules": [{"scan_id": n.scan_id, "centre_lps_mm": list(n.center_mm), "diameter_mm": n.diameter_mm,
+                     "best_score": None if not np.isfinite(b) else float(b)} for n, b in zip(nodules, best)],
+        "froc": {"fps_per_scan": result.fps_per_scan.tolist(), "sensitivity": result.sensitivity.tolist(),
+                 "thresholds": [None if not np.isfinite(t) else float(t) for t in result.thresholds]},
+        "_result": result,
+    }
+
+
+def froc_png(curves: Sequence[tuple[dict[str, Any], str]], path: Path) -> None:
+    """Plot FROC curves (false positives per scan on a log axis) to a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for summary, label in curves:
+        curve = summary["froc"]
+        fps = np.maximum(np.asarray(curve["fps_per_scan"]), 1e-2)
+        ax.step(fps, curve["sensitivity"], where="post", label=f"{label} (CPM {summary['cpm']:.3f})")
+    ax.set_xscale("log")
+    ax.set_xlim(0.1, 64)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("false positives per scan")
+    ax.set_ylabel("sensitivity")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_summary(summary: dict[str, Any], path: Path) -> None:
+    """Write a summary as JSON (without the in-memory FROC object)."""
+    path.write_text(json.dumps({k: v for k, v in summary.items() if not k.startswith("_")}, indent=2) + "\n",
+                    encoding="utf-8")
+
+
+def markdown(summaries: dict[str, dict[str, Any]]) -> str:
+    """A short report: one row per case set."""
+    lines = ["| cases | scans | nodules | candidate sens. | sens @1 FP | @2 FP | @4 FP | CPM | "
+             "high: sens / FP | balanced: sens / FP | specific: sens / FP |", "|" + "---|" * 11]
+    for name, s in summaries.items():
+        ops = " | ".join(f"{o['sensitivity']:.2f} / {o['fp_per_scan']:.1f}" for o in s["operating_points"].values())
+        lines.append(f"| {name} | {s['num_scans']} | {s['num_nodules']} | {s['candidate_sensitivity']:.2f} | "
+                     + " | ".join(f"{v:.2f}" for v in s["sensitivity_at_fp"].values()) + f" | {s['cpm']:.3f} | {ops} |")
+    return "\n".join(lines) + "\n"
