@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 DEMO_OUT ?= demo_output
 
-.PHONY: demo test venv clean
+.PHONY: demo test test-tools venv clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,24 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/lungai demo -o $(DEMO_OUT) --overwrite
 
-test: $(STAMP)
+test: $(STAMP) test-tools
 	$(BIN)/python -m pytest
+
+# Programs the tests run: headless Chromium (report.html) and dciodvfy from dicom3tools (DICOM SEG).
+# Installed from Debian when missing and apt-get can run (root, as in CI); otherwise those tests
+# skip locally (and fail under CI=true).
+test-tools:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v dciodvfy >/dev/null 2>&1 || missing="$$missing dicom3tools"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing$$missing from Debian for the tests"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; } >/dev/null \
+			|| echo "warning: could not install$$missing; the tests that need it will not run"; \
+	else \
+		echo "warning:$$missing not installed (sudo apt-get install$$missing); the tests that need it will not run"; \
+	fi
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info

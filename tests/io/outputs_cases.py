@@ -9,12 +9,15 @@ The findings are measured from those masks.
 from __future__ import annotations
 
 import io
+import os
+import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pydicom
+import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
@@ -41,6 +44,23 @@ class Case:
     ct: CTVolume
     label_image: sitk.Image
     findings: Findings
+
+
+def require_program(*names: str, package: str) -> str:
+    """The path of the first of ``names`` on PATH; skips without it (fails under CI, which must check).
+
+    Args:
+        names: program names to look for.
+        package: the Debian package that provides it (``make test`` installs it).
+    """
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+    message = f"{names[0]} not installed (Debian package {package}; make test installs it)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def extract_slices(archive: Path, folder: Path, count: int) -> Path:

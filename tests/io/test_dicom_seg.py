@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import SimpleITK as sitk
 from lungai import __version__, labels
 from lungai.io.dicom_seg import SegReferenceError, write_dicom_seg
 from lungai.io.reader import read_scan
-from outputs_cases import PET_CT_ZIP, LIDC_0001_ZIP, Case, build_case
+from outputs_cases import LIDC_0001_ZIP, PET_CT_ZIP, Case, build_case, require_program
 from shared_data import require
 
 EXPECTED_SEGMENTS = ["Right lung", "Left lung", "Lung tumour", "Nodule 1", "Nodule 2"]
@@ -23,9 +22,8 @@ EXPECTED_SEGMENTS = ["Right lung", "Left lung", "Lung tumour", "Nodule 1", "Nodu
 
 def dciodvfy_errors(path: Path) -> list[str]:
     """The ``Error`` lines dciodvfy (dicom3tools) prints for a file."""
-    if shutil.which("dciodvfy") is None:
-        pytest.skip("dciodvfy not installed (Debian package dicom3tools; make test installs it)")
-    result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=120)
+    dciodvfy = require_program("dciodvfy", package="dicom3tools")
+    result = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True, timeout=120)
     lines = (result.stdout + result.stderr).splitlines()
     assert any(line.strip() == "Segmentation" for line in lines), f"dciodvfy did not check it as a SEG: {lines}"
     return [line for line in lines if line.startswith("Error")]

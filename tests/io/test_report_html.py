@@ -6,7 +6,6 @@ import base64
 import dataclasses
 import io
 import re
-import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 
 from lungai import labels
 from lungai.io.report_html import ReportConfig, write_report_html
-from outputs_cases import Case
+from outputs_cases import Case, require_program
 
 #: Headless Chromium with everything that would reach a network or a profile turned off.
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -151,9 +150,7 @@ def test_config_sets_crop_size(lidc20_case: Case, tmp_path: Path) -> None:
 
 
 def test_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("chromium not installed (Debian package chromium; make test installs it)")
+    chromium = require_program("chromium", "chromium-browser", package="chromium")
     probe = tmp_path / "probe.html"
     probe.write_text(report.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"), encoding="utf-8")
     result = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
