@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-EVAL_TASKS = ("malignancy", "nodule-seg", "emphysema")
+EVAL_TASKS = ("malignancy", "nodule-seg", "emphysema", "detection")
 SHIPPED = {"malignancy": ("resnet50_3d", "nodule_cnn2d"), "nodule-seg": ("resunet3d",)}
 
 
@@ -42,6 +42,11 @@ def evaluate(task: str, weights: tuple[Path, ...], data: Path, split: str, refer
         from lungai.cli.emphysema import evaluate_emphysema
 
         evaluate_emphysema(weights, data, split, output, device)
+        return
+    if task == "detection":
+        from lungai.cli.evaluate_detection import evaluate_detection_command
+
+        evaluate_detection_command(weights, data, split, output, device)
         return
     if not data.is_dir():
         raise click.BadParameter(f"{data} is not a folder laid out like lidc_vois/", param_hint="--data")

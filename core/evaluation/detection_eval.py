@@ -221,3 +221,62 @@ def markdown(summaries: dict[str, dict[str, Any]]) -> str:
         lines.append(f"| {name} | {s['num_scans']} | {s['num_nodules']} | {s['candidate_sensitivity']:.2f} | "
                      + " | ".join(f"{v:.2f}" for v in s["sensitivity_at_fp"].values()) + f" | {s['cpm']:.3f} | {ops} |")
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class DetectionEvalConfig:
+    """What ``lungai evaluate detection`` runs.
+
+    Attributes:
+        data_root: the shared data folder (``lidc_scans/``, ``lidc_vois/``, backgrounds).
+        output: folder for ``metrics.json``, ``froc.json``, ``froc.png``, ``report.md``.
+        weights: the classifier's checkpoint folder; ``None`` scores by candidate strength.
+        split: VOIs of the inserted-nodule scans: ``test`` (evaluation) or ``val``.
+        inserted_scans: how many inserted-nodule scans to make (0: none).
+        nodules_per_scan: VOIs pasted per inserted scan.
+        lidc: also evaluate on LIDC-IDRI-0001 and 0002.
+        min_readers: LIDC nodules marked by fewer readers are excluded findings.
+        device: where the classifier runs.
+        seed: seed of the inserted scans.
+    """
+
+    data_root: Path
+    output: Path
+    weights: Path | None = None
+    split: str = "test"
+    inserted_scans: int = 8
+    nodules_per_scan: int = 6
+    lidc: bool = True
+    min_readers: int = 1
+    device: str = "cpu"
+    seed: int = 1
+
+
+def evaluate_detection(config: DetectionEvalConfig) -> dict[str, dict[str, Any]]:
+    """Run the detector on the case sets and write the FROC report.
+
+    Returns:
+        Case set name (``lidc``, ``inserted_<split>``) -> its summary.
+    """
+    from lungai.models.checkpoint import load_model
+
+    classifier = load_model(config.weights, config.device) if config.weights is not None else None
+    sets: dict[str, list[EvalCase]] = {}
+    if config.lidc:
+        sets["lidc"] = lidc_cases(config.data_root, min_readers=config.min_readers)
+    if config.inserted_scans:
+        sets[f"inserted_{config.split}"] = inserted_cases(config.data_root, config.split, config.inserted_scans,
+                                                          config.nodules_per_scan, config.seed)
+    if not sets:
+        raise ValueError("nothing to evaluate: no LIDC cases and no inserted scans")
+    summaries = {name: summarize(cases, detect_in(cases, classifier, config.device), classifier is not None)
+                 for name, cases in sets.items()}
+    config.output.mkdir(parents=True, exist_ok=True)
+    for name, summary in summaries.items():
+        write_summary(summary, config.output / f"froc_{name}.json")
+    froc_png([(s, n) for n, s in summaries.items()], config.output / "froc.png")
+    metrics = {name: {k: v for k, v in s.items() if k not in ("froc", "_result")} for name, s in summaries.items()}
+    metrics["weights"] = str(config.weights) if config.weights else None
+    (config.output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    (config.output / "report.md").write_text(markdown(summaries), encoding="utf-8")
+    return summaries
