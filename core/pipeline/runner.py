@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import SimpleITK as sitk
+
 from lungai import __version__, labels
 from lungai.errors import OutputExistsError
 from lungai.inference.device import resolve_device
@@ -28,8 +30,10 @@ from lungai.io.findings import (
     write_findings_json,
     write_nodules_csv,
 )
+from lungai.io.dicom_seg import SegReferenceError, write_dicom_seg
 from lungai.io.output import check_output_target, staged_output
 from lungai.io.reader import ReadOptions, read_scan, scan_stem, to_original_orientation
+from lungai.io.report_html import write_report_html
 from lungai.io.segmentation import write_segmentation_files
 from lungai.io.volume import CTVolume
 from lungai.pipeline.config import RunConfig
@@ -112,9 +116,26 @@ def _findings(state: RunState, timings: dict[str, float], started: str) -> Findi
 def _write(state: RunState, findings: Findings) -> None:
     assert state.volume is not None and state.lungs is not None
     name = scan_stem(state.volume.source)
-    label_image = to_original_orientation(state.lungs.labels, state.volume)
-    write_segmentation_files(label_image, labels.STRUCTURES, state.staging, name)
+    lps_labels = state.lungs.labels
+    structures = labels.with_nodules(len(findings.nodules))
+    label_image = to_original_orientation(lps_labels, state.volume)
+    write_segmentation_files(label_image, structures, state.staging, name)
     write_nodules_csv(findings.nodules, state.staging / "nodules.csv")
+    if state.volume.dicom_headers:
+        _write_dicom_seg(state, findings, lps_labels, structures, state.staging / f"{name}.seg.dcm")
+    write_report_html(findings, state.volume, lps_labels, state.staging / "report.html")
+
+
+def _write_dicom_seg(state: RunState, findings: Findings, lps_labels: sitk.Image,
+                     structures: tuple[labels.Structure, ...], path: Path) -> None:
+    """The DICOM SEG, or a warning in the findings when the source series cannot be referenced."""
+    assert state.volume is not None
+    try:
+        write_dicom_seg(lps_labels, state.volume, structures, path)
+    except SegReferenceError as error:
+        message = f"no DICOM SEG written: {error}"
+        logger.warning(message)
+        findings.warnings.append(message)
 
 
 @contextmanager
