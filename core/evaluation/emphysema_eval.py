@@ -23,12 +23,12 @@ from torch import nn
 
 from lungai.data.emphysema_dataset import EmphysemaVolumeDataset, input_shape, prepare_case, split_fingerprint
 from lungai.data.weak_labels import WeakLabelCase, read_weak_labels
-from lungai.evaluation.metrics import f1_score, roc_auc_ci, youden_point
+from lungai.evaluation.metrics import f1_score, roc_auc_ci
 from lungai.evaluation.report import markdown_table
 from lungai.inference.device import resolve_device
 from lungai.models.checkpoint import load_model
 from lungai.models.summary import count_parameters
-from lungai.training.emphysema import default_cache_dir, load_parts, predict_logits
+from lungai.training.emphysema import default_cache_dir, load_parts, predict_logits, youden_threshold
 
 #: The paper's test AUCs (weakly supervised emphysema detection with a ConvLSTM scanner).
 PAPER_AUC = {"convlstm_scanner": 0.83, "mil_max": 0.69, "mil_mean": 0.70, "mil_product": 0.76, "cnn3d": 0.77}
@@ -130,7 +130,7 @@ def evaluate_models(config: EmphysemaEvalConfig) -> dict[str, Any]:
         if config.split != "val" and "val_threshold" in trained:
             threshold, source = float(trained["val_threshold"]), "val"
         else:
-            threshold, source = youden_point(scores, labels).threshold, "evaluated cases"
+            threshold, source = youden_threshold(scores, labels), "evaluated cases"
         shape = input_shape(model.config)  # type: ignore[arg-type]
         name = str(trained.get("model") or folder.name)
         methods.append({"name": name, "weights": str(folder), "kernels": _KERNELS.get(type(model).__name__, "?"),
@@ -138,7 +138,7 @@ def evaluate_models(config: EmphysemaEvalConfig) -> dict[str, Any]:
                         "threshold_from": source, **binary_metrics(scores, labels, threshold, config.n_bootstrap)})
         scores_by_name[name] = scores
     laa = _laa(cases, config, shape)
-    laa_threshold = youden_point(_laa(val_cases, config, shape), val_labels).threshold
+    laa_threshold = youden_threshold(_laa(val_cases, config, shape), val_labels)
     methods.append({"name": LAA_NAME, "weights": None, "kernels": "-", "parameters": 0, "paper_auc": None,
                     "threshold_from": "evaluated cases" if config.split in ("val", "all") else "val",
                     **binary_metrics(laa, labels, laa_threshold, config.n_bootstrap)})

@@ -161,7 +161,13 @@ def _validate(model: nn.Module, val: EmphysemaVolumeDataset, device: str) -> dic
     labels = np.array(val.labels)
     if labels.min() == labels.max():
         return {"val_auc": float("nan"), "val_threshold": 0.5}
-    return {"val_auc": roc_auc(probabilities, labels), "val_threshold": youden_point(probabilities, labels).threshold}
+    return {"val_auc": roc_auc(probabilities, labels), "val_threshold": youden_threshold(probabilities, labels)}
+
+
+def youden_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The Youden threshold, made finite: "nothing is positive" becomes just above the highest score."""
+    threshold = youden_point(scores, labels).threshold
+    return threshold if np.isfinite(threshold) else float(np.nextafter(np.max(scores), np.inf))
 
 
 def train_emphysema(config: EmphysemaTrainConfig, on_event: Callable[[TrainEvent], None] | None = None,

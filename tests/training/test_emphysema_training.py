@@ -1,0 +1,99 @@
+"""``lungai train / evaluate / compare emphysema`` on a tiny simulated set made from a real 4 mm thorax."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from cli_runner import run_cli
+from lungai.data.emphysema_dataset import input_shape
+from lungai.data.emphysema_simset import SimulationSetConfig, make_simulation_set
+from lungai.models.checkpoint import load_model
+from lungai.training.emphysema import EMPHYSEMA_MODELS
+from shared_data import require
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_csv(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """10 simulated volumes (3 positive) from cip_small/ct-64.nrrd: every split part holds both labels."""
+    source = require(data_root / "cip_small" / "ct-64.nrrd")
+    return make_simulation_set(SimulationSetConfig(sources=(source,), out=tmp_path_factory.mktemp("emph") / "sim",
+                                                   n=10, seed=0))
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Run folders of the five models (filled by the training test; the others train what is missing)."""
+    root = tmp_path_factory.mktemp("runs")
+    return {name: root / name for name in EMPHYSEMA_MODELS}
+
+
+def _train(name: str, tiny_csv: Path, out: Path, capsys: pytest.CaptureFixture[str], epochs: int = 1) -> str:
+    code, out_text, err = run_cli(["train", "emphysema", "--model", name, "--data", str(tiny_csv), "--out", str(out),
+                                   "--size", "cpu", "--epochs", str(epochs), "--threads", "1", "--batch-size", "2"],
+                                  capsys)
+    assert code == 0, err
+    return out_text
+
+
+@pytest.mark.parametrize("name", EMPHYSEMA_MODELS)
+def test_train_each_model_and_load_its_checkpoint(name: str, tiny_csv: Path, runs: dict[str, Path],
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    text = _train(name, tiny_csv, runs[name], capsys)
+    assert "saved in" in text
+    metrics = json.loads((runs[name] / "metrics.json").read_text())
+    assert metrics["task"] == "emphysema" and metrics["model"] == name
+    assert metrics["input_shape"] == [35, 64, 64] and metrics["epochs_run"] == 1
+    assert 0.0 <= metrics["val_auc"] <= 1.0 and 0.0 <= metrics["val_threshold"] <= 1.0 + 1e-9
+    model = load_model(runs[name])
+    assert input_shape(model.config) == (35, 64, 64)
+    with torch.inference_mode():
+        assert model(torch.zeros(1, 1, 35, 64, 64)).shape == (1, 1)
+
+
+def test_training_resumes_where_it_stopped(tiny_csv: Path, runs: dict[str, Path],
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    out = runs["mil_max"].parent / "resumed"
+    _train("mil_max", tiny_csv, out, capsys, epochs=1)
+    _train("mil_max", tiny_csv, out, capsys, epochs=2)
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    assert [record["epoch"] for record in history] == [0, 1]
+    assert "resumed" in (out / "train.log").read_text()
+
+
+def test_compare_and_evaluate_on_the_same_split(tiny_csv: Path, runs: dict[str, Path], tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    missing = [name for name, folder in runs.items() if not (folder / "model.safetensors").is_file()]
+    for name in missing:
+        _train(name, tiny_csv, runs[name], capsys)
+    code, _, err = run_cli(["compare", "--task", "emphysema", *map(str, runs.values()), "--data", str(tiny_csv),
+                            "--split", "test", "-o", str(tmp_path / "cmp")], capsys)
+    assert code == 0, err
+    result = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert [m["name"] for m in result["methods"]] == [*EMPHYSEMA_MODELS, "laa950"]
+    fingerprints = {json.loads((folder / "metrics.json").read_text())["split_fingerprint"] for folder in runs.values()}
+    assert fingerprints == {result["split_fingerprint"]}
+    table = (tmp_path / "cmp" / "compare.md").read_text()
+    for text in ("kernels", "parameters", "AUC (95% CI)", "sensitivity", "specificity", "F1", "ConvLSTM scanner",
+                 "LAA-950 alone", "0.83"):
+        assert text in table
+    assert (tmp_path / "cmp" / "cases.csv").read_text().count("\n") == result["n"] + 1
+    code, _, err = run_cli(["evaluate", "emphysema", "--weights", str(runs["convlstm_scanner"]), "--data",
+                            str(tiny_csv), "-o", str(tmp_path / "eval")], capsys)
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["methods"][0]["threshold_from"] == "val"
+
+
+def test_emphysema_training_needs_a_csv(tiny_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["train", "emphysema", "--model", "convlstm_scanner", "--data", str(tiny_csv.parent),
+                            "--out", str(tmp_path / "x")], capsys)
+    assert code == 2 and "weak-label CSV" in err and "Traceback" not in err
+    code, _, err = run_cli(["train", "emphysema", "--model", "resnet50_3d", "--data", str(tiny_csv),
+                            "--out", str(tmp_path / "y")], capsys)
+    assert code == 2 and "not an emphysema model" in err
