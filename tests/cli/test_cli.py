@@ -31,7 +31,7 @@ def test_run_writes_every_output(phantom_scan: Path, tmp_path: Path, capsys) -> 
                               capsys)
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == ["chest.seg.nrrd", "chest_labels.nii.gz", "findings.json",
-                                                    "nodules.csv", "run.log"]
+                                                    "nodules.csv", "report.html", "run.log"]
     findings = load_findings(out / "findings.json")
     assert findings["run"]["tasks"] == ["lungs", "emphysema"]
     assert set(findings["run"]["timings_s"]) == {"read", "lungs", "emphysema", "write"}
