@@ -91,7 +91,8 @@ def cli(verbose: int, quiet: bool) -> None:
 @click.option("--series", "series_uid", default=None, metavar="UID",
               help="DICOM SeriesInstanceUID to use (default: the CT series with the most slices).")
 @click.option("--patient-id", "include_patient_id", is_flag=True,
-              help="Copy the DICOM PatientID into findings.json (off: outputs carry no identifier).")
+              help="Copy the DICOM PatientID into findings.json (off: findings.json, nodules.csv and "
+                   "report.html carry no identifier; a DICOM SEG always carries the source's patient and study).")
 @click.option("--sensitivity", type=click.Choice(SENSITIVITIES), default="balanced", show_default=True,
               help="Nodule detection operating point (its expected false positives per scan are printed).")
 @click.option("--detection-threshold", type=click.FloatRange(0.0, 1.0), default=None, metavar="SCORE",
@@ -104,7 +105,8 @@ def run(scan: Path, output: Path | None, tasks: tuple[str, ...] | None, device: 
     """Analyse SCAN: a DICOM folder or zip, .nrrd/.nhdr, .nii/.nii.gz or .mhd/.mha.
 
     Writes <name>.seg.nrrd (for 3D Slicer), <name>_labels.nii.gz, findings.json,
-    nodules.csv and run.log into the output folder, and prints a summary.
+    nodules.csv, report.html, run.log and, for DICOM input, <name>.seg.dcm (DICOM SEG)
+    into the output folder, and prints a summary.
     """
     from lungai.io.report_text import summarize
     from lungai.pipeline.runner import run_pipeline
