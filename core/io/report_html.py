@@ -46,7 +46,8 @@ class ReportConfig:
     Attributes:
         nodule_fov_mm: smallest field of view of a nodule crop (square, mm).
         tumour_fov_mm: smallest field of view of a tumour crop.
-        fov_per_diameter: the field of view is at least this many times the lesion's size.
+        fov_per_diameter: a nodule's field of view is at least this many times its long axis.
+        fov_per_extent: the tumour's field of view is at least this many times its largest extent.
         image_px: width and height of each crop image in pixels.
         window_level_hu: centre of the grey-level window (lung window).
         window_width_hu: width of the grey-level window.
@@ -55,6 +56,7 @@ class ReportConfig:
     nodule_fov_mm: float = 40.0
     tumour_fov_mm: float = 80.0
     fov_per_diameter: float = 2.5
+    fov_per_extent: float = 1.3
     image_px: int = 200
     window_level_hu: float = -600.0
     window_width_hu: float = 1500.0
@@ -200,7 +202,7 @@ def _lesions(findings: Findings, label_voxels: np.ndarray, image: sitk.Image,
             centre = image.TransformContinuousIndexToPhysicalPoint((float(x), float(y), float(z)))
         extent_mm = (np.ptp(tumour_voxels, axis=0) + 1) * np.asarray(image.GetSpacing()[::-1])
         lesions.append(_Lesion(labels.TUMOUR, labels.TUMOUR.name, tuple(centre),
-                               max(config.tumour_fov_mm, 1.3 * float(extent_mm.max()))))
+                               max(config.tumour_fov_mm, config.fov_per_extent * float(extent_mm.max()))))
     return lesions
 
 
