@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import highdicom as hd
+import pydicom
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -132,3 +133,33 @@ def test_whole_real_scans(data_root: Path, tmp_path: Path, scan: Path) -> None:
     assert [seg.get_segment_description(n).segment_label for n in seg.segment_numbers] == EXPECTED_SEGMENTS
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == case.ct.series_uid
     assert int(seg.NumberOfFrames) == expected_frames(case)
+
+
+def test_series_stored_right_to_left(lidc20_folder: Path, tmp_path: Path) -> None:
+    """Real slices rewritten with columns running right-to-left (so the slice normal points down).
+
+    The SEG's frames must follow the files (right-to-left columns, top slice first), not LPS.
+    """
+    flipped = tmp_path / "flipped"
+    flipped.mkdir()
+    for path in sorted(lidc20_folder.iterdir()):
+        ds = pydicom.dcmread(path)
+        column_spacing = float(ds.PixelSpacing[1])
+        position = [float(v) for v in ds.ImagePositionPatient]
+        ds.ImagePositionPatient = [position[0] + (int(ds.Columns) - 1) * column_spacing, *position[1:]]
+        ds.ImageOrientationPatient = [-1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+        ds.PixelData = np.ascontiguousarray(ds.pixel_array[:, ::-1]).tobytes()
+        ds.save_as(flipped / path.name)
+    ct = read_scan(flipped)
+    assert ct.original_orientation == "RPI"
+    voxels = np.zeros(sitk.GetArrayViewFromImage(ct.image).shape, dtype=np.uint8)
+    voxels[3:9, 200:300, 100:180] = labels.LUNG_RIGHT.value  # low x in LPS (patient's right), low z (feet)
+    label_image = sitk.GetImageFromArray(voxels)
+    label_image.CopyInformation(ct.image)
+    path = tmp_path / "scan.seg.dcm"
+    write_dicom_seg(label_image, ct, labels.STRUCTURES, path)
+    seg = hd.seg.segread(path)
+    pixels = seg.get_pixels_by_source_instance([ds.SOPInstanceUID for ds in ct.dicom_headers],
+                                               combine_segments=True, relabel=False)
+    np.testing.assert_array_equal(pixels, voxels[::-1, :, ::-1])
+    assert dciodvfy_errors(path) == []
