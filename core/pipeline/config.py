@@ -7,8 +7,20 @@ from pathlib import Path
 
 #: Every task LungAI knows, in pipeline order.
 ALL_TASKS: tuple[str, ...] = ("lungs", "nodules", "malignancy", "tumour", "emphysema")
-#: Tasks this version can run (the others need models that are not shipped yet).
-AVAILABLE_TASKS: tuple[str, ...] = ("lungs", "emphysema")
+#: Tasks this version implements; a run also needs their models' weights (:data:`TASK_MODELS`).
+AVAILABLE_TASKS: tuple[str, ...] = ALL_TASKS
+#: The weights each task needs (names in the weights manifest).
+TASK_MODELS: dict[str, tuple[str, ...]] = {
+    "lungs": (),
+    "nodules": ("convlstm_nodule", "resunet3d"),
+    "malignancy": ("resnet50_3d", "nodule_cnn2d"),
+    "tumour": ("r3d_denseunet",),
+    "emphysema": (),
+}
+#: Tasks that need another task's results.
+TASK_NEEDS: dict[str, tuple[str, ...]] = {"malignancy": ("nodules",)}
+#: The nodule detector's operating points (``lungai.pipeline.detection.OPERATING_POINTS``).
+SENSITIVITIES: tuple[str, ...] = ("high", "balanced", "specific")
 
 
 @dataclass
@@ -19,36 +31,55 @@ class RunConfig:
         input: scan path (DICOM folder or zip, NRRD, NIfTI, MetaImage).
         output: output folder (created; must not exist unless ``overwrite``).
         tasks: tasks to run; the lung mask is always computed because every task needs it.
+            ``None``: every task whose weights are installed (see :func:`tasks_with_weights`).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         overwrite: replace an existing output folder (only once the new one is complete).
         force: skip soft input checks (e.g. intensities that do not look like HU).
         series_uid: DICOM series to analyse; default the CT series with most slices.
         include_patient_id: copy the DICOM PatientID into ``findings.json``.
+        sensitivity: nodule detection operating point, one of :data:`SENSITIVITIES`.
+        detection_threshold: a detection score threshold; overrides ``sensitivity``.
+        manifest: the weights manifest; ``None`` uses the one installed with LungAI.
     """
 
     input: Path
     output: Path
-    tasks: tuple[str, ...] = AVAILABLE_TASKS
+    tasks: tuple[str, ...] | None = None
     device: str = "auto"
     overwrite: bool = False
     force: bool = False
     series_uid: str | None = None
     include_patient_id: bool = False
+    sensitivity: str = "balanced"
+    detection_threshold: float | None = None
+    manifest: Path | None = None
 
 
-def parse_tasks(names: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
-    """Validate task names (comma-separated or a sequence); ``None`` or ``all`` = all available.
+def with_needed(tasks: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """``tasks`` plus the tasks they need (malignancy needs nodules), in pipeline order."""
+    wanted = set(tasks)
+    for task in tasks:
+        wanted.update(TASK_NEEDS.get(task, ()))
+    return tuple(t for t in ALL_TASKS if t in wanted)
+
+
+def parse_tasks(names: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...] | None:
+    """Validate task names (comma-separated or a sequence).
+
+    Returns:
+        The tasks in pipeline order, with the tasks they need; ``None`` for ``None``, empty
+        or ``all``: every task whose weights are installed, decided when the run starts.
 
     Raises:
-        ValueError: an unknown task, or one this version cannot run yet.
+        ValueError: an unknown task, or one this version cannot run.
     """
     if names is None:
-        return AVAILABLE_TASKS
+        return None
     if isinstance(names, str):
         names = [n for n in names.replace(" ", "").split(",") if n]
     requested = [n.lower() for n in names]
     if not requested or requested == ["all"]:
-        return AVAILABLE_TASKS
+        return None
     unknown = [n for n in requested if n not in ALL_TASKS]
     if unknown:
         raise ValueError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(ALL_TASKS)}")
@@ -56,4 +87,12 @@ def parse_tasks(names: str | tuple[str, ...] | list[str] | None) -> tuple[str, .
     if missing:
         raise ValueError(f"task(s) {', '.join(missing)} not available in this version "
                          f"(available: {', '.join(AVAILABLE_TASKS)})")
-    return tuple(t for t in ALL_TASKS if t in requested)
+    return with_needed(requested)
+
+
+def models_for(tasks: tuple[str, ...]) -> tuple[str, ...]:
+    """The weights the tasks need, in pipeline order, each once."""
+    names: list[str] = []
+    for task in with_needed(tasks):
+        names.extend(n for n in TASK_MODELS[task] if n not in names)
+    return tuple(names)

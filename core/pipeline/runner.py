@@ -1,6 +1,8 @@
 """Run the analysis stages on one scan and write the outputs atomically.
 
-Stages run in a fixed order (read -> lungs -> emphysema -> write). Outputs are written to a
+Stages run in a fixed order (read -> lungs -> nodules -> malignancy -> tumour -> emphysema ->
+write); the model stages get their weights through :class:`lungai.pipeline.models.ModelStore`,
+all resolved before anything is computed or written. Outputs are written to a
 hidden temporary folder beside the output and moved into place only when every stage has
 succeeded, so a failed or interrupted run leaves nothing behind.
 """
@@ -8,12 +10,14 @@ succeeded, so a failed or interrupted run leaves nothing behind.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import SimpleITK as sitk
 
 from lungai import __version__, labels
@@ -25,7 +29,9 @@ from lungai.io.findings import (
     Findings,
     InputInfo,
     LungVolume,
+    Nodule,
     RunInfo,
+    Tumour,
     utc_timestamp,
     write_findings_json,
     write_nodules_csv,
@@ -37,9 +43,16 @@ from lungai.io.report_html import write_report_html
 from lungai.io.segmentation import write_segmentation_files
 from lungai.io.volume import CTVolume
 from lungai.pipeline.config import RunConfig
+from lungai.pipeline.detection import DetectionConfig, detect_nodules, operating_point, threshold_of
+from lungai.pipeline.lung_rads import lung_rads_category
+from lungai.pipeline.malignancy import nodule_malignancy
+from lungai.pipeline.models import ModelStore, load_run_manifest, require_weights, tasks_with_weights
+from lungai.pipeline.nodules import DEFAULT_THRESHOLD, SEGMENTATION_MODEL, SegmentedNodule, nodule_finding, segment_detections
 from lungai.pipeline.progress import ProgressCallback, ProgressEvent, ignore_progress
+from lungai.pipeline.tumour import TUMOUR_MODEL, segment_tumour, tumour_finding
 from lungai.preprocessing.densitometry import measure_densitometry
 from lungai.preprocessing.lung_mask import LungMask, segment_lungs
+from lungai.preprocessing.measurements import measure_lesion
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +66,15 @@ class RunState:
     config: RunConfig
     device: str
     staging: Path
+    models: ModelStore
+    tasks: tuple[str, ...] = ()
     volume: CTVolume | None = None
     lungs: LungMask | None = None
     emphysema: Emphysema | None = None
+    nodules: list[Nodule] = field(default_factory=list)
+    nodule_masks: list[SegmentedNodule] = field(default_factory=list)
+    tumour: Tumour | None = None
+    tumour_mask: np.ndarray | None = None
     warnings: list[str] = field(default_factory=list)
 
 
@@ -82,6 +101,54 @@ def _lungs(state: RunState) -> None:
     state.warnings.extend(state.lungs.warnings)
 
 
+def _detection_config(config: RunConfig) -> DetectionConfig:
+    return DetectionConfig(operating_point=config.sensitivity, threshold=config.detection_threshold)
+
+
+def describe_operating_point(config: RunConfig) -> str:
+    """The nodule operating point in words, with its expected false positives per scan."""
+    point = operating_point(config.sensitivity)
+    threshold = threshold_of(_detection_config(config))
+    if config.detection_threshold is not None:
+        return f"nodule detection score >= {threshold:.2f} (set by --detection-threshold)"
+    fp = ("not calibrated yet" if math.isnan(point.expected_fp_per_scan)
+          else f"{point.expected_fp_per_scan:.1f} expected false positives per scan")
+    return f"nodule operating point {config.sensitivity}: score >= {threshold:.2f}, {fp}"
+
+
+def _nodules(state: RunState) -> None:
+    assert state.volume is not None and state.lungs is not None
+    image = state.volume.image
+    logger.info("%s", describe_operating_point(state.config))
+    detections = detect_nodules(image, state.lungs.labels, _detection_config(state.config), state.device,
+                                classifier=state.models.get("convlstm_nodule"))
+    hu = sitk.GetArrayViewFromImage(image)
+    lung_labels = sitk.GetArrayViewFromImage(state.lungs.labels)
+    threshold = float(state.models.inference(SEGMENTATION_MODEL).get("threshold", DEFAULT_THRESHOLD))
+    state.nodule_masks = segment_detections(state.models.get(SEGMENTATION_MODEL), hu, image, detections, threshold)
+    for index, segmented in enumerate(state.nodule_masks, start=1):
+        measured = measure_lesion(segmented.full_mask(hu.shape), hu, lung_labels, image)
+        nodule = nodule_finding(index, measured, image, segmented.detection.score)
+        nodule.lung_rads = lung_rads_category(measured.type, measured.diameters.mean_mm, measured.solid_component_mm)
+        state.nodules.append(nodule)
+    logger.info("nodules: %d of %d detections segmented", len(state.nodules), len(detections))
+
+
+def _malignancy(state: RunState) -> None:
+    assert state.volume is not None
+    hu = sitk.GetArrayViewFromImage(state.volume.image)
+    for nodule, segmented in zip(state.nodules, state.nodule_masks):
+        nodule.malignancy = nodule_malignancy(state.models, hu, state.volume.image, segmented)
+
+
+def _tumour(state: RunState) -> None:
+    assert state.volume is not None and state.lungs is not None
+    hu = sitk.GetArrayViewFromImage(state.volume.image)
+    lungs = sitk.GetArrayViewFromImage(state.lungs.labels) > 0
+    state.tumour_mask = segment_tumour(state.models.get(TUMOUR_MODEL), hu, lungs, state.volume.image)
+    state.tumour = tumour_finding(state.tumour_mask, state.volume.image)
+
+
 def _emphysema(state: RunState) -> None:
     assert state.volume is not None and state.lungs is not None
     measured = measure_densitometry(state.volume.image, state.lungs.labels).to_dict()
@@ -97,8 +164,9 @@ Stage = Callable[[RunState], None]
 def plan_stages(tasks: tuple[str, ...]) -> list[tuple[str, Stage]]:
     """The stages for the requested tasks, in order (reading and the lung mask always run)."""
     stages: list[tuple[str, Stage]] = [("read", _read), ("lungs", _lungs)]
-    if "emphysema" in tasks:
-        stages.append(("emphysema", _emphysema))
+    optional: list[tuple[str, Stage]] = [("nodules", _nodules), ("malignancy", _malignancy), ("tumour", _tumour),
+                                         ("emphysema", _emphysema)]
+    stages.extend((name, stage) for name, stage in optional if name in tasks)
     return stages
 
 
@@ -108,18 +176,33 @@ def _findings(state: RunState, timings: dict[str, float], started: str) -> Findi
     lungs = {"right": LungVolume(volume_ml=mask.right_volume_ml), "left": LungVolume(volume_ml=mask.left_volume_ml),
              "total": LungVolume(volume_ml=mask.total_volume_ml)}
     run = RunInfo(lungai_version=__version__, tasks=[name for name in timings if name not in ("read", "write")],
-                  device=state.device, started_utc=started, finished_utc=utc_timestamp(), timings_s=timings)
+                  device=state.device, started_utc=started, finished_utc=utc_timestamp(),
+                  weights=state.models.weights, timings_s=timings)
     return Findings(input=InputInfo.from_volume(state.volume), lungs=lungs, emphysema=state.emphysema,
-                    warnings=state.warnings, run=run)
+                    nodules=state.nodules, tumour=state.tumour, warnings=state.warnings, run=run)
+
+
+def label_image(state: RunState) -> sitk.Image:
+    """Lungs, then the tumour, then nodule ``i`` as ``NODULE_BASE_VALUE + i`` (a nodule wins a shared voxel)."""
+    assert state.lungs is not None
+    array = sitk.GetArrayFromImage(state.lungs.labels).astype(np.uint8)
+    if state.tumour_mask is not None:
+        array[state.tumour_mask] = labels.TUMOUR.value
+    for nodule, segmented in zip(state.nodules, state.nodule_masks):
+        region = array[segmented.box]
+        region[segmented.mask] = labels.nodule(nodule.id).value
+    image = sitk.GetImageFromArray(array)
+    image.CopyInformation(state.lungs.labels)
+    return image
 
 
 def _write(state: RunState, findings: Findings) -> None:
     assert state.volume is not None and state.lungs is not None
     name = scan_stem(state.volume.source)
-    lps_labels = state.lungs.labels
+    lps_labels = label_image(state)
     structures = labels.with_nodules(len(findings.nodules))
-    label_image = to_original_orientation(lps_labels, state.volume)
-    write_segmentation_files(label_image, structures, state.staging, name)
+    labelled = to_original_orientation(lps_labels, state.volume)
+    write_segmentation_files(labelled, structures, state.staging, name)
     write_nodules_csv(findings.nodules, state.staging / "nodules.csv")
     if state.volume.dicom_headers:
         _write_dicom_seg(state, findings, lps_labels, structures, state.staging / f"{name}.seg.dcm")
@@ -184,7 +267,11 @@ def run_pipeline(config: RunConfig, on_event: ProgressCallback = ignore_progress
     check_output_target(config.output, config.overwrite)
     _refuse_output_holding_input(config)
     device = resolve_device(config.device)
-    stages = plan_stages(config.tasks)
+    manifest = load_run_manifest(config.manifest)
+    tasks = config.tasks if config.tasks is not None else tasks_with_weights(manifest)
+    models = ModelStore(device=device, manifest=manifest)
+    require_weights(tasks, models)  # missing or damaged weights fail here, before any work
+    stages = plan_stages(tasks)
     total = len(stages) + 1
     on_event(ProgressEvent(event="start", total=total, message=f"lungai {__version__} on {config.input}",
                            data={"input": str(config.input), "output": str(config.output)}))
@@ -197,8 +284,8 @@ def run_pipeline(config: RunConfig, on_event: ProgressCallback = ignore_progress
     timings: dict[str, float] = {}
     with staged_output(config.output, config.overwrite) as staging, _run_log(staging / "run.log"):
         logger.info("lungai %s: %s -> %s (tasks %s, device %s)", __version__, config.input, config.output,
-                    ",".join(config.tasks), device)
-        state = RunState(config=config, device=device, staging=staging)
+                    ",".join(tasks), device)
+        state = RunState(config=config, device=device, staging=staging, models=models, tasks=tasks)
         for index, (name, stage) in enumerate(stages, start=1):
             emit(index, name, "started")
             t0 = time.perf_counter()

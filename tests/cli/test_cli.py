@@ -49,9 +49,19 @@ def test_tasks_lungs_only_skips_emphysema(phantom_scan: Path, tmp_path: Path, ca
     assert code == 0 and findings["emphysema"] is None and findings["run"]["tasks"] == ["lungs"]
 
 
-def test_unavailable_task_is_refused(phantom_scan: Path, tmp_path: Path, capsys) -> None:
-    code, _, stderr = run_cli(["run", str(phantom_scan), "-o", str(tmp_path / "o"), "--tasks", "nodules"], capsys)
-    assert code == 2 and "not available in this version" in stderr
+def test_task_without_weights_is_refused(phantom_scan: Path, tmp_path: Path, capsys) -> None:
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text('{"manifest_version": 1, "models": []}')
+    code, _, stderr = run_cli(["run", str(phantom_scan), "-o", str(tmp_path / "o"), "--tasks", "nodules",
+                               "--weights-manifest", str(manifest)], capsys)
+    assert code == 10 and "the nodules task needs the convlstm_nodule weights" in stderr
+    assert len(stderr.strip().splitlines()) <= 2 and "Traceback" not in stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_task_is_refused(phantom_scan: Path, tmp_path: Path, capsys) -> None:
+    code, _, stderr = run_cli(["run", str(phantom_scan), "-o", str(tmp_path / "o"), "--tasks", "lobes"], capsys)
+    assert code == 2 and "unknown task" in stderr
 
 
 def test_jsonl_progress_is_machine_readable(phantom_scan: Path, tmp_path: Path, capsys) -> None:

@@ -1,0 +1,42 @@
+"""The malignancy stage: the ``resnet50_3d`` + ``nodule_cnn2d`` ensemble on each segmented nodule.
+
+Each model reads a training-like VOI around the nodule's segmentation (its bounding box plus
+the training VOIs' margins, :func:`lungai.inference.nodule_roi.voi_box`; the 2D model reads
+the VOI's central slice) through the training ROI preprocessing. The estimate is the mean
+of the two malignant-class probabilities. LIDC malignancy labels are radiologists'
+suspicion, not pathology: the number is a model estimate, never a diagnosis
+(:data:`lungai.io.findings.ESTIMATE_LABEL`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from lungai.data.roi import roi_spec
+from lungai.inference.nodule_roi import predict_voi_malignancy, voi_box
+from lungai.io.findings import Malignancy
+from lungai.pipeline.models import ModelStore
+from lungai.pipeline.nodules import SegmentedNodule
+
+#: The ensemble, and whether each member reads a 2D slice.
+ENSEMBLE: dict[str, bool] = {"resnet50_3d": False, "nodule_cnn2d": True}
+
+
+def nodule_malignancy(models: ModelStore, hu: np.ndarray, image: sitk.Image, nodule: SegmentedNodule) -> Malignancy:
+    """The ensemble's estimate for one nodule.
+
+    Raises:
+        WeightsError: a member's weights are missing (exit code 10).
+    """
+    spacing = tuple(float(s) for s in reversed(image.GetSpacing()))
+    bbox = ndimage.find_objects(nodule.mask.astype(np.uint8))[0]
+    centre = np.array([nodule.box[a].start + (bbox[a].start + bbox[a].stop - 1) / 2 for a in range(3)])
+    extent = np.array([(b.stop - b.start) * s for b, s in zip(bbox, spacing)])
+    probabilities = []
+    for name, two_d in ENSEMBLE.items():
+        voi = voi_box(centre, extent, spacing, hu.shape, odd_z=two_d)  # type: ignore[arg-type]
+        probabilities.append(predict_voi_malignancy(models.get(name), hu[voi.box], spacing,  # type: ignore[arg-type]
+                                                    roi_spec(name), two_d))
+    return Malignancy(probability=round(float(np.mean(probabilities)), 4), models=list(ENSEMBLE))

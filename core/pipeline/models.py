@@ -1,0 +1,99 @@
+"""The models of one run: resolved through :mod:`lungai.weights.resolver`, loaded once, recorded.
+
+Every model a stage uses comes from the weights manifest (``LUNGAI_WEIGHTS_DIR`` -> bundled ->
+Hugging Face cache -> pinned download, sha256-verified), never from a path. What was loaded
+is recorded as :class:`~lungai.io.findings.WeightsInfo` for ``findings.json``'s
+``run.weights``. A checkpoint's ``config.json`` may carry an ``inference`` block written at
+release time (e.g. the validation-chosen mask ``threshold``); :meth:`ModelStore.inference`
+returns it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from lungai.errors import WeightsError
+from lungai.io.findings import WeightsInfo
+from lungai.models.checkpoint import load_model, read_header
+from lungai.pipeline.config import ALL_TASKS, TASK_MODELS, with_needed
+from lungai.weights.manifest import Manifest, read_manifest
+from lungai.weights.resolver import check, resolve, weights_info
+
+logger = logging.getLogger(__name__)
+
+
+def load_run_manifest(path: Path | None) -> Manifest:
+    """The manifest a run uses: ``path``, or the one installed with LungAI."""
+    return read_manifest(path)
+
+
+def installed(names: tuple[str, ...], manifest: Manifest) -> bool:
+    """Whether every model in ``names`` is in the manifest and verified locally (no network)."""
+    return all(name in manifest.models and check(name, manifest).verified for name in names)
+
+
+@dataclass
+class ModelStore:
+    """Loads each model at most once per run and remembers what it loaded.
+
+    Attributes:
+        device: where models are put.
+        manifest: the weights manifest.
+    """
+
+    device: str
+    manifest: Manifest
+    _models: dict[str, nn.Module] = field(default_factory=dict)
+    _headers: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def get(self, name: str) -> nn.Module:
+        """The model ``name`` in eval mode on :attr:`device`.
+
+        Raises:
+            WeightsError: the model is not in the manifest, not installed and not
+                downloadable, fails verification or does not load (exit code 10).
+        """
+        if name not in self._models:
+            resolved = resolve(name, self.manifest)
+            logger.info("loading %s (%s, revision %s)", name, resolved.source.value, resolved.entry.revision_label)
+            self._headers[name] = read_header(resolved.folder)
+            self._models[name] = load_model(resolved.folder, self.device)
+        return self._models[name]
+
+    def inference(self, name: str) -> dict[str, Any]:
+        """The ``inference`` block of the model's ``config.json`` (``{}`` if none); loads the model."""
+        self.get(name)
+        block = self._headers[name].get("inference")
+        return dict(block) if isinstance(block, dict) else {}
+
+    @property
+    def weights(self) -> list[WeightsInfo]:
+        """Name, revision and sha256 of every model loaded so far, in loading order."""
+        return [weights_info(name, self.manifest) for name in self._models]
+
+
+def require_weights(tasks: tuple[str, ...], models: ModelStore) -> None:
+    """Load every model the tasks need, so that missing weights stop a run before it starts.
+
+    Raises:
+        WeightsError: a model is not in the manifest (naming the task), or the resolver cannot
+            provide it (its message says what to do).
+    """
+    for task in with_needed(tasks):
+        for name in TASK_MODELS[task]:
+            if name not in models.manifest.models:
+                raise WeightsError(f"the {task} task needs the {name} weights, which the weights manifest does not list",
+                                   f"run without the {task} task (--tasks), or install a LungAI release that ships "
+                                   "them (`lungai weights list` shows what this one has)")
+            models.get(name)
+
+
+def tasks_with_weights(manifest: Manifest) -> tuple[str, ...]:
+    """Every task whose weights (and whose needed tasks' weights) are installed locally."""
+    return tuple(task for task in ALL_TASKS
+                 if all(installed(TASK_MODELS[t], manifest) for t in with_needed((task,))))

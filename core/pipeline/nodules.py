@@ -1,0 +1,147 @@
+"""The nodule stage: each detection segmented by ``resunet3d``, pasted into the scan, measured.
+
+For every detection (strongest first) a training-like VOI is cut around it
+(:func:`lungai.inference.nodule_roi.voi_box`, sized from the detection's radius) and
+``resunet3d`` predicts a soft mask there. The mask is the connected component of
+``probability >= threshold`` at (or nearest to) the detection, within the detection's
+neighbourhood; the threshold is the one chosen on the validation split and stored with the
+checkpoint (``config.json`` ``inference.threshold``), 0.5 without one. When the mask reaches a
+side of its VOI that is not the scan's edge, the VOI is grown to the mask's extent and the
+prediction repeated (at most :data:`MAX_GROWTH` times), so a detector's radius estimate that is
+too small does not cut the nodule.
+
+Masks are pasted into one label grid in score order: a voxel already claimed by a stronger
+detection stays with it, so nodules never overlap; a detection left without voxels is
+dropped. The survivors are measured (:mod:`lungai.preprocessing.measurements`) and numbered
+1, 2, ... by decreasing detection score.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+from torch import nn
+
+from lungai.data.roi import roi_spec
+from lungai.inference.nodule_roi import Voi, predict_voi_mask, voi_box
+from lungai.io.findings import Centroid, Nodule
+from lungai.pipeline.detection import Detection
+from lungai.preprocessing.measurements import LesionMeasurements, measure_lesion
+
+logger = logging.getLogger(__name__)
+
+SEGMENTATION_MODEL = "resunet3d"
+DEFAULT_THRESHOLD = 0.5
+#: How often a VOI may grow when the mask reaches its side.
+MAX_GROWTH = 2
+#: A mask component counts as the detection's when it lies within this many radii of its centre.
+NEAR_RADII = 1.5
+
+
+@dataclass
+class SegmentedNodule:
+    """One nodule's mask on the scan grid (as a box and the mask inside it).
+
+    Attributes:
+        detection: the detection it came from.
+        box: ``(z, y, x)`` slices of the scan grid.
+        mask: boolean mask of the box's shape.
+    """
+
+    detection: Detection
+    box: tuple[slice, slice, slice]
+    mask: np.ndarray
+
+    def full_mask(self, shape: tuple[int, int, int]) -> np.ndarray:
+        """The mask on the whole scan grid."""
+        full = np.zeros(shape, bool)
+        full[self.box] = self.mask
+        return full
+
+
+def _centre_index(image: sitk.Image, lps: Sequence[float]) -> np.ndarray:
+    return np.asarray(image.TransformPhysicalPointToContinuousIndex([float(v) for v in lps]))[::-1]
+
+
+def _component_at(mask: np.ndarray, centre: np.ndarray, spacing: tuple[float, float, float],
+                  radius_mm: float) -> np.ndarray:
+    """The component of ``mask`` holding the voxel nearest ``centre`` within ``NEAR_RADII`` radii."""
+    components, count = ndimage.label(mask)
+    if count == 0:
+        return mask
+    voxels = np.nonzero(components)
+    distance = np.sqrt(sum(((v - c) * s) ** 2 for v, c, s in zip(voxels, centre, spacing)))
+    nearest = int(np.argmin(distance))
+    if distance[nearest] > NEAR_RADII * max(radius_mm, 2.0):
+        return np.zeros_like(mask)
+    return components == components[voxels[0][nearest], voxels[1][nearest], voxels[2][nearest]]
+
+
+def _touching_sides(mask: np.ndarray, voi: Voi, shape: tuple[int, int, int]) -> list[int]:
+    """Axes along which the mask reaches a VOI side that is not the scan's edge."""
+    axes = []
+    for axis in range(3):
+        profile = mask.any(axis=tuple(a for a in range(3) if a != axis))
+        side = voi.box[axis]
+        if (profile[0] and side.start > 0) or (profile[-1] and side.stop < shape[axis]):
+            axes.append(axis)
+    return axes
+
+
+def segment_detection(model: nn.Module, hu: np.ndarray, image: sitk.Image, detection: Detection,
+                      threshold: float) -> SegmentedNodule:
+    """Segment one detection (see the module docstring); the mask may come back empty."""
+    spec = roi_spec(SEGMENTATION_MODEL)
+    spacing = tuple(float(s) for s in reversed(image.GetSpacing()))
+    centre = _centre_index(image, detection.centre_lps_mm)
+    extent = np.full(3, 2.0 * detection.radius_mm)
+    for attempt in range(MAX_GROWTH + 1):
+        voi = voi_box(centre, extent, spacing, hu.shape)  # type: ignore[arg-type]
+        probability = predict_voi_mask(model, hu[voi.box], spacing, spec)  # type: ignore[arg-type]
+        local_centre = centre - [s.start for s in voi.box]
+        mask = _component_at(probability >= threshold, local_centre, spacing, detection.radius_mm)  # type: ignore[arg-type]
+        grow = _touching_sides(mask, voi, hu.shape) if mask.any() else []
+        if not grow or attempt == MAX_GROWTH:
+            break
+        bbox = ndimage.find_objects(mask.astype(np.uint8))[0]
+        mask_extent = np.array([(b.stop - b.start + 2) * s for b, s in zip(bbox, spacing)])
+        centre = np.array([voi.box[a].start + (bbox[a].start + bbox[a].stop - 1) / 2 for a in range(3)])
+        extent = np.maximum(extent, mask_extent) * np.where(np.isin(np.arange(3), grow), 1.5, 1.0)
+        logger.debug("nodule at %s reaches its VOI along axes %s; growing it", detection.centre_lps_mm, grow)
+    return SegmentedNodule(detection, voi.box, mask)
+
+
+def segment_detections(model: nn.Module, hu: np.ndarray, image: sitk.Image, detections: Sequence[Detection],
+                       threshold: float = DEFAULT_THRESHOLD) -> list[SegmentedNodule]:
+    """Segment every detection and resolve overlaps (stronger detections keep their voxels).
+
+    Returns:
+        The non-empty nodules, strongest first.
+    """
+    taken = np.zeros(hu.shape, bool)
+    kept: list[SegmentedNodule] = []
+    for detection in sorted(detections, key=lambda d: (-d.score, d.centre_lps_mm[2])):
+        nodule = segment_detection(model, hu, image, detection, threshold)
+        nodule.mask &= ~taken[nodule.box]
+        if not nodule.mask.any():
+            logger.info("detection at %s (score %.2f): empty mask, dropped",
+                        tuple(round(v, 1) for v in detection.centre_lps_mm), detection.score)
+            continue
+        taken[nodule.box] |= nodule.mask
+        kept.append(nodule)
+    return kept
+
+
+def nodule_finding(index: int, measured: LesionMeasurements, image: sitk.Image, score: float) -> Nodule:
+    """The findings record of nodule ``index`` (1-based)."""
+    return Nodule(id=index, centroid=Centroid.from_lps(measured.centroid_lps, image),
+                  long_axis_mm=measured.diameters.long_axis_mm, short_axis_mm=measured.diameters.short_axis_mm,
+                  volume_mm3=measured.volume_mm3, mean_hu=measured.mean_hu, type=measured.type,
+                  detection_score=round(float(score), 4), location=measured.location,
+                  distance_to_pleura_mm=measured.distance_to_pleura_mm,
+                  solid_component_mm=measured.solid_component_mm)
