@@ -31,8 +31,12 @@ def _shipped_weights(task: str) -> tuple[Path, ...]:
                    "threshold (malignancy; default: --data).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Folder for the report.")
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=None,
+              help="nodule-seg: probability threshold of the mask (default: the checkpoint's validation-chosen one).")
+@click.option("--min-diameter-mm", type=float, default=None,
+              help="nodule-seg: evaluate only nodules with at least this diameter_mm (e.g. 15 for r3d_denseunet).")
 def evaluate(task: str, weights: tuple[Path, ...], data: Path, split: str, reference_data: Path | None,
-             output: Path, device: str) -> None:
+             output: Path, device: str, threshold: float | None, min_diameter_mm: float | None) -> None:
     """Evaluate TASK (malignancy or nodule-seg): writes metrics.json, report.md (and roc.png).
 
     emphysema: one checkpoint beside LAA-950 on the CSV's split; writes metrics.json,
@@ -58,7 +62,7 @@ def evaluate(task: str, weights: tuple[Path, ...], data: Path, split: str, refer
         if task == "malignancy":
             metrics = _malignancy(folders, data, split, reference_data, output, device)
         else:
-            metrics = _segmentation(folders, data, split, output, device)
+            metrics = _segmentation(folders, data, split, output, device, threshold, min_diameter_mm)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     report.write_json(metrics, output / "metrics.json")
@@ -80,13 +84,15 @@ def _malignancy(folders: tuple[Path, ...], data: Path, split: str, reference: Pa
     return metrics
 
 
-def _segmentation(folders: tuple[Path, ...], data: Path, split: str, output: Path, device: str) -> dict:
+def _segmentation(folders: tuple[Path, ...], data: Path, split: str, output: Path, device: str,
+                  threshold: float | None, min_diameter_mm: float | None) -> dict:
     from lungai.evaluation import report
     from lungai.evaluation.segmentation_eval import SegmentationEvalConfig, evaluate_segmentation
 
     if len(folders) != 1:
         raise click.UsageError("nodule-seg evaluates one model: pass --weights once")
-    metrics, rows = evaluate_segmentation(SegmentationEvalConfig(folders[0], data, split, device=device))
+    metrics, rows = evaluate_segmentation(SegmentationEvalConfig(folders[0], data, split, threshold, device,
+                                                                 min_diameter_mm))
     with (output / "cases.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()

@@ -52,11 +52,14 @@ class _EpochBar:
 @click.option("--threads", type=int, default=2, show_default=True, help="CPU threads for torch.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--max-cases", type=int, default=None, help="Use only the first N cases per split (smoke runs).")
+@click.option("--min-diameter-mm", type=float, default=None,
+              help="Train and validate only on nodules with at least this diameter_mm of the label table "
+                   "(case selection, never a model input; e.g. 15 for the tumour model r3d_denseunet).")
 @click.option("--no-augment", is_flag=True, help="Train without augmentation.")
 @click.option("--restart", is_flag=True, help="Ignore a saved state in --out and start from scratch.")
 def train(task: str, model: str, data: Path, out: Path | None, epochs: int | None, batch_size: int | None,
           lr: float | None, patience: int | None, size: str, device: str, threads: int, seed: int, max_cases: int | None,
-          no_augment: bool, restart: bool) -> None:
+          min_diameter_mm: float | None, no_augment: bool, restart: bool) -> None:
     """Train MODEL for TASK (malignancy or nodule-seg) on the committed patient split.
 
     emphysema: MODEL is convlstm_scanner, mil_max, mil_mean, mil_product or cnn3d, --data a
@@ -79,7 +82,8 @@ def train(task: str, model: str, data: Path, out: Path | None, epochs: int | Non
     try:
         config = make_config(task, model, data, out or Path("runs") / task / model, size=size, epochs=epochs,
                              batch_size=batch_size, lr=lr, patience=patience, device=device, num_threads=threads,
-                             seed=seed, max_cases=max_cases, augment=not no_augment)
+                             seed=seed, max_cases=max_cases, min_diameter_mm=min_diameter_mm,
+                             augment=not no_augment)
     except (KeyError, ValueError) as exc:
         raise click.BadParameter(str(exc.args[0]) if exc.args else str(exc)) from None
     result = run_training(config, on_event=_EpochBar(metric_name(task)), resume=not restart)

@@ -68,6 +68,13 @@ def _warp(volume: np.ndarray, matrix: np.ndarray, offset: np.ndarray, out_shape:
                                     mode=mode, cval=0.0)
 
 
+def _warp_masks(mask: np.ndarray, matrix: np.ndarray, offset: np.ndarray, out_shape: tuple[int, ...]) -> np.ndarray:
+    """Warp one ``(z, y, x)`` or stacked ``(c, z, y, x)`` soft mask (0 outside), then binarise at 0.5."""
+    if mask.ndim == 4:
+        return np.stack([_warp_masks(channel, matrix, offset, out_shape) for channel in mask])
+    return (_warp(mask, matrix, offset, out_shape, "constant") >= 0.5).astype(np.float32)
+
+
 def augment_roi(image: np.ndarray, mask: np.ndarray | None, out_shape: tuple[int, int, int],
                 rng: np.random.Generator, config: AugmentConfig) -> tuple[np.ndarray, np.ndarray | None]:
     """Cut an augmented ROI from a resampled VOI.
@@ -75,13 +82,16 @@ def augment_roi(image: np.ndarray, mask: np.ndarray | None, out_shape: tuple[int
     Args:
         image: the resampled VOI, already normalised to [0, 1] (see
             :func:`lungai.data.roi.normalize_hu`), ``(z, y, x)``.
-        mask: the resampled soft mask on the same grid, or ``None``.
+        mask: the resampled soft mask on the same grid, ``(z, y, x)``, or several stacked on a
+            leading channel axis ``(c, z, y, x)`` (e.g. the mask and
+            :func:`lungai.data.roi.support_mask`), or ``None``.
         out_shape: the model's input grid.
         rng: source of every random draw.
         config: ranges and probabilities.
 
     Returns:
-        The augmented image (float32) and binary mask (float32, or ``None``) on ``out_shape``.
+        The augmented image (float32) and binary mask(s) (float32, same channels as given, or
+        ``None``) on ``out_shape``.
     """
     matrix, shift = _geometry(rng, config, out_shape)
     centre_out = (np.asarray(out_shape) - 1) / 2
@@ -89,7 +99,7 @@ def augment_roi(image: np.ndarray, mask: np.ndarray | None, out_shape: tuple[int
     # lungai.data.roi.centre_pad_crop exactly.
     offset = centre_out + centre_offset(image.shape, out_shape) + shift - matrix @ centre_out
     out = _warp(image, matrix, offset, out_shape, "nearest")
-    out_mask = None if mask is None else (_warp(mask, matrix, offset, out_shape, "constant") >= 0.5).astype(np.float32)
+    out_mask = None if mask is None else _warp_masks(mask, matrix, offset, out_shape)
     if config.blur_probability and rng.random() < config.blur_probability:
         sigma = rng.uniform(0.0, config.blur_sigma)
         out = ndimage.gaussian_filter(out, sigma=(0.0, sigma, sigma))

@@ -1,8 +1,9 @@
 """Nodule segmentation evaluation on the VOIs' native grids, with the threshold baseline.
 
 The model's ROI prediction is mapped back onto each VOI's own grid
-(:func:`lungai.data.roi.roi_to_native`), thresholded at 0.5 and reduced to its largest
-connected component; Dice, precision and recall are computed there against the reader-consensus
+(:func:`lungai.data.roi.roi_to_native`), thresholded at the checkpoint's validation-chosen
+threshold (``config.json`` ``inference.threshold``, written by the trainer; 0.5 for a
+checkpoint without one) and reduced to its largest connected component; Dice, precision and recall are computed there against the reader-consensus
 mask, so resampling losses count against the model. The threshold + connected-component
 baseline (:func:`lungai.evaluation.baselines.threshold_segmentation`) is scored on the same cases.
 Size groups use the csv's ``diameter_mm`` (an analysis variable, never a model input).
@@ -18,15 +19,18 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from lungai.data.roi import roi_spec, roi_to_native
+from lungai.data.roi import RoiSpec, roi_spec, roi_to_native
 from lungai.evaluation.baselines import threshold_segmentation
 from lungai.evaluation.cases import evaluation_cases
 from lungai.evaluation.metrics import dice, precision, recall
 from lungai.evaluation.predictions import load_nodule_model, mask_probabilities, roi_dataset
+from lungai.models.checkpoint import read_header
 
 logger = logging.getLogger(__name__)
 
 SIZE_SPLIT_MM = 10.0
+DEFAULT_THRESHOLD = 0.5
+THRESHOLDS = tuple(round(0.1 + 0.05 * i, 2) for i in range(17))  # 0.1 ... 0.9, the validation search grid
 
 
 @dataclass(frozen=True)
@@ -37,15 +41,53 @@ class SegmentationEvalConfig:
         weights: the checkpoint folder.
         data: the folder to evaluate.
         split: ``test``, ``val`` or ``all``.
-        threshold: probability threshold of the mask.
+        threshold: probability threshold of the mask; ``None`` uses the checkpoint's
+            (:func:`checkpoint_threshold`).
         device: where the model runs.
+        min_diameter_mm: evaluate only nodules with at least this ``diameter_mm`` (case
+            selection only, e.g. the tumour model's large nodules); ``None`` for all.
     """
 
     weights: Path
     data: Path
     split: str = "test"
-    threshold: float = 0.5
+    threshold: float | None = None
     device: str = "cpu"
+    min_diameter_mm: float | None = None
+
+
+def checkpoint_threshold(folder: Path) -> float:
+    """The probability threshold a segmentation checkpoint was validated with.
+
+    The trainer writes the validation-chosen threshold into ``config.json`` as
+    ``inference.threshold``; checkpoints without one get :data:`DEFAULT_THRESHOLD`.
+    """
+    inference = read_header(folder).get("inference") or {}
+    return float(inference.get("threshold", DEFAULT_THRESHOLD))
+
+
+def to_native(probabilities: list[np.ndarray], natives: list[tuple[tuple[int, int, int], tuple[float, float, float]]],
+              spec: RoiSpec) -> list[np.ndarray]:
+    """Map ROI probabilities onto the VOIs' native grids (``natives``: shape and spacing per VOI)."""
+    return [roi_to_native(prob, shape, spacing, spec) for prob, (shape, spacing) in zip(probabilities, natives)]
+
+
+def mean_dice(native_probabilities: list[np.ndarray], masks: list[np.ndarray], threshold: float) -> float:
+    """Mean Dice over VOIs of the thresholded, largest-component predictions on the native grids."""
+    return float(np.mean([dice(largest_component(prob >= threshold), mask)
+                          for prob, mask in zip(native_probabilities, masks)]))
+
+
+def choose_threshold(native_probabilities: list[np.ndarray], masks: list[np.ndarray],
+                     thresholds: tuple[float, ...] = THRESHOLDS) -> tuple[float, float]:
+    """The threshold of ``thresholds`` with the best mean Dice (use validation cases only).
+
+    Returns:
+        ``(threshold, its mean Dice)``; ties go to the threshold nearest 0.5.
+    """
+    scored = [(mean_dice(native_probabilities, masks, t), -abs(t - DEFAULT_THRESHOLD), t) for t in thresholds]
+    best = max(scored)
+    return best[2], best[0]
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
@@ -80,14 +122,19 @@ def evaluate_segmentation(config: SegmentationEvalConfig) -> tuple[dict[str, Any
         ``dice_ge10mm``, ``precision``, ``recall`` and the same with ``baseline_`` in front.
     """
     cases = evaluation_cases(config.data, config.split)
+    if config.min_diameter_mm is not None:
+        cases = [case for case in cases if case.diameter_mm >= config.min_diameter_mm]
+        if not cases:
+            raise ValueError(f"no {config.split} cases with diameter_mm >= {config.min_diameter_mm} in {config.data}")
     name, model = load_nodule_model(config.weights, config.device)
     spec = roi_spec(name)
+    threshold = checkpoint_threshold(config.weights) if config.threshold is None else config.threshold
     probabilities = mask_probabilities(model, roi_dataset(cases, name, "nodule-seg"), device=config.device)
     rows: list[dict[str, Any]] = []
     for case, prob in zip(cases, probabilities):
         sample = case.load()
         native = roi_to_native(prob, sample.mask.shape, sample.spacing_zyx, spec)
-        predicted = largest_component(native >= config.threshold)
+        predicted = largest_component(native >= threshold)
         baseline = threshold_segmentation(sample.image)
         rows.append({"case_id": case.case_id, "diameter_mm": case.diameter_mm,
                      "dice": dice(predicted, sample.mask), "precision": precision(predicted, sample.mask),
@@ -97,7 +144,8 @@ def evaluate_segmentation(config: SegmentationEvalConfig) -> tuple[dict[str, Any
     metrics: dict[str, Any] = {"task": "nodule-seg", "split": config.split, "model": name,
                                "weights": str(config.weights), "n_cases": len(rows),
                                "n_lt10mm": int(sum(r["diameter_mm"] < SIZE_SPLIT_MM for r in rows)),
-                               "threshold": config.threshold, **_summary(rows, "")}
+                               "threshold": threshold, "min_diameter_mm": config.min_diameter_mm,
+                               **_summary(rows, "")}
     baseline_rows = [{"diameter_mm": r["diameter_mm"], "dice": r["baseline_dice"], "precision": r["baseline_precision"],
                       "recall": r["baseline_recall"]} for r in rows]
     metrics.update(_summary(baseline_rows, "baseline_"))

@@ -92,6 +92,12 @@ class R3DDenseUNet(nn.Module):
     * Heights and widths that are not multiples of 8 are zero-padded at the end and the
       output is cropped back, so any in-plane size works; depth is never pooled.
     * The head returns logits; apply a sigmoid for probabilities.
+    * LungAI trains it on the largest real nodules of the LIDC VOIs (``diameter_mm`` >= 15
+      of the training split, ``lungai train nodule-seg --model r3d_denseunet
+      --min-diameter-mm 15``; the diameter only selects cases, it is never an input), as
+      16 x 64 x 64 ROIs at 2.5 x 0.8 x 0.8 mm (16 slices, 40 mm, so large nodules fit along
+      z; the paper's patches have 8 slices of 256 x 256), with a loss that ignores the ROI's
+      padding. ``--size cpu``: encoder 8 / 16 / 32, one 64-filter ConvLSTM.
 
     Args:
         config: architecture options; ``None`` uses the paper's.

@@ -34,6 +34,9 @@ class TrainConfig:
         label_rule: malignancy label rule (see :data:`lungai.data.lidc_vois.LABEL_RULES`).
         augment: augment training samples on the fly.
         max_cases: use at most this many cases per split (tests, smoke runs); ``None`` for all.
+        min_diameter_mm: train and validate only on nodules with at least this csv
+            ``diameter_mm`` (case selection, never a model input; the tumour model's large
+            nodules); ``None`` for all.
         model_config: overrides of the model's default configuration (tests use tiny models).
         split_file: a split csv; ``None`` uses the committed split.
     """
@@ -58,6 +61,7 @@ class TrainConfig:
     label_rule: str = "ge2_readers_gt3"
     augment: bool = True
     max_cases: int | None = None
+    min_diameter_mm: float | None = None
     model_config: dict[str, Any] = field(default_factory=dict)
     split_file: Path | None = None
 

@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 
 from lungai.data.augment import AugmentConfig, augment_roi
 from lungai.data.lidc_vois import VOICase
-from lungai.data.roi import RoiSpec, normalize_hu, resample_to_spec
+from lungai.data.roi import RoiSpec, normalize_hu, resample_to_spec, support_mask
 
 
 class NoduleROIDataset(Dataset):
@@ -24,7 +24,8 @@ class NoduleROIDataset(Dataset):
     Args:
         cases: the nodules.
         spec: the model's ROI.
-        task: ``malignancy`` (target: class index) or ``nodule-seg`` (target: mask).
+        task: ``malignancy`` (target: class index) or ``nodule-seg`` (target: ``(2, z, y, x)``,
+            the mask and the support, 1 where the ROI holds VOI content rather than padding).
         label_rule: the malignancy label rule; cases it excludes are dropped (malignancy only).
         augment: augmentation ranges, or ``None`` for plain centred ROIs.
         seed: the run's seed.
@@ -50,6 +51,8 @@ class NoduleROIDataset(Dataset):
         sample = case.load()
         image, mask = resample_to_spec(sample.image, sample.mask if self.task == "nodule-seg" else None,
                                        sample.spacing_zyx, self.spec)
+        if mask is not None:
+            mask = np.stack([mask, support_mask(mask.shape)])
         return normalize_hu(image), mask
 
     def set_epoch(self, epoch: int) -> None:
@@ -71,4 +74,4 @@ class NoduleROIDataset(Dataset):
         x = torch.from_numpy(roi if self.two_d else roi[np.newaxis])
         if self.task == "malignancy":
             return x, torch.tensor(self._labels[index], dtype=torch.long)
-        return x, torch.from_numpy(roi_mask[np.newaxis])  # type: ignore[index]
+        return x, torch.from_numpy(roi_mask)  # type: ignore[arg-type]

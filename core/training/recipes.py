@@ -5,15 +5,20 @@ model              task        opt.   lr            loss                    batc
 =================  ==========  =====  ============  ======================  =====  ========
 ``nodule_cnn2d``   malignancy  adam   1e-3 cosine   class-weighted CE       32     40
 ``resnet50_3d``    malignancy  adam   1e-4 cosine   class-weighted NLL      16     30
-``resunet3d``      nodule-seg  adam   1e-3 cosine   BCE 3 epochs, then Dice 8      40
+``resunet3d``      nodule-seg  adam   1e-3 cosine   BCE + Dice              8      40
 ``convlstm_nodule`` nodule-seg adam   1e-3 cosine   BCE 3 epochs, then Dice 8      40
 ``r3d_denseunet``  nodule-seg  adam   1e-3 cosine   BCE 3 epochs, then Dice 8      40
 =================  ==========  =====  ============  ======================  =====  ========
 
 The classification paper trains its 2D CNN with class weights and rotation/flip/zoom
 augmentation; the ResNet50 paper uses an NLL loss; the Res-UNet paper uses BCE for the first 3
-epochs, then Dice. Learning rates, batch sizes and epoch counts the papers leave open (or that a
-two-core CPU cannot afford) are LungAI choices. Every run early-stops on the validation split.
+epochs, then Dice; LungAI trains ``resunet3d`` with the sum of BCE and Dice from the first epoch
+(nnU-Net's choice), because a CPU budget of about ten epochs cannot spend three on BCE alone,
+which drives a small foreground towards low probabilities. Segmentation losses ignore the ROI's
+padding (:mod:`lungai.training.seg_losses`). ``r3d_denseunet`` is the tumour model: train it on
+the large nodules only (``min_diameter_mm=15``, ``lungai train --min-diameter-mm 15``). Learning
+rates, batch sizes and epoch counts the papers leave open (or that a two-core CPU cannot afford)
+are LungAI choices. Every run early-stops on the validation split.
 
 ``size="cpu"`` swaps in :attr:`Recipe.cpu_model_config`, narrower versions of the 3D networks
 (same depth and layout, fewer filters) that train on a two-core CPU in minutes per epoch
@@ -62,7 +67,7 @@ RECIPES: dict[str, Recipe] = {
     "nodule_cnn2d": Recipe("malignancy", "adam", 1e-3, "ce", True, 32, 40),
     "resnet50_3d": Recipe("malignancy", "adam", 1e-4, "nll", True, 16, 30,
                           cpu_model_config={"widths": (8, 16, 32, 64), "stem_channels": 8}),
-    "resunet3d": Recipe("nodule-seg", "adam", 1e-3, "bce_then_dice", False, 8, 40,
+    "resunet3d": Recipe("nodule-seg", "adam", 1e-3, "bce_dice", False, 8, 40,
                         cpu_model_config={"filters": (8, 16, 32, 64), "bottom_filters": 128}),
     "convlstm_nodule": Recipe("nodule-seg", "adam", 1e-3, "bce_then_dice", False, 8, 40,
                               cpu_model_config={"conv_filters": 4, "lstm_filters": (8, 16), "head_filters": 8}),

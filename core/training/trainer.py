@@ -4,8 +4,13 @@ One run trains one model for one task on a ``lidc_vois``-like folder split by th
 patient-level split. Each epoch reseeds everything from ``(seed, epoch)``, so a run is
 bit-identical when repeated on the same machine and thread count, and a run resumed from
 ``last/`` continues exactly as if it had never stopped. The best epoch by the validation metric
-(ROC AUC for malignancy, mean Dice for segmentation) is saved as ``config.json`` +
+(ROC AUC for malignancy; for segmentation the mean Dice on the VOIs' native grids at the
+probability threshold that maximises it on the validation split) is saved as ``config.json`` +
 ``model.safetensors`` + ``metrics.json`` in the run folder; ``train.log`` records every epoch.
+A segmentation checkpoint's ``config.json`` also records that threshold and the ROI under
+``inference`` (:func:`lungai.training.checkpointing.write_inference_settings`), so evaluation
+and the pipeline apply it as validated. Segmentation losses ignore the ROI's padding
+(:mod:`lungai.training.seg_losses`).
 """
 
 from __future__ import annotations
@@ -27,15 +32,18 @@ from lungai.data.augment import AugmentConfig
 from lungai.data.lidc_vois import VOICase, list_vois
 from lungai.data.roi import roi_spec
 from lungai.data.splits import cases_for_split, load_split
-from lungai.evaluation.metrics import dice, roc_auc, youden_point
+from lungai.evaluation.metrics import roc_auc, youden_point
 from lungai.evaluation.predictions import centre_crop_like, malignancy_probabilities, mask_probabilities
+from lungai.evaluation.segmentation_eval import choose_threshold, mean_dice, to_native
 from lungai.inference.device import resolve_device
 from lungai.models.checkpoint import config_from_dict, save_model
 from lungai.models.losses import ScheduledLoss, balanced_class_weights, build_loss
 from lungai.models.registry import build_model, get_spec
-from lungai.training.checkpointing import has_training_state, load_training_state, save_training_state
+from lungai.training.checkpointing import (has_training_state, load_training_state, save_training_state,
+                                          write_inference_settings)
 from lungai.training.config import TrainConfig
 from lungai.training.datasets import NoduleROIDataset
+from lungai.training.seg_losses import build_masked_loss
 
 logger = logging.getLogger(__name__)
 
@@ -101,11 +109,14 @@ def _split_cases(config: TrainConfig) -> dict[str, list[VOICase]]:
     cases = list_vois(config.data).cases
     split = load_split(config.split_file) if config.split_file else load_split()
     parts = {part: cases_for_split(cases, split, part) for part in ("train", "val")}
+    if config.min_diameter_mm is not None:
+        parts = {part: [c for c in items if c.diameter_mm >= config.min_diameter_mm] for part, items in parts.items()}
     if config.max_cases is not None:
         parts = {part: _first_with_both_labels(items, config) for part, items in parts.items()}
     for part, items in parts.items():
         if not items:
-            raise ValueError(f"no {part} cases of the split in {config.data}")
+            raise ValueError(f"no {part} cases of the split in {config.data}"
+                             + (f" with diameter_mm >= {config.min_diameter_mm}" if config.min_diameter_mm else ""))
     return parts
 
 
@@ -156,7 +167,7 @@ def _make_loss(config: TrainConfig, train: NoduleROIDataset) -> nn.Module:
     if config.task == "malignancy":
         weights = balanced_class_weights(torch.tensor(train.labels), 2) if config.class_weights else None
         return build_loss(config.loss, class_weights=weights)
-    return build_loss(config.loss)
+    return build_masked_loss(config.loss)
 
 
 def _batch_loss(config: TrainConfig, loss_fn: nn.Module, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -165,11 +176,34 @@ def _batch_loss(config: TrainConfig, loss_fn: nn.Module, output: torch.Tensor, t
     return loss_fn(output, centre_crop_like(target, output.shape))
 
 
-def validate(config: TrainConfig, model: nn.Module, val: NoduleROIDataset, device: str) -> dict[str, float]:
-    """The validation metric (and, for malignancy, the Youden threshold) of the current model.
+@dataclass(frozen=True)
+class NativeTargets:
+    """The validation VOIs' reader masks on their native grids, with shape and spacing."""
+
+    masks: list[np.ndarray]
+    grids: list[tuple[tuple[int, int, int], tuple[float, float, float]]]
+
+    @classmethod
+    def of(cls, cases: list[VOICase]) -> NativeTargets:
+        """Read the masks of ``cases``."""
+        samples = [case.load() for case in cases]
+        return cls([s.mask for s in samples], [(tuple(s.mask.shape), tuple(s.spacing_zyx)) for s in samples])
+
+
+def validate(config: TrainConfig, model: nn.Module, val: NoduleROIDataset, device: str,
+             natives: NativeTargets | None = None) -> dict[str, float]:
+    """The validation metric and its threshold for the current model.
+
+    Malignancy: ROC AUC and the Youden threshold. Segmentation: the predictions are mapped to
+    the VOIs' native grids (as :mod:`lungai.evaluation.segmentation_eval` scores them) and the
+    probability threshold with the best mean Dice is chosen; ``val_dice`` is that Dice,
+    ``val_dice_at_0_5`` the Dice at 0.5.
+
+    Args:
+        natives: the validation reader masks (read from ``val.cases`` when ``None``).
 
     Returns:
-        ``{metric_name: value}``, plus ``val_threshold`` for malignancy.
+        ``{metric_name: value, "val_threshold": ...}`` (and ``val_dice_at_0_5``).
     """
     if config.task == "malignancy":
         scores = malignancy_probabilities(model, val, device=device)
@@ -177,12 +211,10 @@ def validate(config: TrainConfig, model: nn.Module, val: NoduleROIDataset, devic
         if labels.min() == labels.max():
             return {"val_auc": float("nan"), "val_threshold": 0.5}
         return {"val_auc": roc_auc(scores, labels), "val_threshold": youden_point(scores, labels).threshold}
-    probabilities = mask_probabilities(model, val, device=device)
-    scores = []
-    for index, prob in enumerate(probabilities):
-        target = centre_crop_like(val[index][1][None], torch.Size((1, 1, *prob.shape)))[0, 0].numpy()
-        scores.append(dice(prob >= 0.5, target))
-    return {"val_dice": float(np.mean(scores))}
+    natives = natives or NativeTargets.of(val.cases)
+    probabilities = to_native(mask_probabilities(model, val, device=device), natives.grids, val.spec)
+    threshold, best = choose_threshold(probabilities, natives.masks)
+    return {"val_dice": best, "val_threshold": threshold, "val_dice_at_0_5": mean_dice(probabilities, natives.masks, 0.5)}
 
 
 class _RunLog:
@@ -240,6 +272,7 @@ def _train(config: TrainConfig, on_event: Callable[[TrainEvent], None], resume: 
     optimizer, scheduler = _make_optimizer(config, model)
     loss_fn = _make_loss(config, train_set).to(device)
     name = metric_name(config.task)
+    natives = NativeTargets.of(val_set.cases) if config.task == "nodule-seg" else None
     state: dict[str, Any] = {"epoch": 0, "best_metric": -1.0, "best_epoch": -1, "bad_epochs": 0,
                              "history": [], "stopped_early": False, "train_seconds": 0.0}
     if resume and has_training_state(config.out):
@@ -274,7 +307,7 @@ def _train(config: TrainConfig, on_event: Callable[[TrainEvent], None], resume: 
                                 state["history"][-1][name] if state["history"] else float("nan")))
         if scheduler is not None:
             scheduler.step()
-        val = validate(config, model, val_set, device)
+        val = validate(config, model, val_set, device, natives)
         seconds = time.perf_counter() - started
         state["train_seconds"] += seconds
         record = {"epoch": epoch, "train_loss": float(np.mean(losses)), **val, "seconds": round(seconds, 2)}
@@ -283,6 +316,8 @@ def _train(config: TrainConfig, on_event: Callable[[TrainEvent], None], resume: 
         if improved:
             state.update(best_metric=float(val[name]), best_epoch=epoch, bad_epochs=0, best_record=record)
             save_model(model, config.out)
+            if config.task == "nodule-seg":
+                write_inference_settings(config.out, _inference_settings(config, val))
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch + 1
@@ -294,6 +329,13 @@ def _train(config: TrainConfig, on_event: Callable[[TrainEvent], None], resume: 
                     "; early stop" if state["stopped_early"] else "")
         on_event(TrainEvent("epoch", epoch, config.epochs, steps, steps, record["train_loss"], float(val[name])))
     return TrainResult(config.out, state["best_epoch"], state["best_metric"], state["epoch"], state["stopped_early"])
+
+
+def _inference_settings(config: TrainConfig, val: dict[str, float]) -> dict[str, Any]:
+    spec = roi_spec(config.model)
+    return {"threshold": val["val_threshold"], "threshold_source": "validation split, best mean native-grid Dice",
+            "roi_shape_zyx": list(spec.shape), "roi_spacing_zyx_mm": list(spec.spacing),
+            "min_diameter_mm": config.min_diameter_mm}
 
 
 def _write_metrics(config: TrainConfig, state: dict[str, Any]) -> None:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from lungai.data.augment import AugmentConfig, augment_roi
-from lungai.data.roi import ROI_SPECS, RoiSpec, centre_pad_crop, extract_roi, normalize_hu, resample_to_spec, roi_to_native
+from lungai.data.roi import (ROI_SPECS, RoiSpec, centre_pad_crop, extract_roi, normalize_hu, resample_to_spec,
+                             roi_to_native, support_mask)
 from lungai.evaluation.metrics import dice
 
 
@@ -78,3 +79,19 @@ def test_augmentation_is_seeded_and_moves_image_and_mask_together() -> None:
     assert np.array_equal(a[0], b[0]) and not np.array_equal(a[0], c[0])
     bright = a[0] > normalize_hu(np.array(-400.0))
     assert dice(bright, a[1]) > 0.8
+
+
+def test_support_marks_voi_content_and_moves_with_the_mask() -> None:
+    spacing = (2.5, 0.7, 0.7)
+    image, mask = _ball_voi(spacing, radius_mm=4.0, extent_mm=12.0)  # smaller than the ROI: padded
+    spec = ROI_SPECS["resunet3d"]
+    resampled, soft = resample_to_spec(image, mask, spacing, spec)
+    stacked = np.stack([soft, support_mask(soft.shape)])
+    _, single = augment_roi(normalize_hu(resampled), soft, spec.shape, np.random.default_rng(5), AugmentConfig())
+    _, both = augment_roi(normalize_hu(resampled), stacked, spec.shape, np.random.default_rng(5), AugmentConfig())
+    assert both.shape == (2, *spec.shape)
+    assert np.array_equal(both[0], single)
+    support = both[1]
+    assert 0 < support.sum() < support.size  # padding exists and is marked 0
+    assert np.all(support[both[0] > 0] == 1)  # the nodule is always inside the VOI
+    assert support.sum() * np.prod(spec.spacing) == pytest.approx(12.0**3, rel=0.35)

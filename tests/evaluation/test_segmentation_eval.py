@@ -10,10 +10,12 @@ import pytest
 from lungai.evaluation import report
 from lungai.evaluation.baselines import threshold_segmentation
 from lungai.evaluation.metrics import dice
-from lungai.evaluation.segmentation_eval import SegmentationEvalConfig, evaluate_segmentation, largest_component
+from lungai.evaluation.segmentation_eval import (SegmentationEvalConfig, checkpoint_threshold, choose_threshold,
+                                                evaluate_segmentation, largest_component, mean_dice)
 from lungai.models.checkpoint import save_model
 from lungai.models.registry import build_model
 from lungai.models.resunet3d import ResUNet3dConfig
+from lungai.training.checkpointing import write_inference_settings
 from shared_data import require
 
 
@@ -44,8 +46,35 @@ def test_evaluation_on_the_validation_split(data_root: Path, tmp_path: Path) -> 
     vois = require(data_root / "lidc_vois" / "nodules.csv").parent
     save_model(build_model("resunet3d", ResUNet3dConfig(filters=(2, 4, 8, 16), bottom_filters=8)), tmp_path / "w")
     metrics, rows = evaluate_segmentation(SegmentationEvalConfig(tmp_path / "w", vois, "val"))
-    assert len(rows) == metrics["n_cases"] > 100
+    assert len(rows) == metrics["n_cases"] > 100 and metrics["threshold"] == 0.5
     for key in ("dice", "dice_median", "dice_lt10mm", "dice_ge10mm", "precision", "recall", "baseline_dice"):
         assert metrics[key] is not None and 0.0 <= metrics[key] <= 1.0
     assert 0.3 < metrics["baseline_dice"] < 0.8
     assert "Dice >= 10 mm" in report.segmentation_markdown(metrics)
+
+
+def test_threshold_is_chosen_by_mean_dice() -> None:
+    mask = np.zeros((4, 12, 12), np.uint8)
+    mask[1:3, 3:9, 3:9] = 1
+    prob = np.where(mask, 0.3, 0.0).astype(np.float32)  # a conservative model: the nodule at 0.3
+    prob[0, 3:9, 3:9] = 0.15  # a rim the reader did not draw
+    threshold, best = choose_threshold([prob], [mask])
+    assert 0.15 < threshold <= 0.3 and best == pytest.approx(1.0)
+    assert mean_dice([prob], [mask], 0.5) == 0.0
+
+
+def test_checkpoint_threshold_comes_from_the_config(tmp_path: Path) -> None:
+    save_model(build_model("resunet3d", ResUNet3dConfig(filters=(2, 4, 8, 16), bottom_filters=8)), tmp_path)
+    assert checkpoint_threshold(tmp_path) == 0.5
+    write_inference_settings(tmp_path, {"threshold": 0.35})
+    assert checkpoint_threshold(tmp_path) == 0.35
+
+
+@pytest.mark.slow
+def test_evaluation_of_large_nodules_only(data_root: Path, tmp_path: Path) -> None:
+    vois = require(data_root / "lidc_vois" / "nodules.csv").parent
+    save_model(build_model("resunet3d", ResUNet3dConfig(filters=(2, 4, 8, 16), bottom_filters=8)), tmp_path / "w")
+    config = SegmentationEvalConfig(tmp_path / "w", vois, "val", threshold=0.4, min_diameter_mm=15.0)
+    metrics, rows = evaluate_segmentation(config)
+    assert 0 < len(rows) < 30 and all(r["diameter_mm"] >= 15.0 for r in rows)
+    assert metrics["threshold"] == 0.4 and metrics["n_lt10mm"] == 0

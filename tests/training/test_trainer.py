@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,22 @@ def test_segmentation_training_runs(vois: Path, tmp_path: Path) -> None:
     result = train(_config(vois, tmp_path / "seg", model="resunet3d", task="nodule-seg"))
     metrics = json.loads((tmp_path / "seg" / "metrics.json").read_text())
     assert result.epochs_run == 2 and 0.0 <= metrics["history"][-1]["val_dice"] <= 1.0
+    inference = json.loads((tmp_path / "seg" / "config.json").read_text())["inference"]
+    assert inference["threshold"] == metrics["val_threshold"] and 0.0 < inference["threshold"] < 1.0
+    assert inference["roi_shape_zyx"] == [16, 48, 48]
+    assert load_model(tmp_path / "seg").config.filters == (2, 4, 8, 16)
+
+
+def test_min_diameter_selects_the_large_nodules(vois: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    config = make_config("nodule-seg", "r3d_denseunet", vois, tmp_path / "big", epochs=1, batch_size=4, num_threads=1,
+                         min_diameter_mm=20.0, model_config={"encoder_filters": (2, 4, 8), "bottleneck_filters": 8,
+                                                             "bottleneck_layers": 1})
+    with caplog.at_level("INFO", logger="lungai"):
+        train(config)
+    found = [re.search(r"(\d+) train / (\d+) val", r.getMessage()) for r in caplog.records]
+    train_n, val_n = next((int(m[1]), int(m[2])) for m in found if m)
+    assert 0 < train_n < 40 and 0 < val_n < 10  # of 537 / 121: only nodules of 20 mm and more
+    assert json.loads((tmp_path / "big" / "config.json").read_text())["inference"]["min_diameter_mm"] == 20.0
 
 
 def test_model_of_the_wrong_task_is_refused(vois: Path, tmp_path: Path) -> None:
