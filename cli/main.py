@@ -99,9 +99,11 @@ def cli(verbose: int, quiet: bool) -> None:
               help="Report nodules with a detection score at or above SCORE (overrides --sensitivity).")
 @click.option("--weights-manifest", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
               help="A weights manifest.json to use instead of the installed one (site-specific releases).")
+@click.option("--emphysema-map", is_flag=True,
+              help="Add a segment of the lung voxels below -950 HU (low-attenuation areas) to the segmentation.")
 def run(scan: Path, output: Path | None, tasks: tuple[str, ...] | None, device: str, progress: str,
         overwrite: bool, force: bool, series_uid: str | None, include_patient_id: bool, sensitivity: str,
-        detection_threshold: float | None, weights_manifest: Path | None) -> None:
+        detection_threshold: float | None, weights_manifest: Path | None, emphysema_map: bool) -> None:
     """Analyse SCAN: a DICOM folder or zip, .nrrd/.nhdr, .nii/.nii.gz or .mhd/.mha.
 
     Writes <name>.seg.nrrd (for 3D Slicer), <name>_labels.nii.gz, findings.json,
@@ -116,7 +118,8 @@ def run(scan: Path, output: Path | None, tasks: tuple[str, ...] | None, device: 
     config = RunConfig(input=scan, output=output or default_output(scan), tasks=tasks, device=device,
                        overwrite=overwrite, force=force, series_uid=series_uid,
                        include_patient_id=include_patient_id, sensitivity=sensitivity,
-                       detection_threshold=detection_threshold, manifest=weights_manifest)
+                       detection_threshold=detection_threshold, manifest=weights_manifest,
+                       emphysema_map=emphysema_map)
     from lungai.pipeline.models import load_run_manifest, tasks_with_weights
 
     if "nodules" in (tasks if tasks is not None else tasks_with_weights(load_run_manifest(weights_manifest))):

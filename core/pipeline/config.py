@@ -40,6 +40,8 @@ class RunConfig:
         sensitivity: nodule detection operating point, one of :data:`SENSITIVITIES`.
         detection_threshold: a detection score threshold; overrides ``sensitivity``.
         manifest: the weights manifest; ``None`` uses the one installed with LungAI.
+        emphysema_map: label the lung voxels below -950 HU as the low-attenuation segment
+            (``labels.LOW_ATTENUATION``) in the segmentation outputs.
     """
 
     input: Path
@@ -53,6 +55,7 @@ class RunConfig:
     sensitivity: str = "balanced"
     detection_threshold: float | None = None
     manifest: Path | None = None
+    emphysema_map: bool = False
 
 
 def with_needed(tasks: tuple[str, ...] | list[str]) -> tuple[str, ...]:

@@ -150,12 +150,31 @@ def _tumour(state: RunState) -> None:
 
 
 def _emphysema(state: RunState) -> None:
+    """Densitometry per lung; the scanner's probability when its weights are installed; the optional map."""
+    from dataclasses import replace
+
+    from lungai.errors import WeightsError
+    from lungai.inference.emphysema import SCANNER_MODEL, emphysema_probability, with_low_attenuation
+    from lungai.weights.resolver import weights_info
+
     assert state.volume is not None and state.lungs is not None
-    measured = measure_densitometry(state.volume.image, state.lungs.labels).to_dict()
+    image, lung_labels = state.volume.image, state.lungs.labels
+    measured = measure_densitometry(image, lung_labels).to_dict()
     state.emphysema = Emphysema(densitometry={
         region: Densitometry(laa_950_percent=values["laa_950_percent"], laa_910_percent=values["laa_910_percent"],
                              laa_856_percent=values["laa_856_percent"], perc15_hu=values["perc15_hu"])
         for region, values in measured.items() if values is not None})
+    try:
+        model = state.models.get(SCANNER_MODEL)
+    except WeightsError as error:
+        message = f"emphysema model {SCANNER_MODEL} not run, densitometry only ({error.problem})"
+        logger.warning(message)
+        state.warnings.append(message)
+    else:
+        state.emphysema.model_probability = emphysema_probability(model, image, lung_labels, state.device)
+        state.emphysema.model = weights_info(SCANNER_MODEL, state.models.manifest)
+    if state.config.emphysema_map:
+        state.lungs = replace(state.lungs, labels=with_low_attenuation(lung_labels, image))
 
 
 Stage = Callable[[RunState], None]

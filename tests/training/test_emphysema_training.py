@@ -97,3 +97,71 @@ def test_emphysema_training_needs_a_csv(tiny_csv: Path, tmp_path: Path, capsys: 
     code, _, err = run_cli(["train", "emphysema", "--model", "resnet50_3d", "--data", str(tiny_csv),
                             "--out", str(tmp_path / "y")], capsys)
     assert code == 2 and "not an emphysema model" in err
+
+
+def _manifest_with(folder: Path | None, package: Path) -> Path:
+    """A weights manifest in ``package`` that bundles ``folder`` as convlstm_scanner (none when ``None``)."""
+    import shutil
+
+    from lungai.weights.manifest import MODEL_FILES, manifest_dict, parse_entry
+    from lungai.weights.verify import file_record
+
+    entries = []
+    if folder is not None:
+        bundled = package / "convlstm_scanner"
+        bundled.mkdir(parents=True)
+        for filename in MODEL_FILES:
+            shutil.copyfile(folder / filename, bundled / filename)
+        header = json.loads((bundled / "config.json").read_text())
+        records = {filename: file_record(bundled / filename) for filename in MODEL_FILES}
+        entries.append(parse_entry({
+            "name": "convlstm_scanner", "architecture": header["architecture"], "config": header["config"],
+            "dtype": "float32", "files": {f: {"sha256": r.sha256, "size": r.size} for f, r in records.items()},
+            "repo_id": "lungai-test/convlstm_scanner", "revision": "0123456789abcdef0123456789abcdef01234567",
+            "license": "apache-2.0", "training_data": ["simulated emphysema on ct-64"],
+            "evaluation_data": "the tiny test split", "metrics": {"roc_auc": 0.5},
+            "metrics_command": "lungai compare --task emphysema", "intended_use": "Testing the emphysema stage.",
+            "limitations": ["Trained for one epoch on ten volumes."]}))
+    package.mkdir(parents=True, exist_ok=True)
+    (package / "manifest.json").write_text(json.dumps(manifest_dict(entries), indent=2))
+    return package / "manifest.json"
+
+
+def test_the_scanner_checkpoint_runs_in_lungai_run(data_root: Path, tiny_csv: Path, runs: dict[str, Path],
+                                                   tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import numpy as np
+    import SimpleITK as sitk
+
+    from lungai import labels
+    from lungai.pipeline.config import RunConfig
+    from lungai.pipeline.runner import run_pipeline
+
+    if not (runs["convlstm_scanner"] / "model.safetensors").is_file():
+        _train("convlstm_scanner", tiny_csv, runs["convlstm_scanner"], capsys)
+    scan = require(data_root / "cip_small" / "ct-64.nrrd")
+    manifest = _manifest_with(runs["convlstm_scanner"], tmp_path / "package")
+    result = run_pipeline(RunConfig(input=scan, output=tmp_path / "out", tasks=("emphysema",), device="cpu",
+                                    manifest=manifest, emphysema_map=True))
+    findings = json.loads((result.output / "findings.json").read_text())
+    emphysema = findings["emphysema"]
+    assert 0.0 <= emphysema["model_probability"] <= 1.0
+    sha = json.loads(manifest.read_text())["models"][0]["files"]["model.safetensors"]["sha256"]
+    assert emphysema["model"] == {"name": "convlstm_scanner", "revision": "0123456789abcdef0123456789abcdef01234567",
+                                  "sha256": sha}
+    assert emphysema["densitometry"]["total"]["laa_950_percent"] > 0
+    label_map = sitk.GetArrayFromImage(sitk.ReadImage(str(next(result.output.glob("*_labels.nii.gz")))))
+    hu = sitk.GetArrayFromImage(sitk.ReadImage(str(scan)))
+    low = label_map == labels.LOW_ATTENUATION.value
+    assert low.any() and (hu[low] < -950).all()
+    assert np.count_nonzero(low) == pytest.approx(np.count_nonzero(label_map > 0)
+                                                  * emphysema["densitometry"]["total"]["laa_950_percent"] / 100, rel=0.01)
+
+    without = run_pipeline(RunConfig(input=scan, output=tmp_path / "plain", tasks=("emphysema",), device="cpu",
+                                     manifest=_manifest_with(None, tmp_path / "empty")))
+    plain = json.loads((without.output / "findings.json").read_text())
+    assert plain["emphysema"]["model_probability"] is None and plain["emphysema"]["model"] is None
+    assert plain["emphysema"]["densitometry"]["total"]["laa_950_percent"] == emphysema["densitometry"]["total"][
+        "laa_950_percent"]
+    assert any("convlstm_scanner" in warning for warning in plain["warnings"])
+    plain_map = sitk.GetArrayFromImage(sitk.ReadImage(str(next(without.output.glob("*_labels.nii.gz")))))
+    assert not (plain_map == labels.LOW_ATTENUATION.value).any()
