@@ -40,8 +40,8 @@ MODEL_NAME = "LungAI"
 #: Device Serial Number is required (type 1) for the equipment; software has none.
 DEVICE_SERIAL_NUMBER = "none"
 
-#: How far (mm) a slice's Image Position (Patient) may lie from where the label grid puts it.
-_POSITION_TOLERANCE_MM = 0.05
+#: How far (in pixels) a slice's Image Position (Patient) may lie off the grid's slice axis.
+_POSITION_TOLERANCE_PIXELS = 0.1
 #: Type 3 sequences that highdicom copies from the source's patient and study modules.
 _OPTIONAL_REFERENCES = ("ReferencedStudySequence", "ReferencedPatientSequence")
 _REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
@@ -141,8 +141,13 @@ def _check_headers(headers: Sequence[pydicom.Dataset]) -> None:
 def _frames_in_file_order(label_image: sitk.Image, ct: CTVolume) -> np.ndarray:
     """The label voxels as (slice, row, column), slice ``k`` lying on ``ct.dicom_headers[k]``.
 
+    The reader stacks the files in order, so slice ``k`` holds file ``k``'s pixels even when the
+    spacing is uneven; this checks that the reorientation back to the files' axes got that
+    order and the in-plane axes right.
+
     Raises:
-        SegReferenceError: a slice's position, orientation or pixel spacing does not match.
+        SegReferenceError: a slice's size, orientation or pixel spacing differs from the grid's,
+            it lies off the grid's in-plane axes, or the slices are out of order.
     """
     if label_image.GetSize() != ct.image.GetSize():
         raise ValueError(f"label image size {label_image.GetSize()} differs from the CT's {ct.image.GetSize()}")
@@ -156,18 +161,24 @@ def _frames_in_file_order(label_image: sitk.Image, ct: CTVolume) -> np.ndarray:
         raise SegReferenceError(f"{len(headers)} source slices for a {slices}-slice label image")
     direction = np.asarray(on_file_grid.GetDirection()).reshape(3, 3)
     spacing = on_file_grid.GetSpacing()
+    origin = np.asarray(on_file_grid.GetOrigin())
+    in_plane_tolerance = _POSITION_TOLERANCE_PIXELS * min(spacing[0], spacing[1])
+    previous_depth = -np.inf
     for k, ds in enumerate(headers):
         orientation = np.asarray(ds.ImageOrientationPatient, dtype=float)
         pixel_spacing = np.asarray(ds.PixelSpacing, dtype=float)  # (row spacing, column spacing)
-        expected = np.asarray(on_file_grid.TransformIndexToPhysicalPoint((0, 0, k)))
+        offset = np.asarray(ds.ImagePositionPatient, dtype=float) - origin
+        depth = float(offset @ direction[:, 2])
         if (int(ds.Rows), int(ds.Columns)) != (rows, columns) \
                 or not np.allclose(orientation[:3], direction[:, 0], atol=1e-4) \
                 or not np.allclose(orientation[3:], direction[:, 1], atol=1e-4) \
                 or not np.allclose(pixel_spacing, (spacing[1], spacing[0]), atol=1e-4) \
-                or not np.allclose(np.asarray(ds.ImagePositionPatient, dtype=float), expected,
-                                   atol=_POSITION_TOLERANCE_MM):
-            raise SegReferenceError(f"source slice {k + 1} of {slices} does not lie on the scan's regular "
-                                    "grid (uneven slice spacing or tilted gantry)")
+                or abs(float(offset @ direction[:, 0])) > in_plane_tolerance \
+                or abs(float(offset @ direction[:, 1])) > in_plane_tolerance \
+                or depth <= previous_depth or (k == 0 and abs(depth) > 0.5 * spacing[2]):
+            raise SegReferenceError(f"source slice {k + 1} of {slices} is out of order or off the axes the "
+                                    "scan was read on (a tilted gantry or mixed orientations)")
+        previous_depth = depth
     return label_array(on_file_grid)
 
 

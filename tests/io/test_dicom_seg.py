@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import subprocess
 from pathlib import Path
 
 import highdicom as hd
-import pydicom
 import numpy as np
+import pydicom
 import pytest
 import SimpleITK as sitk
 
@@ -110,15 +111,35 @@ def test_series_with_blank_uids_is_refused(data_root: Path, tmp_path: Path) -> N
         write_dicom_seg(label_image, ct, labels.STRUCTURES, tmp_path / "x.seg.dcm")
 
 
-def test_slices_off_the_grid_are_refused(lidc20_case: Case, tmp_path: Path) -> None:
-    """A header whose position disagrees with the grid must not be referenced silently."""
+@pytest.mark.parametrize("change", ["shifted", "swapped"])
+def test_slices_off_the_axes_or_out_of_order_are_refused(lidc20_case: Case, tmp_path: Path, change: str) -> None:
+    """Headers that disagree with the grid must not be referenced silently."""
     ct = lidc20_case.ct
-    moved = [ds.copy() for ds in ct.dicom_headers]
-    moved[5].ImagePositionPatient = [float(v) for v in moved[5].ImagePositionPatient[:2]] + \
-        [float(moved[5].ImagePositionPatient[2]) + 1.0]
-    shifted = dataclasses.replace(ct, dicom_headers=moved)
-    with pytest.raises(SegReferenceError, match="slice 6 of 20"):
-        write_dicom_seg(lidc20_case.label_image, shifted, labels.with_nodules(2), tmp_path / "x.seg.dcm")
+    headers = copy.deepcopy(ct.dicom_headers)
+    if change == "shifted":  # 2 mm sideways
+        position = [float(v) for v in headers[5].ImagePositionPatient]
+        headers[5].ImagePositionPatient = [position[0] + 2.0, *position[1:]]
+    else:
+        headers[5], headers[6] = headers[6], headers[5]
+    with pytest.raises(SegReferenceError, match="slice 6 of 20|slice 7 of 20"):
+        write_dicom_seg(lidc20_case.label_image, dataclasses.replace(ct, dicom_headers=headers),
+                        labels.with_nodules(2), tmp_path / "x.seg.dcm")
+
+
+def test_uneven_spacing_is_accepted(lidc20_case: Case, tmp_path: Path) -> None:
+    """A missing slice leaves frame k on file k: still a valid reference, at the files' positions."""
+    ct = lidc20_case.ct
+    headers = copy.deepcopy(ct.dicom_headers)
+    for ds in headers[10:]:
+        position = [float(v) for v in ds.ImagePositionPatient]
+        ds.ImagePositionPatient = [*position[:2], position[2] + 2.5]
+    path = tmp_path / "x.seg.dcm"
+    write_dicom_seg(lidc20_case.label_image, dataclasses.replace(ct, dicom_headers=headers),
+                    labels.with_nodules(2), path)
+    seg = hd.seg.segread(path)
+    positions = {float(item.PlanePositionSequence[0].ImagePositionPatient[2])
+                 for item in seg.PerFrameFunctionalGroupsSequence}
+    assert positions <= {float(ds.ImagePositionPatient[2]) for ds in headers}
 
 
 @pytest.mark.slow
