@@ -27,7 +27,7 @@ from skimage.segmentation import find_boundaries
 from skimage.transform import resize
 
 from lungai import labels
-from lungai.io.findings import REGIONS, Findings, Nodule
+from lungai.io.findings import ESTIMATE_LABEL, REGIONS, Findings, Nodule
 from lungai.io.volume import CTVolume
 from lungai.labels import Structure
 
@@ -136,6 +136,11 @@ def _lung_table(findings: Findings) -> str:
                 _number(values.laa_856_percent, 1), _number(values.perc15_hu, 0)]
         rows.append(cells)
     note = "" if densitometry else "<p>Emphysema densitometry did not run.</p>"
+    emphysema = findings.emphysema
+    if emphysema is not None and emphysema.model_probability is not None:
+        model = f", {emphysema.model.name}" if emphysema.model is not None else ""
+        note += (f"<p id=\"emphysema-probability\">Emphysema probability {emphysema.model_probability:.2f} "
+                 f"({html.escape(ESTIMATE_LABEL + model)}).</p>")
     return f"<section id=\"lungs\"><h2>Lungs and emphysema</h2>{_table('lungs', head, rows)}{note}</section>"
 
 
@@ -144,9 +149,10 @@ def _nodule_table(findings: Findings) -> str:
         ran = "nodules" in findings.run.tasks
         text = "No nodules found." if ran else "Nodule detection did not run."
         return f"<section id=\"nodules\"><h2>Nodules</h2><p>{text}</p></section>"
-    head = ["ID", "Location", "Long axis (mm)", "Short axis (mm)", "Volume (mm³)", "Mean HU", "Type",
+    head = ["ID", "Location", "Distance to pleura (mm)", "Long axis (mm)", "Short axis (mm)", "Volume (mm³)", "Mean HU", "Type",
             "Malignancy (model estimate)", "Lung-RADS category (size rule)", "Detection score"]
-    rows = [[f"Nodule {nodule.id}", nodule.location or "-", _number(nodule.long_axis_mm, 1),
+    rows = [[f"Nodule {nodule.id}", nodule.location or "-", _number(nodule.distance_to_pleura_mm, 1),
+             _number(nodule.long_axis_mm, 1),
              _number(nodule.short_axis_mm, 1), _number(nodule.volume_mm3, 0), _number(nodule.mean_hu, 0),
              nodule.type,
              "-" if nodule.malignancy is None else f"{nodule.malignancy.probability:.2f}",

@@ -106,12 +106,16 @@ def test_header_and_tables(report: Path, lidc20_case: Case) -> None:
     total = lidc20_case.findings.lungs["total"].volume_ml
     assert lungs[3][1] == f"{total:.0f}"
     assert lungs[0][2] == "LAA-950 (%)"
-    nodules = page.rows["nodules-table"]
-    assert "Malignancy (model estimate)" in nodules[0] and "Lung-RADS category (size rule)" in nodules[0]
-    assert [row[0] for row in nodules[1:]] == ["Nodule 1", "Nodule 2"]
-    first = lidc20_case.findings.nodules[0]
-    assert nodules[1][1:4] == ["right lung", f"{first.long_axis_mm:.1f}", f"{first.short_axis_mm:.1f}"]
-    assert nodules[1][7:9] == ["0.30", "4A"]
+    head, *nodules = page.rows["nodules-table"]
+    assert [row[0] for row in nodules] == ["Nodule 1", "Nodule 2"]
+    first = dict(zip(head, nodules[0]))
+    nodule = lidc20_case.findings.nodules[0]
+    assert first["Location"] == "right lung"
+    assert (first["Long axis (mm)"], first["Short axis (mm)"]) == (f"{nodule.long_axis_mm:.1f}",
+                                                                   f"{nodule.short_axis_mm:.1f}")
+    assert first["Malignancy (model estimate)"] == "0.30"
+    assert first["Lung-RADS category (size rule)"] == "4A"
+    assert first["Distance to pleura (mm)"] == "-"  # not measured in this case
     assert page.rows["tumour-table"][1][0] == "Lung tumour"
     assert page.sections[-4:] == ["nodule-1", "nodule-2", "tumour", "warnings"]
 
@@ -132,8 +136,9 @@ def test_three_crops_per_lesion_with_the_outline(report: Path) -> None:
         assert pixels[~outline].std() > 10, "the CT behind the outline is blank"
 
 
-def test_no_nodules(lidc20_case: Case, tmp_path: Path) -> None:
-    findings = dataclasses.replace(lidc20_case.findings, nodules=[], tumour=None)
+def test_no_nodules_and_an_emphysema_estimate(lidc20_case: Case, tmp_path: Path) -> None:
+    emphysema = dataclasses.replace(lidc20_case.findings.emphysema, model_probability=0.42)
+    findings = dataclasses.replace(lidc20_case.findings, nodules=[], tumour=None, emphysema=emphysema)
     label_image = lidc20_case.label_image < labels.TUMOUR.value  # lungs only
     path = tmp_path / "report.html"
     write_report_html(findings, lidc20_case.ct, label_image * lidc20_case.label_image, path)
@@ -141,6 +146,7 @@ def test_no_nodules(lidc20_case: Case, tmp_path: Path) -> None:
     assert page.images == [] and "nodules-table" not in page.rows
     assert "No nodules found." in path.read_text(encoding="utf-8")
     assert "No tumour found." in path.read_text(encoding="utf-8")
+    assert "Emphysema probability 0.42 (model estimate, not a diagnosis)" in path.read_text(encoding="utf-8")
 
 
 def test_config_sets_crop_size(lidc20_case: Case, tmp_path: Path) -> None:
