@@ -214,7 +214,9 @@ def find_candidates(image: sitk.Image, lung_labels: sitk.Image, config: Candidat
 
     Radii up to ``coarse_from_mm`` are searched on the ``working_spacing_mm`` grid, larger ones
     on a grid twice as coarse (a Gaussian that wide loses nothing there), both cropped to the
-    lungs' bounding box.
+    lungs' bounding box. Scales whose sigma is under half the grid's median spacing are
+    skipped: a finite-difference Laplacian there measures noise, not blobs (on coarse scans the
+    smallest radii go).
 
     Args:
         image: CT in HU (int16), LPS.
@@ -243,7 +245,10 @@ def find_candidates(image: sitk.Image, lung_labels: sitk.Image, config: Candidat
     for spacing, radii in grids.items():
         if radii:
             prepared, lung = _prepare(image, lung_labels, spacing, cfg)
-            found += [_scale_peaks(prepared, lung, r, cfg) for r in radii]
+            finest = 0.5 * float(np.median(prepared.GetSpacing()))
+            found += [_scale_peaks(prepared, lung, r, cfg) for r in radii if r / math.sqrt(3.0) >= finest]
+    if not found:
+        return []
     points = np.concatenate([p.points_lps for p in found])
     radii_a = np.concatenate([p.radii for p in found])
     strengths = np.concatenate([p.strengths for p in found])

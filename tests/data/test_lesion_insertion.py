@@ -1,0 +1,57 @@
+"""Lesion insertion: real VOI nodules pasted into a real thorax."""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from detection_cases import inserted_small_scan, large_voi, small_background
+from lungai.data.lesion_insertion import Background, augment_voi, place_nodules
+
+
+def test_outside_the_pasted_region_the_scan_is_unchanged(data_root):
+    background, scan = inserted_small_scan(data_root)
+    before = sitk.GetArrayFromImage(background.image)
+    after = sitk.GetArrayFromImage(scan.image)
+    mask = sitk.GetArrayFromImage(scan.mask) > 0
+    changed = before != after
+    assert changed.any()
+    # The blend reaches at most a few blending sigmas (1 mm) past the mask: one 4 mm voxel.
+    near = ndimage.binary_dilation(mask, iterations=2)
+    assert not (changed & ~near).any()
+    assert after.dtype == before.dtype and scan.image.GetSize() == background.image.GetSize()
+
+
+def test_pasted_mask_lies_inside_the_lungs_and_carries_the_nodule(data_root):
+    background, scan = inserted_small_scan(data_root)
+    mask = sitk.GetArrayFromImage(scan.mask) > 0
+    lungs = sitk.GetArrayFromImage(background.lungs) > 0
+    assert mask.sum() > 10 and lungs[mask].all()
+    after = sitk.GetArrayFromImage(scan.image)
+    before = sitk.GetArrayFromImage(background.image)
+    assert after[mask].mean() > before[mask].mean() + 200  # soft tissue pasted into aerated lung
+    centre = np.argwhere(mask).mean(axis=0)[::-1]
+    centre_lps = scan.image.TransformContinuousIndexToPhysicalPoint(centre.tolist())
+    assert np.linalg.norm(np.subtract(centre_lps, scan.nodules[0].centre_lps_mm)) < 1e-6
+    assert scan.nodules[0].diameter_mm > 10
+
+
+def test_excluded_regions_are_never_used(data_root):
+    background = small_background(data_root)
+    excluded = np.zeros_like(background.excluded)
+    excluded[:, :, : excluded.shape[2] // 2] = True  # half of every slice, one lung
+    restricted = Background(background.name, background.image, background.lungs, excluded)
+    rng = np.random.default_rng(3)
+    voi = large_voi(data_root, 8.0)
+    scan = place_nodules(restricted, [augment_voi(voi, rng) for _ in range(3)], rng)
+    mask = sitk.GetArrayFromImage(scan.mask)
+    assert scan.nodules and not mask[excluded].any()
+    assert len(np.unique(mask[mask > 0])) == len(scan.nodules)
+
+
+def test_augmentation_keeps_the_nodule(data_root):
+    voi = large_voi(data_root)
+    flipped = augment_voi(voi, np.random.default_rng(1))
+    assert flipped.mask.sum() == voi.mask.sum()
+    assert np.isclose(flipped.image.mean(), voi.image.mean())
