@@ -1,0 +1,58 @@
+"""Whole-scan detection evaluation on a tiny real case set (a thorax with a pasted real nodule)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from detection_cases import inserted_small_scan
+from lungai.evaluation import froc as froc_lib
+from lungai.evaluation.detection_eval import (EvalCase, at_threshold, choose_operating_points, detect_in, froc_png,
+                                              markdown, summarize, write_summary)
+from cli_runner import run_cli
+
+
+@pytest.fixture(scope="module")
+def cases(data_root):
+    scans = [inserted_small_scan(data_root, seed)[1] for seed in (0, 1)]
+    return [EvalCase(f"scan{i}", s.image, [froc_lib.Finding(f"scan{i}", n.centre_lps_mm, n.diameter_mm)
+                                           for n in s.nodules]) for i, s in enumerate(scans)]
+
+
+@pytest.fixture(scope="module")
+def detections(cases):
+    return detect_in(cases, classifier=None)
+
+
+def test_evaluate_detection_on_a_tiny_case_set(cases, detections, tmp_path):
+    assert {d.scan_id for d in detections} == {"scan0", "scan1"}
+    summary = summarize(cases, detections, with_classifier=False)
+    assert summary["num_scans"] == 2 and summary["num_nodules"] == 2
+    assert summary["candidate_sensitivity"] == 1.0  # both large pasted nodules are among the candidates
+    assert 0.0 <= summary["cpm"] <= 1.0
+    assert set(summary["sensitivity_at_fp"]) == {"1", "2", "4"}
+    sens = list(summary["sensitivity_at_fp"].values())
+    assert sens == sorted(sens)
+    ops = summary["operating_points"]
+    assert ops["high"]["fp_per_scan"] >= ops["balanced"]["fp_per_scan"] >= ops["specific"]["fp_per_scan"]
+    write_summary(summary, tmp_path / "froc.json")
+    froc_png([(summary, "tiny")], tmp_path / "froc.png")
+    saved = json.loads((tmp_path / "froc.json").read_text())
+    assert saved["froc"]["fps_per_scan"][0] == 0.0 and (tmp_path / "froc.png").stat().st_size > 1000
+    assert "| tiny |" in markdown({"tiny": summary})
+
+
+def test_operating_points_respect_their_fp_targets(cases, detections):
+    summary = summarize(cases, detections, with_classifier=False)
+    chosen = choose_operating_points(summary["_result"], {"loose": 8.0, "strict": 0.5})
+    assert chosen["loose"] <= chosen["strict"]
+    for name, target in (("loose", 8.0), ("strict", 0.5)):
+        assert at_threshold(detections, cases, chosen[name])["fp_per_scan"] <= target
+
+
+def test_evaluate_detection_refuses_split_all(data_root, tmp_path, capsys):
+    code, out, err = run_cli(["evaluate", "detection", "--data", str(data_root), "--split", "all",
+                              "-o", str(tmp_path / "o")], capsys)
+    assert code == 2 and "test or val" in out + err
+    assert not (tmp_path / "o").exists()
