@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/detection/convlstm_nodule"),
               show_default=True, help="Run folder; an existing run there is resumed.")
 @click.option("--epochs", type=int, default=12, show_default=True)
-@click.option("--steps-per-epoch", type=int, default=120, show_default=True)
+@click.option("--steps-per-epoch", type=int, default=60, show_default=True)
 @click.option("--threads", type=int, default=1, show_default=True, help="CPU threads for torch.")
 @click.option("--calibration-scans", type=int, default=6, show_default=True,
               help="Validation inserted-nodule scans the operating points are chosen on (0: skip).")
@@ -39,13 +39,14 @@ def train_detection(data_root: Path, out: Path, epochs: int, steps_per_epoch: in
 
     torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
-    backgrounds = [load_background(name, data_root) for name in BACKGROUND_NAMES]
+    backgrounds: list = []
     cases = list_vois(data_root / "lidc_vois").cases
     split = load_split()
     sets = {}
     for part in ("train", "val"):
         cache = out / f"rois_{part}.npz"
         if not cache.exists():
+            backgrounds = backgrounds or [load_background(name, data_root) for name in BACKGROUND_NAMES]
             build_roi_set(cases_for_split(cases, split, part), backgrounds, part,
                           DetectionDataConfig(seed=seed, insertions_per_nodule=3 if part == "train" else 1)).save(cache)
         sets[part] = RoiSet.load(cache)
@@ -53,6 +54,7 @@ def train_detection(data_root: Path, out: Path, epochs: int, steps_per_epoch: in
                                        threads=threads), sets["train"], sets["val"])
     click.echo(f"best validation AUC {metrics['validation']['auc']:.4f} at epoch {metrics['best_epoch']}; saved in {out}")
     if calibration_scans:
+        backgrounds = backgrounds or [load_background(name, data_root) for name in BACKGROUND_NAMES]
         _calibrate(data_root, out, backgrounds, calibration_scans, seed)
 
 

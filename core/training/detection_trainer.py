@@ -50,6 +50,7 @@ class DetectionTrainConfig:
         lr: Adam learning rate (cosine decay over ``epochs``).
         mask_weight: weight of the mask BCE next to the score BCE.
         patience: stop after this many epochs without a better validation AUC.
+        max_val_negatives: validation negatives scored per epoch (a fixed seeded subset).
         seed: random seed.
         threads: torch CPU threads.
         model_config: ``ConvLSTMNoduleConfig`` fields.
@@ -57,11 +58,12 @@ class DetectionTrainConfig:
 
     out: Path
     epochs: int = 12
-    steps_per_epoch: int = 120
+    steps_per_epoch: int = 60
     batch_size: int = 16
     lr: float = 2e-3
     mask_weight: float = 1.0
     patience: int = 4
+    max_val_negatives: int = 800
     seed: int = 0
     threads: int = 1
     model_config: dict[str, Any] = field(default_factory=lambda: dict(CPU_MODEL))
@@ -79,6 +81,16 @@ def _loss(model: nn.Module, rois: torch.Tensor, masks: torch.Tensor, labels: tor
     logits = model(rois)
     bce = nn.functional.binary_cross_entropy_with_logits
     return bce(centre_max_logit(logits), labels) + mask_weight * bce(logits, masks)
+
+
+def _subsample_negatives(rois: RoiSet, limit: int, seed: int) -> RoiSet:
+    """All positives and at most ``limit`` negatives (a seeded random subset)."""
+    negatives = np.flatnonzero(rois.labels == 0)
+    if len(negatives) <= limit:
+        return rois
+    keep = np.sort(np.r_[np.flatnonzero(rois.labels == 1),
+                         np.random.default_rng(seed).choice(negatives, limit, replace=False)])
+    return RoiSet(rois.rois[keep], rois.masks[keep], rois.labels[keep], [rois.sources[i] for i in keep])
 
 
 def validate(model: nn.Module, val: RoiSet) -> dict[str, float]:
@@ -109,6 +121,7 @@ def train_detection(config: DetectionTrainConfig, train: RoiSet, val: RoiSet) ->
         state = load_training_state(config.out, model, optimizer, scheduler)
         logger.info("resuming after epoch %d", state["epoch"])
     dataset = DetectionRoiDataset(train, augment=True)
+    val = _subsample_negatives(val, config.max_val_negatives, config.seed)
     positives, negatives = np.flatnonzero(train.labels == 1), np.flatnonzero(train.labels == 0)
     while state["epoch"] < config.epochs and state["stale"] < config.patience:
         epoch = state["epoch"] + 1
