@@ -59,20 +59,26 @@ def train_detection(data_root: Path, out: Path, epochs: int, steps_per_epoch: in
 
 
 def _calibrate(data_root: Path, out: Path, backgrounds: list, num_scans: int, seed: int) -> None:
+    """Choose the operating points (with and without the classifier) on validation inserted scans."""
     from lungai.evaluation.detection_eval import (OPERATING_TARGETS, at_threshold, choose_operating_points,
                                                   detect_in, inserted_cases, summarize)
     from lungai.models.checkpoint import load_model
 
-    model = load_model(out)
     cases = inserted_cases(data_root, "val", num_scans, seed=seed, backgrounds=backgrounds)
-    detections = detect_in(cases, model)
-    summary = summarize(cases, detections)
-    thresholds = choose_operating_points(summary["_result"])
-    points = {name: {**at_threshold(detections, cases, t), "target_fp_per_scan": OPERATING_TARGETS[name]}
-              for name, t in thresholds.items()}
-    payload = {"data": f"{len(cases)} validation inserted-nodule scans ({summary['num_nodules']} nodules)",
-               "cpm": summary["cpm"], "sensitivity_at_fp": summary["sensitivity_at_fp"], "operating_points": points}
+    lungs: dict = {}
+    payload: dict = {}
+    for key, model in (("classifier", load_model(out)), ("candidates_only", None)):
+        detections = detect_in(cases, model, lung_cache=lungs)
+        summary = summarize(cases, detections, with_classifier=model is not None)
+        thresholds = choose_operating_points(summary["_result"])
+        payload[key] = {"cpm": summary["cpm"], "sensitivity_at_fp": summary["sensitivity_at_fp"],
+                        "candidate_sensitivity": summary["candidate_sensitivity"],
+                        "operating_points": {name: {**at_threshold(detections, cases, t),
+                                                    "target_fp_per_scan": OPERATING_TARGETS[name]}
+                                             for name, t in thresholds.items()}}
+        for name, p in payload[key]["operating_points"].items():
+            click.echo(f"{key} {name}: threshold {p['threshold']:.4f}, {p['fp_per_scan']:.2f} FP/scan, "
+                       f"sensitivity {p['sensitivity']:.2f} on validation")
+    payload["data"] = (f"{len(cases)} validation inserted-nodule scans "
+                       f"({sum(len(c.nodules) for c in cases)} validation-split VOIs), seed {seed}")
     (out / "operating_points.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    for name, p in points.items():
-        click.echo(f"{name}: threshold {p['threshold']:.4f}, {p['fp_per_scan']:.2f} FP/scan, "
-                   f"sensitivity {p['sensitivity']:.2f} on validation")

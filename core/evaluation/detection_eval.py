@@ -121,14 +121,25 @@ def inserted_cases(data_root: str | Path, split: str, num_scans: int, nodules_pe
     return cases
 
 
-def detect_in(cases: Sequence[EvalCase], classifier: nn.Module | None, device: str = "cpu") -> list[froc_lib.Detection]:
-    """Every scored candidate of every case (threshold 0), as FROC detections."""
+def detect_in(cases: Sequence[EvalCase], classifier: nn.Module | None, device: str = "cpu",
+              lung_cache: dict[str, sitk.Image] | None = None) -> list[froc_lib.Detection]:
+    """Every scored candidate of every case (threshold 0), as FROC detections.
+
+    Args:
+        cases: the scans.
+        classifier: the false-positive classifier, or ``None`` for candidate strength scores.
+        device: where the classifier runs.
+        lung_cache: scan id -> lung labels, filled as masks are made (reuse it for a second pass).
+    """
     from lungai.preprocessing.lung_mask import segment_lungs
 
+    cache = {} if lung_cache is None else lung_cache
     detections = []
     for case in cases:
         start = time.perf_counter()
-        lungs = segment_lungs(case.image).labels
+        if case.scan_id not in cache:
+            cache[case.scan_id] = segment_lungs(case.image).labels
+        lungs = cache[case.scan_id]
         found = detect_nodules(case.image, lungs, DetectionConfig(threshold=0.0), device, classifier)
         detections += [froc_lib.Detection(case.scan_id, d.centre_lps_mm, d.score) for d in found]
         logger.info("%s: %d scored candidates in %.1f s", case.scan_id, len(found), time.perf_counter() - start)
@@ -238,6 +249,7 @@ class DetectionEvalConfig:
         min_readers: LIDC nodules marked by fewer readers are excluded findings.
         device: where the classifier runs.
         seed: seed of the inserted scans.
+        candidate_baseline: also score the same cases by candidate strength alone.
     """
 
     data_root: Path
@@ -250,6 +262,7 @@ class DetectionEvalConfig:
     min_readers: int = 1
     device: str = "cpu"
     seed: int = 1
+    candidate_baseline: bool = True
 
 
 def evaluate_detection(config: DetectionEvalConfig) -> dict[str, dict[str, Any]]:
@@ -269,8 +282,12 @@ def evaluate_detection(config: DetectionEvalConfig) -> dict[str, dict[str, Any]]
                                                           config.nodules_per_scan, config.seed)
     if not sets:
         raise ValueError("nothing to evaluate: no LIDC cases and no inserted scans")
-    summaries = {name: summarize(cases, detect_in(cases, classifier, config.device), classifier is not None)
-                 for name, cases in sets.items()}
+    summaries = {}
+    for name, cases in sets.items():
+        lungs: dict[str, sitk.Image] = {}
+        summaries[name] = summarize(cases, detect_in(cases, classifier, config.device, lungs), classifier is not None)
+        if classifier is not None and config.candidate_baseline:
+            summaries[f"{name}_candidates_only"] = summarize(cases, detect_in(cases, None, lung_cache=lungs), False)
     config.output.mkdir(parents=True, exist_ok=True)
     for name, summary in summaries.items():
         write_summary(summary, config.output / f"froc_{name}.json")
