@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 DEMO_OUT ?= demo_output
 
-.PHONY: demo test test-tools venv clean
+.PHONY: demo test test-tools venv nnunet-venv clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,10 +18,24 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP)
 
+# nnU-Net v2 (the baseline of `lungai baseline nnunet`) runs from its own environment, with the
+# torch/torchvision pair of constraints-nnunet.txt: its trainer lookup imports torchvision, which does
+# not import beside .venv's CPU torch (DEVELOPERS.md). The smoke test finds it as .venv-nnunet/bin.
+NNUNET_VENV := .venv-nnunet
+NNUNET_STAMP := $(NNUNET_VENV)/.installed
+
+$(NNUNET_STAMP): constraints-nnunet.txt
+	test -x $(NNUNET_VENV)/bin/python || $(PYTHON) -m venv $(NNUNET_VENV)
+	$(NNUNET_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-compile \
+		-c constraints-nnunet.txt nnunetv2
+	touch $(NNUNET_STAMP)
+
+nnunet-venv: $(NNUNET_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/lungai demo -o $(DEMO_OUT) --overwrite
 
-test: $(STAMP) test-tools
+test: $(STAMP) test-tools $(NNUNET_STAMP)
 	$(BIN)/python -m pytest
 
 # Programs the tests run: headless Chromium (report.html) and dciodvfy from dicom3tools (DICOM SEG).
@@ -41,4 +55,4 @@ test-tools:
 	fi
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info
+	rm -rf $(VENV) $(NNUNET_VENV) $(DEMO_OUT) build *.egg-info

@@ -37,6 +37,9 @@ def _model_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="torch / BLAS threads of nnU-Net."),
         click.option("--trainer-dir", "trainer_dirs", type=click.Path(path_type=Path, exists=True, file_okay=False),
                      multiple=True, help="Folder with trainer classes, passed as nnUNet_extTrainer (repeatable)."),
+        click.option("--nnunet-bin", type=click.Path(path_type=Path, exists=True, file_okay=False),
+                     envvar="LUNGAI_NNUNET_BIN", default=None,
+                     help="bin/ folder of the environment with nnunetv2 (default: this one, then PATH)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -50,7 +53,7 @@ def _run_config(kwargs: dict[str, Any]) -> Any:
                            trainer=kwargs["trainer"], fold=kwargs["fold"], plans=kwargs["plans"],
                            device=kwargs["device"], threads=kwargs["threads"],
                            augmentation_workers=kwargs.get("augmentation_workers", 0),
-                           trainer_dirs=tuple(kwargs["trainer_dirs"]))
+                           trainer_dirs=tuple(kwargs["trainer_dirs"]), nnunet_bin=kwargs["nnunet_bin"])
 
 
 @click.group("baseline")

@@ -8,8 +8,11 @@ changed. Every call appends its command line and output to
 ``<results>/lungai_logs/<step>.log`` and records wall time and peak memory in
 ``<results>/lungai_logs/<step>.json``.
 
-nnU-Net is an optional extra (``pip install lungai[nnunet]``); the commands are looked up next
-to this Python first (the same virtual environment), then on ``PATH``.
+nnU-Net is an optional extra (``pip install lungai[nnunet]``) or a separate environment: the
+commands are looked up in ``NnUNetRunConfig.nnunet_bin`` when it is set (the ``bin/`` folder of
+another virtual environment, e.g. ``.venv-nnunet`` with a torch/torchvision pair that nnU-Net can
+import; ``DEVELOPERS.md``), otherwise next to this Python (the same virtual environment), then on
+``PATH``.
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ class NnUNetRunConfig:
         threads: torch / BLAS threads of the child process.
         augmentation_workers: ``nnUNet_n_proc_DA`` for training (0: augment in the main process).
         trainer_dirs: folders for ``nnUNet_extTrainer`` (trainer classes outside nnU-Net).
+        nnunet_bin: folder holding nnU-Net's commands (another environment's ``bin/``); None: this
+            environment, then ``PATH``.
     """
 
     dataset_id: int
@@ -72,6 +77,7 @@ class NnUNetRunConfig:
     threads: int = 1
     augmentation_workers: int = 0
     trainer_dirs: tuple[Path, ...] = field(default_factory=tuple)
+    nnunet_bin: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -93,19 +99,25 @@ class StepResult:
     log: Path
 
 
-def find_command(name: str) -> str:
-    """The path of an nnU-Net console command.
+def find_command(name: str, nnunet_bin: Path | None = None) -> str:
+    """The path of an nnU-Net console command: in ``nnunet_bin`` if given, else beside this Python, else on PATH.
 
     Raises:
-        MissingExtraError: nnU-Net v2 is not installed.
+        MissingExtraError: the command is not in ``nnunet_bin``, or nnU-Net v2 is not installed.
     """
+    if nnunet_bin is not None:
+        command = nnunet_bin / name
+        if not command.is_file():
+            raise MissingExtraError(f"{name} not found in {nnunet_bin}",
+                                    "pass the bin/ folder of an environment with nnunetv2 (make nnunet-venv)")
+        return str(command)
     beside = Path(sys.executable).parent / name
     if beside.is_file():
         return str(beside)
     found = shutil.which(name)
     if found is None:
         raise MissingExtraError(f"nnU-Net v2 is not installed ({name} not found next to {sys.executable} or on PATH)",
-                                "pip install -c constraints.txt 'lungai[nnunet]'")
+                                "pip install -c constraints.txt 'lungai[nnunet]', or pass --nnunet-bin")
     return found
 
 
@@ -159,8 +171,8 @@ def plan_and_preprocess(paths: NnUNetPaths, config: NnUNetRunConfig) -> StepResu
     preprocessed dataset folder, where nnU-Net looks for custom splits.
     """
     raw = dataset_folder(paths.raw, config.dataset_id)
-    command = [find_command("nnUNetv2_plan_and_preprocess"), "-d", str(config.dataset_id), "-c",
-               config.configuration, "-npfp", str(config.threads), "-np", str(config.threads),
+    command = [find_command("nnUNetv2_plan_and_preprocess", config.nnunet_bin), "-d", str(config.dataset_id),
+               "-c", config.configuration, "-npfp", str(config.threads), "-np", str(config.threads),
                "--verify_dataset_integrity"]
     # nnU-Net's planner sets torch's thread count from nnUNet_n_proc_DA, which must be positive there.
     env = child_environment(paths, config, augmentation_workers=max(1, config.augmentation_workers))
@@ -173,8 +185,8 @@ def plan_and_preprocess(paths: NnUNetPaths, config: NnUNetRunConfig) -> StepResu
 
 def train(paths: NnUNetPaths, config: NnUNetRunConfig) -> StepResult:
     """``nnUNetv2_train DATASET CONFIGURATION FOLD -tr TRAINER -p PLANS -device DEVICE``."""
-    command = [find_command("nnUNetv2_train"), str(config.dataset_id), config.configuration, config.fold,
-               "-tr", config.trainer, "-p", config.plans, "-device", config.device]
+    command = [find_command("nnUNetv2_train", config.nnunet_bin), str(config.dataset_id), config.configuration,
+               config.fold, "-tr", config.trainer, "-p", config.plans, "-device", config.device]
     return run_step("train", command, child_environment(paths, config), paths)
 
 
@@ -194,8 +206,8 @@ def predict(paths: NnUNetPaths, config: NnUNetRunConfig, images: Path, output: P
     n_cases = len(list(images.glob("*_0000.nii.gz")))
     if n_cases == 0:
         raise InputNotFoundError(f"no *_0000.nii.gz images in {images}", "pass the imagesTs folder of the export")
-    command = [find_command("nnUNetv2_predict"), "-i", str(images), "-o", str(output), "-d",
-               str(config.dataset_id), "-c", config.configuration, "-tr", config.trainer, "-p", config.plans,
+    command = [find_command("nnUNetv2_predict", config.nnunet_bin), "-i", str(images), "-o", str(output),
+               "-d", str(config.dataset_id), "-c", config.configuration, "-tr", config.trainer, "-p", config.plans,
                "-f", config.fold, "-chk", checkpoint, "-device", config.device, "-npp", "1", "-nps", "1",
                "--disable_progress_bar", *([] if mirroring else ["--disable_tta"])]
     result = run_step("predict", command, child_environment(paths, config), paths)

@@ -54,3 +54,12 @@ def test_run_step_keeps_log_and_timing_and_raises_on_failure(tmp_path: Path) -> 
     with pytest.raises(ExternalToolError, match="status 3"):
         nnunet_runner.run_step("train", [sys.executable, "-c", "raise SystemExit(3)"], dict(os.environ), paths)
     assert ok.log.read_text().count("$ ") == 2
+
+
+def test_nnunet_bin_is_searched_first_and_named_when_the_command_is_missing(tmp_path: Path) -> None:
+    other_env = tmp_path / "other-venv" / "bin"
+    other_env.mkdir(parents=True)
+    (other_env / "nnUNetv2_train").write_text("#!/bin/sh\n")
+    assert nnunet_runner.find_command("nnUNetv2_train", other_env) == str(other_env / "nnUNetv2_train")
+    with pytest.raises(MissingExtraError, match="nnUNetv2_predict not found in .*other-venv"):
+        nnunet_runner.find_command("nnUNetv2_predict", other_env)

@@ -1,9 +1,11 @@
 """Smoke test of the nnU-Net baseline on CPU: export a few VOIs, train a tiny trainer, predict, compare.
 
 The trainer (two epochs of two iterations) is registered through ``nnUNet_extTrainer``, which
-nnunetv2 has from 2.8. Skips with the reason when nnU-Net is not installed, or when its trainer
-lookup cannot import (it imports every built-in trainer, including ones that need timm and so
-torchvision, before it looks in ``nnUNet_extTrainer``).
+nnunetv2 has from 2.8. nnU-Net runs from its own environment (``$LUNGAI_NNUNET_BIN``, else
+``.venv-nnunet/bin``, which ``make test`` builds, else this environment): its trainer lookup imports
+timm and so torchvision, which does not import beside the CPU build of torch that LungAI's
+``.venv`` keeps (DEVELOPERS.md). The test prints which torch each side ran on. It skips when no
+nnU-Net is found, except in CI (``CI`` set), where it fails instead.
 """
 
 from __future__ import annotations
@@ -17,34 +19,57 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from cli_runner import run_cli
-from shared_data import require
+from shared_data import REPO_ROOT, require
 from lungai.baselines.nnunet_runner import find_command
 from lungai.data.lidc_vois import list_vois
 from lungai.data.splits import cases_for_split, load_split
 from lungai.errors import MissingExtraError
 
-TRAINER_DIR = Path(__file__).resolve().parents[2] / "core" / "baselines" / "nnunet_trainers"
+TRAINER_DIR = REPO_ROOT / "core" / "baselines" / "nnunet_trainers"
 CASES_PER_SPLIT = 3
-_PROBE = ("import nnunetv2.paths as p, sys; "
+_PROBE = ("import json, sys, torch, torchvision, nnunetv2.paths as p; "
           "sys.exit('nnUNet_extTrainer needs nnunetv2 >= 2.8') if not hasattr(p, 'nnUNet_extTrainer') else None; "
+          "from importlib.metadata import version; "
           "from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as f; "
-          "f('nnUNetTrainer_1epoch')")
+          "f('nnUNetTrainer_1epoch'); "
+          "print(json.dumps({'nnunetv2': version('nnunetv2'), 'torch': torch.__version__, "
+          "'torchvision': torchvision.__version__}))")
 
 
-def _require_nnunet() -> None:
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run the nnU-Net smoke test: {reason}")
+    pytest.skip(reason)
+
+
+def _nnunet_bin() -> Path | None:
+    """``$LUNGAI_NNUNET_BIN``, else the repository's ``.venv-nnunet/bin``, else None (this environment)."""
+    env = os.environ.get("LUNGAI_NNUNET_BIN")
+    if env:
+        return Path(env)
+    local = REPO_ROOT / ".venv-nnunet" / "bin"
+    return local if local.is_dir() else None
+
+
+def _require_nnunet(nnunet_bin: Path | None) -> dict[str, str]:
+    """The versions nnU-Net's environment runs (nnunetv2, torch, torchvision); skips or fails when unusable."""
     try:
-        train = find_command("nnUNetv2_train")
+        train = Path(find_command("nnUNetv2_train", nnunet_bin))
     except MissingExtraError as exc:
-        pytest.skip(exc.message)
-    python = Path(train).read_text(errors="replace").splitlines()[0].removeprefix("#!").strip()
-    probe = subprocess.run([python or sys.executable, "-c", _PROBE], capture_output=True, text=True)
+        _unavailable(exc.message)
+    python = train.parent / "python"
+    if not python.is_file():
+        python = Path(train.read_text(errors="replace").splitlines()[0].removeprefix("#!").strip() or sys.executable)
+    probe = subprocess.run([str(python), "-c", _PROBE], capture_output=True, text=True)
     if probe.returncode != 0:
         last = (probe.stderr.strip().splitlines() or ["?"])[-1]
-        why = ("; PyPI's torchvision (pulled in by timm) does not import beside a CPU build of torch"
-               if "torchvision" in probe.stderr else "")
-        pytest.skip(f"nnU-Net's trainer lookup fails in this environment ({last}){why}")
+        why = ("; PyPI's torchvision (pulled in by timm) does not import beside a CPU build of torch: "
+               "use a separate environment (make nnunet-venv)" if "torchvision" in probe.stderr else "")
+        _unavailable(f"nnU-Net's trainer lookup fails in {python} ({last}){why}")
+    return json.loads(probe.stdout.strip().splitlines()[-1])
 
 
 def _mini_vois(vois: Path, out: Path) -> Path:
@@ -66,13 +91,21 @@ def _mini_vois(vois: Path, out: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_export_train_predict_compare(data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _require_nnunet()
+def test_export_train_predict_compare(data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                      record_property: pytest.RecordProperty) -> None:
+    nnunet_bin = _nnunet_bin()
+    versions = _require_nnunet(nnunet_bin)
+    ran_on = (f"nnunetv2 {versions['nnunetv2']} on torch {versions['torch']} / torchvision "
+              f"{versions['torchvision']} ({nnunet_bin or 'this environment'}); lungai on torch {torch.__version__}")
+    record_property("nnunet_environment", ran_on)
+    with capsys.disabled():
+        sys.stdout.write(f"\n[nnU-Net smoke test] {ran_on}\n")
     vois = _mini_vois(require(data_root / "lidc_vois"), tmp_path / "vois")
     raw, pre, res = tmp_path / "raw", tmp_path / "pre", tmp_path / "res"
     folders = ["--raw", str(raw), "--preprocessed", str(pre), "--results", str(res)]
     model = ["--dataset-id", "977", "--configuration", "3d_fullres", "--trainer", "nnUNetTrainer_LungAISmoke",
-             "--fold", "0", "--device", "cpu", "--threads", "1", "--trainer-dir", str(TRAINER_DIR)]
+             "--fold", "0", "--device", "cpu", "--threads", "1", "--trainer-dir", str(TRAINER_DIR),
+             *(["--nnunet-bin", str(nnunet_bin)] if nnunet_bin else [])]
     before = {k: v for k, v in os.environ.items() if k.startswith("nnUNet")}
 
     code, _, err = run_cli(["baseline", "nnunet", "export", "--data", str(vois), "--out", str(raw),
@@ -90,3 +123,7 @@ def test_export_train_predict_compare(data_root: Path, tmp_path: Path, capsys: p
     results = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     assert results["n_cases"] == CASES_PER_SPLIT and results["methods"][0]["seconds_per_case"] > 0
     assert {k: v for k, v in os.environ.items() if k.startswith("nnUNet")} == before
+    # nnU-Net's environment did not replace LungAI's torch (constraints.txt's pin).
+    pinned = next(line.split("==")[1].strip() for line in (REPO_ROOT / "constraints.txt").read_text().splitlines()
+                  if line.startswith("torch=="))
+    assert torch.__version__.split("+")[0] == pinned

@@ -2,7 +2,8 @@
 
 nnU-Net finds these through the ``nnUNet_extTrainer`` environment variable (nnunetv2 >= 2.8):
 ``lungai baseline nnunet train --trainer-dir <this folder> --trainer nnUNetTrainer_LungAISmoke``.
-They change only the length of training; the network, loss, augmentation and inference are
+They change only the length of training (and the smoke trainer drops mirroring, as nnU-Net's
+own ``nnUNetTrainerNoMirroring`` does); the network, loss, other augmentation and inference are
 nnU-Net's defaults. This module is imported by nnU-Net, not by LungAI.
 """
 
@@ -10,10 +11,16 @@ from __future__ import annotations
 
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoMirroring import (
+    nnUNetTrainerNoMirroring,
+)
 
 
-class nnUNetTrainer_LungAISmoke(nnUNetTrainer):  # noqa: N801 - nnU-Net's trainer naming
-    """Two epochs of two iterations and one validation iteration: checks the pipeline, learns nothing."""
+class nnUNetTrainer_LungAISmoke(nnUNetTrainerNoMirroring):  # noqa: N801 - nnU-Net's trainer naming
+    """Two epochs of two iterations and one validation iteration: checks the pipeline, learns nothing.
+
+    No mirroring, so the final validation and prediction make one pass per tile instead of eight.
+    """
 
     # nnU-Net reads the parameter names of __init__ to save them: they must be spelled out.
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
