@@ -64,7 +64,8 @@ def window_starts(size: int, patch: int, overlap: float) -> list[int]:
 
 
 def sliding_window_predict(
-    volume: Tensor, predict: Callable[[Tensor], Tensor], config: SlidingWindowConfig
+    volume: Tensor, predict: Callable[[Tensor], Tensor], config: SlidingWindowConfig,
+    keep: Callable[[tuple[int, ...]], bool] | None = None,
 ) -> Tensor:
     """Predict a volume patch by patch and average where patches overlap.
 
@@ -73,6 +74,8 @@ def sliding_window_predict(
             ``config.pad_value`` and the padding is cut off the result.
         predict: maps ``(B, C, *patch_size)`` to ``(B, K, *patch_size)`` (e.g. probabilities).
         config: patch size, overlap, batch size.
+        keep: given a window's first voxel ``(d, h, w)``, whether to predict it; voxels that
+            no kept window covers get 0. ``None`` keeps every window.
 
     Returns:
         ``(N, K, D, H, W)`` averaged predictions, float32, on ``volume``'s device.
@@ -88,11 +91,13 @@ def sliding_window_predict(
         pads += [0, max(0, patch - axis_size)]
     padded = F.pad(volume, pads, value=config.pad_value) if any(pads) else volume
     padded_size = padded.shape[2:]
-    corners = list(itertools.product(*(
+    corners = [corner for corner in itertools.product(*(
         window_starts(s, p, config.overlap) for s, p in zip(padded_size, config.patch_size, strict=True)
-    )))
+    )) if keep is None or keep(corner)]
     n = volume.shape[0]
     total: Tensor | None = None
+    if not corners:
+        return torch.zeros((n, 1, *size), device=volume.device)
     counts = torch.zeros((1, 1, *padded_size), device=volume.device)
     for first in range(0, len(corners), config.batch_size):
         batch_corners = corners[first : first + config.batch_size]
@@ -105,8 +110,8 @@ def sliding_window_predict(
         for index, corner in enumerate(batch_corners):
             spatial_crop(total, config.patch_size, corner).add_(output[index * n : (index + 1) * n])
             spatial_crop(counts, config.patch_size, corner).add_(1)
-    assert total is not None  # at least one window always exists
-    return spatial_crop(total / counts, size)
+    assert total is not None  # at least one window was kept
+    return spatial_crop(total / counts.clamp(min=1), size)
 
 
 def disk(diameter: int) -> np.ndarray:
@@ -163,7 +168,8 @@ class TumourPredictionConfig:
     batch_size: int = 1
 
 
-def predict_tumour_mask(model: nn.Module, volume: Tensor, config: TumourPredictionConfig | None = None) -> np.ndarray:
+def predict_tumour_mask(model: nn.Module, volume: Tensor, config: TumourPredictionConfig | None = None,
+                        keep: Callable[[tuple[int, ...]], bool] | None = None) -> np.ndarray:
     """Segment tumours in a whole volume with a patch model such as ``r3d_denseunet``.
 
     Overlapping patches' sigmoid probabilities are averaged, thresholded and dilated
@@ -174,6 +180,7 @@ def predict_tumour_mask(model: nn.Module, volume: Tensor, config: TumourPredicti
             its own device.
         volume: ``(D, H, W)`` HU-normalised volume.
         config: the procedure's settings; ``None`` uses the paper's.
+        keep: which windows to predict (see :func:`sliding_window_predict`); ``None``: all.
 
     Returns:
         ``(D, H, W)`` boolean tumour mask.
@@ -184,6 +191,6 @@ def predict_tumour_mask(model: nn.Module, volume: Tensor, config: TumourPredicti
     model.eval()
     with torch.inference_mode():
         probability = sliding_window_predict(
-            volume.to(device)[None, None].float(), lambda patch: torch.sigmoid(model(patch)), window
+            volume.to(device)[None, None].float(), lambda patch: torch.sigmoid(model(patch)), window, keep
         )
     return threshold_and_dilate(probability[0, 0].cpu().numpy(), config.threshold, config.disk_diameter)

@@ -144,8 +144,7 @@ def _malignancy(state: RunState) -> None:
 def _tumour(state: RunState) -> None:
     assert state.volume is not None and state.lungs is not None
     hu = sitk.GetArrayViewFromImage(state.volume.image)
-    lungs = sitk.GetArrayViewFromImage(state.lungs.labels) > 0
-    state.tumour_mask = segment_tumour(state.models.get(TUMOUR_MODEL), hu, lungs, state.volume.image)
+    state.tumour_mask = segment_tumour(state.models.get(TUMOUR_MODEL), hu, state.lungs.labels, state.volume.image)
     state.tumour = tumour_finding(state.tumour_mask, state.volume.image)
 
 

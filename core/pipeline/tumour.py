@@ -5,8 +5,14 @@
    mediastinum, a mass on the chest wall).
 2. It is resampled to the model's training spacing (2.5 x 0.8 x 0.8 mm, linear), put into the
    training HU window, and predicted with the paper's procedure
-   (:func:`lungai.inference.patches.predict_tumour_mask`: overlapping 8 x 256 x 256 patches
-   averaged, threshold 0.7, in-plane dilation with a 7x7 disk).
+   (:func:`lungai.inference.patches.predict_tumour_mask`: overlapping patches averaged,
+   threshold 0.7, in-plane dilation with a 7x7 disk), with two deviations for CPU cost:
+   patches are :data:`PATCH_SIZE` (the training depth, 102 mm in-plane, enough for a 6 cm
+   mass; the paper: 8 x 256 x 256), and only the windows whose central half holds a *seed* are
+   predicted. Seeds are the blob candidates of :func:`lungai.preprocessing.candidates.find_candidates`
+   with a radius of at least :data:`MIN_SEED_RADIUS_MM` (blobs of about 13 mm and more in the
+   lungs, where a tumour touching the lungs shows), the :data:`MAX_SEEDS` strongest. Predicting every window of a thorax costs minutes
+   on a CPU (about 11 microseconds per voxel and window for the CPU-sized network).
 3. Only voxels within :data:`NEAR_LUNG_MM` of the lung mask are kept, and connected
    components smaller than :data:`MIN_COMPONENT_ML` (a 10 mm sphere: the model was trained
    on nodules of 15 mm and more) are dropped.
@@ -28,6 +34,7 @@ from torch import nn
 
 from lungai.data.roi import normalize_hu, resample, roi_spec
 from lungai.inference.patches import TumourPredictionConfig, predict_tumour_mask
+from lungai.preprocessing.candidates import find_candidates
 from lungai.io.findings import Centroid, Tumour
 from lungai.preprocessing.measurements import axial_diameters
 
@@ -38,6 +45,13 @@ TUMOUR_MODEL = "r3d_denseunet"
 SEARCH_MARGIN_MM = (20.0, 40.0, 40.0)
 #: Tumour voxels must lie within this distance of the lung mask (mm).
 NEAR_LUNG_MM = 30.0
+#: Smallest blob radius (mm) that seeds a search window: the candidate filter's scale for blobs
+#: of about 13 mm and more (the model was trained on nodules of 15 mm and more).
+MIN_SEED_RADIUS_MM = 6.0
+#: At most this many seeds (the strongest) per scan.
+MAX_SEEDS = 10
+#: Patch (z, y, x) voxels at the model's spacing.
+PATCH_SIZE = (16, 128, 128)
 #: Smallest tumour component kept (mL): a sphere of 10 mm diameter.
 MIN_COMPONENT_ML = float(np.pi / 6 * 10.0**3 / 1000.0)
 #: In-plane subsampling of the grid the lung distance is computed on (speed; 3.2 mm steps).
@@ -69,35 +83,57 @@ def _drop_small(mask: np.ndarray, voxel_ml: float) -> np.ndarray:
     return keep[components]
 
 
-def segment_tumour(model: nn.Module, hu: np.ndarray, lungs: np.ndarray, image: sitk.Image,
-                   config: TumourPredictionConfig | None = None) -> np.ndarray:
+def _seeds(image: sitk.Image, lung_labels: sitk.Image, box: tuple[slice, slice, slice],
+           scale: np.ndarray) -> np.ndarray:
+    """Work-grid ``(z, y, x)`` indices of the blob candidates large enough to seed a window."""
+    points = []
+    large = [c for c in find_candidates(image, lung_labels) if c.radius_mm >= MIN_SEED_RADIUS_MM]
+    for candidate in sorted(large, key=lambda c: -c.strength)[:MAX_SEEDS]:
+        index = np.asarray(image.TransformPhysicalPointToContinuousIndex(candidate.centre_lps_mm))[::-1]
+        points.append((index - [b.start for b in box]) * scale)
+    return np.asarray(points, float).reshape(-1, 3)
+
+
+def _central_half_holds(seeds: np.ndarray, shape: tuple[int, ...], patch: tuple[int, ...]):
+    """``keep`` for the sliding window: the window's central half (to the volume's edge at the ends) holds a seed."""
+    def keep(corner: tuple[int, ...]) -> bool:
+        low = np.array([0 if c == 0 else c + p / 4 for c, p in zip(corner, patch)])
+        high = np.array([n if c + p >= n else c + 3 * p / 4 for c, p, n in zip(corner, patch, shape)])
+        return bool(np.any(np.all((seeds >= low) & (seeds < high), axis=1)))
+    return keep
+
+
+def segment_tumour(model: nn.Module, hu: np.ndarray, lung_labels: sitk.Image, image: sitk.Image) -> np.ndarray:
     """The tumour mask on the scan grid (see the module docstring).
 
     Args:
         model: ``r3d_denseunet`` in eval mode.
         hu: the scan's HU, ``(z, y, x)``.
-        lungs: boolean lung mask on the same grid (not empty).
-        image: the scan (spacing).
-        config: the patch procedure; ``None`` uses the paper's.
+        lung_labels: the lung label image (not empty).
+        image: the scan.
 
     Returns:
         Boolean mask, possibly empty.
     """
     spacing = tuple(float(s) for s in reversed(image.GetSpacing()))
     target = roi_spec(TUMOUR_MODEL).spacing
+    lungs = sitk.GetArrayFromImage(lung_labels) > 0
     box = _search_box(lungs, spacing)  # type: ignore[arg-type]
     region = hu[box]
     work_shape = tuple(max(1, int(round(n * s / t))) for n, s, t in zip(region.shape, spacing, target))
+    seeds = _seeds(image, lung_labels, box, np.asarray(work_shape) / np.asarray(region.shape))
+    config = TumourPredictionConfig(patch_size=PATCH_SIZE)
+    padded = tuple(max(n, p) for n, p in zip(work_shape, PATCH_SIZE))
     volume = torch.from_numpy(normalize_hu(resample(region.astype(np.float32), work_shape, order=1)))  # type: ignore[arg-type]
-    mask = predict_tumour_mask(model, volume, config)
+    mask = predict_tumour_mask(model, volume, config, _central_half_holds(seeds, padded, PATCH_SIZE))
     lungs_work = resample(lungs[box].astype(np.float32), work_shape, order=0) > 0.5  # type: ignore[arg-type]
     mask &= _near_lungs(lungs_work, target)  # type: ignore[arg-type]
     mask = _drop_small(mask, float(np.prod(target)) / 1000.0)
     full = np.zeros(hu.shape, bool)
     if mask.any():
         full[box] = resample(mask.astype(np.float32), region.shape, order=0) > 0.5  # type: ignore[arg-type]
-    logger.info("tumour: %.1f mL in a %s search region", np.count_nonzero(full) * np.prod(spacing) / 1000.0,
-                "x".join(str(b.stop - b.start) for b in box))
+    logger.info("tumour: %.1f mL from %d seed(s) in a %s search region",
+                np.count_nonzero(full) * np.prod(spacing) / 1000.0, len(seeds), "x".join(str(b.stop - b.start) for b in box))
     return full
 
 
