@@ -97,13 +97,16 @@ def cli(verbose: int, quiet: bool) -> None:
               help="Nodule detection operating point (its expected false positives per scan are printed).")
 @click.option("--detection-threshold", type=click.FloatRange(0.0, 1.0), default=None, metavar="SCORE",
               help="Report nodules with a detection score at or above SCORE (overrides --sensitivity).")
+@click.option("--max-nodules", type=click.IntRange(0), default=30, show_default=True,
+              help="Segment and report at most this many nodules (the highest detection scores).")
 @click.option("--weights-manifest", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
               help="A weights manifest.json to use instead of the installed one (site-specific releases).")
 @click.option("--emphysema-map", is_flag=True,
               help="Add a segment of the lung voxels below -950 HU (low-attenuation areas) to the segmentation.")
 def run(scan: Path, output: Path | None, tasks: tuple[str, ...] | None, device: str, progress: str,
         overwrite: bool, force: bool, series_uid: str | None, include_patient_id: bool, sensitivity: str,
-        detection_threshold: float | None, weights_manifest: Path | None, emphysema_map: bool) -> None:
+        detection_threshold: float | None, max_nodules: int, weights_manifest: Path | None,
+        emphysema_map: bool) -> None:
     """Analyse SCAN: a DICOM folder or zip, .nrrd/.nhdr, .nii/.nii.gz or .mhd/.mha.
 
     Writes <name>.seg.nrrd (for 3D Slicer), <name>_labels.nii.gz, findings.json,
@@ -111,17 +114,14 @@ def run(scan: Path, output: Path | None, tasks: tuple[str, ...] | None, device: 
     into the output folder, and prints a summary.
     """
     from lungai.io.report_text import summarize
-    from lungai.pipeline.runner import run_pipeline
-
-    from lungai.pipeline.runner import describe_operating_point
+    from lungai.pipeline.models import load_run_manifest, tasks_with_weights
+    from lungai.pipeline.runner import describe_operating_point, run_pipeline
 
     config = RunConfig(input=scan, output=output or default_output(scan), tasks=tasks, device=device,
                        overwrite=overwrite, force=force, series_uid=series_uid,
                        include_patient_id=include_patient_id, sensitivity=sensitivity,
-                       detection_threshold=detection_threshold, manifest=weights_manifest,
-                       emphysema_map=emphysema_map)
-    from lungai.pipeline.models import load_run_manifest, tasks_with_weights
-
+                       detection_threshold=detection_threshold, max_nodules=max_nodules,
+                       manifest=weights_manifest, emphysema_map=emphysema_map)
     if "nodules" in (tasks if tasks is not None else tasks_with_weights(load_run_manifest(weights_manifest))):
         click.echo(describe_operating_point(config), err=True)
     with make_reporter(progress) as reporter:

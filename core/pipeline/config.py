@@ -39,6 +39,7 @@ class RunConfig:
         include_patient_id: copy the DICOM PatientID into ``findings.json``.
         sensitivity: nodule detection operating point, one of :data:`SENSITIVITIES`.
         detection_threshold: a detection score threshold; overrides ``sensitivity``.
+        max_nodules: at most this many detections (the strongest) are segmented and reported.
         manifest: the weights manifest; ``None`` uses the one installed with LungAI.
         emphysema_map: label the lung voxels below -950 HU as the low-attenuation segment
             (``labels.LOW_ATTENUATION``) in the segmentation outputs.
@@ -54,6 +55,7 @@ class RunConfig:
     include_patient_id: bool = False
     sensitivity: str = "balanced"
     detection_threshold: float | None = None
+    max_nodules: int = 30
     manifest: Path | None = None
     emphysema_map: bool = False
 

@@ -122,6 +122,12 @@ def _nodules(state: RunState) -> None:
     logger.info("%s", describe_operating_point(state.config))
     detections = detect_nodules(image, state.lungs.labels, _detection_config(state.config), state.device,
                                 classifier=state.models.get("convlstm_nodule"))
+    if len(detections) > state.config.max_nodules:
+        message = (f"{len(detections)} nodule detections at this operating point; only the "
+                   f"{state.config.max_nodules} strongest were segmented (--max-nodules)")
+        logger.warning(message)
+        state.warnings.append(message)
+        detections = detections[: state.config.max_nodules]
     hu = sitk.GetArrayViewFromImage(image)
     lung_labels = sitk.GetArrayViewFromImage(state.lungs.labels)
     threshold = float(state.models.inference(SEGMENTATION_MODEL).get("threshold", DEFAULT_THRESHOLD))
