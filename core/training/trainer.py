@@ -7,7 +7,7 @@ bit-identical when repeated on the same machine and thread count, and a run resu
 (ROC AUC for malignancy; for segmentation the mean Dice on the VOIs' native grids at the
 probability threshold that maximises it on the validation split) is saved as ``config.json`` +
 ``model.safetensors`` + ``metrics.json`` in the run folder; ``train.log`` records every epoch.
-A segmentation checkpoint's ``config.json`` also records that threshold and the ROI under
+Its ``config.json`` also records the validation-chosen threshold and the ROI under
 ``inference`` (:func:`lungai.training.checkpointing.write_inference_settings`), so evaluation
 and the pipeline apply it as validated. Segmentation losses ignore the ROI's padding
 (:mod:`lungai.training.seg_losses`).
@@ -316,8 +316,7 @@ def _train(config: TrainConfig, on_event: Callable[[TrainEvent], None], resume: 
         if improved:
             state.update(best_metric=float(val[name]), best_epoch=epoch, bad_epochs=0, best_record=record)
             save_model(model, config.out)
-            if config.task == "nodule-seg":
-                write_inference_settings(config.out, _inference_settings(config, val))
+            write_inference_settings(config.out, _inference_settings(config, val))
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch + 1
@@ -333,7 +332,9 @@ def _train(config: TrainConfig, on_event: Callable[[TrainEvent], None], resume: 
 
 def _inference_settings(config: TrainConfig, val: dict[str, float]) -> dict[str, Any]:
     spec = roi_spec(config.model)
-    return {"threshold": val["val_threshold"], "threshold_source": "validation split, best mean native-grid Dice",
+    source = ("validation split, best mean native-grid Dice" if config.task == "nodule-seg"
+              else "validation split, Youden's J")
+    return {"threshold": val["val_threshold"], "threshold_source": source,
             "roi_shape_zyx": list(spec.shape), "roi_spacing_zyx_mm": list(spec.spacing),
             "min_diameter_mm": config.min_diameter_mm}
 
