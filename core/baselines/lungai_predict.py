@@ -3,8 +3,9 @@
 Run as a child process by :mod:`lungai.baselines.compare` (``python -m lungai.baselines.lungai_predict``)
 so that its wall time and peak memory are measured like ``nnUNetv2_predict``'s: start-up, model
 loading and every case included. The masks are exactly what ``lungai evaluate`` scores: the ROI
-prediction mapped back onto each VOI's own grid, thresholded and reduced to its largest
-connected component. Files are ``<case_id>.nii.gz`` on the VOI's grid (spacing, origin, direction).
+prediction mapped back onto each VOI's own grid, thresholded at the checkpoint's validation-chosen
+threshold (:func:`lungai.evaluation.segmentation_eval.checkpoint_threshold`) and reduced to its
+largest connected component. Files are ``<case_id>.nii.gz`` on the VOI's grid (spacing, origin, direction).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import SimpleITK as sitk
 from lungai.data.roi import roi_spec, roi_to_native
 from lungai.evaluation.cases import evaluation_cases
 from lungai.evaluation.predictions import load_nodule_model, mask_probabilities, roi_dataset
-from lungai.evaluation.segmentation_eval import largest_component
+from lungai.evaluation.segmentation_eval import checkpoint_threshold, largest_component
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class LungAIPredictConfig:
         data: folder laid out like ``lidc_vois/``.
         split: ``test``, ``val`` or ``all``.
         output: folder for ``<case_id>.nii.gz``.
-        threshold: probability threshold of the mask.
+        threshold: probability threshold of the mask; None: the checkpoint's own (``config.json``).
         device: where the model runs.
     """
 
@@ -43,7 +44,7 @@ class LungAIPredictConfig:
     data: Path
     split: str
     output: Path
-    threshold: float = 0.5
+    threshold: float | None = None
     device: str = "cpu"
 
 
@@ -63,15 +64,16 @@ def predict_split(config: LungAIPredictConfig) -> str:
     cases = evaluation_cases(config.data, config.split)
     name, model = load_nodule_model(config.weights, config.device)
     spec = roi_spec(name)
+    threshold = checkpoint_threshold(config.weights) if config.threshold is None else config.threshold
     config.output.mkdir(parents=True, exist_ok=True)
     probabilities = mask_probabilities(model, roi_dataset(cases, name, "nodule-seg"), batch_size=1,
                                        device=config.device)
     for case, prob in zip(cases, probabilities):
         sample = case.load()
         native = roi_to_native(prob, sample.mask.shape, sample.spacing_zyx, spec)
-        _write_mask(largest_component(native >= config.threshold), case.image_path,
+        _write_mask(largest_component(native >= threshold), case.image_path,
                     config.output / f"{case.case_id}.nii.gz")
-    logger.info("%s: wrote %d masks to %s", name, len(cases), config.output)
+    logger.info("%s: wrote %d masks to %s (threshold %.2f)", name, len(cases), config.output, threshold)
     return name
 
 
@@ -82,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--split", default="test")
     parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--threshold", type=float, default=None, help="default: the checkpoint's")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
