@@ -57,12 +57,6 @@ class SegmentedNodule:
     box: tuple[slice, slice, slice]
     mask: np.ndarray
 
-    def full_mask(self, shape: tuple[int, int, int]) -> np.ndarray:
-        """The mask on the whole scan grid."""
-        full = np.zeros(shape, bool)
-        full[self.box] = self.mask
-        return full
-
 
 def _centre_index(image: sitk.Image, lps: Sequence[float]) -> np.ndarray:
     return np.asarray(image.TransformPhysicalPointToContinuousIndex([float(v) for v in lps]))[::-1]

@@ -52,7 +52,7 @@ from lungai.pipeline.progress import ProgressCallback, ProgressEvent, ignore_pro
 from lungai.pipeline.tumour import TUMOUR_MODEL, segment_tumour, tumour_finding
 from lungai.preprocessing.densitometry import measure_densitometry
 from lungai.preprocessing.lung_mask import LungMask, segment_lungs
-from lungai.preprocessing.measurements import measure_lesion
+from lungai.preprocessing.measurements import lung_z_ranges, measure_lesion
 
 logger = logging.getLogger(__name__)
 
@@ -132,8 +132,9 @@ def _nodules(state: RunState) -> None:
     lung_labels = sitk.GetArrayViewFromImage(state.lungs.labels)
     threshold = float(state.models.inference(SEGMENTATION_MODEL).get("threshold", DEFAULT_THRESHOLD))
     state.nodule_masks = segment_detections(state.models.get(SEGMENTATION_MODEL), hu, image, detections, threshold)
+    z_ranges = lung_z_ranges(lung_labels)
     for index, segmented in enumerate(state.nodule_masks, start=1):
-        measured = measure_lesion(segmented.full_mask(hu.shape), hu, lung_labels, image)
+        measured = measure_lesion(segmented.mask, hu, lung_labels, image, segmented.box, z_ranges)
         nodule = nodule_finding(index, measured, image, segmented.detection.score)
         nodule.lung_rads = lung_rads_category(measured.type, measured.diameters.mean_mm, measured.solid_component_mm)
         state.nodules.append(nodule)

@@ -179,72 +179,119 @@ def _gap_mm(inside: np.ndarray, mask: np.ndarray, spacing_zyx: tuple[float, floa
     return float(np.maximum(lengths - widths, 0.0).min())
 
 
-def distance_to_pleura(mask: np.ndarray, lungs: np.ndarray, spacing_zyx: tuple[float, float, float],
-                       box: tuple[slice, slice, slice]) -> float:
+def _grown(box: tuple[slice, ...], margin_mm: float, spacing_zyx: tuple[float, ...],
+           shape: tuple[int, ...]) -> tuple[slice, ...]:
+    margin = [int(np.ceil(margin_mm / s)) for s in spacing_zyx]
+    return tuple(slice(max(0, b.start - m), min(n, b.stop + m)) for b, m, n in zip(box, margin, shape))
+
+
+def _is_whole(box: tuple[slice, ...], shape: tuple[int, ...]) -> bool:
+    return all(b.start == 0 and b.stop == n for b, n in zip(box, shape))
+
+
+def _placed(mask: np.ndarray, box: tuple[slice, ...], region: tuple[slice, ...]) -> np.ndarray:
+    """The box's mask on the grid of ``region`` (a box that contains it)."""
+    out = np.zeros(tuple(r.stop - r.start for r in region), bool)
+    out[tuple(slice(b.start - r.start, b.stop - r.start) for b, r in zip(box, region))] = mask
+    return out
+
+
+def distance_to_pleura(mask: np.ndarray, box: tuple[slice, slice, slice], lung_labels: np.ndarray,
+                       spacing_zyx: tuple[float, float, float]) -> float:
     """Gap (mm) between the nodule and the edge of the lung mask (see the module docstring).
 
     Voxels are boxes: the gap runs from the nearest nodule voxel's edge to the nearest
     outside voxel's edge, so a nodule with a voxel face-adjacent to the outside has gap 0.
-    The search starts in a box :data:`PLEURA_SEARCH_MM` around the nodule and grows until
-    the gap found is nearer than the box's margin (then no voxel beyond it can be nearer).
+    The search starts in a region :data:`PLEURA_SEARCH_MM` around the nodule and grows until
+    the gap found is nearer than the region's margin (then no voxel beyond it can be nearer).
 
     Args:
-        mask: nodule mask on the scan grid.
-        lungs: lung mask (either lung) on the scan grid.
-        spacing_zyx: voxel spacing.
+        mask: the nodule's mask inside ``box``.
         box: the nodule's bounding box (slices) on the scan grid.
+        lung_labels: lung labels on the scan grid.
+        spacing_zyx: voxel spacing.
 
     Returns:
         The gap, >= 0 (inf when the whole grid is lung).
     """
-    inside = lungs | mask
     margin_mm = PLEURA_SEARCH_MM
     while True:
-        margin = [int(np.ceil(margin_mm / s)) for s in spacing_zyx]
-        crop = tuple(slice(max(0, b.start - m), min(n, b.stop + m)) for b, m, n in zip(box, margin, mask.shape))
-        gap = _gap_mm(inside[crop], mask[crop], spacing_zyx)
-        whole = all(c.start == 0 and c.stop == n for c, n in zip(crop, mask.shape))
-        if gap < margin_mm or whole:
+        region = _grown(box, margin_mm, spacing_zyx, lung_labels.shape)
+        local = _placed(mask, box, region)
+        gap = _gap_mm((lung_labels[region] > 0) | local, local, spacing_zyx)
+        if gap < margin_mm or _is_whole(region, lung_labels.shape):
             return gap
         margin_mm *= 2
 
 
-def location(mask: np.ndarray, lung_labels: np.ndarray, centroid_index_z: float) -> str:
+def lung_z_ranges(lung_labels: np.ndarray) -> dict[int, tuple[int, int]]:
+    """First and last axial slice (z index) of each lung label present."""
+    ranges = {}
+    for structure in (labels.LUNG_RIGHT, labels.LUNG_LEFT):
+        slices = np.nonzero((lung_labels == structure.value).any(axis=(1, 2)))[0]
+        if slices.size:
+            ranges[structure.value] = (int(slices.min()), int(slices.max()))
+    return ranges
+
+
+def _nearest_lung(centre: np.ndarray, box: tuple[slice, ...], lung_labels: np.ndarray,
+                  spacing_zyx: tuple[float, ...]) -> int | None:
+    """The lung label of the lung voxel nearest ``centre`` (searching outwards from ``box``)."""
+    margin_mm = PLEURA_SEARCH_MM
+    while True:
+        region = _grown(box, margin_mm, spacing_zyx, lung_labels.shape)
+        voxels = np.nonzero(lung_labels[region])
+        if voxels[0].size:
+            offsets = [r.start for r in region]
+            distance = sum(((v + o - c) * s) ** 2 for v, o, c, s in zip(voxels, offsets, centre, spacing_zyx))
+            nearest = int(np.argmin(distance))
+            return int(lung_labels[region][tuple(v[nearest] for v in voxels)])
+        if _is_whole(region, lung_labels.shape):
+            return None
+        margin_mm *= 2
+
+
+def location(mask: np.ndarray, box: tuple[slice, slice, slice], lung_labels: np.ndarray,
+             centroid_index: np.ndarray, spacing_zyx: tuple[float, float, float],
+             z_ranges: dict[int, tuple[int, int]] | None = None) -> str:
     """``"<side> lung, <upper|middle|lower> third"``; see the module docstring.
 
     Args:
-        mask: nodule mask.
+        mask: the nodule's mask inside ``box``.
+        box: its bounding box on the scan grid.
         lung_labels: lung label array (``labels.LUNG_RIGHT`` / ``LUNG_LEFT`` values).
-        centroid_index_z: the nodule centroid's z index (continuous).
+        centroid_index: the nodule centroid, continuous ``(z, y, x)`` index.
+        spacing_zyx: voxel spacing (for the nearest lung of a nodule outside both).
+        z_ranges: :func:`lung_z_ranges` of ``lung_labels`` (computed when ``None``).
     """
-    values = lung_labels[mask]
+    values = lung_labels[box][mask]
     counts = {s.value: int(np.count_nonzero(values == s.value)) for s in (labels.LUNG_RIGHT, labels.LUNG_LEFT)}
-    if max(counts.values()) == 0:
-        any_lung = lung_labels > 0
-        if not any_lung.any():
-            return "outside the lungs"
-        _, nearest = ndimage.distance_transform_edt(~any_lung, return_indices=True)
-        point = tuple(int(np.round(np.mean(np.nonzero(mask)[axis]))) for axis in range(3))
-        side_value = int(lung_labels[tuple(nearest[axis][point] for axis in range(3))])
+    if max(counts.values()) > 0:
+        side_value: int | None = max(counts, key=counts.__getitem__)
     else:
-        side_value = max(counts, key=counts.__getitem__)
+        side_value = _nearest_lung(centroid_index, box, lung_labels, spacing_zyx)
+    if side_value is None:
+        return "outside the lungs"
     side = "right" if side_value == labels.LUNG_RIGHT.value else "left"
-    z_slices = np.nonzero((lung_labels == side_value).any(axis=(1, 2)))[0]
-    low, high = float(z_slices.min()), float(z_slices.max())
+    low, high = (z_ranges if z_ranges is not None else lung_z_ranges(lung_labels))[side_value]
     # LPS z grows towards the head: the upper third has the largest z indices
-    relative = 0.5 if high == low else (centroid_index_z - low) / (high - low)
+    relative = 0.5 if high == low else (float(centroid_index[0]) - low) / (high - low)
     third = "upper" if relative >= 2 / 3 else "middle" if relative >= 1 / 3 else "lower"
     return f"{side} lung, {third} third"
 
 
-def measure_lesion(mask: np.ndarray, hu: np.ndarray, lung_labels: np.ndarray, image: sitk.Image) -> LesionMeasurements:
+def measure_lesion(mask: np.ndarray, hu: np.ndarray, lung_labels: np.ndarray, image: sitk.Image,
+                   box: tuple[slice, slice, slice] | None = None,
+                   z_ranges: dict[int, tuple[int, int]] | None = None) -> LesionMeasurements:
     """Measure one lesion.
 
     Args:
-        mask: ``(z, y, x)`` boolean lesion mask on the scan grid, not empty.
-        hu: the scan's HU array (same grid).
+        mask: boolean lesion mask, not empty: on the whole scan grid, or inside ``box``.
+        hu: the scan's HU array.
         lung_labels: the lung label array (same grid).
         image: the scan (geometry for world coordinates; LPS, axis-aligned as ``read_scan`` gives).
+        box: where ``mask`` lies on the scan grid; ``None`` when ``mask`` covers the whole grid.
+        z_ranges: :func:`lung_z_ranges` of ``lung_labels``, to reuse over many lesions.
 
     Returns:
         The measurements.
@@ -255,8 +302,11 @@ def measure_lesion(mask: np.ndarray, hu: np.ndarray, lung_labels: np.ndarray, im
     if not mask.any():
         raise ValueError("cannot measure an empty mask")
     spacing_zyx = tuple(float(s) for s in reversed(image.GetSpacing()))
-    box = ndimage.find_objects(mask.astype(np.uint8))[0]
-    sub_mask, sub_hu = mask[box], hu[box]
+    offset = [0, 0, 0] if box is None else [b.start for b in box]
+    tight = ndimage.find_objects(mask.astype(np.uint8))[0]
+    sub_mask = mask[tight]
+    box = tuple(slice(t.start + o, t.stop + o) for t, o in zip(tight, offset))  # type: ignore[assignment]
+    sub_hu = hu[box]
     index = np.array([np.mean(axis) for axis in np.nonzero(sub_mask)]) + [b.start for b in box]
     centroid = image.TransformContinuousIndexToPhysicalPoint([float(v) for v in index[::-1]])
     diameters = axial_diameters(sub_mask, spacing_zyx)
@@ -273,6 +323,6 @@ def measure_lesion(mask: np.ndarray, hu: np.ndarray, lung_labels: np.ndarray, im
         type=kind,
         solid_fraction=round(fraction, 3),
         solid_component_mm=solid_mm,
-        distance_to_pleura_mm=round(distance_to_pleura(mask, lung_labels > 0, spacing_zyx, box), 1),
-        location=location(mask, lung_labels, float(index[0])),
+        distance_to_pleura_mm=round(distance_to_pleura(sub_mask, box, lung_labels, spacing_zyx), 1),  # type: ignore[arg-type]
+        location=location(sub_mask, box, lung_labels, index, spacing_zyx, z_ranges),  # type: ignore[arg-type]
     )
