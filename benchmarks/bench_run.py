@@ -4,9 +4,13 @@ Each run is a fresh process (``python -m lungai.cli run``), so imports and readi
 as a user sees them. Stage times come from the run's ``findings.json``; the peak memory
 is the child process's maximum resident set size.
 
+Every task whose weights are installed runs (``--tasks`` to choose), so the table has one row
+per stage: read, lungs, nodules, malignancy, tumour, emphysema, write.
+
 Usage::
 
-    python benchmarks/bench_run.py [--data ../shared/data] [--repeats 3] [--markdown docs/benchmarks.md]
+    python benchmarks/bench_run.py [--data ../shared/data] [--repeats 3] [--scans 0001] \
+        [--weights-manifest weights/manifest.json] [--tasks lungs,nodules] [--markdown out.md]
 """
 
 from __future__ import annotations
@@ -33,15 +37,21 @@ SCANS = {
 }
 
 
-def run_once(scan: Path, device: str) -> dict[str, float]:
-    """One ``lungai run`` in a child process: stage seconds, total seconds and peak MB."""
+def run_once(scan: Path, device: str, extra: list[str] | None = None) -> dict[str, float]:
+    """One ``lungai run`` in a child process: stage seconds, total seconds and peak MB.
+
+    Args:
+        scan: the scan.
+        device: ``--device``.
+        extra: more ``lungai run`` options (``--tasks``, ``--weights-manifest``).
+    """
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out"
         command = [sys.executable, "-c",
                    "import resource, sys; from lungai.cli.main import main\n"
                    "try:\n    main(sys.argv[1:])\nfinally:\n"
                    "    print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)",
-                   "-q", "run", str(scan), "-o", str(out), "--device", device, "--progress", "none"]
+                   "-q", "run", str(scan), "-o", str(out), "--device", device, "--progress", "none", *(extra or [])]
         start = time.perf_counter()
         result = subprocess.run(command, capture_output=True, text=True)
         total = time.perf_counter() - start
@@ -95,16 +105,25 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
+    parser.add_argument("--scans", default=",".join(name.split()[0][-4:] for name in SCANS),
+                        help="comma-separated scan numbers to run (default: all)")
+    parser.add_argument("--tasks", default=None, help="lungai run --tasks (default: all with weights)")
+    parser.add_argument("--weights-manifest", type=Path, default=None, help="lungai run --weights-manifest")
     args = parser.parse_args()
+    extra = (["--tasks", args.tasks] if args.tasks else []) + (
+        ["--weights-manifest", str(args.weights_manifest)] if args.weights_manifest else [])
+    chosen = args.scans.split(",")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     results: dict[str, list[dict[str, float]]] = {}
     for name, relative in SCANS.items():
+        if name.split()[0][-4:] not in chosen:
+            continue
         scan = args.data / relative
         if not scan.exists():
             raise SystemExit(f"benchmark scan missing: {scan}")
         results[name] = []
         for repeat in range(args.repeats):
-            results[name].append(run_once(scan, args.device))
+            results[name].append(run_once(scan, args.device, extra))
             logger.info("%s run %d: %.1f s, %.0f MB", name, repeat + 1, results[name][-1]["total (process)"],
                         results[name][-1]["peak_mb"])
     table = markdown_table(results, args.repeats)
