@@ -1,0 +1,142 @@
+"""``lungai run`` with every model stage, on the phantom, with a tiny real weights release.
+
+The models are trained for one epoch on two VOIs (:mod:`tiny_weights`), so what they find is
+meaningless; these tests check the wiring: weights resolved and recorded, stages in order,
+findings, label map and CSV consistent with each other, missing weights refused up front.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from lungai import labels
+from lungai.cli.main import main
+from lungai.data.phantom import make_phantom
+from lungai.errors import WeightsError
+from lungai.io.findings import ESTIMATE_LABEL, load_findings
+from lungai.pipeline.config import ALL_TASKS, RunConfig
+from lungai.pipeline.lung_rads import lung_rads_category
+from lungai.pipeline.models import tasks_with_weights
+from lungai.pipeline.runner import run_pipeline
+from lungai.weights.manifest import read_manifest
+from shared_data import require
+from tiny_weights import PIPELINE_MODELS, release, train_tiny
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_release(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A manifest.json of the five pipeline models, each trained briefly."""
+    vois = require(data_root / "lidc_vois")
+    root = tmp_path_factory.mktemp("tiny_weights")
+    runs = {name: train_tiny(name, vois, root / "runs" / name) for name in PIPELINE_MODELS}
+    return release(runs, root / "bundled", {"resunet3d": {"threshold": 0.5}})
+
+
+@pytest.fixture(scope="module")
+def phantom_scan(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("phantom") / "phantom.nrrd"
+    sitk.WriteImage(make_phantom().image, str(path), True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def full_run(tiny_release: Path, phantom_scan: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    events = []
+    config = RunConfig(input=phantom_scan, output=out, device="cpu", manifest=tiny_release,
+                       detection_threshold=0.0, max_nodules=3)
+    result = run_pipeline(config, on_event=events.append)
+    return result, out, events
+
+
+def test_default_tasks_are_all_when_every_model_is_installed(tiny_release: Path) -> None:
+    assert tasks_with_weights(read_manifest(tiny_release)) == ALL_TASKS
+
+
+def test_weights_are_recorded_and_stages_run_in_order(full_run, tiny_release: Path) -> None:
+    _result, out, events = full_run
+    findings = load_findings(out / "findings.json")
+    manifest = read_manifest(tiny_release)
+    recorded = {w["name"]: w for w in findings["run"]["weights"]}
+    assert set(recorded) == set(PIPELINE_MODELS)
+    for name, info in recorded.items():
+        assert info["sha256"] == manifest.get(name).sha256 and info["revision"] == "unpublished"
+    assert findings["run"]["tasks"] == list(ALL_TASKS)
+    started = [e.stage for e in events if e.event == "stage" and e.status == "started"]
+    assert started == ["read", "lungs", "nodules", "malignancy", "tumour", "emphysema", "write"]
+
+
+def test_nodules_in_findings_label_map_and_csv_agree(full_run) -> None:
+    result, out, _events = full_run
+    findings = load_findings(out / "findings.json")
+    nodules = findings["nodules"]
+    assert len(nodules) <= 3
+    assert [n["id"] for n in nodules] == list(range(1, len(nodules) + 1))
+    scores = [n["detection_score"] for n in nodules]
+    assert scores == sorted(scores, reverse=True)
+    label_map = sitk.ReadImage(str(out / "phantom_labels.nii.gz"))
+    array = sitk.GetArrayFromImage(label_map)
+    voxel_mm3 = float(np.prod(label_map.GetSpacing()))
+    for nodule in nodules:
+        value = labels.nodule(nodule["id"]).value
+        assert np.count_nonzero(array == value) * voxel_mm3 == pytest.approx(nodule["volume_mm3"], abs=0.1)
+        i, j, k = nodule["centroid"]["voxel_index"]
+        assert nodule["centroid"]["ras_mm"][:2] == pytest.approx([-v for v in nodule["centroid"]["lps_mm"][:2]])
+        assert 0 <= i < array.shape[2] and 0 <= j < array.shape[1] and 0 <= k < array.shape[0]
+        assert nodule["long_axis_mm"] >= nodule["short_axis_mm"] > 0
+        assert nodule["distance_to_pleura_mm"] >= 0
+        malignancy = nodule["malignancy"]
+        assert 0 <= malignancy["probability"] <= 1 and malignancy["label"] == ESTIMATE_LABEL
+        assert malignancy["models"] == ["resnet50_3d", "nodule_cnn2d"]
+        mean = (nodule["long_axis_mm"] + nodule["short_axis_mm"]) / 2
+        expected = lung_rads_category(nodule["type"], mean, nodule["solid_component_mm"])
+        assert nodule["lung_rads"] == {"category": expected.category, "rule": "size rule"}
+    with (out / "nodules.csv").open() as stream:
+        rows = list(csv.DictReader(stream))
+    assert [int(r["id"]) for r in rows] == [n["id"] for n in nodules]
+    assert [float(r["volume_mm3"]) for r in rows] == [n["volume_mm3"] for n in nodules]
+    tumour = findings["tumour"]
+    if tumour is None:
+        assert result.findings.tumour is None
+    else:
+        assert tumour["volume_ml"] > 0 and np.count_nonzero(array == labels.TUMOUR.value) > 0
+
+
+def test_missing_weights_stop_the_run_before_any_output(tiny_release: Path, phantom_scan: Path,
+                                                        tmp_path: Path) -> None:
+    data = json.loads(tiny_release.read_text())
+    data["models"] = [m for m in data["models"] if m["name"] != "r3d_denseunet"]
+    partial = tiny_release.parent / "manifest_without_tumour.json"
+    partial.write_text(json.dumps(data))
+    assert "tumour" not in tasks_with_weights(read_manifest(partial))
+    with pytest.raises(WeightsError, match="the tumour task needs the r3d_denseunet weights") as error:
+        run_pipeline(RunConfig(input=phantom_scan, output=tmp_path / "out", tasks=("tumour",), manifest=partial))
+    assert error.value.exit_code == 10
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_prints_the_operating_point_and_refuses_damaged_weights(tiny_release: Path, phantom_scan: Path,
+                                                                    tmp_path: Path, capsys) -> None:
+    weights = tiny_release.parent / "resunet3d" / "model.safetensors"
+    original = weights.read_bytes()
+    try:
+        weights.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))
+        with pytest.raises(SystemExit) as exit_info:
+            main(["run", str(phantom_scan), "-o", str(tmp_path / "o"), "--tasks", "nodules", "--sensitivity",
+                  "specific", "--weights-manifest", str(tiny_release)])
+    finally:
+        weights.write_bytes(original)
+    stderr = capsys.readouterr().err
+    assert exit_info.value.code == 10
+    assert "nodule operating point specific: score >= 0.90" in stderr
+    error_lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and "resunet3d" in error_lines[0] and "Traceback" not in stderr
+    assert not (tmp_path / "o").exists()
