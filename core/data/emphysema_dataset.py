@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 from lungai.data.emphysema_sim import image_arrays, laa_percent
 from lungai.data.roi import resample
 from lungai.data.splits import SplitConfig, make_split
+from lungai.data.volume_arrays import to_lps
 from lungai.data.weak_labels import WeakLabelCase
 from lungai.preprocessing.lung_mask import segment_lungs
 
@@ -80,6 +81,11 @@ def prepare_volume(image: sitk.Image, lung_labels: sitk.Image, shape: tuple[int,
         ValueError: the lung labels are empty.
     """
     hu, lung, _ = image_arrays(image, lung_labels)
+    return prepare_arrays(hu, lung, shape)
+
+
+def prepare_arrays(hu: np.ndarray, lung: np.ndarray, shape: tuple[int, int, int]) -> PreparedVolume:
+    """:func:`prepare_volume` on LPS ``(z, y, x)`` arrays: HU and a boolean lung mask."""
     laa = laa_percent(hu, lung)
     occupied = np.nonzero(lung)
     box = tuple(slice(int(a.min()), int(a.max()) + 1) for a in occupied)
@@ -94,30 +100,36 @@ def prepare_volume(image: sitk.Image, lung_labels: sitk.Image, shape: tuple[int,
     return PreparedVolume(np.clip(np.rint(resized * 255.0), 0, 255).astype(np.uint8), laa)
 
 
-def _cache_key(path: Path, shape: tuple[int, int, int]) -> str:
+def _cache_key(path: Path) -> str:
     stat = path.stat()
-    text = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{shape}|{HU_WINDOW}|v1"
+    text = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|lungs-v1"
     return hashlib.sha1(text.encode()).hexdigest()
 
 
+def _lung_mask(case: WeakLabelCase, hu_image: sitk.Image, cache_dir: Path | None) -> np.ndarray:
+    """The case's LPS lung mask; computed with :func:`segment_lungs` once, then read from ``cache_dir``."""
+    cached = cache_dir / f"{_cache_key(case.image_path)}.lungs.npz" if cache_dir is not None else None
+    if cached is not None and cached.is_file():
+        with np.load(cached) as data:
+            return np.unpackbits(data["bits"], count=int(np.prod(data["shape"]))).reshape(data["shape"]).astype(bool)
+    _, lung, _ = image_arrays(hu_image, segment_lungs(hu_image).labels)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f".{cached.stem}.tmp.npz")
+        np.savez(tmp, bits=np.packbits(lung), shape=np.array(lung.shape))
+        tmp.replace(cached)
+    return lung
+
+
 def prepare_case(case: WeakLabelCase, shape: tuple[int, int, int], cache_dir: Path | None = None) -> PreparedVolume:
-    """Read a CSV case, segment its lungs and prepare it; cached as ``.npz`` in ``cache_dir``.
+    """Read a CSV case and prepare it; its lung mask is cached in ``cache_dir`` (any input shape reuses it).
 
     Raises:
         LungAIError: the scan cannot be read or has no lungs.
     """
-    cached = cache_dir / f"{_cache_key(case.image_path, shape)}.npz" if cache_dir is not None else None
-    if cached is not None and cached.is_file():
-        with np.load(cached) as data:
-            return PreparedVolume(data["volume"], float(data["laa950_percent"]))
-    volume = case.load()
-    prepared = prepare_volume(volume.image, segment_lungs(volume.image).labels, shape)
-    if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(f".{cached.stem}.tmp.npz")
-        np.savez(tmp, volume=prepared.volume, laa950_percent=prepared.laa950_percent)
-        tmp.replace(cached)
-    return prepared
+    image = case.load().image
+    hu = sitk.GetArrayFromImage(to_lps(image)).astype(np.int16)
+    return prepare_arrays(hu, _lung_mask(case, image, cache_dir), shape)
 
 
 def split_cases(cases: Sequence[WeakLabelCase], seed: int = 0,

@@ -48,12 +48,12 @@ def test_train_each_model_and_load_its_checkpoint(name: str, tiny_csv: Path, run
     assert "saved in" in text
     metrics = json.loads((runs[name] / "metrics.json").read_text())
     assert metrics["task"] == "emphysema" and metrics["model"] == name
-    assert metrics["input_shape"] == [35, 64, 64] and metrics["epochs_run"] == 1
+    assert metrics["input_shape"] == [35, 32, 32] and metrics["epochs_run"] == 1
     assert 0.0 <= metrics["val_auc"] <= 1.0 and 0.0 <= metrics["val_threshold"] <= 1.0 + 1e-9
     model = load_model(runs[name])
-    assert input_shape(model.config) == (35, 64, 64)
+    assert input_shape(model.config) == (35, 32, 32)
     with torch.inference_mode():
-        assert model(torch.zeros(1, 1, 35, 64, 64)).shape == (1, 1)
+        assert model(torch.zeros(1, 1, 35, 32, 32)).shape == (1, 1)
 
 
 def test_training_resumes_where_it_stopped(tiny_csv: Path, runs: dict[str, Path],
