@@ -36,6 +36,7 @@ def nodule_malignancy(models: ModelStore, hu: np.ndarray, image: sitk.Image, nod
     extent = np.array([(b.stop - b.start) * s for b, s in zip(bbox, spacing)])
     probabilities = []
     for name, two_d in ENSEMBLE.items():
+        models.check_roi(name, roi_spec(name))
         voi = voi_box(centre, extent, spacing, hu.shape, odd_z=two_d)  # type: ignore[arg-type]
         probabilities.append(predict_voi_malignancy(models.get(name), hu[voi.box], spacing,  # type: ignore[arg-type]
                                                     roi_spec(name), two_d))

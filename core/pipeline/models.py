@@ -17,6 +17,7 @@ from typing import Any
 
 from torch import nn
 
+from lungai.data.roi import RoiSpec
 from lungai.errors import WeightsError
 from lungai.io.findings import WeightsInfo
 from lungai.models.checkpoint import load_model, read_header
@@ -70,6 +71,20 @@ class ModelStore:
         self.get(name)
         block = self._headers[name].get("inference")
         return dict(block) if isinstance(block, dict) else {}
+
+    def check_roi(self, name: str, spec: RoiSpec) -> None:
+        """Refuse weights whose ``inference`` block records another ROI than ``spec``.
+
+        Raises:
+            WeightsError: the checkpoint was trained on a different ROI shape or spacing.
+        """
+        block = self.inference(name)
+        shape, spacing = block.get("roi_shape_zyx"), block.get("roi_spacing_zyx_mm")
+        if (shape is not None and tuple(shape) != tuple(spec.shape)) or (
+                spacing is not None and tuple(spacing) != tuple(spec.spacing)):
+            raise WeightsError(f"the {name} weights were trained on {shape} ROIs at {spacing} mm, but this LungAI "
+                               f"cuts {list(spec.shape)} at {list(spec.spacing)} mm",
+                               "use the weights released with this LungAI version")
 
     @property
     def weights(self) -> list[WeightsInfo]:

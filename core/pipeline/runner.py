@@ -21,6 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from lungai import __version__, labels
+from lungai.data.roi import roi_spec
 from lungai.errors import OutputExistsError
 from lungai.inference.device import resolve_device
 from lungai.io.findings import (
@@ -119,6 +120,7 @@ def describe_operating_point(config: RunConfig) -> str:
 def _nodules(state: RunState) -> None:
     assert state.volume is not None and state.lungs is not None
     image = state.volume.image
+    state.models.check_roi(SEGMENTATION_MODEL, roi_spec(SEGMENTATION_MODEL))
     logger.info("%s", describe_operating_point(state.config))
     detections = detect_nodules(image, state.lungs.labels, _detection_config(state.config), state.device,
                                 classifier=state.models.get("convlstm_nodule"))
@@ -151,6 +153,7 @@ def _malignancy(state: RunState) -> None:
 def _tumour(state: RunState) -> None:
     assert state.volume is not None and state.lungs is not None
     hu = sitk.GetArrayViewFromImage(state.volume.image)
+    state.models.check_roi(TUMOUR_MODEL, roi_spec(TUMOUR_MODEL))
     state.tumour_mask = segment_tumour(state.models.get(TUMOUR_MODEL), hu, state.lungs.labels, state.volume.image)
     state.tumour = tumour_finding(state.tumour_mask, state.volume.image)
 

@@ -140,3 +140,13 @@ def test_cli_prints_the_operating_point_and_refuses_damaged_weights(tiny_release
     error_lines = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1 and "resunet3d" in error_lines[0] and "Traceback" not in stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_weights_trained_on_another_roi_are_refused(tiny_release: Path, phantom_scan: Path, tmp_path: Path) -> None:
+    runs = tiny_release.parent.parent / "runs"
+    other = release({name: runs / name for name in ("convlstm_nodule", "resunet3d")}, tmp_path / "bundled",
+                    {"resunet3d": {"threshold": 0.5, "roi_shape_zyx": [8, 8, 8], "roi_spacing_zyx_mm": [1, 1, 1]}})
+    with pytest.raises(WeightsError, match="resunet3d weights were trained on \\[8, 8, 8\\] ROIs") as error:
+        run_pipeline(RunConfig(input=phantom_scan, output=tmp_path / "out", tasks=("nodules",), manifest=other,
+                               detection_threshold=1.0))
+    assert error.value.exit_code == 10 and not (tmp_path / "out").exists()
