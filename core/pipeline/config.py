@@ -93,11 +93,3 @@ def parse_tasks(names: str | tuple[str, ...] | list[str] | None) -> tuple[str, .
         raise ValueError(f"task(s) {', '.join(missing)} not available in this version "
                          f"(available: {', '.join(AVAILABLE_TASKS)})")
     return with_needed(requested)
-
-
-def models_for(tasks: tuple[str, ...]) -> tuple[str, ...]:
-    """The weights the tasks need, in pipeline order, each once."""
-    names: list[str] = []
-    for task in with_needed(tasks):
-        names.extend(n for n in TASK_MODELS[task] if n not in names)
-    return tuple(names)

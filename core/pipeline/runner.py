@@ -43,7 +43,7 @@ from lungai.io.reader import ReadOptions, read_scan, scan_stem, to_original_orie
 from lungai.io.report_html import write_report_html
 from lungai.io.segmentation import write_segmentation_files
 from lungai.io.volume import CTVolume
-from lungai.pipeline.config import RunConfig
+from lungai.pipeline.config import RunConfig, with_needed
 from lungai.pipeline.detection import DetectionConfig, detect_nodules, operating_point, threshold_of
 from lungai.pipeline.lung_rads import lung_rads_category
 from lungai.pipeline.malignancy import nodule_malignancy
@@ -296,7 +296,7 @@ def run_pipeline(config: RunConfig, on_event: ProgressCallback = ignore_progress
     _refuse_output_holding_input(config)
     device = resolve_device(config.device)
     manifest = load_run_manifest(config.manifest)
-    tasks = config.tasks if config.tasks is not None else tasks_with_weights(manifest)
+    tasks = with_needed(config.tasks) if config.tasks is not None else tasks_with_weights(manifest)
     models = ModelStore(device=device, manifest=manifest)
     require_weights(tasks, models)  # missing or damaged weights fail here, before any work
     stages = plan_stages(tasks)
