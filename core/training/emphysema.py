@@ -16,6 +16,7 @@ uses 32x32 slices (``feature_grid`` 2x2) so that they train on one CPU thread in
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -121,10 +122,10 @@ def default_cache_dir(csv_path: Path) -> Path:
 
 
 def build_emphysema_model(config: EmphysemaTrainConfig) -> nn.Module:
-    """The model of a run (its registry default, or the run's configuration)."""
+    """The model of a run: the registry name's default configuration with the run's overrides."""
     spec = get_spec(config.model)
-    model_config = config_from_dict(spec.architecture.config_class, config.model_config) if config.model_config else None
-    return build_model(config.model, model_config)
+    values = {**dataclasses.asdict(spec.default_config()), **config.model_config}
+    return build_model(config.model, config_from_dict(spec.architecture.config_class, values))
 
 
 def load_parts(data: Path, split_seed: int = 0, max_cases: int | None = None) -> dict[str, list[WeakLabelCase]]:
