@@ -99,6 +99,20 @@ def predict_voi_mask(model: nn.Module, hu: np.ndarray, spacing_zyx: tuple[float,
 
 
 @torch.inference_mode()
+def predict_voi_masks(model: nn.Module, vois: list[np.ndarray], spacing_zyx: tuple[float, float, float],
+                      spec: RoiSpec, batch_size: int = 8) -> list[np.ndarray]:
+    """:func:`predict_voi_mask` for many VOIs of one scan, ``batch_size`` per model call."""
+    device = next(model.parameters()).device
+    out: list[np.ndarray] = []
+    for start in range(0, len(vois), batch_size):
+        chunk = vois[start:start + batch_size]
+        batch = torch.cat([_input(hu, spacing_zyx, spec, two_d=False) for hu in chunk]).to(device)
+        probabilities = torch.sigmoid(model(batch).float())[:, 0].cpu().numpy()
+        out.extend(roi_to_native(p, hu.shape, spacing_zyx, spec) for p, hu in zip(probabilities, chunk))
+    return out
+
+
+@torch.inference_mode()
 def predict_voi_malignancy(model: nn.Module, hu: np.ndarray, spacing_zyx: tuple[float, float, float],
                            spec: RoiSpec, two_d: bool) -> float:
     """Malignant-class probability (softmax of the two logits) of a classifier on a VOI.
