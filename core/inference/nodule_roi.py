@@ -113,20 +113,25 @@ def predict_voi_masks(model: nn.Module, vois: list[np.ndarray], spacing_zyx: tup
 
 
 @torch.inference_mode()
-def predict_voi_malignancy(model: nn.Module, hu: np.ndarray, spacing_zyx: tuple[float, float, float],
-                           spec: RoiSpec, two_d: bool) -> float:
-    """Malignant-class probability (softmax of the two logits) of a classifier on a VOI.
+def predict_voi_malignancies(model: nn.Module, vois: list[np.ndarray], spacing_zyx: tuple[float, float, float],
+                             spec: RoiSpec, two_d: bool, batch_size: int = 16) -> list[float]:
+    """Malignant-class probability (softmax of the two logits) of a classifier on each VOI.
 
     Args:
         model: maps the ROI to two logits (benign, malignant).
-        hu: the VOI in HU, ``(z, y, x)``; a 2D model reads its central slice.
-        spacing_zyx: its spacing.
+        vois: VOIs of one scan in HU, ``(z, y, x)``; a 2D model reads each one's central slice.
+        spacing_zyx: their spacing.
         spec: the model's ROI.
-        two_d: the model takes ``(1, 1, H, W)`` inputs.
+        two_d: the model takes ``(N, 1, H, W)`` inputs.
+        batch_size: VOIs per model call.
 
     Returns:
-        The probability, 0..1.
+        The probabilities, 0..1, in order.
     """
     device = next(model.parameters()).device
-    logits = model(_input(hu, spacing_zyx, spec, two_d).to(device)).float()
-    return float(torch.softmax(logits[0], dim=0)[1].item())
+    out: list[float] = []
+    for start in range(0, len(vois), batch_size):
+        batch = torch.cat([_input(hu, spacing_zyx, spec, two_d) for hu in vois[start:start + batch_size]])
+        logits = model(batch.to(device)).float()
+        out.extend(float(p) for p in torch.softmax(logits, dim=1)[:, 1].cpu())
+    return out

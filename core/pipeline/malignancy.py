@@ -15,7 +15,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from lungai.data.roi import roi_spec
-from lungai.inference.nodule_roi import predict_voi_malignancy, voi_box
+from lungai.inference.nodule_roi import predict_voi_malignancies, voi_box
 from lungai.io.findings import Malignancy
 from lungai.pipeline.models import ModelStore
 from lungai.pipeline.nodules import SegmentedNodule
@@ -24,20 +24,24 @@ from lungai.pipeline.nodules import SegmentedNodule
 ENSEMBLE: dict[str, bool] = {"resnet50_3d": False, "nodule_cnn2d": True}
 
 
-def nodule_malignancy(models: ModelStore, hu: np.ndarray, image: sitk.Image, nodule: SegmentedNodule) -> Malignancy:
-    """The ensemble's estimate for one nodule.
+def nodules_malignancy(models: ModelStore, hu: np.ndarray, image: sitk.Image,
+                       nodules: list[SegmentedNodule]) -> list[Malignancy]:
+    """The ensemble's estimate for each nodule, in order (each model runs in batches).
 
     Raises:
-        WeightsError: a member's weights are missing (exit code 10).
+        WeightsError: a member's weights are missing or were trained on another ROI (exit code 10).
     """
     spacing = tuple(float(s) for s in reversed(image.GetSpacing()))
-    bbox = ndimage.find_objects(nodule.mask.astype(np.uint8))[0]
-    centre = np.array([nodule.box[a].start + (bbox[a].start + bbox[a].stop - 1) / 2 for a in range(3)])
-    extent = np.array([(b.stop - b.start) * s for b, s in zip(bbox, spacing)])
-    probabilities = []
+    geometry = []
+    for nodule in nodules:
+        bbox = ndimage.find_objects(nodule.mask.astype(np.uint8))[0]
+        geometry.append((np.array([nodule.box[a].start + (bbox[a].start + bbox[a].stop - 1) / 2 for a in range(3)]),
+                         np.array([(b.stop - b.start) * s for b, s in zip(bbox, spacing)])))
+    per_model = []
     for name, two_d in ENSEMBLE.items():
         models.check_roi(name, roi_spec(name))
-        voi = voi_box(centre, extent, spacing, hu.shape, odd_z=two_d)  # type: ignore[arg-type]
-        probabilities.append(predict_voi_malignancy(models.get(name), hu[voi.box], spacing,  # type: ignore[arg-type]
-                                                    roi_spec(name), two_d))
-    return Malignancy(probability=round(float(np.mean(probabilities)), 4), models=list(ENSEMBLE))
+        vois = [hu[voi_box(centre, extent, spacing, hu.shape, odd_z=two_d).box]  # type: ignore[arg-type]
+                for centre, extent in geometry]
+        per_model.append(predict_voi_malignancies(models.get(name), vois, spacing, roi_spec(name), two_d))  # type: ignore[arg-type]
+    return [Malignancy(probability=round(float(np.mean(votes)), 4), models=list(ENSEMBLE))
+            for votes in zip(*per_model)]

@@ -46,7 +46,7 @@ from lungai.io.volume import CTVolume
 from lungai.pipeline.config import RunConfig, with_needed
 from lungai.pipeline.detection import DetectionConfig, detect_nodules, operating_point, threshold_of
 from lungai.pipeline.lung_rads import lung_rads_category
-from lungai.pipeline.malignancy import nodule_malignancy
+from lungai.pipeline.malignancy import nodules_malignancy
 from lungai.pipeline.models import ModelStore, load_run_manifest, require_weights, tasks_with_weights
 from lungai.pipeline.nodules import DEFAULT_THRESHOLD, SEGMENTATION_MODEL, SegmentedNodule, nodule_finding, segment_detections
 from lungai.pipeline.progress import ProgressCallback, ProgressEvent, ignore_progress
@@ -146,8 +146,9 @@ def _nodules(state: RunState) -> None:
 def _malignancy(state: RunState) -> None:
     assert state.volume is not None
     hu = sitk.GetArrayViewFromImage(state.volume.image)
-    for nodule, segmented in zip(state.nodules, state.nodule_masks):
-        nodule.malignancy = nodule_malignancy(state.models, hu, state.volume.image, segmented)
+    estimates = nodules_malignancy(state.models, hu, state.volume.image, state.nodule_masks)
+    for nodule, estimate in zip(state.nodules, estimates):
+        nodule.malignancy = estimate
 
 
 def _tumour(state: RunState) -> None:
