@@ -136,7 +136,9 @@ def test_cli_prints_the_operating_point_and_refuses_damaged_weights(tiny_release
         weights.write_bytes(original)
     stderr = capsys.readouterr().err
     assert exit_info.value.code == 10
-    assert "nodule operating point specific: score >= 0.90" in stderr
+    from lungai.pipeline.detection import OPERATING_POINTS
+
+    assert f"nodule operating point specific: score >= {OPERATING_POINTS['specific'].threshold:.2f}" in stderr
     error_lines = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1 and "resunet3d" in error_lines[0] and "Traceback" not in stderr
     assert not (tmp_path / "o").exists()
