@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
 from detection_cases import inserted_small_scan, large_voi, small_background
 from lungai.data.lesion_insertion import Background, augment_voi, place_nodules
+
+pytestmark = pytest.mark.slow  # real scans (cip_small, lidc_vois)
 
 
 def test_outside_the_pasted_region_the_scan_is_unchanged(data_root):

@@ -12,6 +12,8 @@ from lungai.evaluation.detection_eval import (EvalCase, at_threshold, choose_ope
                                               markdown, summarize, write_summary)
 from cli_runner import run_cli
 
+pytestmark = pytest.mark.slow  # real scans (cip_small, lidc_vois)
+
 
 @pytest.fixture(scope="module")
 def cases(data_root):

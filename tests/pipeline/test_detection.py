@@ -14,6 +14,8 @@ from lungai.pipeline.detection import (DETECTION_ROI, DetectionConfig, detect_no
 from lungai.preprocessing.candidates import find_candidates
 from lungai.preprocessing.lung_mask import segment_lungs
 
+pytestmark = pytest.mark.slow  # real scans (cip_small, lidc_vois)
+
 
 @pytest.fixture(scope="module")
 def case(data_root):
