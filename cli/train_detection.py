@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import click
-
-logger = logging.getLogger(__name__)
 
 
 @click.command("train-detection")

@@ -218,7 +218,6 @@ def place_nodules(background: Background, samples: Sequence[VOISample], rng: np.
     lungs = sitk.GetArrayViewFromImage(background.lungs) > 0
     labels = np.zeros(array.shape, np.uint8)
     lung_voxels = np.argwhere(lungs & ~background.excluded)
-    spacing_zyx = np.asarray(background.image.GetSpacing())[::-1]
     placed: list[tuple[np.ndarray, float]] = []
     nodules: list[PastedNodule] = []
     for sample in samples:
@@ -246,7 +245,7 @@ def place_nodules(background: Background, samples: Sequence[VOISample], rng: np.
             centre_lps = background.image.TransformContinuousIndexToPhysicalPoint([float(v) for v in centroid[::-1]])
             placed.append((mask_lps.mean(axis=0), radius))
             nodules.append(PastedNodule(sample.case_id, tuple(float(v) for v in centre_lps),
-                                        _diameter(sample, spacing_zyx)))
+                                        _diameter(sample)))
             break
         else:
             logger.info("no site found for %s in %s", sample.case_id, background.name)
@@ -257,7 +256,7 @@ def place_nodules(background: Background, samples: Sequence[VOISample], rng: np.
     return InsertedScan(image, mask_image, nodules)
 
 
-def _diameter(sample: VOISample, _spacing: np.ndarray) -> float:
+def _diameter(sample: VOISample) -> float:
     """The VOI's volume-equivalent diameter (mm) from its mask."""
     volume = float(np.count_nonzero(sample.mask)) * float(np.prod(sample.spacing_zyx))
     return float((6.0 * volume / np.pi) ** (1.0 / 3.0))
