@@ -59,7 +59,8 @@ class ReleaseSpec:
         training_data: data sets the weights were trained on.
         evaluation_data: what the metrics were measured on.
         metrics_file: the ``metrics.json`` of the evaluation of the released files.
-        metrics: the keys of ``metrics_file`` to put in the manifest and the model card.
+        metrics: the keys of ``metrics_file`` to put in the manifest and the model card; a dotted
+            key reads a nested value (``inserted_test.cpm`` is listed as ``inserted_test_cpm``).
         metrics_command: the command that wrote ``metrics_file``.
         intended_use: for the model card.
         limitations: for the model card.
@@ -154,11 +155,13 @@ def _metrics(spec: ReleaseSpec) -> dict[str, float]:
     values = json.loads(spec.metrics_file.read_text(encoding="utf-8"))
     picked = {}
     for key in spec.metrics:
-        value = values.get(key)
+        value: Any = values
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise WeightsError(f"{spec.name}: {spec.metrics_file} has no number {key!r}",
                                "pick metric keys that the evaluation writes")
-        picked[key] = round(float(value), 4)
+        picked[key.replace(".", "_")] = round(float(value), 4)
     return picked
 
 
