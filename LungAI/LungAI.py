@@ -76,6 +76,7 @@ class LungAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.noduleTableView.clicked.connect(self.onNoduleClicked)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.updateTaskAvailability()
+        self.initOperatingPoint()
         self.updateButtons()
 
     def cleanup(self):
@@ -97,7 +98,16 @@ class LungAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if task != "lungs" and not available:
                 checkBox.checked = False
                 checkBox.enabled = False
-                checkBox.toolTip = "Not available in this LungAI version yet."
+                checkBox.toolTip = "Its model weights are not installed (lungai weights list)."
+
+    def initOperatingPoint(self):
+        """Start the slider at the command line's balanced point; runs write down to the high one."""
+        try:
+            from lungai.slicer.command import DEFAULT_MIN_DETECTION_SCORE, LOWEST_DETECTION_SCORE
+        except ImportError:
+            return
+        self.ui.operatingPointSliderWidget.minimum = LOWEST_DETECTION_SCORE
+        self.ui.operatingPointSliderWidget.value = DEFAULT_MIN_DETECTION_SCORE
 
     def updateButtons(self, *_):
         running = self.logic.isRunning()
@@ -249,6 +259,9 @@ class LungAILogic(ScriptedLoadableModuleLogic):
             return {}
         return task_availability()
 
+    def _availableTasks(self):
+        return [task for task, available in self.taskAvailability().items() if available]
+
     def isRunning(self):
         return self._job is not None
 
@@ -277,7 +290,7 @@ class LungAILogic(ScriptedLoadableModuleLogic):
             raise ValueError("choose an input volume")
         folder = RunFolder.create(self.workFolder, volumeNode.GetName())
         try:
-            request = RunRequest(scan=folder.scan, output=folder.output, tasks=selected_tasks(tasks),
+            request = RunRequest(scan=folder.scan, output=folder.output, tasks=selected_tasks(tasks, self._availableTasks()),
                                  device=device_argument(device))
             command = build_run_command(pythonExecutable(), request)
             slicer.util.exportNode(volumeNode, str(folder.scan), {"useCompression": 0})

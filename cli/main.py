@@ -114,7 +114,8 @@ def run(scan: Path, output: Path | None, tasks: tuple[str, ...] | None, device: 
     into the output folder, and prints a summary.
     """
     from lungai.io.report_text import summarize
-    from lungai.pipeline.models import load_run_manifest, tasks_with_weights
+    from lungai.pipeline.availability import tasks_with_weights
+    from lungai.pipeline.models import load_run_manifest
     from lungai.pipeline.runner import describe_operating_point, run_pipeline
 
     config = RunConfig(input=scan, output=output or default_output(scan), tasks=tasks, device=device,
@@ -143,7 +144,7 @@ def info(show_models: bool) -> None:
                f"MPS: {'yes' if devices['mps_available'] else 'no'}; default device: {devices['default']}")
     for name in devices.get("cuda_devices", []):  # type: ignore[union-attr]
         click.echo(f"  GPU: {name}")
-    from lungai.pipeline.models import tasks_with_weights
+    from lungai.pipeline.availability import tasks_with_weights
     from lungai.weights.manifest import read_manifest
     from lungai.weights.resolver import check
 

@@ -11,7 +11,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lungai.pipeline.config import ALL_TASKS, AVAILABLE_TASKS, parse_tasks
+from lungai.pipeline.availability import tasks_with_weights
+from lungai.pipeline.config import ALL_TASKS, parse_tasks
+from lungai.pipeline.operating_points import OPERATING_POINTS
+from lungai.weights.manifest import Manifest, read_manifest
+
+#: The detection operating point of every run started from Slicer: the most sensitive one, so that
+#: the module's slider (lowest detection score shown) can show more or fewer nodules afterwards.
+RUN_SENSITIVITY = "high"
+#: The slider's start: the command line's default (``balanced``) operating point.
+DEFAULT_MIN_DETECTION_SCORE = OPERATING_POINTS["balanced"].threshold
+#: The lowest score the run writes out (the slider cannot show what was not written).
+LOWEST_DETECTION_SCORE = OPERATING_POINTS[RUN_SENSITIVITY].threshold
 
 #: The device choices offered to users, in the order shown.
 DEVICE_CHOICES: tuple[str, ...] = ("auto", "GPU", "CPU")
@@ -37,9 +48,14 @@ def device_argument(choice: str, platform: str = sys.platform) -> str:
     raise ValueError(f"unknown device choice {choice!r}; choose from {', '.join(DEVICE_CHOICES)}")
 
 
-def task_availability() -> dict[str, bool]:
-    """Every task LungAI knows, in pipeline order, and whether this version can run it."""
-    return {task: task in AVAILABLE_TASKS for task in ALL_TASKS}
+def task_availability(manifest: Manifest | None = None) -> dict[str, bool]:
+    """Every task LungAI knows, in pipeline order, and whether its weights are installed.
+
+    Args:
+        manifest: the weights manifest; ``None`` reads the installed one.
+    """
+    available = tasks_with_weights(manifest or read_manifest())
+    return {task: task in available for task in ALL_TASKS}
 
 
 @dataclass(frozen=True)
@@ -51,12 +67,14 @@ class RunRequest:
         output: the output folder to create; it must not exist.
         tasks: tasks to run; the lung mask is always computed.
         device: ``--device`` value (see :func:`device_argument`).
+        sensitivity: ``--sensitivity`` value for the nodule detector.
     """
 
     scan: Path
     output: Path
     tasks: tuple[str, ...]
     device: str = "auto"
+    sensitivity: str = RUN_SENSITIVITY
 
 
 def build_run_command(python: str, request: RunRequest) -> list[str]:
@@ -74,17 +92,19 @@ def build_run_command(python: str, request: RunRequest) -> list[str]:
     """
     tasks = parse_tasks(list(request.tasks) or ["lungs"])
     return [python, "-m", "lungai.cli", "run", str(request.scan), "-o", str(request.output),
-            "--tasks", ",".join(tasks), "--device", request.device, "--progress", "jsonl"]
+            "--tasks", ",".join(tasks), "--device", request.device, "--sensitivity", request.sensitivity,
+            "--progress", "jsonl"]
 
 
-def selected_tasks(checked: Sequence[str]) -> tuple[str, ...]:
+def selected_tasks(checked: Sequence[str], available: Sequence[str] = ALL_TASKS) -> tuple[str, ...]:
     """The tasks to request from the boxes a user ticked, in pipeline order.
 
     Args:
         checked: task names whose boxes are ticked.
+        available: the tasks that can run (see :func:`task_availability`).
 
     Returns:
         The available ones among them, in pipeline order; ``("lungs",)`` if none is.
     """
-    chosen = tuple(task for task in ALL_TASKS if task in checked and task in AVAILABLE_TASKS)
+    chosen = tuple(task for task in ALL_TASKS if task in checked and task in available)
     return chosen or ("lungs",)

@@ -31,7 +31,7 @@ class RunConfig:
         input: scan path (DICOM folder or zip, NRRD, NIfTI, MetaImage).
         output: output folder (created; must not exist unless ``overwrite``).
         tasks: tasks to run; the lung mask is always computed because every task needs it.
-            ``None``: every task whose weights are installed (see :func:`tasks_with_weights`).
+            ``None``: every task whose weights are installed (see :func:`lungai.pipeline.availability.tasks_with_weights`).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         overwrite: replace an existing output folder (only once the new one is complete).
         force: skip soft input checks (e.g. intensities that do not look like HU).

@@ -43,6 +43,12 @@ import torch
 from torch import nn
 
 from lungai.data.roi import RoiSpec, normalize_hu
+from lungai.pipeline.operating_points import (  # noqa: F401  (re-exported: the detector's public interface)
+    CANDIDATE_OPERATING_POINTS,
+    OPERATING_POINTS,
+    OperatingPoint,
+    operating_point,
+)
 from lungai.preprocessing.candidates import CandidateConfig, find_candidates, strength_score
 
 logger = logging.getLogger(__name__)
@@ -55,39 +61,6 @@ CENTRE_HALF_SIZE = (2, 6, 6)
 
 CLASSIFIER_WEIGHT = 0.7
 """Weight of the classifier's ROI score against the candidate strength in the detection score."""
-
-
-@dataclass(frozen=True)
-class OperatingPoint:
-    """A detection threshold and what it costs.
-
-    Attributes:
-        threshold: detections with a score at or above it are reported.
-        expected_fp_per_scan: false positives per scan at this threshold on the validation scans.
-        sensitivity: fraction of validation nodules found at this threshold.
-    """
-
-    threshold: float
-    expected_fp_per_scan: float
-    sensitivity: float
-
-
-# Chosen on 6 validation inserted-nodule scans (36 validation-split VOIs, seed 0) by
-# `lungai train-detection --data-root ../shared/data --out runs/detection/convlstm_nodule --epochs 12
-# --calibration-scans 6` (operating_points.json there): the lowest threshold with at most 4, 1 and
-# 0.25 false positives per scan. Valid for that checkpoint only; see docs/results.md.
-OPERATING_POINTS: dict[str, OperatingPoint] = {
-    "high": OperatingPoint(threshold=0.7262, expected_fp_per_scan=4.00, sensitivity=0.78),
-    "balanced": OperatingPoint(threshold=0.8041, expected_fp_per_scan=0.67, sensitivity=0.64),
-    "specific": OperatingPoint(threshold=0.8272, expected_fp_per_scan=0.17, sensitivity=0.56),
-}
-
-# The same for the candidate strength alone (no classifier).
-CANDIDATE_OPERATING_POINTS: dict[str, OperatingPoint] = {
-    "high": OperatingPoint(threshold=0.6313, expected_fp_per_scan=4.00, sensitivity=0.53),
-    "balanced": OperatingPoint(threshold=0.6657, expected_fp_per_scan=1.00, sensitivity=0.44),
-    "specific": OperatingPoint(threshold=0.6913, expected_fp_per_scan=0.17, sensitivity=0.44),
-}
 
 
 @dataclass(frozen=True)
@@ -121,19 +94,6 @@ class DetectionConfig:
     threshold: float | None = None
     candidates: CandidateConfig = CandidateConfig()
     batch_size: int = 32
-
-
-def operating_point(name: str, with_classifier: bool = True) -> OperatingPoint:
-    """The operating point called ``name``.
-
-    Raises:
-        ValueError: for an unknown name.
-    """
-    table = OPERATING_POINTS if with_classifier else CANDIDATE_OPERATING_POINTS
-    try:
-        return table[name]
-    except KeyError:
-        raise ValueError(f"unknown operating point {name!r}; choose one of {', '.join(table)}") from None
 
 
 def threshold_of(config: DetectionConfig, with_classifier: bool = True) -> float:

@@ -21,9 +21,9 @@ from lungai.data.roi import RoiSpec
 from lungai.errors import WeightsError
 from lungai.io.findings import WeightsInfo
 from lungai.models.checkpoint import load_model, read_header
-from lungai.pipeline.config import ALL_TASKS, TASK_MODELS, with_needed
+from lungai.pipeline.config import TASK_MODELS, with_needed
 from lungai.weights.manifest import Manifest, read_manifest
-from lungai.weights.resolver import check, resolve, weights_info
+from lungai.weights.resolver import resolve, weights_info
 
 logger = logging.getLogger(__name__)
 
@@ -31,11 +31,6 @@ logger = logging.getLogger(__name__)
 def load_run_manifest(path: Path | None) -> Manifest:
     """The manifest a run uses: ``path``, or the one installed with LungAI."""
     return read_manifest(path)
-
-
-def installed(names: tuple[str, ...], manifest: Manifest) -> bool:
-    """Whether every model in ``names`` is in the manifest and verified locally (no network)."""
-    return all(name in manifest.models and check(name, manifest).verified for name in names)
 
 
 @dataclass
@@ -107,8 +102,3 @@ def require_weights(tasks: tuple[str, ...], models: ModelStore) -> None:
                                    "them (`lungai weights list` shows what this one has)")
             models.get(name)
 
-
-def tasks_with_weights(manifest: Manifest) -> tuple[str, ...]:
-    """Every task whose weights (and whose needed tasks' weights) are installed locally."""
-    return tuple(task for task in ALL_TASKS
-                 if all(installed(TASK_MODELS[t], manifest) for t in with_needed((task,))))

@@ -47,7 +47,8 @@ from lungai.pipeline.config import RunConfig, with_needed
 from lungai.pipeline.detection import DetectionConfig, detect_nodules, operating_point, threshold_of
 from lungai.pipeline.lung_rads import lung_rads_category
 from lungai.pipeline.malignancy import nodules_malignancy
-from lungai.pipeline.models import ModelStore, load_run_manifest, require_weights, tasks_with_weights
+from lungai.pipeline.availability import tasks_with_weights
+from lungai.pipeline.models import ModelStore, load_run_manifest, require_weights
 from lungai.pipeline.nodules import DEFAULT_THRESHOLD, SEGMENTATION_MODEL, SegmentedNodule, nodule_finding, segment_detections
 from lungai.pipeline.progress import ProgressCallback, ProgressEvent, ignore_progress
 from lungai.pipeline.tumour import TUMOUR_MODEL, segment_tumour, tumour_finding

@@ -22,7 +22,7 @@ from lungai.errors import WeightsError
 from lungai.io.findings import ESTIMATE_LABEL, load_findings
 from lungai.pipeline.config import ALL_TASKS, RunConfig
 from lungai.pipeline.lung_rads import lung_rads_category
-from lungai.pipeline.models import tasks_with_weights
+from lungai.pipeline.availability import tasks_with_weights
 from lungai.pipeline.runner import run_pipeline
 from lungai.weights.manifest import read_manifest
 from shared_data import require

@@ -7,9 +7,12 @@ from pathlib import Path
 import pytest
 
 from lungai.cli.main import cli
-from lungai.pipeline.config import ALL_TASKS, AVAILABLE_TASKS
-from lungai.slicer.command import (DEVICE_CHOICES, RunRequest, build_run_command, device_argument, selected_tasks,
-                                   task_availability)
+from lungai.pipeline.availability import tasks_with_weights
+from lungai.pipeline.config import ALL_TASKS
+from lungai.pipeline.operating_points import OPERATING_POINTS
+from lungai.slicer.command import (DEFAULT_MIN_DETECTION_SCORE, DEVICE_CHOICES, LOWEST_DETECTION_SCORE, RunRequest,
+                                   build_run_command, device_argument, selected_tasks, task_availability)
+from lungai.weights.manifest import Manifest, read_manifest
 from lungai.slicer.run_folder import RunFolder, safe_stem
 
 
@@ -18,7 +21,12 @@ def test_the_command_runs_the_cli_module_with_jsonl_progress(tmp_path: Path) -> 
                          tasks=("emphysema", "lungs"), device="cuda")
     assert build_run_command("/opt/Slicer/bin/PythonSlicer", request) == [
         "/opt/Slicer/bin/PythonSlicer", "-m", "lungai.cli", "run", str(request.scan), "-o", str(request.output),
-        "--tasks", "lungs,emphysema", "--device", "cuda", "--progress", "jsonl"]
+        "--tasks", "lungs,emphysema", "--device", "cuda", "--sensitivity", "high", "--progress", "jsonl"]
+
+
+def test_runs_write_every_nodule_the_slider_can_show() -> None:
+    assert LOWEST_DETECTION_SCORE == OPERATING_POINTS["high"].threshold
+    assert LOWEST_DETECTION_SCORE <= DEFAULT_MIN_DETECTION_SCORE == OPERATING_POINTS["balanced"].threshold
 
 
 def test_every_option_of_the_command_is_one_the_cli_accepts(tmp_path: Path) -> None:
@@ -33,12 +41,9 @@ def test_no_task_means_lungs_only(tmp_path: Path) -> None:
     assert command[command.index("--tasks") + 1] == "lungs"
 
 
-def test_a_task_this_version_cannot_run_is_refused(tmp_path: Path) -> None:
-    missing = [task for task in ALL_TASKS if task not in AVAILABLE_TASKS]
-    if not missing:
-        pytest.skip("every task is available in this version")
-    with pytest.raises(ValueError, match="not available"):
-        build_run_command("python", RunRequest(scan=tmp_path / "s.nrrd", output=tmp_path / "o", tasks=(missing[0],)))
+def test_an_unknown_task_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown task"):
+        build_run_command("python", RunRequest(scan=tmp_path / "s.nrrd", output=tmp_path / "o", tasks=("lobes",)))
 
 
 @pytest.mark.parametrize(("choice", "platform", "argument"), [
@@ -55,15 +60,18 @@ def test_an_unknown_device_choice_is_refused() -> None:
         device_argument("TPU")
 
 
-def test_task_availability_lists_every_task_in_pipeline_order() -> None:
+def test_task_availability_follows_the_installed_weights() -> None:
     availability = task_availability()
     assert list(availability) == list(ALL_TASKS)
-    assert [task for task, available in availability.items() if available] == list(AVAILABLE_TASKS)
+    assert [task for task, available in availability.items() if available] == list(tasks_with_weights(read_manifest()))
+    empty = task_availability(Manifest())
+    assert empty["lungs"] and not empty["nodules"] and not empty["malignancy"] and not empty["tumour"]
 
 
 def test_selected_tasks_keep_the_available_ones_in_pipeline_order() -> None:
     assert selected_tasks(["emphysema", "lungs"]) == ("lungs", "emphysema")
-    assert selected_tasks([task for task in ALL_TASKS if task not in AVAILABLE_TASKS]) == ("lungs",)
+    assert selected_tasks(["nodules", "tumour", "emphysema"], available=("lungs", "emphysema")) == ("emphysema",)
+    assert selected_tasks(["tumour"], available=("lungs",)) == ("lungs",)
     assert selected_tasks([]) == ("lungs",)
 
 

@@ -1,0 +1,21 @@
+"""Which tasks this installation can run: those whose weights are installed locally.
+
+Torch-free on purpose: the Slicer module asks this before anything heavy is imported.
+"""
+
+from __future__ import annotations
+
+from lungai.pipeline.config import ALL_TASKS, TASK_MODELS, with_needed
+from lungai.weights.manifest import Manifest
+from lungai.weights.resolver import check
+
+
+def installed(names: tuple[str, ...], manifest: Manifest) -> bool:
+    """Whether every model in ``names`` is in the manifest and verified locally (no network)."""
+    return all(name in manifest.models and check(name, manifest).verified for name in names)
+
+
+def tasks_with_weights(manifest: Manifest) -> tuple[str, ...]:
+    """Every task whose weights (and whose needed tasks' weights) are installed locally."""
+    return tuple(task for task in ALL_TASKS
+                 if all(installed(TASK_MODELS[t], manifest) for t in with_needed((task,))))
