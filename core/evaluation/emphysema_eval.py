@@ -133,13 +133,13 @@ def evaluate_models(config: EmphysemaEvalConfig) -> dict[str, Any]:
             threshold, source = youden_threshold(scores, labels), "evaluated cases"
         shape = input_shape(model.config)  # type: ignore[arg-type]
         name = str(trained.get("model") or folder.name)
-        methods.append({"name": name, "weights": str(folder), "kernels": _KERNELS.get(type(model).__name__, "?"),
+        methods.append({"name": name, "run": folder.name, "weights": str(folder), "kernels": _KERNELS.get(type(model).__name__, "?"),
                         "parameters": count_parameters(model), "paper_auc": PAPER_AUC.get(name),
                         "threshold_from": source, **binary_metrics(scores, labels, threshold, config.n_bootstrap)})
-        scores_by_name[name] = scores
+        scores_by_name[name if name not in scores_by_name else f"{name}:{folder.name}"] = scores
     laa = _laa(cases, config, shape)
     laa_threshold = youden_threshold(_laa(val_cases, config, shape), val_labels)
-    methods.append({"name": LAA_NAME, "weights": None, "kernels": "-", "parameters": 0, "paper_auc": None,
+    methods.append({"name": LAA_NAME, "run": LAA_NAME, "weights": None, "kernels": "-", "parameters": 0, "paper_auc": None,
                     "threshold_from": "evaluated cases" if config.split in ("val", "all") else "val",
                     **binary_metrics(laa, labels, laa_threshold, config.n_bootstrap)})
     rows = [{"case_id": c.case_id, "patient_id": c.patient_id, "label": int(y), LAA_NAME: float(v),
@@ -158,7 +158,10 @@ def comparison_markdown(result: dict[str, Any]) -> str:
     """The paper's Table 1 layout: method, kernels, parameters, AUC (95 % CI), sens., spec., F1, paper AUC."""
     rows = []
     for m in result["methods"]:
-        rows.append([_NAMES.get(m["name"], m["name"]), m["kernels"], f"{m['parameters']:,}" if m["parameters"] else "-",
+        label = _NAMES.get(m["name"], m["name"])
+        if m.get("run") not in (None, m["name"]):
+            label += f" (`{m['run']}`)"
+        rows.append([label, m["kernels"], f"{m['parameters']:,}" if m["parameters"] else "-",
                      f"{m['auc']:.3f} ({m['auc_ci_low']:.3f}-{m['auc_ci_high']:.3f})", m["sensitivity"],
                      m["specificity"], m["f1"], "-" if m["paper_auc"] is None else f"{m['paper_auc']:.2f}"])
     header = ["method", "kernels", "parameters", "AUC (95% CI)", "sensitivity", "specificity", "F1", "paper AUC"]
