@@ -10,10 +10,8 @@ nnU-Net is found, except in CI (``CI`` set), where it fails instead.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,9 +22,8 @@ import torch
 from cli_runner import run_cli
 from shared_data import REPO_ROOT, require
 from lungai.baselines.nnunet_runner import find_command
-from lungai.data.lidc_vois import list_vois
-from lungai.data.splits import cases_for_split, load_split
 from lungai.errors import MissingExtraError
+from mini_vois import mini_vois
 
 TRAINER_DIR = REPO_ROOT / "core" / "baselines" / "nnunet_trainers"
 CASES_PER_SPLIT = 3
@@ -72,24 +69,6 @@ def _require_nnunet(nnunet_bin: Path | None) -> dict[str, str]:
     return json.loads(probe.stdout.strip().splitlines()[-1])
 
 
-def _mini_vois(vois: Path, out: Path) -> Path:
-    """A lidc_vois-like folder with the first few cases of each split."""
-    split_map = load_split()
-    cases = list_vois(vois).cases
-    chosen = {c.case_id for part in ("train", "val", "test")
-              for c in cases_for_split(cases, split_map, part)[:CASES_PER_SPLIT]}
-    for sub in ("image", "mask"):
-        (out / sub).mkdir(parents=True)
-        for case in chosen:
-            shutil.copyfile(vois / sub / f"{case}.nii.gz", out / sub / f"{case}.nii.gz")
-    with (vois / "nodules.csv").open(newline="") as source, (out / "nodules.csv").open("w", newline="") as target:
-        reader = csv.DictReader(source)
-        writer = csv.DictWriter(target, fieldnames=reader.fieldnames or [])
-        writer.writeheader()
-        writer.writerows(r for r in reader if f"{r['patient_id']}_R_{r['nodule_id']}" in chosen)
-    return out
-
-
 @pytest.mark.slow
 def test_export_train_predict_compare(data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                       record_property: pytest.RecordProperty) -> None:
@@ -100,7 +79,7 @@ def test_export_train_predict_compare(data_root: Path, tmp_path: Path, capsys: p
     record_property("nnunet_environment", ran_on)
     with capsys.disabled():
         sys.stdout.write(f"\n[nnU-Net smoke test] {ran_on}\n")
-    vois = _mini_vois(require(data_root / "lidc_vois"), tmp_path / "vois")
+    vois = mini_vois(require(data_root / "lidc_vois"), tmp_path / "vois", CASES_PER_SPLIT)
     raw, pre, res = tmp_path / "raw", tmp_path / "pre", tmp_path / "res"
     folders = ["--raw", str(raw), "--preprocessed", str(pre), "--results", str(res)]
     model = ["--dataset-id", "977", "--configuration", "3d_fullres", "--trainer", "nnUNetTrainer_LungAISmoke",

@@ -1,0 +1,54 @@
+"""``lungai compare`` on a LungAI checkpoint scores exactly what ``lungai evaluate`` scores, at the checkpoint's threshold."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from cli_runner import run_cli
+from shared_data import require
+from lungai.models.checkpoint import save_model
+from lungai.models.registry import build_model
+from lungai.models.resunet3d import ResUNet3dConfig
+from lungai.training.checkpointing import write_inference_settings
+from mini_vois import mini_vois
+
+PROBABILITY = 0.55  # the model's output everywhere
+STORED_THRESHOLD = 0.6  # above it: the checkpoint's own threshold gives empty masks, 0.5 gives full ones
+
+
+def _constant_checkpoint(folder: Path) -> Path:
+    """A small resunet3d whose head outputs PROBABILITY everywhere, saved with STORED_THRESHOLD."""
+    model = build_model("resunet3d", ResUNet3dConfig(filters=(4, 8), bottom_filters=8))
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.fill_(math.log(PROBABILITY / (1 - PROBABILITY)))
+    save_model(model, folder)
+    write_inference_settings(folder, {"threshold": STORED_THRESHOLD})
+    return folder
+
+
+@pytest.mark.slow
+def test_compare_uses_the_checkpoint_threshold_like_evaluate(data_root: Path, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    vois = mini_vois(require(data_root / "lidc_vois"), tmp_path / "vois", per_split=3, parts=("test",))
+    weights = _constant_checkpoint(tmp_path / "model")
+    runs = {}
+    for name, extra in (("stored", []), ("half", ["--threshold", "0.5"])):
+        code, _, err = run_cli(["evaluate", "nodule-seg", "--weights", str(weights), "--data", str(vois),
+                                "--split", "test", "-o", str(tmp_path / name), *extra], capsys)
+        assert code == 0, err
+        runs[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+    code, _, err = run_cli(["compare", "--data", str(vois), "--split", "test", str(weights),
+                            "-o", str(tmp_path / "cmp")], capsys)
+    assert code == 0, err
+    compared = json.loads((tmp_path / "cmp" / "compare.json").read_text())["methods"][0]
+    assert runs["stored"]["threshold"] == STORED_THRESHOLD
+    assert runs["half"]["dice"] > 0.0  # at 0.5 the masks are not empty: the threshold decides
+    assert compared["n_cases"] == runs["stored"]["n_cases"] == 3
+    for key in ("dice", "precision", "recall"):
+        assert compared[key] == pytest.approx(runs["stored"][key]), key
