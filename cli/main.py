@@ -80,7 +80,8 @@ def cli(verbose: int, quiet: bool) -> None:
               help="Output folder (default: ./<scan name>_lungai). Must not exist unless --overwrite.")
 @click.option("--tasks", callback=_tasks_callback, default=None, metavar="LIST",
               help=f"Comma-separated tasks from {', '.join(ALL_TASKS)} "
-                   "(default: every task whose model weights are installed; `lungai info`). "
+                   "(default: every task whose model weights are installed, except the experimental tumour; "
+                   "`lungai info`). "
                    "The lung mask is always computed; malignancy adds nodules.")
 @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]|mps",
               callback=_device_callback, help="Where models run.")
@@ -114,7 +115,7 @@ def run(scan: Path, output: Path | None, tasks: tuple[str, ...] | None, device: 
     into the output folder, and prints a summary.
     """
     from lungai.io.report_text import summarize
-    from lungai.pipeline.availability import tasks_with_weights
+    from lungai.pipeline.availability import default_tasks
     from lungai.pipeline.models import load_run_manifest
     from lungai.pipeline.runner import describe_operating_point, run_pipeline
 
@@ -123,7 +124,7 @@ def run(scan: Path, output: Path | None, tasks: tuple[str, ...] | None, device: 
                        include_patient_id=include_patient_id, sensitivity=sensitivity,
                        detection_threshold=detection_threshold, max_nodules=max_nodules,
                        manifest=weights_manifest, emphysema_map=emphysema_map)
-    if "nodules" in (tasks if tasks is not None else tasks_with_weights(load_run_manifest(weights_manifest))):
+    if "nodules" in (tasks if tasks is not None else default_tasks(load_run_manifest(weights_manifest))):
         click.echo(describe_operating_point(config), err=True)
     with make_reporter(progress) as reporter:
         result = run_pipeline(config, on_event=reporter)

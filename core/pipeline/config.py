@@ -17,6 +17,12 @@ TASK_MODELS: dict[str, tuple[str, ...]] = {
     "tumour": ("r3d_denseunet",),
     "emphysema": (),
 }
+#: Tasks that run only when asked for by name: their shipped models are not good enough to run by
+#: default (the tumour model marks chest wall and mediastinum on whole scans; docs/results.md).
+EXPERIMENTAL_TASKS: tuple[str, ...] = ("tumour",)
+#: What findings.json says whenever an experimental task ran.
+EXPERIMENTAL_WARNING = ("the tumour segmentation is experimental: on whole scans the shipped r3d_denseunet "
+                        "also marks chest wall and mediastinum (docs/results.md); do not use its volume")
 #: Tasks that need another task's results.
 TASK_NEEDS: dict[str, tuple[str, ...]] = {"malignancy": ("nodules",)}
 #: The nodule detector's operating points (``lungai.pipeline.detection.OPERATING_POINTS``).
@@ -31,7 +37,8 @@ class RunConfig:
         input: scan path (DICOM folder or zip, NRRD, NIfTI, MetaImage).
         output: output folder (created; must not exist unless ``overwrite``).
         tasks: tasks to run; the lung mask is always computed because every task needs it.
-            ``None``: every task whose weights are installed (see :func:`lungai.pipeline.availability.tasks_with_weights`).
+            ``None``: every task whose weights are installed (see
+            :func:`lungai.pipeline.availability.default_tasks`), experimental ones excepted.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         overwrite: replace an existing output folder (only once the new one is complete).
         force: skip soft input checks (e.g. intensities that do not look like HU).

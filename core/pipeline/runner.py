@@ -43,11 +43,11 @@ from lungai.io.reader import ReadOptions, read_scan, scan_stem, to_original_orie
 from lungai.io.report_html import write_report_html
 from lungai.io.segmentation import write_segmentation_files
 from lungai.io.volume import CTVolume
-from lungai.pipeline.config import RunConfig, with_needed
+from lungai.pipeline.config import EXPERIMENTAL_WARNING, RunConfig, with_needed
 from lungai.pipeline.detection import DetectionConfig, detect_nodules, operating_point, threshold_of
 from lungai.pipeline.lung_rads import lung_rads_category
 from lungai.pipeline.malignancy import nodules_malignancy
-from lungai.pipeline.availability import tasks_with_weights
+from lungai.pipeline.availability import default_tasks
 from lungai.pipeline.models import ModelStore, load_run_manifest, require_weights
 from lungai.pipeline.nodules import DEFAULT_THRESHOLD, SEGMENTATION_MODEL, SegmentedNodule, nodule_finding, segment_detections
 from lungai.pipeline.progress import ProgressCallback, ProgressEvent, ignore_progress
@@ -158,6 +158,8 @@ def _tumour(state: RunState) -> None:
     state.models.check_roi(TUMOUR_MODEL, roi_spec(TUMOUR_MODEL))
     state.tumour_mask = segment_tumour(state.models.get(TUMOUR_MODEL), hu, state.lungs.labels, state.volume.image)
     state.tumour = tumour_finding(state.tumour_mask, state.volume.image)
+    logger.warning("%s", EXPERIMENTAL_WARNING)
+    state.warnings.append(EXPERIMENTAL_WARNING)
 
 
 def _emphysema(state: RunState) -> None:
@@ -298,7 +300,7 @@ def run_pipeline(config: RunConfig, on_event: ProgressCallback = ignore_progress
     _refuse_output_holding_input(config)
     device = resolve_device(config.device)
     manifest = load_run_manifest(config.manifest)
-    tasks = with_needed(config.tasks) if config.tasks is not None else tasks_with_weights(manifest)
+    tasks = with_needed(config.tasks) if config.tasks is not None else default_tasks(manifest)
     models = ModelStore(device=device, manifest=manifest)
     require_weights(tasks, models)  # missing or damaged weights fail here, before any work
     stages = plan_stages(tasks)

@@ -22,7 +22,8 @@ from lungai.errors import WeightsError
 from lungai.io.findings import ESTIMATE_LABEL, load_findings
 from lungai.pipeline.config import ALL_TASKS, RunConfig
 from lungai.pipeline.lung_rads import lung_rads_category
-from lungai.pipeline.availability import tasks_with_weights
+from lungai.pipeline.availability import default_tasks, tasks_with_weights
+from lungai.pipeline.config import EXPERIMENTAL_WARNING
 from lungai.pipeline.runner import run_pipeline
 from lungai.weights.manifest import read_manifest
 from shared_data import require
@@ -51,14 +52,15 @@ def phantom_scan(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def full_run(tiny_release: Path, phantom_scan: Path, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("run") / "out"
     events = []
-    config = RunConfig(input=phantom_scan, output=out, device="cpu", manifest=tiny_release,
+    config = RunConfig(input=phantom_scan, output=out, tasks=ALL_TASKS, device="cpu", manifest=tiny_release,
                        detection_threshold=0.0, max_nodules=3)
     result = run_pipeline(config, on_event=events.append)
     return result, out, events
 
 
-def test_default_tasks_are_all_when_every_model_is_installed(tiny_release: Path) -> None:
+def test_default_tasks_are_all_but_the_experimental_when_every_model_is_installed(tiny_release: Path) -> None:
     assert tasks_with_weights(read_manifest(tiny_release)) == ALL_TASKS
+    assert default_tasks(read_manifest(tiny_release)) == tuple(t for t in ALL_TASKS if t != "tumour")
 
 
 def test_weights_are_recorded_and_stages_run_in_order(full_run, tiny_release: Path) -> None:
@@ -72,6 +74,7 @@ def test_weights_are_recorded_and_stages_run_in_order(full_run, tiny_release: Pa
     assert findings["run"]["tasks"] == list(ALL_TASKS)
     started = [e.stage for e in events if e.event == "stage" and e.status == "started"]
     assert started == ["read", "lungs", "nodules", "malignancy", "tumour", "emphysema", "write"]
+    assert EXPERIMENTAL_WARNING in findings["warnings"]
 
 
 def test_nodules_in_findings_label_map_and_csv_agree(full_run) -> None:
