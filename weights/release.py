@@ -60,7 +60,8 @@ class ReleaseSpec:
         evaluation_data: what the metrics were measured on.
         metrics_file: the ``metrics.json`` of the evaluation of the released files.
         metrics: the keys of ``metrics_file`` to put in the manifest and the model card; a dotted
-            key reads a nested value (``inserted_test.cpm`` is listed as ``inserted_test_cpm``).
+            key reads a nested value, digits index lists (``inserted_test.cpm`` is listed as
+            ``inserted_test_cpm``, ``methods.0.auc`` as ``methods_0_auc``).
         metrics_command: the command that wrote ``metrics_file``.
         intended_use: for the model card.
         limitations: for the model card.
@@ -157,7 +158,10 @@ def _metrics(spec: ReleaseSpec) -> dict[str, float]:
     for key in spec.metrics:
         value: Any = values
         for part in key.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
+            if isinstance(value, list) and part.isdigit() and int(part) < len(value):
+                value = value[int(part)]
+            else:
+                value = value.get(part) if isinstance(value, dict) else None
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise WeightsError(f"{spec.name}: {spec.metrics_file} has no number {key!r}",
                                "pick metric keys that the evaluation writes")
