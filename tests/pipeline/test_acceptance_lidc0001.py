@@ -88,6 +88,7 @@ def outcome(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Outcom
 
 
 def test_the_24_mm_nodule_is_found_and_segmented(outcome: Outcome) -> None:
+    print(f"LIDC-IDRI-0001: {outcome}")
     assert outcome.found, "no nodule overlaps the consensus nodule at the balanced operating point"
     assert outcome.dice >= 0.75
 
