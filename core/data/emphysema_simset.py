@@ -41,7 +41,6 @@ from lungai.data.emphysema_sim import (
     PATTERNS,
     EmphysemaSpec,
     estimate_texture,
-    image_arrays,
     laa_percent,
     simulate_emphysema,
 )

@@ -35,7 +35,8 @@ import SimpleITK as sitk
 from torch import nn
 
 from lungai.evaluation import froc as froc_lib
-from lungai.pipeline.detection import OPERATING_POINTS, CANDIDATE_OPERATING_POINTS, DetectionConfig, detect_nodules
+from lungai.pipeline.detection import DetectionConfig, detect_nodules
+from lungai.pipeline.operating_points import CANDIDATE_OPERATING_POINTS, OPERATING_POINTS
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ Where LungAI deviates from the nodule paper, and why:
   negatives, not LUNA16.
 
 Without a classifier (``classifier=None``) the candidate strength mapped to 0..1 is the score and
-a warning says so; :data:`CANDIDATE_OPERATING_POINTS` then apply.
+a warning says so; :data:`lungai.pipeline.operating_points.CANDIDATE_OPERATING_POINTS` then apply.
 """
 
 from __future__ import annotations
@@ -43,12 +43,7 @@ import torch
 from torch import nn
 
 from lungai.data.roi import RoiSpec, normalize_hu
-from lungai.pipeline.operating_points import (  # noqa: F401  (re-exported: the detector's public interface)
-    CANDIDATE_OPERATING_POINTS,
-    OPERATING_POINTS,
-    OperatingPoint,
-    operating_point,
-)
+from lungai.pipeline.operating_points import operating_point
 from lungai.preprocessing.candidates import CandidateConfig, find_candidates, strength_score
 
 logger = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from lungai.data.roi import roi_spec
 from lungai.inference.nodule_roi import Voi, predict_voi_mask, predict_voi_masks, voi_box
 from lungai.io.findings import Centroid, Nodule
 from lungai.pipeline.detection import Detection
-from lungai.preprocessing.measurements import LesionMeasurements, measure_lesion
+from lungai.preprocessing.measurements import LesionMeasurements
 
 logger = logging.getLogger(__name__)
 

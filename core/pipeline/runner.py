@@ -44,7 +44,8 @@ from lungai.io.report_html import write_report_html
 from lungai.io.segmentation import write_segmentation_files
 from lungai.io.volume import CTVolume
 from lungai.pipeline.config import EXPERIMENTAL_WARNING, RunConfig, with_needed
-from lungai.pipeline.detection import DetectionConfig, detect_nodules, operating_point, threshold_of
+from lungai.pipeline.detection import DetectionConfig, detect_nodules, threshold_of
+from lungai.pipeline.operating_points import operating_point
 from lungai.pipeline.lung_rads import lung_rads_category
 from lungai.pipeline.malignancy import nodules_malignancy
 from lungai.pipeline.availability import default_tasks

@@ -17,7 +17,6 @@ uses 32x32 slices (``feature_grid`` 2x2) so that they train on one CPU thread in
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -43,7 +42,14 @@ from lungai.inference.device import resolve_device
 from lungai.models.checkpoint import config_from_dict, save_model
 from lungai.models.registry import build_model, get_spec
 from lungai.training.checkpointing import has_training_state, load_training_state, save_training_state
-from lungai.training.trainer import LOG_FILE, METRICS_FILE, TrainEvent, TrainResult, _RunLog, _seed_everything
+from lungai.training.trainer import (
+    LOG_FILE,
+    TrainEvent,
+    TrainResult,
+    _RunLog,
+    _seed_everything,
+    write_run_metrics,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -265,13 +271,5 @@ def _train(config: EmphysemaTrainConfig, on_event: Callable[[TrainEvent], None],
 def _write_metrics(config: EmphysemaTrainConfig, state: dict[str, Any], shape: tuple[int, int, int],
                    fingerprint: str) -> None:
     """``metrics.json``: the saved epoch's validation numbers, input shape, split, history, config."""
-    best = state.get("best_record", {})
-    metrics = {"task": "emphysema", "model": config.model, "metric": "val_auc", "best_epoch": state["best_epoch"],
-               **{k: v for k, v in best.items() if k.startswith("val_")}, "input_shape": list(shape),
-               "split_fingerprint": fingerprint,
-               "epochs_run": state["epoch"], "stopped_early": state["stopped_early"],
-               "train_seconds": round(state["train_seconds"], 1), "history": state["history"],
-               "config": config.to_json()}
-    tmp = config.out / f".{METRICS_FILE}.tmp"
-    tmp.write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(config.out / METRICS_FILE)
+    write_run_metrics(config.out, state, {"task": "emphysema", "model": config.model, "metric": "val_auc"},
+                      config.to_json(), input_shape=list(shape), split_fingerprint=fingerprint)

@@ -341,12 +341,25 @@ def _inference_settings(config: TrainConfig, val: dict[str, float]) -> dict[str,
 
 def _write_metrics(config: TrainConfig, state: dict[str, Any]) -> None:
     """``metrics.json``: the saved (best) epoch's validation numbers, the history, the config."""
+    write_run_metrics(config.out, state, {"task": config.task, "model": config.model,
+                                          "metric": metric_name(config.task)}, config.to_json())
+
+
+def write_run_metrics(out: Path, state: dict[str, Any], head: dict[str, Any], config: dict[str, Any],
+                      **extra: Any) -> None:
+    """Write a run's ``metrics.json`` atomically (shared by every trainer).
+
+    Args:
+        out: the run folder.
+        state: the training state (best epoch and record, epochs run, history, time).
+        head: the first keys (task, model, metric name).
+        config: the run's configuration as JSON-ready values.
+        **extra: keys placed after the best epoch's validation numbers.
+    """
     best = state.get("best_record", {})
-    metrics = {"task": config.task, "model": config.model, "metric": metric_name(config.task),
-               "best_epoch": state["best_epoch"], **{k: v for k, v in best.items() if k.startswith("val_")},
-               "epochs_run": state["epoch"], "stopped_early": state["stopped_early"],
-               "train_seconds": round(state["train_seconds"], 1), "history": state["history"],
-               "config": config.to_json()}
-    tmp = config.out / f".{METRICS_FILE}.tmp"
+    metrics = {**head, "best_epoch": state["best_epoch"], **{k: v for k, v in best.items() if k.startswith("val_")},
+               **extra, "epochs_run": state["epoch"], "stopped_early": state["stopped_early"],
+               "train_seconds": round(state["train_seconds"], 1), "history": state["history"], "config": config}
+    tmp = out / f".{METRICS_FILE}.tmp"
     tmp.write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(config.out / METRICS_FILE)
+    tmp.replace(out / METRICS_FILE)

@@ -27,8 +27,8 @@ def phantom_scan(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_run_writes_every_output(phantom_scan: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
-    code, stdout, _ = run_cli(["run", str(phantom_scan), "-o", str(out), "--device", "cpu", "--progress", "none"],
-                              capsys)
+    code, stdout, _ = run_cli(["run", str(phantom_scan), "-o", str(out), "--tasks", "lungs,emphysema", "--device", "cpu",
+                               "--progress", "none"], capsys)
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == ["chest.seg.nrrd", "chest_labels.nii.gz", "findings.json",
                                                     "nodules.csv", "report.html", "run.log"]
@@ -65,8 +65,8 @@ def test_unknown_task_is_refused(phantom_scan: Path, tmp_path: Path, capsys) -> 
 
 
 def test_jsonl_progress_is_machine_readable(phantom_scan: Path, tmp_path: Path, capsys) -> None:
-    code, stdout, _ = run_cli(["run", str(phantom_scan), "-o", str(tmp_path / "o"), "--device", "cpu",
-                               "--progress", "jsonl"], capsys)
+    code, stdout, _ = run_cli(["run", str(phantom_scan), "-o", str(tmp_path / "o"), "--tasks", "lungs,emphysema",
+                               "--device", "cpu", "--progress", "jsonl"], capsys)
     events = [json.loads(line) for line in stdout.splitlines()]
     assert code == 0
     assert events[0]["event"] == "start" and events[-1]["event"] == "done"
@@ -87,7 +87,7 @@ def test_jsonl_reports_errors_as_events(tmp_path: Path, capsys) -> None:
 
 def test_overwrite_replaces_only_when_asked(phantom_scan: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "o"
-    args = ["run", str(phantom_scan), "-o", str(out), "--device", "cpu", "--progress", "none"]
+    args = ["run", str(phantom_scan), "-o", str(out), "--tasks", "lungs", "--device", "cpu", "--progress", "none"]
     assert run_cli(args, capsys)[0] == 0
     (out / "marker.txt").write_text("old run")
     assert run_cli(args, capsys)[0] == 8
@@ -106,7 +106,7 @@ def test_output_inside_input_folder_is_refused(tmp_path: Path, capsys) -> None:
 
 def test_default_output_is_in_the_current_folder(phantom_scan: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
-    code, _, _ = run_cli(["run", str(phantom_scan), "--device", "cpu", "--progress", "none"], capsys)
+    code, _, _ = run_cli(["run", str(phantom_scan), "--tasks", "lungs", "--device", "cpu", "--progress", "none"], capsys)
     assert code == 0 and (tmp_path / "chest_lungai" / "findings.json").exists()
 
 

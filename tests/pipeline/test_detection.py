@@ -9,8 +9,8 @@ import torch
 from detection_cases import inserted_small_scan
 from lungai.models.convlstm_nodule import ConvLSTMNoduleConfig
 from lungai.models.registry import build_model
-from lungai.pipeline.detection import (DETECTION_ROI, DetectionConfig, detect_nodules, extract_rois,
-                                       operating_point)
+from lungai.pipeline.detection import DETECTION_ROI, DetectionConfig, detect_nodules, extract_rois
+from lungai.pipeline.operating_points import operating_point
 from lungai.preprocessing.candidates import find_candidates
 from lungai.preprocessing.lung_mask import segment_lungs
 

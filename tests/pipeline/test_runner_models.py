@@ -139,7 +139,7 @@ def test_cli_prints_the_operating_point_and_refuses_damaged_weights(tiny_release
         weights.write_bytes(original)
     stderr = capsys.readouterr().err
     assert exit_info.value.code == 10
-    from lungai.pipeline.detection import OPERATING_POINTS
+    from lungai.pipeline.operating_points import OPERATING_POINTS
 
     assert f"nodule operating point specific: score >= {OPERATING_POINTS['specific'].threshold:.2f}" in stderr
     error_lines = [line for line in stderr.splitlines() if line.startswith("error:")]
