@@ -2,7 +2,7 @@
 
 Runs ``lungai run`` on the scan, reads the ``.seg.nrrd`` it wrote (segment names, colours
 and label values from the file, as 3D Slicer shows them) and renders the axial slice with
-the most lung the way Slicer's red slice view shows it: patient's right on the left,
+the most nodule (or, without nodules, the most lung) the way Slicer's red slice view shows it: patient's right on the left,
 anterior up, lung window (W 1500, L -600), segments filled at 35 % with solid outlines.
 
 Usage::
@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 from lungai.io.reader import read_scan
+from lungai.labels import NODULE_BASE_VALUE
 from lungai.pipeline.config import RunConfig
 from lungai.pipeline.runner import run_pipeline
 
@@ -52,11 +53,12 @@ def segmentation_image(path: Path) -> tuple[sitk.Image, list[dict]]:
 
 
 def render(ct: sitk.Image, labels: sitk.Image, segments: list[dict], caption: str) -> Image.Image:
-    """The axial slice with the most labelled voxels, with the segments drawn over it."""
+    """The axial slice with the most nodule voxels (most labelled voxels without nodules), segments drawn over it."""
     ct = sitk.DICOMOrient(ct, "LPS")  # rows run anterior -> posterior, columns right -> left
     labels = sitk.Resample(labels, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
     label_voxels = sitk.GetArrayViewFromImage(labels)
-    k = int(np.argmax((label_voxels > 0).sum(axis=(1, 2))))
+    nodule_voxels = (label_voxels > NODULE_BASE_VALUE).sum(axis=(1, 2))
+    k = int(np.argmax(nodule_voxels if nodule_voxels.any() else (label_voxels > 0).sum(axis=(1, 2))))
     hu = sitk.GetArrayViewFromImage(ct)[k].astype(float)
     gray = np.clip((hu - WINDOW_HU[0]) / (WINDOW_HU[1] - WINDOW_HU[0]), 0.0, 1.0)
     rgb = np.repeat(gray[..., None], 3, axis=2)
@@ -88,7 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scan", type=Path, default=DEFAULT_SCAN, help="scan to run LungAI on")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="PNG to write")
-    parser.add_argument("--caption", default="LIDC-IDRI-0001, LungAI lungs", help="text in the top-left corner")
+    parser.add_argument("--caption", default="LIDC-IDRI-0001, LungAI lungs and nodules", help="text in the top-left corner")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     with tempfile.TemporaryDirectory() as folder:
