@@ -115,8 +115,6 @@ def run(scan: Path, output: Path | None, tasks: tuple[str, ...] | None, device: 
     into the output folder, and prints a summary.
     """
     from lungai.io.report_text import summarize
-    from lungai.pipeline.availability import default_tasks
-    from lungai.pipeline.models import load_run_manifest
     from lungai.pipeline.runner import describe_operating_point, run_pipeline
 
     config = RunConfig(input=scan, output=output or default_output(scan), tasks=tasks, device=device,
@@ -124,12 +122,12 @@ def run(scan: Path, output: Path | None, tasks: tuple[str, ...] | None, device: 
                        include_patient_id=include_patient_id, sensitivity=sensitivity,
                        detection_threshold=detection_threshold, max_nodules=max_nodules,
                        manifest=weights_manifest, emphysema_map=emphysema_map)
-    if "nodules" in (tasks if tasks is not None else default_tasks(load_run_manifest(weights_manifest))):
-        click.echo(describe_operating_point(config), err=True)
     with make_reporter(progress) as reporter:
         result = run_pipeline(config, on_event=reporter)
     if progress != "jsonl":
         click.echo(summarize(result.findings))
+        if "nodules" in result.findings.run.tasks:
+            click.echo(describe_operating_point(config))
         click.echo(f"Outputs in {result.output}")
 
 

@@ -139,12 +139,24 @@ def test_cli_prints_the_operating_point_and_refuses_damaged_weights(tiny_release
         weights.write_bytes(original)
     stderr = capsys.readouterr().err
     assert exit_info.value.code == 10
+    assert stderr.strip().startswith("error:") and len(stderr.strip().splitlines()) == 1, stderr
+    assert "resunet3d" in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_summary_names_the_operating_point_and_its_expected_false_positives(
+        tiny_release: Path, phantom_scan: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cli_runner import run_cli
+
     from lungai.pipeline.operating_points import OPERATING_POINTS
 
-    assert f"nodule operating point specific: score >= {OPERATING_POINTS['specific'].threshold:.2f}" in stderr
-    error_lines = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert len(error_lines) == 1 and "resunet3d" in error_lines[0] and "Traceback" not in stderr
-    assert not (tmp_path / "o").exists()
+    code, stdout, _ = run_cli(["run", str(phantom_scan), "-o", str(tmp_path / "o"), "--tasks", "nodules",
+                               "--sensitivity", "specific", "--max-nodules", "2", "--progress", "none",
+                               "--weights-manifest", str(tiny_release)], capsys)
+    point = OPERATING_POINTS["specific"]
+    assert code == 0
+    assert (f"nodule operating point specific: score >= {point.threshold:.2f}, "
+            f"{point.expected_fp_per_scan:.1f} expected false positives per scan") in stdout
 
 
 def test_weights_trained_on_another_roi_are_refused(tiny_release: Path, phantom_scan: Path, tmp_path: Path) -> None:
