@@ -22,7 +22,8 @@ import SimpleITK as sitk
 from lungai.data.roi import roi_spec, roi_to_native
 from lungai.evaluation.cases import evaluation_cases
 from lungai.evaluation.predictions import load_nodule_model, mask_probabilities, roi_dataset
-from lungai.evaluation.segmentation_eval import checkpoint_threshold, largest_component
+from lungai.evaluation.segmentation_eval import checkpoint_threshold
+from lungai.preprocessing.measurements import largest_component
 
 logger = logging.getLogger(__name__)
 

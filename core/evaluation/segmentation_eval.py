@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from lungai.data.roi import RoiSpec, roi_spec, roi_to_native
 from lungai.evaluation.baselines import threshold_segmentation
@@ -25,6 +24,7 @@ from lungai.evaluation.cases import evaluation_cases
 from lungai.evaluation.metrics import dice, precision, recall
 from lungai.evaluation.predictions import load_nodule_model, mask_probabilities, roi_dataset
 from lungai.models.checkpoint import read_header
+from lungai.preprocessing.measurements import largest_component
 
 logger = logging.getLogger(__name__)
 
@@ -88,15 +88,6 @@ def choose_threshold(native_probabilities: list[np.ndarray], masks: list[np.ndar
     scored = [(mean_dice(native_probabilities, masks, t), -abs(t - DEFAULT_THRESHOLD), t) for t in thresholds]
     best = max(scored)
     return best[2], best[0]
-
-
-def largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest connected component of a binary mask (uint8); empty stays empty."""
-    labels, count = ndimage.label(mask)
-    if count <= 1:
-        return (labels > 0).astype(np.uint8)
-    sizes = np.bincount(labels.ravel())[1:]
-    return (labels == int(np.argmax(sizes)) + 1).astype(np.uint8)
 
 
 def _summary(rows: list[dict[str, float]], prefix: str) -> dict[str, float | None]:

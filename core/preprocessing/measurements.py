@@ -158,12 +158,13 @@ def classify_type(hu: np.ndarray, mask: np.ndarray) -> tuple[str, float, np.ndar
     return "part-solid", fraction, solid
 
 
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    components, count = ndimage.label(mask)
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest connected component of a binary mask (uint8); empty stays empty."""
+    labels, count = ndimage.label(mask)
     if count <= 1:
-        return mask
-    sizes = np.bincount(components.ravel())[1:]
-    return components == (int(np.argmax(sizes)) + 1)
+        return (labels > 0).astype(np.uint8)
+    sizes = np.bincount(labels.ravel())[1:]
+    return (labels == int(np.argmax(sizes)) + 1).astype(np.uint8)
 
 
 def _gap_mm(inside: np.ndarray, mask: np.ndarray, spacing_zyx: tuple[float, float, float]) -> float:
@@ -313,7 +314,7 @@ def measure_lesion(mask: np.ndarray, hu: np.ndarray, lung_labels: np.ndarray, im
     kind, fraction, solid = classify_type(sub_hu, sub_mask)
     solid_mm = None
     if kind == "part-solid":
-        solid_mm = round(axial_diameters(_largest_component(solid), spacing_zyx).mean_mm, 1)
+        solid_mm = round(axial_diameters(largest_component(solid).astype(bool), spacing_zyx).mean_mm, 1)
     return LesionMeasurements(
         centroid_lps=(float(centroid[0]), float(centroid[1]), float(centroid[2])),
         diameters=AxialDiameters(round(diameters.long_axis_mm, 1), round(diameters.short_axis_mm, 1),
