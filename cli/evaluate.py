@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from lungai.evaluation.segmentation_eval import SegmentationEvalConfig
 
 EVAL_TASKS = ("malignancy", "nodule-seg", "emphysema", "detection")
 SHIPPED = {"malignancy": ("resnet50_3d", "nodule_cnn2d"), "nodule-seg": ("resunet3d",)}
@@ -35,8 +39,13 @@ def _shipped_weights(task: str) -> tuple[Path, ...]:
               help="nodule-seg: probability threshold of the mask (default: the checkpoint's validation-chosen one).")
 @click.option("--min-diameter-mm", type=float, default=None,
               help="nodule-seg: evaluate only nodules with at least this diameter_mm (e.g. 15 for r3d_denseunet).")
+@click.option("--mirror/--no-mirror", default=True, show_default=True,
+              help="nodule-seg: average the 8 flips of each ROI, as lungai run does.")
+@click.option("--tile/--no-tile", default=True, show_default=True,
+              help="nodule-seg: tile nodules that the centred ROI cuts, as lungai run does.")
 def evaluate(task: str, weights: tuple[Path, ...], data: Path, split: str, reference_data: Path | None,
-             output: Path, device: str, threshold: float | None, min_diameter_mm: float | None) -> None:
+             output: Path, device: str, threshold: float | None, min_diameter_mm: float | None,
+             mirror: bool, tile: bool) -> None:
     """Evaluate TASK (malignancy or nodule-seg): writes metrics.json, report.md (and roc.png).
 
     emphysema: one checkpoint beside LAA-950 on the CSV's split; writes metrics.json,
@@ -62,7 +71,12 @@ def evaluate(task: str, weights: tuple[Path, ...], data: Path, split: str, refer
         if task == "malignancy":
             metrics = _malignancy(folders, data, split, reference_data, output, device)
         else:
-            metrics = _segmentation(folders, data, split, output, device, threshold, min_diameter_mm)
+            from lungai.evaluation.segmentation_eval import SegmentationEvalConfig
+
+            if len(folders) != 1:
+                raise click.UsageError("nodule-seg evaluates one model: pass --weights once")
+            metrics = _segmentation(SegmentationEvalConfig(folders[0], data, split, threshold, device,
+                                                           min_diameter_mm, mirror, tile), output)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     report.write_json(metrics, output / "metrics.json")
@@ -84,15 +98,11 @@ def _malignancy(folders: tuple[Path, ...], data: Path, split: str, reference: Pa
     return metrics
 
 
-def _segmentation(folders: tuple[Path, ...], data: Path, split: str, output: Path, device: str,
-                  threshold: float | None, min_diameter_mm: float | None) -> dict:
+def _segmentation(config: SegmentationEvalConfig, output: Path) -> dict:
     from lungai.evaluation import report
-    from lungai.evaluation.segmentation_eval import SegmentationEvalConfig, evaluate_segmentation
+    from lungai.evaluation.segmentation_eval import evaluate_segmentation
 
-    if len(folders) != 1:
-        raise click.UsageError("nodule-seg evaluates one model: pass --weights once")
-    metrics, rows = evaluate_segmentation(SegmentationEvalConfig(folders[0], data, split, threshold, device,
-                                                                 min_diameter_mm))
+    metrics, rows = evaluate_segmentation(config)
     with (output / "cases.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()

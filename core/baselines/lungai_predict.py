@@ -2,8 +2,9 @@
 
 Run as a child process by :mod:`lungai.baselines.compare` (``python -m lungai.baselines.lungai_predict``)
 so that its wall time and peak memory are measured like ``nnUNetv2_predict``'s: start-up, model
-loading and every case included. The masks are exactly what ``lungai evaluate`` scores: the ROI
-prediction mapped back onto each VOI's own grid, thresholded at the checkpoint's validation-chosen
+loading and every case included. The masks are exactly what ``lungai evaluate`` scores: the VOI
+segmented as ``lungai run`` segments a nodule (:mod:`lungai.inference.voi_segmentation`: mirrored,
+tiled when the ROI cuts the nodule) on each VOI's own grid, thresholded at the checkpoint's validation-chosen
 threshold (:func:`lungai.evaluation.segmentation_eval.checkpoint_threshold`) and reduced to its
 largest connected component. Files are ``<case_id>.nii.gz`` on the VOI's grid (spacing, origin, direction).
 """
@@ -19,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from lungai.data.roi import roi_spec, roi_to_native
+from lungai.data.roi import roi_spec
 from lungai.evaluation.cases import evaluation_cases
-from lungai.evaluation.predictions import load_nodule_model, mask_probabilities, roi_dataset
+from lungai.evaluation.predictions import load_nodule_model
+from lungai.inference.voi_segmentation import VoiInference, predict_voi_probability
 from lungai.evaluation.segmentation_eval import checkpoint_threshold
 from lungai.preprocessing.measurements import largest_component
 
@@ -67,11 +69,10 @@ def predict_split(config: LungAIPredictConfig) -> str:
     spec = roi_spec(name)
     threshold = checkpoint_threshold(config.weights) if config.threshold is None else config.threshold
     config.output.mkdir(parents=True, exist_ok=True)
-    probabilities = mask_probabilities(model, roi_dataset(cases, name, "nodule-seg"), batch_size=1,
-                                       device=config.device)
-    for case, prob in zip(cases, probabilities):
+    inference = VoiInference(threshold=threshold)
+    for case in cases:
         sample = case.load()
-        native = roi_to_native(prob, sample.mask.shape, sample.spacing_zyx, spec)
+        native = predict_voi_probability(model, sample.image, sample.spacing_zyx, spec, inference)
         _write_mask(largest_component(native >= threshold), case.image_path,
                     config.output / f"{case.case_id}.nii.gz")
     logger.info("%s: wrote %d masks to %s (threshold %.2f)", name, len(cases), config.output, threshold)

@@ -205,8 +205,19 @@ def roi_to_native(prediction: np.ndarray, native_shape: tuple[int, int, int], sp
         Probabilities on the native grid (float32).
     """
     shape = resampled_shape(native_shape, spacing, spec)
+    return resample(roi_to_resampled(prediction, shape, spec), native_shape, order=1)
+
+
+def roi_to_resampled(prediction: np.ndarray, resampled_voi_shape: tuple[int, ...], spec: RoiSpec) -> np.ndarray:
+    """Put an ROI prediction back where it was cut from the resampled VOI (zeros elsewhere).
+
+    Args:
+        prediction: probabilities on ``spec.shape`` or a centred sub-grid of it.
+        resampled_voi_shape: the VOI's shape at the spec's spacing (:func:`resampled_shape`).
+        spec: the ROI used.
+    """
     full = centre_pad_crop(prediction.astype(np.float32), spec.shape, 0.0)
-    return resample(_shift_back(full, shape), native_shape, order=1)
+    return _shift_back(full, resampled_voi_shape)
 
 
 def _shift_back(roi: np.ndarray, voi_shape: tuple[int, ...]) -> np.ndarray:

@@ -1,10 +1,12 @@
 """Nodule segmentation evaluation on the VOIs' native grids, with the threshold baseline.
 
-The model's ROI prediction is mapped back onto each VOI's own grid
-(:func:`lungai.data.roi.roi_to_native`), thresholded at the checkpoint's validation-chosen
-threshold (``config.json`` ``inference.threshold``, written by the trainer; 0.5 for a
-checkpoint without one) and reduced to its largest connected component; Dice, precision and recall are computed there against the reader-consensus
-mask, so resampling losses count against the model. The threshold + connected-component
+Each VOI is segmented the way ``lungai run`` segments a nodule
+(:func:`lungai.inference.voi_segmentation.predict_voi_probability`: the centred ROI, mirrored,
+tiled when the nodule is cut by the ROI; both can be switched off), mapped back onto the VOI's
+own grid, thresholded at the checkpoint's validation-chosen threshold (``config.json``
+``inference.threshold``, written by the trainer; 0.5 for a checkpoint without one) and reduced
+to its largest connected component; Dice, precision and recall are computed there against the
+reader-consensus mask, so resampling losses count against the model. The threshold + connected-component
 baseline (:func:`lungai.evaluation.baselines.threshold_segmentation`) is scored on the same cases.
 Size groups use the csv's ``diameter_mm`` (an analysis variable, never a model input).
 """
@@ -19,10 +21,11 @@ from typing import Any
 import numpy as np
 
 from lungai.data.roi import RoiSpec, roi_spec, roi_to_native
+from lungai.inference.voi_segmentation import VoiInference, predict_voi_probability
 from lungai.evaluation.baselines import threshold_segmentation
 from lungai.evaluation.cases import evaluation_cases
 from lungai.evaluation.metrics import dice, precision, recall
-from lungai.evaluation.predictions import load_nodule_model, mask_probabilities, roi_dataset
+from lungai.evaluation.predictions import load_nodule_model
 from lungai.models.checkpoint import read_header
 from lungai.preprocessing.measurements import largest_component
 
@@ -46,6 +49,8 @@ class SegmentationEvalConfig:
         device: where the model runs.
         min_diameter_mm: evaluate only nodules with at least this ``diameter_mm`` (case
             selection only, e.g. the tumour model's large nodules); ``None`` for all.
+        mirror: test-time mirroring (:class:`~lungai.inference.voi_segmentation.VoiInference`).
+        tile: tiling of nodules cut by the ROI.
     """
 
     weights: Path
@@ -54,6 +59,8 @@ class SegmentationEvalConfig:
     threshold: float | None = None
     device: str = "cpu"
     min_diameter_mm: float | None = None
+    mirror: bool = True
+    tile: bool = True
 
 
 def checkpoint_threshold(folder: Path) -> float:
@@ -120,11 +127,11 @@ def evaluate_segmentation(config: SegmentationEvalConfig) -> tuple[dict[str, Any
     name, model = load_nodule_model(config.weights, config.device)
     spec = roi_spec(name)
     threshold = checkpoint_threshold(config.weights) if config.threshold is None else config.threshold
-    probabilities = mask_probabilities(model, roi_dataset(cases, name, "nodule-seg"), device=config.device)
+    inference = VoiInference(threshold=threshold, mirror=config.mirror, tile=config.tile)
     rows: list[dict[str, Any]] = []
-    for case, prob in zip(cases, probabilities):
+    for case in cases:
         sample = case.load()
-        native = roi_to_native(prob, sample.mask.shape, sample.spacing_zyx, spec)
+        native = predict_voi_probability(model, sample.image, sample.spacing_zyx, spec, inference)
         predicted = largest_component(native >= threshold)
         baseline = threshold_segmentation(sample.image)
         rows.append({"case_id": case.case_id, "diameter_mm": case.diameter_mm,
@@ -136,6 +143,7 @@ def evaluate_segmentation(config: SegmentationEvalConfig) -> tuple[dict[str, Any
                                "weights": str(config.weights), "n_cases": len(rows),
                                "n_lt10mm": int(sum(r["diameter_mm"] < SIZE_SPLIT_MM for r in rows)),
                                "threshold": threshold, "min_diameter_mm": config.min_diameter_mm,
+                               "mirror": config.mirror, "tile": config.tile,
                                **_summary(rows, "")}
     baseline_rows = [{"diameter_mm": r["diameter_mm"], "dice": r["baseline_dice"], "precision": r["baseline_precision"],
                       "recall": r["baseline_recall"]} for r in rows]

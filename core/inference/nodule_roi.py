@@ -5,7 +5,7 @@ at least about 30 mm wide in-plane (about 10 mm wider than large nodules) and ju
 the nodule's slices in z. At inference a VOI of the same geometry is cut from the scan around
 the nodule (:func:`voi_box`), and then goes through exactly the training preprocessing
 (:func:`lungai.data.roi.extract_roi`: resampling to the model's spacing, edge padding, HU
-window). Soft masks are mapped back with :func:`lungai.data.roi.roi_to_native`.
+window). Segmentation models run through :mod:`lungai.inference.voi_segmentation`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lungai.data.roi import RoiSpec, extract_roi, roi_to_native
+from lungai.data.roi import RoiSpec, extract_roi
 
 #: Smallest in-plane side of a VOI (mm), as in the training VOIs.
 MIN_VOI_MM = 30.0
@@ -76,40 +76,6 @@ def voi_box(centre_zyx: np.ndarray, extent_mm_zyx: np.ndarray, spacing_zyx: tupl
 def _input(hu: np.ndarray, spacing_zyx: tuple[float, float, float], spec: RoiSpec, two_d: bool) -> torch.Tensor:
     roi, _ = extract_roi(hu.astype(np.float32), None, spacing_zyx, spec)
     return torch.from_numpy(roi if two_d else roi[np.newaxis])[None]
-
-
-@torch.inference_mode()
-def predict_voi_mask(model: nn.Module, hu: np.ndarray, spacing_zyx: tuple[float, float, float],
-                     spec: RoiSpec) -> np.ndarray:
-    """Soft mask of a segmentation model on a VOI, on the VOI's own grid.
-
-    Args:
-        model: maps ``(1, 1, *spec.shape)`` to mask logits (or a centred crop of them).
-        hu: the VOI in HU, ``(z, y, x)``.
-        spacing_zyx: its spacing.
-        spec: the model's ROI.
-
-    Returns:
-        Probabilities on ``hu``'s grid (float32).
-    """
-    device = next(model.parameters()).device
-    logits = model(_input(hu, spacing_zyx, spec, two_d=False).to(device))
-    probability = torch.sigmoid(logits.float())[0, 0].cpu().numpy()
-    return roi_to_native(probability, hu.shape, spacing_zyx, spec)
-
-
-@torch.inference_mode()
-def predict_voi_masks(model: nn.Module, vois: list[np.ndarray], spacing_zyx: tuple[float, float, float],
-                      spec: RoiSpec, batch_size: int = 8) -> list[np.ndarray]:
-    """:func:`predict_voi_mask` for many VOIs of one scan, ``batch_size`` per model call."""
-    device = next(model.parameters()).device
-    out: list[np.ndarray] = []
-    for start in range(0, len(vois), batch_size):
-        chunk = vois[start:start + batch_size]
-        batch = torch.cat([_input(hu, spacing_zyx, spec, two_d=False) for hu in chunk]).to(device)
-        probabilities = torch.sigmoid(model(batch).float())[:, 0].cpu().numpy()
-        out.extend(roi_to_native(p, hu.shape, spacing_zyx, spec) for p, hu in zip(probabilities, chunk))
-    return out
 
 
 @torch.inference_mode()

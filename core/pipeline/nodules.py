@@ -2,7 +2,8 @@
 
 For every detection (strongest first) a training-like VOI is cut around it
 (:func:`lungai.inference.nodule_roi.voi_box`, sized from the detection's radius) and
-``resunet3d`` predicts a soft mask there. The mask is the connected component of
+``resunet3d`` predicts a soft mask there (:func:`lungai.inference.voi_segmentation.predict_voi_probability`:
+mirrored, and tiled when the model's ROI cuts the nodule). The mask is the connected component of
 ``probability >= threshold`` at (or nearest to) the detection, within the detection's
 neighbourhood; the threshold is the one chosen on the validation split and stored with the
 checkpoint (``config.json`` ``inference.threshold``), 0.5 without one. When the mask reaches a
@@ -28,7 +29,8 @@ from scipy import ndimage
 from torch import nn
 
 from lungai.data.roi import roi_spec
-from lungai.inference.nodule_roi import Voi, predict_voi_mask, predict_voi_masks, voi_box
+from lungai.inference.nodule_roi import Voi, voi_box
+from lungai.inference.voi_segmentation import VoiInference, predict_voi_probability
 from lungai.io.findings import Centroid, Nodule
 from lungai.pipeline.detection import Detection
 from lungai.preprocessing.measurements import LesionMeasurements
@@ -87,14 +89,8 @@ def _touching_sides(mask: np.ndarray, voi: Voi, shape: tuple[int, int, int]) -> 
     return axes
 
 
-def _first_voi(image: sitk.Image, detection: Detection, shape: tuple[int, int, int]) -> Voi:
-    spacing = tuple(float(s) for s in reversed(image.GetSpacing()))
-    return voi_box(_centre_index(image, detection.centre_lps_mm), np.full(3, 2.0 * detection.radius_mm),
-                   spacing, shape)  # type: ignore[arg-type]
-
-
 def segment_detection(model: nn.Module, hu: np.ndarray, image: sitk.Image, detection: Detection,
-                      threshold: float, first: tuple[Voi, np.ndarray] | None = None) -> SegmentedNodule:
+                      threshold: float) -> SegmentedNodule:
     """Segment one detection (see the module docstring); the mask may come back empty.
 
     Args:
@@ -103,19 +99,15 @@ def segment_detection(model: nn.Module, hu: np.ndarray, image: sitk.Image, detec
         image: the scan (geometry).
         detection: what to segment.
         threshold: probability threshold.
-        first: the first VOI (:func:`_first_voi`) and its predicted probabilities, when already
-            computed (batched over detections); ``None`` predicts it here.
     """
     spec = roi_spec(SEGMENTATION_MODEL)
     spacing = tuple(float(s) for s in reversed(image.GetSpacing()))
     centre = _centre_index(image, detection.centre_lps_mm)
     extent = np.full(3, 2.0 * detection.radius_mm)
+    inference = VoiInference(threshold=threshold)
     for attempt in range(MAX_GROWTH + 1):
-        if attempt == 0 and first is not None:
-            voi, probability = first
-        else:
-            voi = voi_box(centre, extent, spacing, hu.shape)  # type: ignore[arg-type]
-            probability = predict_voi_mask(model, hu[voi.box], spacing, spec)  # type: ignore[arg-type]
+        voi = voi_box(centre, extent, spacing, hu.shape)  # type: ignore[arg-type]
+        probability = predict_voi_probability(model, hu[voi.box], spacing, spec, inference)  # type: ignore[arg-type]
         local_centre = centre - [s.start for s in voi.box]
         mask = _component_at(probability >= threshold, local_centre, spacing, detection.radius_mm)  # type: ignore[arg-type]
         grow = _touching_sides(mask, voi, hu.shape) if mask.any() else []
@@ -133,19 +125,14 @@ def segment_detections(model: nn.Module, hu: np.ndarray, image: sitk.Image, dete
                        threshold: float = DEFAULT_THRESHOLD) -> list[SegmentedNodule]:
     """Segment every detection and resolve overlaps (stronger detections keep their voxels).
 
-    The first VOI of every detection is predicted in batches; grown VOIs one by one.
-
     Returns:
         The non-empty nodules, strongest first.
     """
     ordered = sorted(detections, key=lambda d: (-d.score, d.centre_lps_mm[2]))
-    spacing = tuple(float(s) for s in reversed(image.GetSpacing()))
-    vois = [_first_voi(image, detection, hu.shape) for detection in ordered]  # type: ignore[arg-type]
-    first = predict_voi_masks(model, [hu[v.box] for v in vois], spacing, roi_spec(SEGMENTATION_MODEL))  # type: ignore[arg-type]
     taken = np.zeros(hu.shape, bool)
     kept: list[SegmentedNodule] = []
-    for detection, voi, probability in zip(ordered, vois, first):
-        nodule = segment_detection(model, hu, image, detection, threshold, (voi, probability))
+    for detection in ordered:
+        nodule = segment_detection(model, hu, image, detection, threshold)
         nodule.mask &= ~taken[nodule.box]
         if not nodule.mask.any():
             logger.info("detection at %s (score %.2f): empty mask, dropped",

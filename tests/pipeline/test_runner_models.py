@@ -169,7 +169,7 @@ def test_weights_trained_on_another_roi_are_refused(tiny_release: Path, phantom_
     assert error.value.exit_code == 10 and not (tmp_path / "out").exists()
 
 
-def test_batched_first_pass_matches_one_by_one(tiny_release: Path) -> None:
+def test_each_detection_keeps_its_own_mask_when_segmented_together(tiny_release: Path) -> None:
     from lungai.data.phantom import NODULES
     from lungai.pipeline.detection import Detection
     from lungai.pipeline.models import ModelStore
@@ -180,11 +180,11 @@ def test_batched_first_pass_matches_one_by_one(tiny_release: Path) -> None:
     model = ModelStore(device="cpu", manifest=read_manifest(tiny_release)).get("resunet3d")
     detections = [Detection(n.centre_lps_mm, n.diameter_mm / 2, 0.9 - 0.1 * i) for i, n in enumerate(NODULES)]
     # a low threshold, so that even the barely trained model gives non-empty masks to compare
-    batched = segment_detections(model, hu, phantom.image, detections, threshold=0.05)
+    together = segment_detections(model, hu, phantom.image, detections, threshold=0.05)
     single = [segment_detection(model, hu, phantom.image, d, threshold=0.05) for d in detections]
     single = [s for s in single if s.mask.any()]
-    assert batched, "no mask to compare"
-    assert [b.detection for b in batched] == [s.detection for s in single]
-    for b, s in zip(batched, single):
+    assert together, "no mask to compare"
+    assert [b.detection for b in together] == [s.detection for s in single]
+    for b, s in zip(together, single):
         assert b.box == s.box
         assert np.count_nonzero(b.mask != s.mask) <= 0.01 * max(1, np.count_nonzero(s.mask))

@@ -1,0 +1,151 @@
+"""A segmentation model on one VOI: the centred ROI, mirrored, tiled when the nodule is larger.
+
+The nodule models see a fixed ROI (``resunet3d``: 16 x 48 x 48 voxels, 20 x 34 x 34 mm) centred
+on the VOI. That is how they were trained, and it is what :func:`predict_voi_probability` does
+first. Two things are added at inference, both chosen on the validation split (docs/results.md,
+"Inference on large nodules"):
+
+- **Mirroring** (test-time augmentation): the ROI is also predicted flipped along every
+  combination of z, y and x (8 passes) and the probabilities are averaged.
+- **Tiling**: when the VOI is larger than the ROI and the centred prediction (thresholded,
+  largest component) reaches a side of the ROI beyond which the VOI goes on, the nodule is
+  being cut by the ROI. The whole resampled VOI is then covered with ROI-sized tiles (half an
+  ROI apart, plus the centred one) and the tiles' probabilities are averaged. Each tile is an
+  input of the trained size, so the model sees nothing it was not trained on; only the
+  nodule's position in the tile changes. Nodules that fit keep the centred prediction.
+
+The decision uses the prediction only, never a label: the same code runs in ``lungai run``,
+``lungai evaluate nodule-seg`` and ``lungai compare``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import ndimage
+from torch import nn
+
+from lungai.data.roi import (RoiSpec, centre_offset, centre_pad_crop, normalize_hu, resample, resample_to_spec,
+                             roi_to_resampled)
+from lungai.preprocessing.measurements import largest_component
+
+#: Tiles are at most this fraction of an ROI apart along each axis.
+TILE_STEP_FRACTION = 0.5
+
+
+@dataclass(frozen=True)
+class VoiInference:
+    """How a segmentation model is run on a VOI.
+
+    Attributes:
+        threshold: probability threshold of the mask (used to decide whether to tile).
+        mirror: average over the 8 flips of z, y and x.
+        tile: cover VOIs whose nodule is cut by the centred ROI with tiles.
+        batch_size: ROIs per model call.
+    """
+
+    threshold: float = 0.5
+    mirror: bool = True
+    tile: bool = True
+    batch_size: int = 8
+
+
+def _flips(mirror: bool) -> list[tuple[int, ...]]:
+    axes = (2, 3, 4)
+    return [f for k in range(len(axes) + 1) for f in itertools.combinations(axes, k)] if mirror else [()]
+
+
+@torch.inference_mode()
+def predict_rois(model: nn.Module, rois: list[np.ndarray], spec: RoiSpec, inference: VoiInference) -> list[np.ndarray]:
+    """Probabilities of normalised ROIs (each ``spec.shape``), on the full ROI grid (0 where a model crops its output)."""
+    device = next(model.parameters()).device
+    flips = _flips(inference.mirror)
+    out: list[np.ndarray] = []
+    for start in range(0, len(rois), inference.batch_size):
+        batch = torch.from_numpy(np.stack(rois[start:start + inference.batch_size]))[:, None].to(device)
+        total = None
+        for flip in flips:
+            logits = model(torch.flip(batch, flip) if flip else batch).float()
+            probability = torch.sigmoid(logits)
+            probability = torch.flip(probability, flip) if flip else probability
+            total = probability if total is None else total + probability
+        mean = (total / len(flips))[:, 0].cpu().numpy()  # type: ignore[operator]
+        out.extend(centre_pad_crop(p, spec.shape, 0.0) for p in mean)
+    return out
+
+
+def _output_support(model: nn.Module, spec: RoiSpec) -> np.ndarray:
+    """1 where the model's output covers its input grid (models may crop their output)."""
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        shape = model(torch.zeros((1, 1, *spec.shape), device=device)).shape[2:]
+    return centre_pad_crop(np.ones(tuple(shape), np.float32), spec.shape, 0.0)
+
+
+def _tile_starts(length: int, size: int) -> list[int]:
+    """Tile starts covering ``length`` voxels with tiles of ``size`` (``length >= size``), the centred one included."""
+    if length <= size:
+        return [0]
+    count = int(np.ceil((length - size) / max(1, int(size * TILE_STEP_FRACTION)))) + 1
+    starts = {int(round(v)) for v in np.linspace(0, length - size, count)}
+    starts.add((length - size) // 2)
+    return sorted(starts)
+
+
+def _cut_by_roi(probability: np.ndarray, spec: RoiSpec, threshold: float) -> bool:
+    """Whether the centred prediction's largest component reaches an ROI side inside the VOI."""
+    mask = largest_component(probability >= threshold)
+    if not mask.any():
+        return False
+    offset = centre_offset(probability.shape, spec.shape)  # the ROI's voxel 0 in the VOI grid
+    bbox = ndimage.find_objects(mask.astype(np.uint8))[0]
+    for axis, (start, size, n) in enumerate(zip(offset, spec.shape, probability.shape)):
+        if start > 0 and bbox[axis].start <= start:
+            return True
+        if start + size < n and bbox[axis].stop >= start + size:
+            return True
+    return False
+
+
+def _tiled_probability(model: nn.Module, image: np.ndarray, spec: RoiSpec, inference: VoiInference) -> np.ndarray:
+    """Average tile probabilities over a resampled VOI (HU) at least partly larger than the ROI."""
+    size = np.array(spec.shape)
+    grid = np.maximum(image.shape, size)
+    padded = centre_pad_crop(image, tuple(int(v) for v in grid), "edge")
+    offset = (grid - np.array(image.shape)) // 2
+    starts = list(itertools.product(*(_tile_starts(int(n), int(s)) for n, s in zip(grid, size))))
+    tiles = [normalize_hu(padded[z:z + size[0], y:y + size[1], x:x + size[2]]) for z, y, x in starts]
+    support = _output_support(model, spec)
+    total = np.zeros(tuple(grid), np.float32)
+    weight = np.zeros(tuple(grid), np.float32)
+    for (z, y, x), probability in zip(starts, predict_rois(model, tiles, spec, inference)):
+        window = (slice(z, z + size[0]), slice(y, y + size[1]), slice(x, x + size[2]))
+        total[window] += probability * support
+        weight[window] += support
+    mean = np.divide(total, weight, out=np.zeros_like(total), where=weight > 0)
+    return mean[tuple(slice(o, o + n) for o, n in zip(offset, image.shape))]
+
+
+def predict_voi_probability(model: nn.Module, hu: np.ndarray, spacing_zyx: tuple[float, float, float],
+                            spec: RoiSpec, inference: VoiInference = VoiInference()) -> np.ndarray:
+    """Soft mask of a segmentation model on a VOI, on the VOI's own grid (see the module docstring).
+
+    Args:
+        model: maps ``(N, 1, *spec.shape)`` to mask logits (or a centred crop of them).
+        hu: the VOI in HU, ``(z, y, x)``.
+        spacing_zyx: its spacing (mm).
+        spec: the model's ROI.
+        inference: mirroring, tiling, threshold.
+
+    Returns:
+        Probabilities on ``hu``'s grid (float32).
+    """
+    image, _ = resample_to_spec(hu.astype(np.float32), None, spacing_zyx, spec)
+    roi = normalize_hu(centre_pad_crop(image, spec.shape, "edge"))
+    probability = roi_to_resampled(predict_rois(model, [roi], spec, inference)[0], image.shape, spec)
+    if inference.tile and _cut_by_roi(probability, spec, inference.threshold):
+        probability = _tiled_probability(model, image, spec, inference)
+    return resample(probability, hu.shape, order=1)

@@ -1,0 +1,79 @@
+"""Segmentation of one VOI: the centred ROI, mirroring, tiling of nodules the ROI cuts."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from lungai.data.roi import RoiSpec
+from lungai.evaluation.metrics import dice
+from lungai.inference.voi_segmentation import VoiInference, predict_voi_probability
+from lungai.preprocessing.measurements import largest_component
+
+SPEC = RoiSpec((8, 16, 16), (1.0, 1.0, 1.0))
+SPACING = (1.0, 1.0, 1.0)
+
+
+class Brightness(nn.Module):
+    """Logits rise with intensity: "nodule" wherever the HU is above about -400 (a 1x1x1 convolution)."""
+
+    def __init__(self, ramp: bool = False) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(1, 1, 1)
+        with torch.no_grad():
+            self.conv.weight.fill_(40.0)
+            self.conv.bias.fill_(-40.0 * 600 / 1400)
+        self.ramp = ramp
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.conv(x)
+        if self.ramp:  # not mirror-symmetric: favours the high-x side of the ROI
+            logits = logits + torch.linspace(-20, 20, x.shape[-1])
+        return logits
+
+
+def _sphere(shape: tuple[int, int, int], radius: float, centre: tuple[float, ...] | None = None) -> np.ndarray:
+    centre = centre or tuple((n - 1) / 2 for n in shape)
+    grid = np.indices(shape).astype(float)
+    return sum((g - c) ** 2 for g, c in zip(grid, centre)) <= radius ** 2
+
+
+def _voi(mask: np.ndarray) -> np.ndarray:
+    return np.where(mask, 40.0, -850.0).astype(np.float32)
+
+
+def test_a_nodule_larger_than_the_roi_is_recovered_by_tiling() -> None:
+    nodule = _sphere((20, 40, 40), 9.5)  # 19 voxels wide: cut by the 8 x 16 x 16 ROI
+    hu = _voi(nodule)
+    plain = predict_voi_probability(Brightness(), hu, SPACING, SPEC, VoiInference(mirror=False, tile=False))
+    tiled = predict_voi_probability(Brightness(), hu, SPACING, SPEC, VoiInference(mirror=False, tile=True))
+    assert dice(largest_component(plain >= 0.5), nodule) < 0.8  # the ROI holds only part of it
+    assert dice(largest_component(tiled >= 0.5), nodule) > 0.97
+    assert tiled.shape == hu.shape and tiled.dtype == np.float32
+
+
+def test_a_nodule_that_fits_keeps_the_centred_prediction() -> None:
+    nodule = _sphere((20, 40, 40), 3.0)  # inside the centred ROI, though the VOI is larger
+    hu = _voi(nodule)
+    plain = predict_voi_probability(Brightness(), hu, SPACING, SPEC, VoiInference(mirror=False, tile=False))
+    tiled = predict_voi_probability(Brightness(), hu, SPACING, SPEC, VoiInference(mirror=False, tile=True))
+    np.testing.assert_array_equal(plain, tiled)
+    assert dice(plain >= 0.5, nodule) == 1.0
+
+
+def test_a_voi_smaller_than_the_roi_is_padded_not_tiled() -> None:
+    nodule = _sphere((6, 12, 12), 2.5)
+    hu = _voi(nodule)
+    probability = predict_voi_probability(Brightness(), hu, SPACING, SPEC, VoiInference(mirror=True, tile=True))
+    assert probability.shape == hu.shape
+    assert dice(probability >= 0.5, nodule) == 1.0
+
+
+def test_mirroring_averages_the_flips() -> None:
+    hu = _voi(_sphere((8, 16, 16), 3.0))
+    model = Brightness(ramp=True)
+    plain = predict_voi_probability(model, hu, SPACING, SPEC, VoiInference(mirror=False, tile=False))
+    mirrored = predict_voi_probability(model, hu, SPACING, SPEC, VoiInference(mirror=True, tile=False))
+    assert not np.allclose(plain, plain[..., ::-1], atol=1e-3)  # the ramp makes the plain output lopsided
+    np.testing.assert_allclose(mirrored, mirrored[..., ::-1], atol=1e-5)  # the flips cancel it
