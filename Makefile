@@ -36,7 +36,7 @@ demo: $(STAMP)
 	$(BIN)/lungai demo -o $(DEMO_OUT) --overwrite
 
 test: $(STAMP) test-tools $(NNUNET_STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 
 # Programs the tests run: headless Chromium (report.html) and dciodvfy from dicom3tools (DICOM SEG).
 # Installed from Debian when missing and apt-get can run (root, as in CI); otherwise those tests
