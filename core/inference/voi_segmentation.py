@@ -34,6 +34,9 @@ from lungai.preprocessing.measurements import largest_component
 
 #: Tiles are at most this fraction of an ROI apart along each axis.
 TILE_STEP_FRACTION = 0.5
+#: Tiling covers at most this many ROI sides around the VOI's centre (80 x 136 x 136 mm for
+#: ``resunet3d``: every LIDC VOI fits), so a runaway VOI cannot cost thousands of tiles.
+MAX_TILED_ROIS = 4
 
 
 @dataclass(frozen=True)
@@ -111,8 +114,19 @@ def _cut_by_roi(probability: np.ndarray, spec: RoiSpec, threshold: float) -> boo
 
 
 def _tiled_probability(model: nn.Module, image: np.ndarray, spec: RoiSpec, inference: VoiInference) -> np.ndarray:
-    """Average tile probabilities over a resampled VOI (HU) at least partly larger than the ROI."""
+    """Average tile probabilities over a resampled VOI (HU) at least partly larger than the ROI.
+
+    Only the central :data:`MAX_TILED_ROIS` ROI sides of the VOI are tiled; beyond them the
+    probability is 0, as outside the centred ROI.
+    """
     size = np.array(spec.shape)
+    window = np.minimum(image.shape, MAX_TILED_ROIS * size)
+    if (window < np.array(image.shape)).any():
+        start = (np.array(image.shape) - window) // 2
+        region = tuple(slice(int(a), int(a + n)) for a, n in zip(start, window))
+        out = np.zeros(image.shape, np.float32)
+        out[region] = _tiled_probability(model, np.ascontiguousarray(image[region]), spec, inference)
+        return out
     grid = np.maximum(image.shape, size)
     padded = centre_pad_crop(image, tuple(int(v) for v in grid), "edge")
     offset = (grid - np.array(image.shape)) // 2

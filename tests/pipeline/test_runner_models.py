@@ -179,12 +179,16 @@ def test_each_detection_keeps_its_own_mask_when_segmented_together(tiny_release:
     hu = sitk.GetArrayFromImage(phantom.image)
     model = ModelStore(device="cpu", manifest=read_manifest(tiny_release)).get("resunet3d")
     detections = [Detection(n.centre_lps_mm, n.diameter_mm / 2, 0.9 - 0.1 * i) for i, n in enumerate(NODULES)]
-    # a low threshold, so that even the barely trained model gives non-empty masks to compare
-    together = segment_detections(model, hu, phantom.image, detections, threshold=0.05)
-    single = [segment_detection(model, hu, phantom.image, d, threshold=0.05) for d in detections]
+    # a low threshold, so that even the barely trained model gives non-empty masks to compare; such
+    # masks run to the VOI's sides and get tiled, so mirroring is left out to keep the test short
+    together = segment_detections(model, hu, phantom.image, detections, threshold=0.05, mirror=False)
+    single = [segment_detection(model, hu, phantom.image, d, threshold=0.05, mirror=False) for d in detections]
     single = [s for s in single if s.mask.any()]
     assert together, "no mask to compare"
     assert [b.detection for b in together] == [s.detection for s in single]
+    taken = np.zeros(hu.shape, bool)  # voxels of stronger detections, which keep them
     for b, s in zip(together, single):
         assert b.box == s.box
-        assert np.count_nonzero(b.mask != s.mask) <= 0.01 * max(1, np.count_nonzero(s.mask))
+        expected = s.mask & ~taken[s.box]
+        assert np.count_nonzero(b.mask != expected) <= 0.01 * max(1, np.count_nonzero(expected))
+        taken[b.box] |= b.mask

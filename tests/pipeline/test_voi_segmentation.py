@@ -77,3 +77,11 @@ def test_mirroring_averages_the_flips() -> None:
     mirrored = predict_voi_probability(model, hu, SPACING, SPEC, VoiInference(mirror=True, tile=False))
     assert not np.allclose(plain, plain[..., ::-1], atol=1e-3)  # the ramp makes the plain output lopsided
     np.testing.assert_allclose(mirrored, mirrored[..., ::-1], atol=1e-5)  # the flips cancel it
+
+
+def test_tiling_stops_at_a_few_rois_around_the_centre() -> None:
+    hu = _voi(np.ones((8, 16, 100), bool))  # "nodule" everywhere, over 6 ROI widths along x
+    probability = predict_voi_probability(Brightness(), hu, SPACING, SPEC, VoiInference(mirror=False, tile=True))
+    covered = np.nonzero(probability[4, 8] >= 0.5)[0]
+    assert covered.size == 4 * 16  # the central four ROI widths
+    assert covered[0] == (100 - 64) // 2
