@@ -62,11 +62,18 @@ def _flips(mirror: bool) -> list[tuple[int, ...]]:
 
 
 @torch.inference_mode()
-def predict_rois(model: nn.Module, rois: list[np.ndarray], spec: RoiSpec, inference: VoiInference) -> list[np.ndarray]:
-    """Probabilities of normalised ROIs (each ``spec.shape``), on the full ROI grid (0 where a model crops its output)."""
+def predict_rois(model: nn.Module, rois: list[np.ndarray], spec: RoiSpec,
+                 inference: VoiInference) -> tuple[list[np.ndarray], np.ndarray]:
+    """Probabilities of normalised ROIs (each ``spec.shape``) on the full ROI grid.
+
+    Returns:
+        The probabilities (0 where a model crops its output) and the output's support on the
+        ROI grid (1 where the model predicts).
+    """
     device = next(model.parameters()).device
     flips = _flips(inference.mirror)
     out: list[np.ndarray] = []
+    output_shape: tuple[int, ...] = spec.shape
     for start in range(0, len(rois), inference.batch_size):
         batch = torch.from_numpy(np.stack(rois[start:start + inference.batch_size]))[:, None].to(device)
         total = None
@@ -76,16 +83,9 @@ def predict_rois(model: nn.Module, rois: list[np.ndarray], spec: RoiSpec, infere
             probability = torch.flip(probability, flip) if flip else probability
             total = probability if total is None else total + probability
         mean = (total / len(flips))[:, 0].cpu().numpy()  # type: ignore[operator]
+        output_shape = mean.shape[1:]
         out.extend(centre_pad_crop(p, spec.shape, 0.0) for p in mean)
-    return out
-
-
-def _output_support(model: nn.Module, spec: RoiSpec) -> np.ndarray:
-    """1 where the model's output covers its input grid (models may crop their output)."""
-    device = next(model.parameters()).device
-    with torch.inference_mode():
-        shape = model(torch.zeros((1, 1, *spec.shape), device=device)).shape[2:]
-    return centre_pad_crop(np.ones(tuple(shape), np.float32), spec.shape, 0.0)
+    return out, centre_pad_crop(np.ones(output_shape, np.float32), spec.shape, 0.0)
 
 
 def _tile_starts(length: int, size: int) -> list[int]:
@@ -121,26 +121,23 @@ def _tiled_probability(model: nn.Module, image: np.ndarray, spec: RoiSpec, infer
     """
     size = np.array(spec.shape)
     window = np.minimum(image.shape, MAX_TILED_ROIS * size)
-    if (window < np.array(image.shape)).any():
-        start = (np.array(image.shape) - window) // 2
-        region = tuple(slice(int(a), int(a + n)) for a, n in zip(start, window))
-        out = np.zeros(image.shape, np.float32)
-        out[region] = _tiled_probability(model, np.ascontiguousarray(image[region]), spec, inference)
-        return out
-    grid = np.maximum(image.shape, size)
-    padded = centre_pad_crop(image, tuple(int(v) for v in grid), "edge")
-    offset = (grid - np.array(image.shape)) // 2
+    region = tuple(slice(int(a), int(a + n)) for a, n in zip((np.array(image.shape) - window) // 2, window))
+    grid = np.maximum(window, size)
+    padded = centre_pad_crop(image[region], tuple(int(v) for v in grid), "edge")
     starts = list(itertools.product(*(_tile_starts(int(n), int(s)) for n, s in zip(grid, size))))
     tiles = [normalize_hu(padded[z:z + size[0], y:y + size[1], x:x + size[2]]) for z, y, x in starts]
-    support = _output_support(model, spec)
+    probabilities, support = predict_rois(model, tiles, spec, inference)
     total = np.zeros(tuple(grid), np.float32)
     weight = np.zeros(tuple(grid), np.float32)
-    for (z, y, x), probability in zip(starts, predict_rois(model, tiles, spec, inference)):
-        window = (slice(z, z + size[0]), slice(y, y + size[1]), slice(x, x + size[2]))
-        total[window] += probability * support
-        weight[window] += support
+    for (z, y, x), probability in zip(starts, probabilities):
+        tile = (slice(z, z + size[0]), slice(y, y + size[1]), slice(x, x + size[2]))
+        total[tile] += probability * support
+        weight[tile] += support
     mean = np.divide(total, weight, out=np.zeros_like(total), where=weight > 0)
-    return mean[tuple(slice(o, o + n) for o, n in zip(offset, image.shape))]
+    offset = (grid - window) // 2
+    out = np.zeros(image.shape, np.float32)
+    out[region] = mean[tuple(slice(o, o + n) for o, n in zip(offset, window))]
+    return out
 
 
 def predict_voi_probability(model: nn.Module, hu: np.ndarray, spacing_zyx: tuple[float, float, float],
@@ -159,7 +156,7 @@ def predict_voi_probability(model: nn.Module, hu: np.ndarray, spacing_zyx: tuple
     """
     image, _ = resample_to_spec(hu.astype(np.float32), None, spacing_zyx, spec)
     roi = normalize_hu(centre_pad_crop(image, spec.shape, "edge"))
-    probability = roi_to_resampled(predict_rois(model, [roi], spec, inference)[0], image.shape, spec)
+    probability = roi_to_resampled(predict_rois(model, [roi], spec, inference)[0][0], image.shape, spec)
     if inference.tile and _cut_by_roi(probability, spec, inference.threshold):
         probability = _tiled_probability(model, image, spec, inference)
     return resample(probability, hu.shape, order=1)
