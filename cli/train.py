@@ -57,9 +57,12 @@ class _EpochBar:
                    "(case selection, never a model input; e.g. 15 for the tumour model r3d_denseunet).")
 @click.option("--no-augment", is_flag=True, help="Train without augmentation.")
 @click.option("--restart", is_flag=True, help="Ignore a saved state in --out and start from scratch.")
+@click.option("--init-weights", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
+              help="Start from this checkpoint folder's weights (same model and --size) with a fresh optimiser "
+                   "and schedule: fine-tuning, e.g. of the shipped weights on more data.")
 def train(task: str, model: str, data: Path, out: Path | None, epochs: int | None, batch_size: int | None,
           lr: float | None, patience: int | None, size: str, device: str, threads: int, seed: int, max_cases: int | None,
-          min_diameter_mm: float | None, no_augment: bool, restart: bool) -> None:
+          min_diameter_mm: float | None, no_augment: bool, restart: bool, init_weights: Path | None) -> None:
     """Train MODEL for TASK (malignancy or nodule-seg) on the committed patient split.
 
     emphysema: MODEL is convlstm_scanner, mil_max, mil_mean, mil_product or cnn3d, --data a
@@ -69,6 +72,8 @@ def train(task: str, model: str, data: Path, out: Path | None, epochs: int | Non
     model.safetensors + metrics.json, with train.log; last/ holds the resumable state.
     """
     if task == "emphysema":
+        if init_weights is not None:
+            raise click.BadParameter("is not supported for emphysema models", param_hint="--init-weights")
         from lungai.cli.emphysema import train_emphysema
 
         train_emphysema(model, data, out, epochs, batch_size, lr, patience, size, device, threads, seed, max_cases,
@@ -83,7 +88,7 @@ def train(task: str, model: str, data: Path, out: Path | None, epochs: int | Non
         config = make_config(task, model, data, out or Path("runs") / task / model, size=size, epochs=epochs,
                              batch_size=batch_size, lr=lr, patience=patience, device=device, num_threads=threads,
                              seed=seed, max_cases=max_cases, min_diameter_mm=min_diameter_mm,
-                             augment=not no_augment)
+                             augment=not no_augment, init_weights=init_weights)
     except (KeyError, ValueError) as exc:
         raise click.BadParameter(str(exc.args[0]) if exc.args else str(exc)) from None
     result = run_training(config, on_event=_EpochBar(metric_name(task)), resume=not restart)

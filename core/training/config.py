@@ -39,6 +39,9 @@ class TrainConfig:
             nodules); ``None`` for all.
         model_config: overrides of the model's default configuration (tests use tiny models).
         split_file: a split csv; ``None`` uses the committed split.
+        init_weights: a checkpoint folder of the same architecture and widths whose weights
+            start a new run (fine-tuning: a fresh optimiser and schedule); ``None`` initialises
+            at random. Ignored when the run resumes from its own saved state.
     """
 
     task: str
@@ -64,6 +67,7 @@ class TrainConfig:
     min_diameter_mm: float | None = None
     model_config: dict[str, Any] = field(default_factory=dict)
     split_file: Path | None = None
+    init_weights: Path | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -71,6 +75,8 @@ class TrainConfig:
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be at least 1")
         self.data, self.out = Path(self.data), Path(self.out)
+        if self.init_weights is not None:
+            self.init_weights = Path(self.init_weights)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (paths as strings)."""

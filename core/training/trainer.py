@@ -32,11 +32,12 @@ from lungai.data.augment import AugmentConfig
 from lungai.data.lidc_vois import VOICase, list_vois
 from lungai.data.roi import roi_spec
 from lungai.data.splits import cases_for_split, load_split
+from lungai.errors import WeightsError
 from lungai.evaluation.metrics import roc_auc, youden_point
 from lungai.evaluation.predictions import centre_crop_like, malignancy_probabilities, mask_probabilities
 from lungai.evaluation.segmentation_eval import choose_threshold, mean_dice, to_native
 from lungai.inference.device import resolve_device
-from lungai.models.checkpoint import config_from_dict, save_model
+from lungai.models.checkpoint import config_from_dict, load_model, save_model
 from lungai.models.losses import ScheduledLoss, balanced_class_weights, build_loss
 from lungai.models.registry import build_model, get_spec
 from lungai.training.checkpointing import (has_training_state, load_training_state, save_training_state,
@@ -144,6 +145,25 @@ def _make_model(config: TrainConfig) -> nn.Module:
     model_config = (config_from_dict(spec.architecture.config_class, config.model_config)
                     if config.model_config else None)
     return build_model(config.model, model_config)
+
+
+def _load_init_weights(model: nn.Module, folder: Path) -> None:
+    """Copy a checkpoint's weights into a new run's model (fine-tuning).
+
+    Raises:
+        WeightsError: the checkpoint is unreadable or another architecture or width.
+    """
+    source = load_model(folder)
+    if type(source) is not type(model):
+        raise WeightsError(f"--init-weights {folder} holds a {type(source).__name__}, not a {type(model).__name__}",
+                           "give a checkpoint of the model being trained")
+    shapes = {name: tuple(value.shape) for name, value in model.state_dict().items()}
+    theirs = {name: tuple(value.shape) for name, value in source.state_dict().items()}
+    if shapes != theirs:
+        raise WeightsError(f"--init-weights {folder} has other layer widths than this run's model",
+                           "train with the same --size as the checkpoint")
+    model.load_state_dict(source.state_dict())
+    logger.info("initialised the model from %s", folder)
 
 
 def _make_optimizer(config: TrainConfig, model: nn.Module) -> tuple[torch.optim.Optimizer, Any]:
@@ -275,7 +295,10 @@ def _train(config: TrainConfig, on_event: Callable[[TrainEvent], None], resume: 
     natives = NativeTargets.of(val_set.cases) if config.task == "nodule-seg" else None
     state: dict[str, Any] = {"epoch": 0, "best_metric": -1.0, "best_epoch": -1, "bad_epochs": 0,
                              "history": [], "stopped_early": False, "train_seconds": 0.0}
-    if resume and has_training_state(config.out):
+    resuming = resume and has_training_state(config.out)
+    if config.init_weights is not None and not resuming:
+        _load_init_weights(model, config.init_weights)
+    if resuming:
         state = load_training_state(config.out, model, optimizer, scheduler)
         logger.info("resumed %s after epoch %d", config.out, state["epoch"])
         if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR) and scheduler.T_max != config.epochs:

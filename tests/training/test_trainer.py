@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
+from lungai.errors import WeightsError
 from lungai.models.checkpoint import load_model
 from lungai.training.recipes import make_config
 from lungai.training.trainer import TrainEvent, train
@@ -26,8 +27,9 @@ class _Interrupt(Exception):
 
 def _config(data: Path, out: Path, model: str = "nodule_cnn2d", task: str = "malignancy", **extra: object):
     model_config = TINY_CNN if model == "nodule_cnn2d" else TINY_UNET
-    return make_config(task, model, data, out, epochs=2, batch_size=4, max_cases=8, num_threads=1,
-                       model_config=model_config, **extra)
+    settings: dict[str, object] = {"epochs": 2, "batch_size": 4, "max_cases": 8, "num_threads": 1,
+                                   "model_config": model_config, **extra}
+    return make_config(task, model, data, out, **settings)
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +104,25 @@ def test_min_diameter_selects_the_large_nodules(vois: Path, tmp_path: Path, capl
 def test_model_of_the_wrong_task_is_refused(vois: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="malignancy model"):
         make_config("nodule-seg", "nodule_cnn2d", vois, tmp_path)
+
+
+def test_init_weights_starts_a_new_run_from_a_checkpoint(vois: Path, tmp_path: Path) -> None:
+    train(_config(vois, tmp_path / "first", epochs=1))
+    # lr 0: the optimiser never moves a parameter, so every parameter must still be the checkpoint's
+    result = train(_config(vois, tmp_path / "tuned", epochs=1, lr=0.0, init_weights=tmp_path / "first"))
+    assert result.epochs_run == 1
+    start, tuned = load_model(tmp_path / "first"), load_model(tmp_path / "tuned")
+    fresh = train(_config(vois, tmp_path / "fresh", epochs=1, lr=0.0))
+    assert fresh.epochs_run == 1
+    for (name, a), (_, b), (_, c) in zip(start.named_parameters(), tuned.named_parameters(),
+                                         load_model(tmp_path / "fresh").named_parameters()):
+        assert a.equal(b), name
+    assert not all(a.equal(c) for a, c in zip(start.parameters(), load_model(tmp_path / "fresh").parameters()))
+
+
+def test_init_weights_of_other_widths_are_refused(vois: Path, tmp_path: Path) -> None:
+    train(_config(vois, tmp_path / "first", epochs=1))
+    wider = _config(vois, tmp_path / "wider", epochs=1, init_weights=tmp_path / "first")
+    wider.model_config = {"filters": (8, 8, 8), "hidden": 16}
+    with pytest.raises(WeightsError, match="other layer widths"):
+        train(wider)
