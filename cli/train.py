@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -33,6 +36,31 @@ class _EpochBar:
             click.echo(line, err=True)
 
 
+def _model_config(model: str, size: str, text: str | None) -> dict[str, Any] | None:
+    """The network settings of ``--size`` with ``--model-config`` over them (``None``: the size's own)."""
+    if text is None:
+        return None
+    try:
+        extra = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"is not JSON ({exc.msg})", param_hint="--model-config") from None
+    if not isinstance(extra, dict):
+        raise click.BadParameter("must be a JSON object of network settings", param_hint="--model-config")
+    from lungai.models.registry import get_spec
+    from lungai.training.recipes import recipe
+
+    try:
+        known = {field.name for field in dataclasses.fields(get_spec(model).architecture.config_class)}
+    except KeyError:
+        return None  # an unknown model: make_config names the known ones
+    unknown = sorted(set(extra) - known)
+    if unknown:
+        raise click.BadParameter(f"{model} has no setting {', '.join(unknown)}; its settings: {', '.join(sorted(known))}",
+                                 param_hint="--model-config")
+    base = dict(recipe(model).cpu_model_config) if size == "cpu" else {}
+    return {**base, **extra}
+
+
 @click.command("train")
 @click.argument("task", type=click.Choice((*TASKS, "emphysema")))
 @click.option("--model", "model", required=True, help="Model name (malignancy: nodule_cnn2d, resnet50_3d; "
@@ -48,6 +76,9 @@ class _EpochBar:
 @click.option("--patience", type=int, default=None, help="Early-stopping patience in epochs (0: never).")
 @click.option("--size", type=click.Choice(["paper", "cpu"]), default="paper", show_default=True,
               help="paper: the paper's network widths; cpu: narrower 3D networks that train on a CPU.")
+@click.option("--model-config", "model_config", default=None, metavar="JSON",
+              help='Network settings over those of --size, as a JSON object, e.g. '
+                   '\'{"filters": [16, 32, 64, 128], "bottom_filters": 256}\' for resunet3d.')
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda[:N], mps or auto.")
 @click.option("--threads", type=int, default=2, show_default=True, help="CPU threads for torch.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -61,8 +92,8 @@ class _EpochBar:
               help="Start from this checkpoint folder's weights (same model and --size) with a fresh optimiser "
                    "and schedule: fine-tuning, e.g. of the shipped weights on more data.")
 def train(task: str, model: str, data: Path, out: Path | None, epochs: int | None, batch_size: int | None,
-          lr: float | None, patience: int | None, size: str, device: str, threads: int, seed: int, max_cases: int | None,
-          min_diameter_mm: float | None, no_augment: bool, restart: bool, init_weights: Path | None) -> None:
+          lr: float | None, patience: int | None, size: str, model_config: str | None, device: str, threads: int,
+          seed: int, max_cases: int | None, min_diameter_mm: float | None, no_augment: bool, restart: bool, init_weights: Path | None) -> None:
     """Train MODEL for TASK (malignancy or nodule-seg) on the committed patient split.
 
     emphysema: MODEL is convlstm_scanner, mil_max, mil_mean, mil_product or cnn3d, --data a
@@ -86,6 +117,7 @@ def train(task: str, model: str, data: Path, out: Path | None, epochs: int | Non
 
     try:
         config = make_config(task, model, data, out or Path("runs") / task / model, size=size, epochs=epochs,
+                             model_config=_model_config(model, size, model_config),
                              batch_size=batch_size, lr=lr, patience=patience, device=device, num_threads=threads,
                              seed=seed, max_cases=max_cases, min_diameter_mm=min_diameter_mm,
                              augment=not no_augment, init_weights=init_weights)

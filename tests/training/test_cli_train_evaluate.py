@@ -9,6 +9,7 @@ from click.testing import CliRunner
 import pytest
 
 from lungai.cli.main import cli
+from lungai.models.checkpoint import load_model
 from shared_data import require
 
 pytestmark = pytest.mark.slow
@@ -20,9 +21,10 @@ def test_train_then_evaluate_on_the_validation_split(data_root: Path, tmp_path: 
     runner = CliRunner()
     trained = runner.invoke(cli, ["train", "malignancy", "--model", "nodule_cnn2d", "--data", str(vois),
                                   "--out", str(run), "--epochs", "1", "--max-cases", "8", "--batch-size", "4",
-                                  "--threads", "1"])
+                                  "--threads", "1", "--model-config", '{"filters": [4, 8, 8], "hidden": 16}'])
     assert trained.exit_code == 0, trained.output
     assert "best val_auc" in trained.output and (run / "model.safetensors").is_file()
+    assert load_model(run).config.filters == (4, 8, 8)
     report = tmp_path / "eval"
     evaluated = runner.invoke(cli, ["evaluate", "malignancy", "--weights", str(run), "--data", str(vois),
                                     "--split", "val", "-o", str(report)])
@@ -37,3 +39,14 @@ def test_wrong_model_for_task_is_a_usage_error(data_root: Path, tmp_path: Path) 
     result = CliRunner().invoke(cli, ["train", "nodule-seg", "--model", "nodule_cnn2d", "--data", str(vois),
                                       "--out", str(tmp_path)])
     assert result.exit_code == 2 and "malignancy model" in result.output
+
+
+@pytest.mark.parametrize("text, message", [("{filters: 4}", "is not JSON"), ("[4, 8]", "JSON object"),
+                                           ('{"filterz": [4]}', "no setting filterz")])
+def test_model_config_that_is_not_a_json_object_is_a_usage_error(data_root: Path, tmp_path: Path, text: str,
+                                                                  message: str) -> None:
+    vois = require(data_root / "lidc_vois" / "nodules.csv").parent
+    result = CliRunner().invoke(cli, ["train", "nodule-seg", "--model", "resunet3d", "--data", str(vois),
+                                      "--out", str(tmp_path), "--model-config", text])
+    assert result.exit_code == 2 and message in result.output
+    assert not any(tmp_path.iterdir())
