@@ -3,8 +3,9 @@
 Each VOI of the training and validation splits is segmented by the shipped ``resunet3d`` (the
 pipeline's inference, without mirroring to save time); from that mask, i.e. from pixels only,
 come the nodule's size (log volume, axial long and short axis) and its HU profile (mean, standard
-deviation, fraction above 200 HU); the two malignancy CNNs add their logits. L2-regularised
-logistic regressions on four feature sets are scored on the validation split two ways: fitted on
+deviation, fraction above 200 HU), its shape and margin (sphericity, solidity, elongation,
+flatness, surface roughness, HU step and gradient across the margin); the two malignancy CNNs
+add their logits. L2-regularised logistic regressions on six feature sets are scored on the validation split two ways: fitted on
 the training split, and by 5-fold cross-validation within the validation split (the CNNs'
 training-split outputs are over-confident, which the second way avoids). Output: a JSON with
 every validation AUC, next to the validation AUC of the diameter baseline (``diameter_mm``, the
@@ -30,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import optimize
+from skimage import measure
+from scipy import ndimage, optimize, spatial
 from scipy.special import expit, logit
 
 from lungai.data.lidc_vois import VOICase
@@ -53,7 +55,15 @@ FEATURE_SETS = {
     "size + CNNs": ("log_volume", "long_axis", "short_axis", "resnet50_3d", "nodule_cnn2d"),
     "size + HU + CNNs": ("log_volume", "long_axis", "short_axis", "mean_hu", "calcified_fraction", "hu_sd",
                          "resnet50_3d", "nodule_cnn2d"),
+    "size + HU + shape": ("log_volume", "long_axis", "short_axis", "mean_hu", "calcified_fraction", "hu_sd",
+                          "sphericity", "solidity", "elongation", "flatness", "radial_cv", "margin_contrast",
+                          "margin_gradient"),
+    "size + shape": ("log_volume", "long_axis", "short_axis", "sphericity", "solidity", "elongation", "flatness",
+                     "radial_cv", "margin_contrast", "margin_gradient"),
 }
+SHAPE_FEATURES = ("sphericity", "solidity", "elongation", "flatness", "radial_cv", "margin_contrast",
+                  "margin_gradient")
+MARGIN_MM = 1.5  # thickness of the inner and outer shells of the margin contrast
 
 
 def _features(cases: list[VOICase]) -> dict[str, np.ndarray]:
@@ -62,11 +72,12 @@ def _features(cases: list[VOICase]) -> dict[str, np.ndarray]:
     _, segmenter = load_nodule_model(folder)
     spec = roi_spec("resunet3d")
     inference = VoiInference(threshold=checkpoint_threshold(folder), mirror=False)
-    rows = []
+    rows, shape_rows = [], []
     for case in cases:
         sample = case.load()
         mask = largest_component(predict_voi_probability(segmenter, sample.image, sample.spacing_zyx, spec, inference)
                                  >= inference.threshold).astype(bool)
+        shape_rows.append(_shape(mask, sample.image, sample.spacing_zyx))
         if not mask.any():
             rows.append((0.0, 0.0, 0.0, -1000.0, 0.0, 0.0))
             continue
@@ -77,11 +88,48 @@ def _features(cases: list[VOICase]) -> dict[str, np.ndarray]:
     table = np.array(rows)
     features = {"log_volume": np.log1p(table[:, 0]), "long_axis": table[:, 1], "short_axis": table[:, 2],
                 "mean_hu": table[:, 3], "calcified_fraction": table[:, 4], "hu_sd": table[:, 5]}
+    shapes = np.array(shape_rows)
+    features.update({name: shapes[:, i] for i, name in enumerate(SHAPE_FEATURES)})
     for name in ("resnet50_3d", "nodule_cnn2d"):
         _, model = load_nodule_model(resolve(name).folder)
         probability = malignancy_probabilities(model, roi_dataset(cases, name, "malignancy", RULE))
         features[name] = logit(np.clip(probability, 1e-4, 1 - 1e-4))
     return features
+
+
+def _shape(mask: np.ndarray, image: np.ndarray, spacing: tuple[float, float, float]) -> tuple[float, ...]:
+    """Shape and margin of a mask: what readers call round, lobulated, spiculated or ill-defined.
+
+    Sphericity (of the marching-cubes surface), solidity (volume over convex hull volume),
+    elongation and flatness (square roots of the principal-axis variance ratios), the coefficient
+    of variation of the surface's distance from the centroid, the HU step across the margin
+    (outer minus inner shell, ``MARGIN_MM`` thick) and the mean HU gradient on the boundary.
+    """
+    if mask.sum() < 8:
+        return (1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0)
+    spacing_arr = np.asarray(spacing, float)
+    padded = np.pad(mask, 1).astype(np.float32)
+    vertices, faces, _, _ = measure.marching_cubes(padded, 0.5, spacing=tuple(spacing_arr))
+    volume = float(mask.sum() * spacing_arr.prod())
+    area = measure.mesh_surface_area(vertices, faces)
+    sphericity = float(np.pi ** (1 / 3) * (6 * volume) ** (2 / 3) / area) if area > 0 else 1.0
+    try:
+        solidity = min(1.0, volume / spatial.ConvexHull(vertices).volume)
+    except spatial.QhullError:  # a flat mask
+        solidity = 1.0
+    points = np.argwhere(mask) * spacing_arr
+    variances = np.sort(np.linalg.eigvalsh(np.cov(points.T)))[::-1].clip(1e-9)
+    radii = np.linalg.norm(vertices - (points.mean(0) + spacing_arr), axis=1)  # the pad shifts the mesh
+    shell = np.maximum(1, np.round(MARGIN_MM / spacing_arr).astype(int))
+    structure = ndimage.generate_binary_structure(3, 1)
+    outer = ndimage.binary_dilation(mask, structure, iterations=int(shell.max())) & ~mask
+    inner = mask & ~ndimage.binary_erosion(mask, structure, iterations=int(shell.max()))
+    contrast = float(image[outer].mean() - image[inner].mean()) if outer.any() and inner.any() else 0.0
+    gradient = np.linalg.norm(np.stack(np.gradient(image.astype(np.float32), *spacing_arr)), axis=0)
+    boundary = mask & ~ndimage.binary_erosion(mask, structure)
+    return (sphericity, float(solidity), float(np.sqrt(variances[1] / variances[0])),
+            float(np.sqrt(variances[2] / variances[0])), float(radii.std() / radii.mean()), contrast,
+            float(gradient[boundary].mean()))
 
 
 def _fit(x: np.ndarray, y: np.ndarray, penalty: float = 1.0):
@@ -114,7 +162,8 @@ def _cached_features(cases: dict[str, list[VOICase]], cache: Path) -> dict[str, 
     out: dict[str, dict[str, np.ndarray]] = {}
     for part, items in cases.items():
         ids = np.array([c.case_id for c in items])
-        if f"{part}/ids" in stored and np.array_equal(stored[f"{part}/ids"], ids):
+        complete = all(f"{part}/{name}" in stored for name in SHAPE_FEATURES)
+        if complete and f"{part}/ids" in stored and np.array_equal(stored[f"{part}/ids"], ids):
             out[part] = {k.split("/", 1)[1]: v for k, v in stored.items() if k.startswith(f"{part}/") and k != f"{part}/ids"}
             continue
         out[part] = _features(items)

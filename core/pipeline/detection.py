@@ -44,7 +44,7 @@ from torch import nn
 
 from lungai.data.roi import RoiSpec, normalize_hu
 from lungai.pipeline.operating_points import operating_point
-from lungai.preprocessing.candidates import CandidateConfig, find_candidates, strength_score
+from lungai.preprocessing.candidates import Candidate, CandidateConfig, find_candidates, strength_score
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def combined_score(roi_score: np.ndarray, strength: np.ndarray) -> np.ndarray:
 
 
 def detect_nodules(image: sitk.Image, lung_labels: sitk.Image, config: DetectionConfig, device: str = "cpu",
-                   classifier: nn.Module | None = None) -> list[Detection]:
+                   classifier: nn.Module | None = None, candidates: list[Candidate] | None = None) -> list[Detection]:
     """Find nodules in a whole scan.
 
     Args:
@@ -173,6 +173,8 @@ def detect_nodules(image: sitk.Image, lung_labels: sitk.Image, config: Detection
         config: operating point or threshold, candidate filter parameters.
         device: where the classifier runs.
         classifier: a trained ``convlstm_nodule``; ``None`` scores by candidate strength (and warns).
+        candidates: the scan's candidates for ``config.candidates`` when they were already found
+            (the pipeline shares them with the tumour stage); ``None`` finds them.
 
     Returns:
         The detections at or above the threshold, highest score first.
@@ -182,7 +184,8 @@ def detect_nodules(image: sitk.Image, lung_labels: sitk.Image, config: Detection
     """
     threshold = threshold_of(config, classifier is not None)
     start = time.perf_counter()
-    candidates = find_candidates(image, lung_labels, config.candidates)
+    if candidates is None:
+        candidates = find_candidates(image, lung_labels, config.candidates)
     if classifier is None:
         logger.warning("no nodule classifier given: detections are scored by the candidate filter's strength only")
         scores = np.array([strength_score(c.strength, config.candidates) for c in candidates])

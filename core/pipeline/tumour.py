@@ -34,7 +34,7 @@ from torch import nn
 
 from lungai.data.roi import normalize_hu, resample, roi_spec
 from lungai.inference.patches import TumourPredictionConfig, predict_tumour_mask
-from lungai.preprocessing.candidates import find_candidates
+from lungai.preprocessing.candidates import Candidate, find_candidates
 from lungai.io.findings import Centroid, Tumour
 from lungai.preprocessing.measurements import axial_diameters
 
@@ -83,11 +83,11 @@ def _drop_small(mask: np.ndarray, voxel_ml: float) -> np.ndarray:
     return keep[components]
 
 
-def _seeds(image: sitk.Image, lung_labels: sitk.Image, box: tuple[slice, slice, slice],
+def _seeds(image: sitk.Image, candidates: list[Candidate], box: tuple[slice, slice, slice],
            scale: np.ndarray) -> np.ndarray:
     """Work-grid ``(z, y, x)`` indices of the blob candidates large enough to seed a window."""
     points = []
-    large = [c for c in find_candidates(image, lung_labels) if c.radius_mm >= MIN_SEED_RADIUS_MM]
+    large = [c for c in candidates if c.radius_mm >= MIN_SEED_RADIUS_MM]
     for candidate in sorted(large, key=lambda c: -c.strength)[:MAX_SEEDS]:
         index = np.asarray(image.TransformPhysicalPointToContinuousIndex(candidate.centre_lps_mm))[::-1]
         points.append((index - [b.start for b in box]) * scale)
@@ -103,7 +103,8 @@ def _central_half_holds(seeds: np.ndarray, shape: tuple[int, ...], patch: tuple[
     return keep
 
 
-def segment_tumour(model: nn.Module, hu: np.ndarray, lung_labels: sitk.Image, image: sitk.Image) -> np.ndarray:
+def segment_tumour(model: nn.Module, hu: np.ndarray, lung_labels: sitk.Image, image: sitk.Image,
+                   candidates: list[Candidate] | None = None) -> np.ndarray:
     """The tumour mask on the scan grid (see the module docstring).
 
     Args:
@@ -111,6 +112,8 @@ def segment_tumour(model: nn.Module, hu: np.ndarray, lung_labels: sitk.Image, im
         hu: the scan's HU, ``(z, y, x)``.
         lung_labels: the lung label image (not empty).
         image: the scan.
+        candidates: the scan's blob candidates (default filter) when already found; ``None``
+            finds them.
 
     Returns:
         Boolean mask, possibly empty.
@@ -121,7 +124,9 @@ def segment_tumour(model: nn.Module, hu: np.ndarray, lung_labels: sitk.Image, im
     box = _search_box(lungs, spacing)  # type: ignore[arg-type]
     region = hu[box]
     work_shape = tuple(max(1, int(round(n * s / t))) for n, s, t in zip(region.shape, spacing, target))
-    seeds = _seeds(image, lung_labels, box, np.asarray(work_shape) / np.asarray(region.shape))
+    if candidates is None:
+        candidates = find_candidates(image, lung_labels)
+    seeds = _seeds(image, candidates, box, np.asarray(work_shape) / np.asarray(region.shape))
     config = TumourPredictionConfig(patch_size=PATCH_SIZE)
     padded = tuple(max(n, p) for n, p in zip(work_shape, PATCH_SIZE))
     volume = torch.from_numpy(normalize_hu(resample(region.astype(np.float32), work_shape, order=1)))  # type: ignore[arg-type]

@@ -25,6 +25,7 @@ from lungai.pipeline.lung_rads import lung_rads_category
 from lungai.pipeline.availability import default_tasks, tasks_with_weights
 from lungai.pipeline.config import EXPERIMENTAL_WARNING
 from lungai.pipeline.runner import run_pipeline
+from lungai.preprocessing.candidates import find_candidates
 from lungai.weights.manifest import read_manifest
 from shared_data import require
 from tiny_weights import PIPELINE_MODELS, release, train_tiny
@@ -50,12 +51,22 @@ def phantom_scan(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def full_run(tiny_release: Path, phantom_scan: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Every stage once; also counts the candidate searches, wherever the pipeline calls one."""
     out = tmp_path_factory.mktemp("run") / "out"
     events = []
+    searches: list[int] = []
+
+    def counted(*args, **kwargs):
+        searches.append(1)
+        return find_candidates(*args, **kwargs)
+
     config = RunConfig(input=phantom_scan, output=out, tasks=ALL_TASKS, device="cpu", manifest=tiny_release,
                        detection_threshold=0.0, max_nodules=3)
-    result = run_pipeline(config, on_event=events.append)
-    return result, out, events
+    with pytest.MonkeyPatch.context() as patch:
+        for module in ("runner", "detection", "tumour"):
+            patch.setattr(f"lungai.pipeline.{module}.find_candidates", counted)
+        result = run_pipeline(config, on_event=events.append)
+    return result, out, events, len(searches)
 
 
 def test_default_tasks_are_all_but_the_experimental_when_every_model_is_installed(tiny_release: Path) -> None:
@@ -64,7 +75,7 @@ def test_default_tasks_are_all_but_the_experimental_when_every_model_is_installe
 
 
 def test_weights_are_recorded_and_stages_run_in_order(full_run, tiny_release: Path) -> None:
-    _result, out, events = full_run
+    _result, out, events, _searches = full_run
     findings = load_findings(out / "findings.json")
     manifest = read_manifest(tiny_release)
     recorded = {w["name"]: w for w in findings["run"]["weights"]}
@@ -77,8 +88,13 @@ def test_weights_are_recorded_and_stages_run_in_order(full_run, tiny_release: Pa
     assert EXPERIMENTAL_WARNING in findings["warnings"]
 
 
+def test_the_nodule_and_tumour_stages_share_one_candidate_search(full_run) -> None:
+    *_, searches = full_run
+    assert searches == 1
+
+
 def test_nodules_in_findings_label_map_and_csv_agree(full_run) -> None:
-    result, out, _events = full_run
+    result, out, _events, _searches = full_run
     findings = load_findings(out / "findings.json")
     nodules = findings["nodules"]
     assert len(nodules) <= 3
