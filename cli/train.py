@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import sys
@@ -36,29 +35,17 @@ class _EpochBar:
             click.echo(line, err=True)
 
 
-def _model_config(model: str, size: str, text: str | None) -> dict[str, Any] | None:
-    """The network settings of ``--size`` with ``--model-config`` over them (``None``: the size's own)."""
+def _model_config(text: str | None) -> dict[str, Any] | None:
+    """``--model-config`` as a dict (``None`` when not given); ``make_config`` checks its settings."""
     if text is None:
         return None
     try:
-        extra = json.loads(text)
+        settings = json.loads(text)
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"is not JSON ({exc.msg})", param_hint="--model-config") from None
-    if not isinstance(extra, dict):
+    if not isinstance(settings, dict):
         raise click.BadParameter("must be a JSON object of network settings", param_hint="--model-config")
-    from lungai.models.registry import get_spec
-    from lungai.training.recipes import recipe
-
-    try:
-        known = {field.name for field in dataclasses.fields(get_spec(model).architecture.config_class)}
-    except KeyError:
-        return None  # an unknown model: make_config names the known ones
-    unknown = sorted(set(extra) - known)
-    if unknown:
-        raise click.BadParameter(f"{model} has no setting {', '.join(unknown)}; its settings: {', '.join(sorted(known))}",
-                                 param_hint="--model-config")
-    base = dict(recipe(model).cpu_model_config) if size == "cpu" else {}
-    return {**base, **extra}
+    return settings
 
 
 @click.command("train")
@@ -117,7 +104,7 @@ def train(task: str, model: str, data: Path, out: Path | None, epochs: int | Non
 
     try:
         config = make_config(task, model, data, out or Path("runs") / task / model, size=size, epochs=epochs,
-                             model_config=_model_config(model, size, model_config),
+                             model_config=_model_config(model_config),
                              batch_size=batch_size, lr=lr, patience=patience, device=device, num_threads=threads,
                              seed=seed, max_cases=max_cases, min_diameter_mm=min_diameter_mm,
                              augment=not no_augment, init_weights=init_weights)

@@ -54,7 +54,7 @@ from lungai.pipeline.nodules import DEFAULT_THRESHOLD, SEGMENTATION_MODEL, Segme
 from lungai.pipeline.progress import ProgressCallback, ProgressEvent, ignore_progress
 from lungai.pipeline.tumour import TUMOUR_MODEL, segment_tumour, tumour_finding
 from lungai.preprocessing.densitometry import measure_densitometry
-from lungai.preprocessing.candidates import Candidate, CandidateConfig, find_candidates
+from lungai.preprocessing.candidates import Candidate, find_candidates
 from lungai.preprocessing.lung_mask import LungMask, segment_lungs
 from lungai.preprocessing.measurements import lung_z_ranges, measure_lesion
 
@@ -79,7 +79,7 @@ class RunState:
     nodule_masks: list[SegmentedNodule] = field(default_factory=list)
     tumour: Tumour | None = None
     tumour_mask: np.ndarray | None = None
-    candidates: tuple[CandidateConfig, list[Candidate]] | None = None
+    candidates: list[Candidate] | None = None
     warnings: list[str] = field(default_factory=list)
 
 
@@ -106,12 +106,13 @@ def _lungs(state: RunState) -> None:
     state.warnings.extend(state.lungs.warnings)
 
 
-def _candidates(state: RunState, config: CandidateConfig) -> list[Candidate]:
-    """The scan's blob candidates, found once for the nodule and tumour stages when they share a filter."""
+def _candidates(state: RunState) -> list[Candidate]:
+    """The scan's blob candidates (the detection's filter), found once for the nodule and tumour stages."""
     assert state.volume is not None and state.lungs is not None
-    if state.candidates is None or state.candidates[0] != config:
-        state.candidates = (config, find_candidates(state.volume.image, state.lungs.labels, config))
-    return state.candidates[1]
+    if state.candidates is None:
+        state.candidates = find_candidates(state.volume.image, state.lungs.labels,
+                                           _detection_config(state.config).candidates)
+    return state.candidates
 
 
 def _detection_config(config: RunConfig) -> DetectionConfig:
@@ -134,10 +135,8 @@ def _nodules(state: RunState) -> None:
     image = state.volume.image
     state.models.check_roi(SEGMENTATION_MODEL, roi_spec(SEGMENTATION_MODEL))
     logger.info("%s", describe_operating_point(state.config))
-    config = _detection_config(state.config)
-    detections = detect_nodules(image, state.lungs.labels, config, state.device,
-                                classifier=state.models.get("convlstm_nodule"),
-                                candidates=_candidates(state, config.candidates))
+    detections = detect_nodules(image, state.lungs.labels, _detection_config(state.config), state.device,
+                                classifier=state.models.get("convlstm_nodule"), candidates=_candidates(state))
     if len(detections) > state.config.max_nodules:
         message = (f"{len(detections)} nodule detections at this operating point; only the "
                    f"{state.config.max_nodules} strongest were segmented (--max-nodules)")
@@ -170,7 +169,7 @@ def _tumour(state: RunState) -> None:
     hu = sitk.GetArrayViewFromImage(state.volume.image)
     state.models.check_roi(TUMOUR_MODEL, roi_spec(TUMOUR_MODEL))
     state.tumour_mask = segment_tumour(state.models.get(TUMOUR_MODEL), hu, state.lungs.labels, state.volume.image,
-                                       _candidates(state, CandidateConfig()))
+                                       _candidates(state))
     state.tumour = tumour_finding(state.tumour_mask, state.volume.image)
     logger.warning("%s", EXPERIMENTAL_WARNING)
     state.warnings.append(EXPERIMENTAL_WARNING)

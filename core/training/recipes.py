@@ -27,10 +27,12 @@ instead of the better part of an hour; the checkpoint's ``config.json`` records 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lungai.models.registry import get_spec
 from lungai.training.config import TrainConfig
 
 
@@ -106,23 +108,30 @@ def make_config(task: str, model: str, data: Path, out: Path, size: str = "paper
         data: the dataset folder.
         out: the run folder.
         size: ``paper`` (the paper's widths) or ``cpu`` (the recipe's ``cpu_model_config``).
-        **overrides: any :class:`TrainConfig` field; ``None`` values are ignored.
+        **overrides: any :class:`TrainConfig` field; ``None`` values are ignored. A
+            ``model_config`` is laid over the size's network settings.
 
     Returns:
         The configuration.
 
     Raises:
         KeyError: no recipe for the model.
-        ValueError: the model is not trained for ``task``, or an unknown size.
+        ValueError: the model is not trained for ``task``, an unknown size, or a
+            ``model_config`` setting the model does not have.
     """
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
     r = recipe(model)
     if r.task != task:
         raise ValueError(f"{model} is a {r.task} model, not {task}; {task} models: {', '.join(models_for_task(task))}")
+    network = dict(overrides.pop("model_config", None) or {})
+    known = {f.name for f in dataclasses.fields(get_spec(model).architecture.config_class)}
+    unknown = sorted(set(network) - known)
+    if unknown:
+        raise ValueError(f"{model} has no setting {', '.join(unknown)}; its settings: {', '.join(sorted(known))}")
     values: dict[str, Any] = {"optimizer": r.optimizer, "lr": r.lr, "loss": r.loss, "class_weights": r.class_weights,
                               "batch_size": r.batch_size, "epochs": r.epochs, "patience": r.patience,
                               "weight_decay": r.weight_decay,
-                              "model_config": dict(r.cpu_model_config) if size == "cpu" else {}}
+                              "model_config": {**(r.cpu_model_config if size == "cpu" else {}), **network}}
     values.update({key: value for key, value in overrides.items() if value is not None})
     return TrainConfig(task=task, model=model, data=data, out=out, **values)

@@ -157,12 +157,11 @@ def _load_init_weights(model: nn.Module, folder: Path) -> None:
     if type(source) is not type(model):
         raise WeightsError(f"--init-weights {folder} holds a {type(source).__name__}, not a {type(model).__name__}",
                            "give a checkpoint of the model being trained")
-    shapes = {name: tuple(value.shape) for name, value in model.state_dict().items()}
-    theirs = {name: tuple(value.shape) for name, value in source.state_dict().items()}
-    if shapes != theirs:
+    weights = source.state_dict()
+    if {k: v.shape for k, v in model.state_dict().items()} != {k: v.shape for k, v in weights.items()}:
         raise WeightsError(f"--init-weights {folder} has other layer widths than this run's model",
                            "train with the same --size as the checkpoint")
-    model.load_state_dict(source.state_dict())
+    model.load_state_dict(weights)
     logger.info("initialised the model from %s", folder)
 
 
