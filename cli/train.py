@@ -74,13 +74,17 @@ def _model_config(text: str | None) -> dict[str, Any] | None:
               help="Train and validate only on nodules with at least this diameter_mm of the label table "
                    "(case selection, never a model input; e.g. 15 for the tumour model r3d_denseunet).")
 @click.option("--no-augment", is_flag=True, help="Train without augmentation.")
+@click.option("--shift-fraction", type=float, default=None,
+              help="How far the augmented crop may move off the VOI centre, as a fraction of the ROI per axis "
+                   "(default 0.05; e.g. 0.3 shows large nodules off-centre, as inference tiles do).")
 @click.option("--restart", is_flag=True, help="Ignore a saved state in --out and start from scratch.")
 @click.option("--init-weights", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
               help="Start from this checkpoint folder's weights (same model and --size) with a fresh optimiser "
                    "and schedule: fine-tuning, e.g. of the shipped weights on more data.")
 def train(task: str, model: str, data: Path, out: Path | None, epochs: int | None, batch_size: int | None,
           lr: float | None, patience: int | None, size: str, model_config: str | None, device: str, threads: int,
-          seed: int, max_cases: int | None, min_diameter_mm: float | None, no_augment: bool, restart: bool, init_weights: Path | None) -> None:
+          seed: int, max_cases: int | None, min_diameter_mm: float | None, no_augment: bool,
+          shift_fraction: float | None, restart: bool, init_weights: Path | None) -> None:
     """Train MODEL for TASK (malignancy or nodule-seg) on the committed patient split.
 
     emphysema: MODEL is convlstm_scanner, mil_max, mil_mean, mil_product or cnn3d, --data a
@@ -107,7 +111,7 @@ def train(task: str, model: str, data: Path, out: Path | None, epochs: int | Non
                              model_config=_model_config(model_config),
                              batch_size=batch_size, lr=lr, patience=patience, device=device, num_threads=threads,
                              seed=seed, max_cases=max_cases, min_diameter_mm=min_diameter_mm,
-                             augment=not no_augment, init_weights=init_weights)
+                             augment=not no_augment, shift_fraction=shift_fraction, init_weights=init_weights)
     except (KeyError, ValueError) as exc:
         raise click.BadParameter(str(exc.args[0]) if exc.args else str(exc)) from None
     result = run_training(config, on_event=_EpochBar(metric_name(task)), resume=not restart)

@@ -118,4 +118,17 @@ def segmentation_markdown(metrics: Mapping[str, Any]) -> str:
         "metrics on each VOI's native grid, mean over nodules.", "",
         markdown_table(rows, ["method", "Dice mean", "Dice median", "Dice < 10 mm", "Dice >= 10 mm",
                               "precision", "recall"]), "",
+        *_long_axis_lines(metrics),
     ])
+
+
+def _long_axis_lines(metrics: Mapping[str, Any]) -> list[str]:
+    """The long-axis agreement sentence (reports written before it existed have no such keys)."""
+    if metrics.get("long_axis_error_mm") is None:
+        return []
+    large = ("" if metrics.get("long_axis_error_ge10mm_mm") is None else
+             f"; nodules >= 10 mm: mean error {metrics['long_axis_error_ge10mm_mm']:+.2f} mm, "
+             f"mean absolute error {metrics['long_axis_abs_error_ge10mm_mm']:.2f} mm")
+    return [f"Axial long axis of the model's mask minus the reader consensus's: mean error "
+            f"{metrics['long_axis_error_mm']:+.2f} mm, mean absolute error {metrics['long_axis_abs_error_mm']:.2f} mm"
+            f"{large}.", ""]

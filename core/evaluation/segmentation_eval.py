@@ -6,7 +6,10 @@ tiled when the nodule is cut by the ROI; both can be switched off), mapped back 
 own grid, thresholded at the checkpoint's validation-chosen threshold (``config.json``
 ``inference.threshold``, written by the trainer; 0.5 for a checkpoint without one) and reduced
 to its largest connected component; Dice, precision and recall are computed there against the
-reader-consensus mask, so resampling losses count against the model. The threshold + connected-component
+reader-consensus mask, so resampling losses count against the model. The long axis of the
+predicted mask (:func:`lungai.preprocessing.measurements.axial_diameters`, the measurement
+``lungai run`` reports) is compared with that of the reader-consensus mask: the mean signed
+error (the bias of the outline) and the mean absolute error. The threshold + connected-component
 baseline (:func:`lungai.evaluation.baselines.threshold_segmentation`) is scored on the same cases.
 Size groups use the csv's ``diameter_mm`` (an analysis variable, never a model input).
 """
@@ -27,7 +30,7 @@ from lungai.evaluation.cases import evaluation_cases
 from lungai.evaluation.metrics import dice, precision, recall
 from lungai.evaluation.predictions import load_nodule_model
 from lungai.models.checkpoint import read_header
-from lungai.preprocessing.measurements import largest_component
+from lungai.preprocessing.measurements import axial_diameters, largest_component
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +100,19 @@ def choose_threshold(native_probabilities: list[np.ndarray], masks: list[np.ndar
     return best[2], best[0]
 
 
+def long_axis_mm(mask: np.ndarray, spacing_zyx: tuple[float, float, float]) -> float:
+    """The axial long axis of a mask in mm; 0 for an empty mask (a missed nodule measures nothing)."""
+    return axial_diameters(mask, spacing_zyx).long_axis_mm if mask.any() else 0.0
+
+
+def _long_axis_summary(rows: list[dict[str, Any]]) -> dict[str, float | None]:
+    errors = np.array([r["long_axis_mm"] - r["reference_long_axis_mm"] for r in rows])
+    large = np.array([r["diameter_mm"] >= SIZE_SPLIT_MM for r in rows], bool)
+    return {"long_axis_error_mm": float(errors.mean()), "long_axis_abs_error_mm": float(np.abs(errors).mean()),
+            "long_axis_error_ge10mm_mm": float(errors[large].mean()) if large.any() else None,
+            "long_axis_abs_error_ge10mm_mm": float(np.abs(errors[large]).mean()) if large.any() else None}
+
+
 def _summary(rows: list[dict[str, float]], prefix: str) -> dict[str, float | None]:
     def mean(key: str, keep: np.ndarray | None = None) -> float | None:
         values = np.array([r[key] for r in rows])
@@ -117,7 +133,9 @@ def evaluate_segmentation(config: SegmentationEvalConfig) -> tuple[dict[str, Any
 
     Returns:
         ``(metrics, per-case rows)``; metrics have ``dice``, ``dice_median``, ``dice_lt10mm``,
-        ``dice_ge10mm``, ``precision``, ``recall`` and the same with ``baseline_`` in front.
+        ``dice_ge10mm``, ``precision``, ``recall`` and the same with ``baseline_`` in front, and the
+        model's long-axis errors (``long_axis_error_mm``, ``long_axis_abs_error_mm``, and both
+        for nodules >= 10 mm), predicted minus reader consensus.
     """
     cases = evaluation_cases(config.data, config.split)
     if config.min_diameter_mm is not None:
@@ -136,7 +154,10 @@ def evaluate_segmentation(config: SegmentationEvalConfig) -> tuple[dict[str, Any
         baseline = threshold_segmentation(sample.image)
         rows.append({"case_id": case.case_id, "diameter_mm": case.diameter_mm,
                      "dice": dice(predicted, sample.mask), "precision": precision(predicted, sample.mask),
-                     "recall": recall(predicted, sample.mask), "baseline_dice": dice(baseline, sample.mask),
+                     "recall": recall(predicted, sample.mask),
+                     "long_axis_mm": long_axis_mm(predicted, sample.spacing_zyx),
+                     "reference_long_axis_mm": long_axis_mm(sample.mask, sample.spacing_zyx),
+                     "baseline_dice": dice(baseline, sample.mask),
                      "baseline_precision": precision(baseline, sample.mask),
                      "baseline_recall": recall(baseline, sample.mask)})
     metrics: dict[str, Any] = {"task": "nodule-seg", "split": config.split, "model": name,
@@ -144,7 +165,7 @@ def evaluate_segmentation(config: SegmentationEvalConfig) -> tuple[dict[str, Any
                                "n_lt10mm": int(sum(r["diameter_mm"] < SIZE_SPLIT_MM for r in rows)),
                                "threshold": threshold, "min_diameter_mm": config.min_diameter_mm,
                                "mirror": config.mirror, "tile": config.tile,
-                               **_summary(rows, "")}
+                               **_summary(rows, ""), **_long_axis_summary(rows)}
     baseline_rows = [{"diameter_mm": r["diameter_mm"], "dice": r["baseline_dice"], "precision": r["baseline_precision"],
                       "recall": r["baseline_recall"]} for r in rows]
     metrics.update(_summary(baseline_rows, "baseline_"))

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lungai.data.augment import AugmentConfig
+
 TASKS = ("malignancy", "nodule-seg")
 
 
@@ -33,6 +35,9 @@ class TrainConfig:
         num_threads: CPU threads torch may use.
         label_rule: malignancy label rule (see :data:`lungai.data.lidc_vois.LABEL_RULES`).
         augment: augment training samples on the fly.
+        shift_fraction: how far the augmented crop window may move off the VOI centre, as a
+            fraction of the ROI size per axis (larger values show the nodule off-centre, as the
+            tiles of a large nodule do at inference).
         max_cases: use at most this many cases per split (tests, smoke runs); ``None`` for all.
         min_diameter_mm: train and validate only on nodules with at least this csv
             ``diameter_mm`` (case selection, never a model input; the tumour model's large
@@ -63,6 +68,7 @@ class TrainConfig:
     num_threads: int = 2
     label_rule: str = "ge2_readers_gt3"
     augment: bool = True
+    shift_fraction: float = AugmentConfig.shift_fraction
     max_cases: int | None = None
     min_diameter_mm: float | None = None
     model_config: dict[str, Any] = field(default_factory=dict)
@@ -75,6 +81,8 @@ class TrainConfig:
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be at least 1")
         self.data, self.out = Path(self.data), Path(self.out)
+        if not 0.0 <= self.shift_fraction < 0.5:
+            raise ValueError(f"shift_fraction must be in [0, 0.5), got {self.shift_fraction}")
         if self.init_weights is not None:
             self.init_weights = Path(self.init_weights)
 

@@ -134,7 +134,7 @@ def _first_with_both_labels(cases: list[VOICase], config: TrainConfig) -> list[V
 def _make_datasets(config: TrainConfig, parts: dict[str, list[VOICase]]) -> tuple[NoduleROIDataset, NoduleROIDataset]:
     spec = roi_spec(config.model)
     two_d = len(get_spec(config.model).input_shape) == 3
-    augment = AugmentConfig() if config.augment else None
+    augment = AugmentConfig(shift_fraction=config.shift_fraction) if config.augment else None
     train = NoduleROIDataset(parts["train"], spec, config.task, config.label_rule, augment, config.seed, two_d)
     val = NoduleROIDataset(parts["val"], spec, config.task, config.label_rule, None, config.seed, two_d)
     return train, val

@@ -95,3 +95,20 @@ def test_support_marks_voi_content_and_moves_with_the_mask() -> None:
     assert 0 < support.sum() < support.size  # padding exists and is marked 0
     assert np.all(support[both[0] > 0] == 1)  # the nodule is always inside the VOI
     assert support.sum() * np.prod(spec.spacing) == pytest.approx(12.0**3, rel=0.35)
+
+
+def test_a_larger_shift_fraction_moves_the_nodule_further_off_centre() -> None:
+    spacing = (1.25, 0.7, 0.7)
+    image, mask = _ball_voi(spacing, radius_mm=4.0, extent_mm=60.0)
+    spec = ROI_SPECS["resunet3d"]
+    resampled, soft = resample_to_spec(image, mask, spacing, spec)
+    norm, centre = normalize_hu(resampled), (np.asarray(spec.shape) - 1) / 2
+
+    def largest_offset(shift_fraction: float) -> float:
+        config = AugmentConfig(rotation_deg=0.0, scale=0.0, shift_fraction=shift_fraction, flip_probability=0.0)
+        rng = np.random.default_rng(0)
+        offsets = [np.abs(np.argwhere(augment_roi(norm, soft, spec.shape, rng, config)[1] > 0.5).mean(axis=0)
+                          - centre).max() for _ in range(20)]
+        return float(max(offsets))
+
+    assert largest_offset(0.05) <= 0.05 * 48 + 1 < 0.2 * 48 < largest_offset(0.3) <= 0.3 * 48 + 1

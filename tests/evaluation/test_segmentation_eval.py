@@ -11,7 +11,8 @@ from lungai.evaluation import report
 from lungai.evaluation.baselines import threshold_segmentation
 from lungai.evaluation.metrics import dice
 from lungai.evaluation.segmentation_eval import (SegmentationEvalConfig, checkpoint_threshold, choose_threshold,
-                                                evaluate_segmentation, largest_component, mean_dice)
+                                                evaluate_segmentation, largest_component, long_axis_mm,
+                                                mean_dice)
 from lungai.models.checkpoint import save_model
 from lungai.models.registry import build_model
 from lungai.models.resunet3d import ResUNet3dConfig
@@ -50,7 +51,17 @@ def test_evaluation_on_the_validation_split(data_root: Path, tmp_path: Path) -> 
     for key in ("dice", "dice_median", "dice_lt10mm", "dice_ge10mm", "precision", "recall", "baseline_dice"):
         assert metrics[key] is not None and 0.0 <= metrics[key] <= 1.0
     assert 0.3 < metrics["baseline_dice"] < 0.8
+    assert all(r["reference_long_axis_mm"] > 0 for r in rows)
+    assert metrics["long_axis_abs_error_mm"] >= abs(metrics["long_axis_error_mm"])
     assert "Dice >= 10 mm" in report.segmentation_markdown(metrics)
+    assert "long axis" in report.segmentation_markdown(metrics)
+
+
+def test_long_axis_of_a_mask_and_of_a_missed_nodule() -> None:
+    mask = np.zeros((3, 20, 20), bool)
+    mask[1, 5:9, 3:13] = True  # 4 x 10 pixels of 0.5 mm: its diagonal is about 5.4 mm
+    assert 5.0 < long_axis_mm(mask, (2.0, 0.5, 0.5)) < 6.0
+    assert long_axis_mm(np.zeros_like(mask), (2.0, 0.5, 0.5)) == 0.0
 
 
 def test_threshold_is_chosen_by_mean_dice() -> None:

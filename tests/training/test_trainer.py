@@ -89,6 +89,13 @@ def test_segmentation_training_runs(vois: Path, tmp_path: Path) -> None:
     assert load_model(tmp_path / "seg").config.filters == (2, 4, 8, 16)
 
 
+def test_shift_fraction_is_checked_and_recorded(vois: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="shift_fraction"):
+        _config(vois, tmp_path / "bad", model="resunet3d", task="nodule-seg", shift_fraction=0.6)
+    train(_config(vois, tmp_path / "seg", model="resunet3d", task="nodule-seg", epochs=1, shift_fraction=0.3))
+    assert json.loads((tmp_path / "seg" / "metrics.json").read_text())["config"]["shift_fraction"] == 0.3
+
+
 def test_min_diameter_selects_the_large_nodules(vois: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     config = make_config("nodule-seg", "r3d_denseunet", vois, tmp_path / "big", epochs=1, batch_size=4, num_threads=1,
                          min_diameter_mm=20.0, model_config={"encoder_filters": (2, 4, 8), "bottleneck_filters": 8,
