@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from lungai.data.negative_rois import NegativeScan
 from lungai.training.config import TASKS
 
 
@@ -77,6 +78,12 @@ def _model_config(text: str | None) -> dict[str, Any] | None:
 @click.option("--shift-fraction", type=float, default=None,
               help="How far the augmented crop may move off the VOI centre, as a fraction of the ROI per axis "
                    "(default 0.05; e.g. 0.3 shows large nodules off-centre, as inference tiles do).")
+@click.option("--negatives", "negative_scans", multiple=True, metavar="SCAN[:left|:right]",
+              help="nodule-seg: an unlabelled whole scan whose lesion-free soft-tissue ROIs near the lungs join "
+                   "training with an empty mask (repeatable; :left / :right keeps only that half of the patient, "
+                   "when the other shows a lesion). Never a test patient's scan.")
+@click.option("--negatives-per-scan", type=int, default=None, help="Negative ROIs cut from each --negatives scan "
+              "(default 100).")
 @click.option("--restart", is_flag=True, help="Ignore a saved state in --out and start from scratch.")
 @click.option("--init-weights", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
               help="Start from this checkpoint folder's weights (same model and --size) with a fresh optimiser "
@@ -84,7 +91,8 @@ def _model_config(text: str | None) -> dict[str, Any] | None:
 def train(task: str, model: str, data: Path, out: Path | None, epochs: int | None, batch_size: int | None,
           lr: float | None, patience: int | None, size: str, model_config: str | None, device: str, threads: int,
           seed: int, max_cases: int | None, min_diameter_mm: float | None, no_augment: bool,
-          shift_fraction: float | None, restart: bool, init_weights: Path | None) -> None:
+          shift_fraction: float | None, negative_scans: tuple[str, ...], negatives_per_scan: int | None,
+          restart: bool, init_weights: Path | None) -> None:
     """Train MODEL for TASK (malignancy or nodule-seg) on the committed patient split.
 
     emphysema: MODEL is convlstm_scanner, mil_max, mil_mean, mil_product or cnn3d, --data a
@@ -103,6 +111,9 @@ def train(task: str, model: str, data: Path, out: Path | None, epochs: int | Non
         return
     if not data.is_dir():
         raise click.BadParameter(f"{data} is not a folder laid out like lidc_vois/", param_hint="--data")
+    for text in negative_scans:
+        if not NegativeScan.parse(text).path.exists():
+            raise click.BadParameter(f"{text}: no such scan", param_hint="--negatives")
     from lungai.training.recipes import make_config
     from lungai.training.trainer import metric_name, train as run_training
 
@@ -111,7 +122,8 @@ def train(task: str, model: str, data: Path, out: Path | None, epochs: int | Non
                              model_config=_model_config(model_config),
                              batch_size=batch_size, lr=lr, patience=patience, device=device, num_threads=threads,
                              seed=seed, max_cases=max_cases, min_diameter_mm=min_diameter_mm,
-                             augment=not no_augment, shift_fraction=shift_fraction, init_weights=init_weights)
+                             augment=not no_augment, shift_fraction=shift_fraction, init_weights=init_weights,
+                             negative_scans=list(negative_scans) or None, negatives_per_scan=negatives_per_scan)
     except (KeyError, ValueError) as exc:
         raise click.BadParameter(str(exc.args[0]) if exc.args else str(exc)) from None
     result = run_training(config, on_event=_EpochBar(metric_name(task)), resume=not restart)

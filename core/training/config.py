@@ -38,6 +38,11 @@ class TrainConfig:
         shift_fraction: how far the augmented crop window may move off the VOI centre, as a
             fraction of the ROI size per axis (larger values show the nodule off-centre, as the
             tiles of a large nodule do at inference).
+        negative_scans: unlabelled whole scans (``PATH``, ``PATH:left``, ``PATH:right``; see
+            :class:`lungai.data.negative_rois.NegativeScan`) whose lesion-free ROIs join the
+            training cases with an empty mask (nodule-seg: the tumour model's whole-scan
+            negatives). Never the test patients' scans.
+        negatives_per_scan: negative ROIs cut from each of ``negative_scans``.
         max_cases: use at most this many cases per split (tests, smoke runs); ``None`` for all.
         min_diameter_mm: train and validate only on nodules with at least this csv
             ``diameter_mm`` (case selection, never a model input; the tumour model's large
@@ -69,6 +74,8 @@ class TrainConfig:
     label_rule: str = "ge2_readers_gt3"
     augment: bool = True
     shift_fraction: float = AugmentConfig.shift_fraction
+    negative_scans: list[str] = field(default_factory=list)
+    negatives_per_scan: int = 100
     max_cases: int | None = None
     min_diameter_mm: float | None = None
     model_config: dict[str, Any] = field(default_factory=dict)
@@ -81,6 +88,11 @@ class TrainConfig:
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be at least 1")
         self.data, self.out = Path(self.data), Path(self.out)
+        if self.negative_scans and self.task != "nodule-seg":
+            raise ValueError("negative scans are for nodule-seg models only")
+        if self.negatives_per_scan < 1:
+            raise ValueError("negatives_per_scan must be at least 1")
+        self.negative_scans = [str(scan) for scan in self.negative_scans]
         if not 0.0 <= self.shift_fraction < 0.5:
             raise ValueError(f"shift_fraction must be in [0, 0.5), got {self.shift_fraction}")
         if self.init_weights is not None:

@@ -30,10 +30,16 @@ class NoduleROIDataset(Dataset):
         augment: augmentation ranges, or ``None`` for plain centred ROIs.
         seed: the run's seed.
         channels_first_2d: the model takes 2D ``(C, H, W)`` inputs (the ROI must have one slice).
+        negatives: normalised lesion-free volumes at the model's spacing
+            (:func:`lungai.data.negative_rois.negative_volumes`), items after the cases with
+            an empty mask (nodule-seg only).
     """
 
     def __init__(self, cases: Sequence[VOICase], spec: RoiSpec, task: str, label_rule: str = "ge2_readers_gt3",
-                 augment: AugmentConfig | None = None, seed: int = 0, channels_first_2d: bool = False) -> None:
+                 augment: AugmentConfig | None = None, seed: int = 0, channels_first_2d: bool = False,
+                 negatives: Sequence[np.ndarray] = ()) -> None:
+        if negatives and task != "nodule-seg":
+            raise ValueError("negative ROIs are for the nodule-seg task only")
         if task == "malignancy":
             cases = [c for c in cases if c.label(label_rule) is not None]
         self.cases = list(cases)
@@ -46,6 +52,9 @@ class NoduleROIDataset(Dataset):
         self.two_d = channels_first_2d
         self._labels = [int(c.label(label_rule) or 0) for c in self.cases] if task == "malignancy" else []
         self._volumes = [self._prepare(case) for case in self.cases]
+        self._volumes += [(volume, np.stack([np.zeros_like(volume), support_mask(volume.shape)]))
+                          for volume in negatives]
+        self.n_negatives = len(negatives)
 
     def _prepare(self, case: VOICase) -> tuple[np.ndarray, np.ndarray | None]:
         sample = case.load()
@@ -65,7 +74,7 @@ class NoduleROIDataset(Dataset):
         return list(self._labels)
 
     def __len__(self) -> int:
-        return len(self.cases)
+        return len(self._volumes)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, mask = self._volumes[index]

@@ -30,6 +30,7 @@ from torch import nn
 
 from lungai.data.augment import AugmentConfig
 from lungai.data.lidc_vois import VOICase, list_vois
+from lungai.data.negative_rois import NegativeScan, negative_volumes
 from lungai.data.roi import roi_spec
 from lungai.data.splits import cases_for_split, load_split
 from lungai.errors import WeightsError
@@ -135,7 +136,10 @@ def _make_datasets(config: TrainConfig, parts: dict[str, list[VOICase]]) -> tupl
     spec = roi_spec(config.model)
     two_d = len(get_spec(config.model).input_shape) == 3
     augment = AugmentConfig(shift_fraction=config.shift_fraction) if config.augment else None
-    train = NoduleROIDataset(parts["train"], spec, config.task, config.label_rule, augment, config.seed, two_d)
+    negatives = [volume for text in config.negative_scans
+                 for volume in negative_volumes(NegativeScan.parse(text), spec, config.negatives_per_scan, config.seed)]
+    train = NoduleROIDataset(parts["train"], spec, config.task, config.label_rule, augment, config.seed, two_d,
+                             negatives)
     val = NoduleROIDataset(parts["val"], spec, config.task, config.label_rule, None, config.seed, two_d)
     return train, val
 
@@ -285,7 +289,8 @@ def _train(config: TrainConfig, on_event: Callable[[TrainEvent], None], resume: 
     torch.use_deterministic_algorithms(True, warn_only=True)
     parts = _split_cases(config)
     train_set, val_set = _make_datasets(config, parts)
-    logger.info("%s %s: %d train / %d val cases on %s", config.task, config.model, len(train_set), len(val_set), device)
+    logger.info("%s %s: %d train / %d val cases%s on %s", config.task, config.model, len(train_set.cases), len(val_set),
+                f" and {train_set.n_negatives} negative ROIs" if train_set.n_negatives else "", device)
     _seed_everything(config.seed, -1)
     model = _make_model(config).to(device)
     optimizer, scheduler = _make_optimizer(config, model)

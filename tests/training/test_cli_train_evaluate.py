@@ -50,3 +50,11 @@ def test_model_config_that_is_not_a_json_object_is_a_usage_error(data_root: Path
                                       "--out", str(tmp_path), "--model-config", text])
     assert result.exit_code == 2 and message in result.output
     assert not any(tmp_path.iterdir())
+
+
+def test_a_missing_negative_scan_is_a_usage_error(data_root: Path, tmp_path: Path) -> None:
+    vois = require(data_root / "lidc_vois" / "nodules.csv").parent
+    result = CliRunner().invoke(cli, ["train", "nodule-seg", "--model", "r3d_denseunet", "--data", str(vois),
+                                      "--out", str(tmp_path / "run"), "--negatives", str(tmp_path / "no.nrrd:left")])
+    assert result.exit_code == 2 and "no such scan" in result.output
+    assert not (tmp_path / "run").exists()

@@ -96,6 +96,19 @@ def test_shift_fraction_is_checked_and_recorded(vois: Path, tmp_path: Path) -> N
     assert json.loads((tmp_path / "seg" / "metrics.json").read_text())["config"]["shift_fraction"] == 0.3
 
 
+def test_whole_scan_negatives_join_segmentation_training(vois: Path, data_root: Path, tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    thorax = str(require(data_root / "cip_small" / "ct-64.nrrd")) + ":left"
+    with pytest.raises(ValueError, match="nodule-seg"):
+        _config(vois, tmp_path / "bad", negative_scans=[thorax])
+    config = _config(vois, tmp_path / "seg", model="resunet3d", task="nodule-seg", epochs=1, negative_scans=[thorax],
+                     negatives_per_scan=4)
+    with caplog.at_level("INFO", logger="lungai"):
+        train(config)
+    assert any("8 train / 8 val cases and 4 negative ROIs" in r.getMessage() for r in caplog.records)
+    assert json.loads((tmp_path / "seg" / "metrics.json").read_text())["config"]["negative_scans"] == [thorax]
+
+
 def test_min_diameter_selects_the_large_nodules(vois: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     config = make_config("nodule-seg", "r3d_denseunet", vois, tmp_path / "big", epochs=1, batch_size=4, num_threads=1,
                          min_diameter_mm=20.0, model_config={"encoder_filters": (2, 4, 8), "bottleneck_filters": 8,

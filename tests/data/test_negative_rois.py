@@ -1,0 +1,62 @@
+"""Lesion-free training ROIs cut from a real whole scan (the tumour model's negatives)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lungai.data.negative_rois import NegativeScan, _allowed_centres, _work_grid, negative_volumes
+from lungai.data.roi import roi_spec
+from lungai.training.datasets import NoduleROIDataset
+from shared_data import require
+
+SPEC = roi_spec("r3d_denseunet")
+
+
+@pytest.fixture(scope="module")
+def thorax(data_root: Path) -> Path:
+    return require(data_root / "cip_small" / "ct-64.nrrd")
+
+
+def test_scan_text_names_the_kept_side() -> None:
+    assert NegativeScan.parse("a/chest.nrrd:left") == NegativeScan(Path("a/chest.nrrd"), "left")
+    assert NegativeScan.parse("a/chest.nrrd") == NegativeScan(Path("a/chest.nrrd"), "both")
+    assert str(NegativeScan.parse("c:/scans/chest.nrrd:right")) == "c:/scans/chest.nrrd:right"
+    with pytest.raises(ValueError, match="unknown side"):
+        NegativeScan(Path("a.nrrd"), "middle")
+
+
+def test_negatives_are_seeded_roi_sized_soft_tissue(thorax: Path) -> None:
+    scan = NegativeScan(thorax)
+    first, again = negative_volumes(scan, SPEC, 6, seed=0), negative_volumes(scan, SPEC, 6, seed=0)
+    assert len(first) == 6 and all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not np.array_equal(first[0], negative_volumes(scan, SPEC, 6, seed=1)[0])
+    assert all(v.shape == (24, 96, 96) and v.dtype == np.float32 and 0.0 <= v.min() <= v.max() <= 1.0 for v in first)
+    centre = [v[12, 48, 48] for v in first]
+    assert min(centre) > 0.0  # centred on tissue of -500 HU or more, never on air
+
+
+def test_a_side_keeps_its_roi_off_the_other_half(thorax: Path) -> None:
+    hu, labels = _work_grid(NegativeScan(thorax), SPEC)
+    columns = np.nonzero((labels > 0).any(axis=(0, 1)))[0]
+    midline = (columns.min() + columns.max()) / 2
+    for side, sign in (("left", 1), ("right", -1)):
+        inside, outside = _allowed_centres(hu, labels, SPEC, side)
+        x = np.concatenate([inside, outside])[:, 2]
+        assert len(inside) and len(outside)
+        assert np.all(sign * (x - midline) >= SPEC.shape[2] / 2)  # LPS: the patient's left is +x
+    both = sum(len(c) for c in _allowed_centres(hu, labels, SPEC, "both"))
+    assert both > sum(len(c) for c in _allowed_centres(hu, labels, SPEC, "left"))
+
+
+def test_negatives_join_the_dataset_with_an_empty_mask(thorax: Path) -> None:
+    negatives = negative_volumes(NegativeScan(thorax), SPEC, 3, seed=0)
+    dataset = NoduleROIDataset([], SPEC, "nodule-seg", negatives=negatives)
+    assert len(dataset) == dataset.n_negatives == 3
+    image, target = dataset[0]
+    assert tuple(image.shape) == (1, *SPEC.shape) and tuple(target.shape) == (2, *SPEC.shape)
+    assert target[0].sum() == 0 and target[1].min() == 1.0
+    with pytest.raises(ValueError, match="nodule-seg"):
+        NoduleROIDataset([], roi_spec("resnet50_3d"), "malignancy", negatives=negatives)
