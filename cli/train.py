@@ -111,6 +111,10 @@ def train(task: str, model: str, data: Path, out: Path | None, epochs: int | Non
         return
     if not data.is_dir():
         raise click.BadParameter(f"{data} is not a folder laid out like lidc_vois/", param_hint="--data")
+    if negatives_per_scan is not None and not negative_scans:
+        raise click.BadParameter("needs --negatives", param_hint="--negatives-per-scan")
+    if shift_fraction is not None and no_augment:
+        raise click.BadParameter("has no effect with --no-augment", param_hint="--shift-fraction")
     for text in negative_scans:
         if not NegativeScan.parse(text).path.exists():
             raise click.BadParameter(f"{text}: no such scan", param_hint="--negatives")

@@ -9,8 +9,9 @@ outside (chest wall, mediastinum, diaphragm), because the wall's volume would ot
 out the vessels.
 
 A scan that shows a lesion of its own can still give negatives from the other side of the body:
-``side`` keeps only centres at least half an ROI's width beyond the lungs' midline on the
-patient's ``left`` or ``right``, so no ROI reaches the excluded half. Which side holds the
+``side`` keeps only centres at least half the cut width beyond the lungs' midline on the
+patient's ``left`` or ``right``, so no cut volume, and no augmented ROI taken from it (the
+augmentation pads with edge values, never with more of the scan), holds the excluded half. Which side holds the
 lesion is knowledge about the scan (``backgrounds/elastix_chest.nrrd`` shows a right-lung
 tumour), given by whoever lists it, never a guess of the code.
 """
@@ -25,7 +26,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from lungai.data.roi import RoiSpec, normalize_hu, resample
+from lungai.data.roi import RoiSpec, normalize_hu, resample, resampled_shape
+from lungai.errors import NotCTError
 from lungai.io.reader import read_scan
 from lungai.preprocessing.lung_mask import segment_lungs
 
@@ -34,9 +36,9 @@ logger = logging.getLogger(__name__)
 SIDES = ("both", "left", "right")
 #: ROI centres lie on voxels of at least this HU (vessels, chest wall, mediastinum, diaphragm).
 SOFT_TISSUE_HU = -500.0
-#: ... within this distance of the lung mask (mm), as the tumour stage keeps.
+#: ... within this distance of the lung mask (mm), the distance within which the tumour stage keeps voxels.
 NEAR_LUNG_MM = 30.0
-#: Each negative is cut this much larger than the ROI in-plane (room for rotation and shift).
+#: Each negative is cut this much larger than the ROI along every axis (room for rotation and shift).
 CONTEXT_FACTOR = 1.5
 
 
@@ -74,8 +76,8 @@ def _work_grid(scan: NegativeScan, spec: RoiSpec) -> tuple[np.ndarray, np.ndarra
     labels = sitk.GetArrayFromImage(segment_lungs(image).labels)
     hu = sitk.GetArrayFromImage(image).astype(np.float32)
     spacing = tuple(float(s) for s in reversed(image.GetSpacing()))
-    shape = tuple(max(1, int(round(n * s / t))) for n, s, t in zip(hu.shape, spacing, spec.spacing))
-    return resample(hu, shape, order=1), resample(labels.astype(np.float32), shape, order=0).astype(np.uint8)  # type: ignore[arg-type]
+    shape = resampled_shape(hu.shape, spacing, spec)
+    return resample(hu, shape, order=1), resample(labels.astype(np.float32), shape, order=0).astype(np.uint8)
 
 
 def _allowed_centres(hu: np.ndarray, labels: np.ndarray, spec: RoiSpec, side: str) -> tuple[np.ndarray, np.ndarray]:
@@ -86,12 +88,17 @@ def _allowed_centres(hu: np.ndarray, labels: np.ndarray, spec: RoiSpec, side: st
     if side != "both":
         columns = np.nonzero(lungs.any(axis=(0, 1)))[0]
         midline = (columns.min() + columns.max()) / 2.0
-        half_roi = spec.shape[2] / 2.0
+        half_cut = _cut_shape(spec)[2] / 2.0
         x = np.arange(hu.shape[2])
         # LPS: x grows towards the patient's left.
-        keep_x = x >= midline + half_roi if side == "left" else x <= midline - half_roi
+        keep_x = x >= midline + half_cut if side == "left" else x <= midline - half_cut
         allowed &= keep_x[np.newaxis, np.newaxis, :]
     return np.argwhere(allowed & lungs), np.argwhere(allowed & ~lungs)
+
+
+def _cut_shape(spec: RoiSpec) -> tuple[int, int, int]:
+    """The shape each negative is cut in: the ROI grown by :data:`CONTEXT_FACTOR`."""
+    return tuple(int(n * CONTEXT_FACTOR) for n in spec.shape)  # type: ignore[return-value]
 
 
 def _cut(volume: np.ndarray, centre: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
@@ -106,20 +113,23 @@ def _cut(volume: np.ndarray, centre: np.ndarray, shape: tuple[int, int, int]) ->
 def negative_volumes(scan: NegativeScan, spec: RoiSpec, count: int, seed: int) -> list[np.ndarray]:
     """``count`` normalised tumour-free volumes of ``scan`` at the model's spacing.
 
-    Each is larger than the ROI (:data:`CONTEXT_FACTOR`), so the training
-    augmentation cuts its ROI from real tissue, never padding.
+    Each is larger than the ROI (:data:`CONTEXT_FACTOR`), so the training augmentation's
+    rotations and shifts cut its ROI from real tissue (edge padding only where the volume
+    reaches the scan's border).
 
     Raises:
-        ValueError: the scan has no soft tissue near its lungs on the kept side.
+        NotCTError: the scan has no soft tissue in or near its lungs on the kept side.
+        NoLungsFoundError: the scan has no lungs.
     """
     hu, labels = _work_grid(scan, spec)
     inside, outside = _allowed_centres(hu, labels, spec, scan.side)
     if not len(inside) or not len(outside):
-        raise ValueError(f"{scan}: no soft tissue in and within {NEAR_LUNG_MM:g} mm of the lungs to cut negatives from")
+        raise NotCTError(f"{scan}: no soft tissue in and within {NEAR_LUNG_MM:g} mm of the lungs to cut negatives "
+                         "from; give a chest CT that covers both lungs")
     rng = np.random.default_rng([seed, count])
     chosen = np.concatenate([centres[rng.choice(len(centres), size=n, replace=len(centres) < n)]
                              for centres, n in ((inside, count // 2), (outside, count - count // 2))])
-    centres = np.concatenate([inside, outside])
-    shape = tuple(int(n * CONTEXT_FACTOR) for n in spec.shape)
-    logger.info("%s: %d negative ROIs from %d allowed centres", scan, count, len(centres))
+    shape = _cut_shape(spec)
+    logger.info("%s: %d negative ROIs from %d allowed centres in and %d around the lungs", scan, count,
+                len(inside), len(outside))
     return [normalize_hu(_cut(hu, centre, shape)) for centre in chosen]  # type: ignore[arg-type]

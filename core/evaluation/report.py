@@ -124,11 +124,13 @@ def segmentation_markdown(metrics: Mapping[str, Any]) -> str:
 
 def _long_axis_lines(metrics: Mapping[str, Any]) -> list[str]:
     """The long-axis agreement sentence (reports written before it existed have no such keys)."""
-    if metrics.get("long_axis_error_mm") is None:
+    if "long_axis_missed" not in metrics:
         return []
+    if metrics.get("long_axis_error_mm") is None:
+        return [f"No nodule has a mask, so no long axis was measured ({metrics['long_axis_missed']} missed).", ""]
     large = ("" if metrics.get("long_axis_error_ge10mm_mm") is None else
              f"; nodules >= 10 mm: mean error {metrics['long_axis_error_ge10mm_mm']:+.2f} mm, "
              f"mean absolute error {metrics['long_axis_abs_error_ge10mm_mm']:.2f} mm")
     return [f"Axial long axis of the model's mask minus the reader consensus's: mean error "
             f"{metrics['long_axis_error_mm']:+.2f} mm, mean absolute error {metrics['long_axis_abs_error_mm']:.2f} mm"
-            f"{large}.", ""]
+            f"{large}; over the nodules with a mask ({metrics.get('long_axis_missed', 0)} without).", ""]

@@ -9,7 +9,8 @@ to its largest connected component; Dice, precision and recall are computed ther
 reader-consensus mask, so resampling losses count against the model. The long axis of the
 predicted mask (:func:`lungai.preprocessing.measurements.axial_diameters`, the measurement
 ``lungai run`` reports) is compared with that of the reader-consensus mask: the mean signed
-error (the bias of the outline) and the mean absolute error. The threshold + connected-component
+error (the bias of the outline) and the mean absolute error, over the nodules with a predicted
+mask (the others are counted as missed). The threshold + connected-component
 baseline (:func:`lungai.evaluation.baselines.threshold_segmentation`) is scored on the same cases.
 Size groups use the csv's ``diameter_mm`` (an analysis variable, never a model input).
 """
@@ -105,10 +106,17 @@ def long_axis_mm(mask: np.ndarray, spacing_zyx: tuple[float, float, float]) -> f
     return axial_diameters(mask, spacing_zyx).long_axis_mm if mask.any() else 0.0
 
 
-def _long_axis_summary(rows: list[dict[str, Any]]) -> dict[str, float | None]:
-    errors = np.array([r["long_axis_mm"] - r["reference_long_axis_mm"] for r in rows])
-    large = np.array([r["diameter_mm"] >= SIZE_SPLIT_MM for r in rows], bool)
-    return {"long_axis_error_mm": float(errors.mean()), "long_axis_abs_error_mm": float(np.abs(errors).mean()),
+def long_axis_summary(rows: list[dict[str, Any]]) -> dict[str, float | int | None]:
+    """Mean signed and absolute long-axis errors over the nodules the model found (any mask),
+    overall and >= 10 mm, and the number it missed (no mask, nothing to measure)."""
+    found = [r for r in rows if r["long_axis_mm"] > 0]
+    if not found:
+        return {"long_axis_error_mm": None, "long_axis_abs_error_mm": None, "long_axis_error_ge10mm_mm": None,
+                "long_axis_abs_error_ge10mm_mm": None, "long_axis_missed": len(rows)}
+    errors = np.array([r["long_axis_mm"] - r["reference_long_axis_mm"] for r in found])
+    large = np.array([r["diameter_mm"] >= SIZE_SPLIT_MM for r in found], bool)
+    return {"long_axis_missed": len(rows) - len(found),
+            "long_axis_error_mm": float(errors.mean()), "long_axis_abs_error_mm": float(np.abs(errors).mean()),
             "long_axis_error_ge10mm_mm": float(errors[large].mean()) if large.any() else None,
             "long_axis_abs_error_ge10mm_mm": float(np.abs(errors[large]).mean()) if large.any() else None}
 
@@ -135,7 +143,7 @@ def evaluate_segmentation(config: SegmentationEvalConfig) -> tuple[dict[str, Any
         ``(metrics, per-case rows)``; metrics have ``dice``, ``dice_median``, ``dice_lt10mm``,
         ``dice_ge10mm``, ``precision``, ``recall`` and the same with ``baseline_`` in front, and the
         model's long-axis errors (``long_axis_error_mm``, ``long_axis_abs_error_mm``, and both
-        for nodules >= 10 mm), predicted minus reader consensus.
+        for nodules >= 10 mm), predicted minus reader consensus, with ``long_axis_missed``.
     """
     cases = evaluation_cases(config.data, config.split)
     if config.min_diameter_mm is not None:
@@ -165,7 +173,7 @@ def evaluate_segmentation(config: SegmentationEvalConfig) -> tuple[dict[str, Any
                                "n_lt10mm": int(sum(r["diameter_mm"] < SIZE_SPLIT_MM for r in rows)),
                                "threshold": threshold, "min_diameter_mm": config.min_diameter_mm,
                                "mirror": config.mirror, "tile": config.tile,
-                               **_summary(rows, ""), **_long_axis_summary(rows)}
+                               **_summary(rows, ""), **long_axis_summary(rows)}
     baseline_rows = [{"diameter_mm": r["diameter_mm"], "dice": r["baseline_dice"], "precision": r["baseline_precision"],
                       "recall": r["baseline_recall"]} for r in rows]
     metrics.update(_summary(baseline_rows, "baseline_"))

@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lungai.data.negative_rois import NegativeScan, _allowed_centres, _work_grid, negative_volumes
-from lungai.data.roi import roi_spec
+from lungai import labels as structures
+from lungai.data.negative_rois import (SOFT_TISSUE_HU, NegativeScan, _allowed_centres, _cut_shape, _work_grid,
+                                       negative_volumes)
+from lungai.data.roi import normalize_hu, roi_spec
 from lungai.training.datasets import NoduleROIDataset
 from shared_data import require
 
@@ -35,18 +37,19 @@ def test_negatives_are_seeded_roi_sized_soft_tissue(thorax: Path) -> None:
     assert not np.array_equal(first[0], negative_volumes(scan, SPEC, 6, seed=1)[0])
     assert all(v.shape == (24, 96, 96) and v.dtype == np.float32 and 0.0 <= v.min() <= v.max() <= 1.0 for v in first)
     centre = [v[12, 48, 48] for v in first]
-    assert min(centre) > 0.0  # centred on tissue of -500 HU or more, never on air
+    assert min(centre) >= normalize_hu(np.array(SOFT_TISSUE_HU))  # centred on soft tissue, never on air
 
 
 def test_a_side_keeps_its_roi_off_the_other_half(thorax: Path) -> None:
     hu, labels = _work_grid(NegativeScan(thorax), SPEC)
     columns = np.nonzero((labels > 0).any(axis=(0, 1)))[0]
     midline = (columns.min() + columns.max()) / 2
-    for side, sign in (("left", 1), ("right", -1)):
+    for side, sign, lung in (("left", 1, structures.LUNG_LEFT), ("right", -1, structures.LUNG_RIGHT)):
         inside, outside = _allowed_centres(hu, labels, SPEC, side)
         x = np.concatenate([inside, outside])[:, 2]
         assert len(inside) and len(outside)
-        assert np.all(sign * (x - midline) >= SPEC.shape[2] / 2)  # LPS: the patient's left is +x
+        assert np.all(labels[tuple(inside.T)] == lung.value)  # the kept half's lung, by the lung mask's own labels
+        assert np.all(sign * (x - midline) >= _cut_shape(SPEC)[2] / 2)  # no cut volume reaches the other half
     both = sum(len(c) for c in _allowed_centres(hu, labels, SPEC, "both"))
     assert both > sum(len(c) for c in _allowed_centres(hu, labels, SPEC, "left"))
 

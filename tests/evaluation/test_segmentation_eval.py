@@ -11,7 +11,7 @@ from lungai.evaluation import report
 from lungai.evaluation.baselines import threshold_segmentation
 from lungai.evaluation.metrics import dice
 from lungai.evaluation.segmentation_eval import (SegmentationEvalConfig, checkpoint_threshold, choose_threshold,
-                                                evaluate_segmentation, largest_component, long_axis_mm,
+                                                evaluate_segmentation, largest_component, long_axis_mm, long_axis_summary,
                                                 mean_dice)
 from lungai.models.checkpoint import save_model
 from lungai.models.registry import build_model
@@ -52,7 +52,7 @@ def test_evaluation_on_the_validation_split(data_root: Path, tmp_path: Path) -> 
         assert metrics[key] is not None and 0.0 <= metrics[key] <= 1.0
     assert 0.3 < metrics["baseline_dice"] < 0.8
     assert all(r["reference_long_axis_mm"] > 0 for r in rows)
-    assert metrics["long_axis_abs_error_mm"] >= abs(metrics["long_axis_error_mm"])
+    assert metrics["long_axis_missed"] + sum(r["long_axis_mm"] > 0 for r in rows) == len(rows)
     assert "Dice >= 10 mm" in report.segmentation_markdown(metrics)
     assert "long axis" in report.segmentation_markdown(metrics)
 
@@ -62,6 +62,26 @@ def test_long_axis_of_a_mask_and_of_a_missed_nodule() -> None:
     mask[1, 5:9, 3:13] = True  # 4 x 10 pixels of 0.5 mm: its diagonal is about 5.4 mm
     assert 5.0 < long_axis_mm(mask, (2.0, 0.5, 0.5)) < 6.0
     assert long_axis_mm(np.zeros_like(mask), (2.0, 0.5, 0.5)) == 0.0
+
+
+def test_long_axis_errors_leave_out_and_count_the_missed_nodules() -> None:
+    rows = [{"diameter_mm": 12.0, "long_axis_mm": 10.0, "reference_long_axis_mm": 12.0},
+            {"diameter_mm": 5.0, "long_axis_mm": 5.0, "reference_long_axis_mm": 4.0},
+            {"diameter_mm": 8.0, "long_axis_mm": 0.0, "reference_long_axis_mm": 8.0}]
+    summary = long_axis_summary(rows)
+    assert summary["long_axis_missed"] == 1
+    assert summary["long_axis_error_mm"] == pytest.approx(-0.5) and summary["long_axis_abs_error_mm"] == pytest.approx(1.5)
+    assert summary["long_axis_error_ge10mm_mm"] == pytest.approx(-2.0)
+    nothing = long_axis_summary(rows[2:])
+    assert nothing["long_axis_error_mm"] is None and nothing["long_axis_missed"] == 1
+    assert "1 missed" in "\n".join(report._long_axis_lines(nothing))
+    text = report.segmentation_markdown({"model": "m", "split": "val", "n_cases": 3, "n_lt10mm": 2,
+                                         **{k: 0.5 for k in ("dice", "dice_median", "dice_lt10mm", "dice_ge10mm",
+                                                             "precision", "recall")},
+                                         **{"baseline_" + k: 0.4 for k in ("dice", "dice_median", "dice_lt10mm",
+                                                                           "dice_ge10mm", "precision", "recall")},
+                                         **summary})
+    assert "mean error -0.50 mm" in text and "(1 without)" in text
 
 
 def test_threshold_is_chosen_by_mean_dice() -> None:

@@ -58,3 +58,6 @@ def test_a_missing_negative_scan_is_a_usage_error(data_root: Path, tmp_path: Pat
                                       "--out", str(tmp_path / "run"), "--negatives", str(tmp_path / "no.nrrd:left")])
     assert result.exit_code == 2 and "no such scan" in result.output
     assert not (tmp_path / "run").exists()
+    alone = CliRunner().invoke(cli, ["train", "nodule-seg", "--model", "r3d_denseunet", "--data", str(vois),
+                                     "--out", str(tmp_path / "run"), "--negatives-per-scan", "5"])
+    assert alone.exit_code == 2 and "needs --negatives" in alone.output and not (tmp_path / "run").exists()

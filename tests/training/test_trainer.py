@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from lungai.errors import WeightsError
 from lungai.models.checkpoint import load_model
 from lungai.training.recipes import make_config
-from lungai.training.trainer import TrainEvent, train
+from lungai.training.trainer import TrainEvent, _make_datasets, _split_cases, train
 from shared_data import require
 
 TINY_CNN = {"filters": (4, 8, 8), "hidden": 16}
@@ -92,7 +92,9 @@ def test_segmentation_training_runs(vois: Path, tmp_path: Path) -> None:
 def test_shift_fraction_is_checked_and_recorded(vois: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="shift_fraction"):
         _config(vois, tmp_path / "bad", model="resunet3d", task="nodule-seg", shift_fraction=0.6)
-    train(_config(vois, tmp_path / "seg", model="resunet3d", task="nodule-seg", epochs=1, shift_fraction=0.3))
+    config = _config(vois, tmp_path / "seg", model="resunet3d", task="nodule-seg", epochs=1, shift_fraction=0.3)
+    assert _make_datasets(config, _split_cases(config))[0].augment.shift_fraction == 0.3
+    train(config)
     assert json.loads((tmp_path / "seg" / "metrics.json").read_text())["config"]["shift_fraction"] == 0.3
 
 
