@@ -3,16 +3,17 @@
 A model trained only on nodule-centred VOIs has never seen a patch without a lesion, and on a
 whole scan it marks hilar vessels, chest wall and mediastinum (docs/results.md, "Tumour").
 These negatives are ROIs of an unlabelled whole scan with an empty mask, centred on soft tissue
-(:data:`SOFT_TISSUE_HU` and more) within :data:`NEAR_LUNG_MM` of the lung mask, the region the
-tumour stage searches and keeps: half of them inside the lungs (vessels, hila, fissures), half
+(:data:`SOFT_TISSUE_HU` and more) near the lung mask
+(:func:`lungai.pipeline.tumour.near_lungs`, on the full grid), the region the tumour stage
+searches and keeps: half of them inside the lungs (vessels, hila, fissures), half
 outside (chest wall, mediastinum, diaphragm), because the wall's volume would otherwise crowd
 out the vessels.
 
 A scan that shows a lesion of its own can still give negatives from the other side of the body:
 ``side`` keeps only centres at least half the cut width beyond the lungs' midline on the
 patient's ``left`` or ``right``, so no cut volume, and no augmented ROI taken from it (the
-augmentation pads with edge values, never with more of the scan), holds the excluded half. Which side holds the
-lesion is knowledge about the scan (``backgrounds/elastix_chest.nrrd`` shows a right-lung
+augmentation pads with edge values, never with more of the scan), holds the excluded half.
+Which side holds the lesion is knowledge about the scan (``backgrounds/elastix_chest.nrrd`` shows a right-lung
 tumour), given by whoever lists it, never a guess of the code.
 """
 
@@ -24,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
 from lungai.data.roi import RoiSpec, normalize_hu, resample, resampled_shape
 from lungai.errors import NotCTError
 from lungai.io.reader import read_scan
+from lungai.pipeline.tumour import NEAR_LUNG_MM, near_lungs
 from lungai.preprocessing.lung_mask import segment_lungs
 
 logger = logging.getLogger(__name__)
@@ -36,8 +37,6 @@ logger = logging.getLogger(__name__)
 SIDES = ("both", "left", "right")
 #: ROI centres lie on voxels of at least this HU (vessels, chest wall, mediastinum, diaphragm).
 SOFT_TISSUE_HU = -500.0
-#: ... within this distance of the lung mask (mm), the distance within which the tumour stage keeps voxels.
-NEAR_LUNG_MM = 30.0
 #: Each negative is cut this much larger than the ROI along every axis (room for rotation and shift).
 CONTEXT_FACTOR = 1.5
 
@@ -83,8 +82,7 @@ def _work_grid(scan: NegativeScan, spec: RoiSpec) -> tuple[np.ndarray, np.ndarra
 def _allowed_centres(hu: np.ndarray, labels: np.ndarray, spec: RoiSpec, side: str) -> tuple[np.ndarray, np.ndarray]:
     """``(n, 3)`` voxel indices where a negative ROI may be centred: in the lungs, and outside them."""
     lungs = labels > 0
-    near = ndimage.distance_transform_edt(~lungs, sampling=spec.spacing) <= NEAR_LUNG_MM
-    allowed = near & (hu >= SOFT_TISSUE_HU)
+    allowed = near_lungs(lungs, spec.spacing, step=1) & (hu >= SOFT_TISSUE_HU)
     if side != "both":
         columns = np.nonzero(lungs.any(axis=(0, 1)))[0]
         midline = (columns.min() + columns.max()) / 2.0

@@ -133,4 +133,4 @@ def _long_axis_lines(metrics: Mapping[str, Any]) -> list[str]:
              f"mean absolute error {metrics['long_axis_abs_error_ge10mm_mm']:.2f} mm")
     return [f"Axial long axis of the model's mask minus the reader consensus's: mean error "
             f"{metrics['long_axis_error_mm']:+.2f} mm, mean absolute error {metrics['long_axis_abs_error_mm']:.2f} mm"
-            f"{large}; over the nodules with a mask ({metrics.get('long_axis_missed', 0)} without).", ""]
+            f"{large}; over the nodules with a mask ({metrics['long_axis_missed']} without).", ""]

@@ -64,9 +64,12 @@ def _search_box(lungs: np.ndarray, spacing: tuple[float, float, float]) -> tuple
                  for b, m, s, n in zip(box, SEARCH_MARGIN_MM, spacing, lungs.shape))
 
 
-def _near_lungs(lungs: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
-    """Voxels within :data:`NEAR_LUNG_MM` of the lung mask, on a coarse in-plane grid then repeated."""
-    step = _DISTANCE_STEP
+def near_lungs(lungs: np.ndarray, spacing: tuple[float, float, float], step: int = _DISTANCE_STEP) -> np.ndarray:
+    """Voxels within :data:`NEAR_LUNG_MM` of the lung mask (the voxels this stage keeps).
+
+    The distance is computed on a grid ``step`` times coarser in-plane, then repeated (speed; 1
+    for the full grid).
+    """
     coarse = lungs[:, ::step, ::step]
     distance = ndimage.distance_transform_edt(~coarse, sampling=(spacing[0], spacing[1] * step, spacing[2] * step))
     near = np.repeat(np.repeat(distance <= NEAR_LUNG_MM, step, axis=1), step, axis=2)
@@ -132,7 +135,7 @@ def segment_tumour(model: nn.Module, hu: np.ndarray, lung_labels: sitk.Image, im
     volume = torch.from_numpy(normalize_hu(resample(region.astype(np.float32), work_shape, order=1)))  # type: ignore[arg-type]
     mask = predict_tumour_mask(model, volume, config, _central_half_holds(seeds, padded, PATCH_SIZE))
     lungs_work = resample(lungs[box].astype(np.float32), work_shape, order=0) > 0.5  # type: ignore[arg-type]
-    mask &= _near_lungs(lungs_work, target)  # type: ignore[arg-type]
+    mask &= near_lungs(lungs_work, target)  # type: ignore[arg-type]
     mask = _drop_small(mask, float(np.prod(target)) / 1000.0)
     full = np.zeros(hu.shape, bool)
     if mask.any():

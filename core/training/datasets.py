@@ -54,7 +54,6 @@ class NoduleROIDataset(Dataset):
         self._volumes = [self._prepare(case) for case in self.cases]
         self._volumes += [(volume, np.stack([np.zeros_like(volume), support_mask(volume.shape)]))
                           for volume in negatives]
-        self.n_negatives = len(negatives)
 
     def _prepare(self, case: VOICase) -> tuple[np.ndarray, np.ndarray | None]:
         sample = case.load()
@@ -72,6 +71,11 @@ class NoduleROIDataset(Dataset):
     def labels(self) -> list[int]:
         """Malignancy labels in item order (malignancy task only)."""
         return list(self._labels)
+
+    @property
+    def n_negatives(self) -> int:
+        """How many items are negatives (they follow the cases)."""
+        return len(self._volumes) - len(self.cases)
 
     def __len__(self) -> int:
         return len(self._volumes)
