@@ -1,7 +1,8 @@
 """Pixel-derived size and HU features (+ the CNNs) against the diameter baseline: chosen on validation, tested once.
 
 Each VOI of the training and validation splits is segmented by the shipped ``resunet3d`` (the
-pipeline's inference, without mirroring to save time); from that mask, i.e. from pixels only,
+pipeline's inference, without mirroring and at the trained ROI spacing alone, to save time and
+keep the published features reproducible); from that mask, i.e. from pixels only,
 come the nodule's size (log volume, axial long and short axis) and its HU profile (mean, standard
 deviation, fraction above 200 HU), its shape and margin (sphericity, solidity, elongation,
 flatness, surface roughness, HU step and gradient across the margin); the two malignancy CNNs
@@ -42,8 +43,8 @@ from lungai.evaluation.cases import evaluation_cases, reference_cases
 from lungai.evaluation.malignancy_eval import paired_auc_difference
 from lungai.evaluation.metrics import roc_auc, roc_auc_ci
 from lungai.evaluation.predictions import load_nodule_model, malignancy_probabilities, roi_dataset
-from lungai.evaluation.segmentation_eval import checkpoint_threshold
-from lungai.inference.voi_segmentation import VoiInference, predict_voi_probability
+from lungai.evaluation.segmentation_eval import checkpoint_inference
+from lungai.inference.voi_segmentation import predict_voi_probability, with_overrides
 from lungai.preprocessing.measurements import axial_diameters, largest_component
 from lungai.weights.resolver import resolve
 
@@ -71,7 +72,7 @@ def _features(cases: list[VOICase]) -> dict[str, np.ndarray]:
     folder = resolve("resunet3d").folder
     _, segmenter = load_nodule_model(folder)
     spec = roi_spec("resunet3d")
-    inference = VoiInference(threshold=checkpoint_threshold(folder), mirror=False)
+    inference = with_overrides(checkpoint_inference(folder), mirror=False, scales=(1.0,))
     rows, shape_rows = [], []
     for case in cases:
         sample = case.load()

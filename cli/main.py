@@ -21,6 +21,7 @@ from lungai.cli.data import data
 from lungai.cli.evaluate import evaluate
 from lungai.cli.train import train
 from lungai.cli.train_detection import train_detection
+from lungai.cli.tune import tune
 from lungai.cli.weights import weights
 from lungai.errors import EXIT_CODES, LungAIError
 from lungai.inference.device import DEVICE_PATTERN
@@ -187,6 +188,7 @@ def demo(output: Path, overwrite: bool, progress: str) -> None:
 
 cli.add_command(weights)
 cli.add_command(train)
+cli.add_command(tune)
 cli.add_command(train_detection)
 cli.add_command(evaluate)
 cli.add_command(baseline)

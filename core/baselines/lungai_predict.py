@@ -5,7 +5,7 @@ so that its wall time and peak memory are measured like ``nnUNetv2_predict``'s: 
 loading and every case included. The masks are exactly what ``lungai evaluate`` scores: the VOI
 segmented as ``lungai run`` segments a nodule (:mod:`lungai.inference.voi_segmentation`: mirrored,
 tiled when the ROI cuts the nodule) on each VOI's own grid, thresholded at the checkpoint's validation-chosen
-threshold (:func:`lungai.evaluation.segmentation_eval.checkpoint_threshold`) and reduced to its
+threshold (:func:`lungai.evaluation.segmentation_eval.checkpoint_inference`, with its scales) and reduced to its
 largest connected component. Files are ``<case_id>.nii.gz`` on the VOI's grid (spacing, origin, direction).
 """
 
@@ -23,8 +23,8 @@ import SimpleITK as sitk
 from lungai.data.roi import roi_spec
 from lungai.evaluation.cases import evaluation_cases
 from lungai.evaluation.predictions import load_nodule_model
-from lungai.inference.voi_segmentation import VoiInference, predict_voi_probability
-from lungai.evaluation.segmentation_eval import checkpoint_threshold
+from lungai.inference.voi_segmentation import predict_voi_probability, with_overrides
+from lungai.evaluation.segmentation_eval import checkpoint_inference
 from lungai.preprocessing.measurements import largest_component
 
 logger = logging.getLogger(__name__)
@@ -67,9 +67,9 @@ def predict_split(config: LungAIPredictConfig) -> str:
     cases = evaluation_cases(config.data, config.split)
     name, model = load_nodule_model(config.weights, config.device)
     spec = roi_spec(name)
-    threshold = checkpoint_threshold(config.weights) if config.threshold is None else config.threshold
+    inference = with_overrides(checkpoint_inference(config.weights), threshold=config.threshold)
+    threshold = inference.threshold
     config.output.mkdir(parents=True, exist_ok=True)
-    inference = VoiInference(threshold=threshold)
     for case in cases:
         sample = case.load()
         native = predict_voi_probability(model, sample.image, sample.spacing_zyx, spec, inference)

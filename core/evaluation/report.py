@@ -118,8 +118,17 @@ def segmentation_markdown(metrics: Mapping[str, Any]) -> str:
         "metrics on each VOI's native grid, mean over nodules.", "",
         markdown_table(rows, ["method", "Dice mean", "Dice median", "Dice < 10 mm", "Dice >= 10 mm",
                               "precision", "recall"]), "",
+        *_inference_lines(metrics),
         *_long_axis_lines(metrics),
     ])
+
+
+def _inference_lines(metrics: Mapping[str, Any]) -> list[str]:
+    """How the model was run: threshold, mirroring, tiling, scales (older reports lack some keys)."""
+    scales = ", ".join(f"{s:g}" for s in metrics.get("scales", [1.0]))
+    return [f"Mask: probability >= {metrics['threshold']:.2f}, largest component; mirroring "
+            f"{'on' if metrics.get('mirror', True) else 'off'}, tiling {'on' if metrics.get('tile', True) else 'off'}; "
+            f"ROI spacing factors averaged: {scales}.", ""]
 
 
 def _long_axis_lines(metrics: Mapping[str, Any]) -> list[str]:

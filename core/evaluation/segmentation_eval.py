@@ -2,10 +2,11 @@
 
 Each VOI is segmented the way ``lungai run`` segments a nodule
 (:func:`lungai.inference.voi_segmentation.predict_voi_probability`: the centred ROI, mirrored,
-tiled when the nodule is cut by the ROI; both can be switched off), mapped back onto the VOI's
-own grid, thresholded at the checkpoint's validation-chosen threshold (``config.json``
-``inference.threshold``, written by the trainer; 0.5 for a checkpoint without one) and reduced
-to its largest connected component; Dice, precision and recall are computed there against the
+tiled when the nodule is cut by the ROI; both can be switched off; averaged over the
+checkpoint's ``inference.scales`` when it records some), mapped back onto the VOI's own grid,
+thresholded at the checkpoint's validation-chosen threshold (``config.json``
+``inference.threshold``, written by the trainer or ``lungai tune``; 0.5 for a checkpoint
+without one) and reduced to its largest connected component; Dice, precision and recall are computed there against the
 reader-consensus mask, so resampling losses count against the model. The long axis of the
 predicted mask (:func:`lungai.preprocessing.measurements.axial_diameters`, the measurement
 ``lungai run`` reports) is compared with that of the reader-consensus mask: the mean signed
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from lungai.data.roi import RoiSpec, roi_spec, roi_to_native
-from lungai.inference.voi_segmentation import VoiInference, predict_voi_probability
+from lungai.inference.voi_segmentation import VoiInference, predict_voi_probability, recorded_inference, with_overrides
 from lungai.evaluation.baselines import threshold_segmentation
 from lungai.evaluation.cases import evaluation_cases
 from lungai.evaluation.metrics import dice, precision, recall
@@ -49,12 +50,13 @@ class SegmentationEvalConfig:
         data: the folder to evaluate.
         split: ``test``, ``val`` or ``all``.
         threshold: probability threshold of the mask; ``None`` uses the checkpoint's
-            (:func:`checkpoint_threshold`).
+            (:func:`checkpoint_inference`).
         device: where the model runs.
         min_diameter_mm: evaluate only nodules with at least this ``diameter_mm`` (case
             selection only, e.g. the tumour model's large nodules); ``None`` for all.
         mirror: test-time mirroring (:class:`~lungai.inference.voi_segmentation.VoiInference`).
         tile: tiling of nodules cut by the ROI.
+        scales: ROI spacing factors to average; ``None`` uses the checkpoint's.
     """
 
     weights: Path
@@ -65,16 +67,17 @@ class SegmentationEvalConfig:
     min_diameter_mm: float | None = None
     mirror: bool = True
     tile: bool = True
+    scales: tuple[float, ...] | None = None
 
 
-def checkpoint_threshold(folder: Path) -> float:
-    """The probability threshold a segmentation checkpoint was validated with.
+def checkpoint_inference(folder: Path) -> VoiInference:
+    """How a segmentation checkpoint was validated: its threshold and scales.
 
     The trainer writes the validation-chosen threshold into ``config.json`` as
-    ``inference.threshold``; checkpoints without one get :data:`DEFAULT_THRESHOLD`.
+    ``inference.threshold`` (``lungai tune`` may rewrite it with ``inference.scales``);
+    checkpoints without one get :data:`DEFAULT_THRESHOLD` and the trained spacing alone.
     """
-    inference = read_header(folder).get("inference") or {}
-    return float(inference.get("threshold", DEFAULT_THRESHOLD))
+    return recorded_inference(read_header(folder).get("inference") or {}, DEFAULT_THRESHOLD)
 
 
 def to_native(probabilities: list[np.ndarray], natives: list[tuple[tuple[int, int, int], tuple[float, float, float]]],
@@ -152,8 +155,9 @@ def evaluate_segmentation(config: SegmentationEvalConfig) -> tuple[dict[str, Any
             raise ValueError(f"no {config.split} cases with diameter_mm >= {config.min_diameter_mm} in {config.data}")
     name, model = load_nodule_model(config.weights, config.device)
     spec = roi_spec(name)
-    threshold = checkpoint_threshold(config.weights) if config.threshold is None else config.threshold
-    inference = VoiInference(threshold=threshold, mirror=config.mirror, tile=config.tile)
+    inference = with_overrides(checkpoint_inference(config.weights), threshold=config.threshold,
+                               mirror=config.mirror, tile=config.tile, scales=config.scales)
+    threshold = inference.threshold
     rows: list[dict[str, Any]] = []
     for case in cases:
         sample = case.load()
@@ -172,7 +176,7 @@ def evaluate_segmentation(config: SegmentationEvalConfig) -> tuple[dict[str, Any
                                "weights": str(config.weights), "n_cases": len(rows),
                                "n_lt10mm": int(sum(r["diameter_mm"] < SIZE_SPLIT_MM for r in rows)),
                                "threshold": threshold, "min_diameter_mm": config.min_diameter_mm,
-                               "mirror": config.mirror, "tile": config.tile,
+                               "mirror": config.mirror, "tile": config.tile, "scales": list(inference.scales),
                                **_summary(rows, ""), **long_axis_summary(rows)}
     baseline_rows = [{"diameter_mm": r["diameter_mm"], "dice": r["baseline_dice"], "precision": r["baseline_precision"],
                       "recall": r["baseline_recall"]} for r in rows]

@@ -13,6 +13,11 @@ first. Two things are added at inference, both chosen on the validation split (d
   ROI apart, plus the centred one) and the tiles' probabilities are averaged. Each tile is an
   input of the trained size, so the model sees nothing it was not trained on; only the
   nodule's position in the tile changes. Nodules that fit keep the centred prediction.
+- **Scales** (test-time magnification, off unless a checkpoint's ``inference.scales`` or the
+  caller asks for it): the VOI is also resampled at the ROI spacing times each factor (a factor
+  below 1 magnifies the nodule), predicted as above, and the probabilities of all scales are
+  averaged on the VOI's own grid. ``lungai tune nodule-seg`` chooses the factors on the
+  validation split (:mod:`lungai.evaluation.inference_tuning`).
 
 The decision uses the prediction only, never a label: the same code runs in ``lungai run``,
 ``lungai evaluate nodule-seg`` and ``lungai compare``.
@@ -21,7 +26,9 @@ The decision uses the prediction only, never a label: the same code runs in ``lu
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,6 +44,8 @@ TILE_STEP_FRACTION = 0.5
 #: Tiling covers at most this many ROI sides around the VOI's centre (80 x 136 x 136 mm for
 #: ``resunet3d``: every LIDC VOI fits), so a runaway VOI cannot cost thousands of tiles.
 MAX_TILED_ROIS = 4
+#: Largest spacing factor of :attr:`VoiInference.scales` (a coarser grid shrinks the nodule away).
+MAX_SCALE = 2.0
 
 
 @dataclass(frozen=True)
@@ -48,12 +57,41 @@ class VoiInference:
         mirror: average over the 8 flips of z, y and x.
         tile: cover VOIs whose nodule is cut by the centred ROI with tiles.
         batch_size: ROIs per model call.
+        scales: factors of the ROI spacing the model runs at (1: the trained spacing); the
+            probabilities are averaged.
     """
 
     threshold: float = 0.5
     mirror: bool = True
     tile: bool = True
     batch_size: int = 8
+    scales: tuple[float, ...] = (1.0,)
+
+    def __post_init__(self) -> None:
+        if not self.scales or any(not 0.0 < s <= MAX_SCALE for s in self.scales):
+            raise ValueError(f"scales must be a non-empty list of factors in (0, {MAX_SCALE}], got {self.scales}")
+
+
+def recorded_inference(settings: Mapping[str, Any], default_threshold: float = 0.5) -> VoiInference:
+    """How a checkpoint's ``config.json`` ``inference`` block says to run it: ``threshold`` and
+    ``scales`` (``default_threshold`` and the trained spacing alone where the block has none).
+
+    Raises:
+        ValueError: the block records scales that :class:`VoiInference` refuses.
+    """
+    scales = settings.get("scales") or (1.0,)
+    return VoiInference(threshold=float(settings.get("threshold", default_threshold)),
+                        scales=tuple(float(s) for s in scales))
+
+
+def with_overrides(inference: VoiInference, **changes: Any) -> VoiInference:
+    """``inference`` with the given fields replaced, ``None`` values left as they are."""
+    return replace(inference, **{k: v for k, v in changes.items() if v is not None})
+
+
+def scaled_spec(spec: RoiSpec, scale: float) -> RoiSpec:
+    """The ROI of ``spec`` on a spacing ``scale`` times its own (native-spacing axes stay native)."""
+    return RoiSpec(spec.shape, tuple(None if s is None else s * scale for s in spec.spacing))  # type: ignore[arg-type]
 
 
 def _flips(mirror: bool) -> list[tuple[int, ...]]:
@@ -149,14 +187,23 @@ def predict_voi_probability(model: nn.Module, hu: np.ndarray, spacing_zyx: tuple
         hu: the VOI in HU, ``(z, y, x)``.
         spacing_zyx: its spacing (mm).
         spec: the model's ROI.
-        inference: mirroring, tiling, threshold.
+        inference: mirroring, tiling, threshold, scales.
 
     Returns:
-        Probabilities on ``hu``'s grid (float32).
+        Probabilities on ``hu``'s grid (float32), the mean over ``inference.scales``.
     """
+    total = np.zeros(hu.shape, np.float32)
+    for scale in inference.scales:
+        total += predict_voi_probability_at(model, hu, spacing_zyx, scaled_spec(spec, scale), inference)
+    return total / len(inference.scales)
+
+
+def predict_voi_probability_at(model: nn.Module, hu: np.ndarray, spacing_zyx: tuple[float, float, float],
+                               spec: RoiSpec, inference: VoiInference) -> np.ndarray:
+    """Soft mask on ``hu``'s grid from one ROI spacing (``spec`` as given; ``inference.scales`` unused)."""
     image, _ = resample_to_spec(hu.astype(np.float32), None, spacing_zyx, spec)
     roi = normalize_hu(centre_pad_crop(image, spec.shape, "edge"))
     probability = roi_to_resampled(predict_rois(model, [roi], spec, inference)[0][0], image.shape, spec)
     if inference.tile and _cut_by_roi(probability, spec, inference.threshold):
         probability = _tiled_probability(model, image, spec, inference)
-    return resample(probability, hu.shape, order=1)
+    return resample(probability, hu.shape, order=1).astype(np.float32)

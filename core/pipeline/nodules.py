@@ -3,10 +3,11 @@
 For every detection (strongest first) a training-like VOI is cut around it
 (:func:`lungai.inference.nodule_roi.voi_box`, sized from the detection's radius) and
 ``resunet3d`` predicts a soft mask there (:func:`lungai.inference.voi_segmentation.predict_voi_probability`:
-mirrored, and tiled when the model's ROI cuts the nodule). The mask is the connected component of
-``probability >= threshold`` at (or nearest to) the detection, within the detection's
-neighbourhood; the threshold is the one chosen on the validation split and stored with the
-checkpoint (``config.json`` ``inference.threshold``), 0.5 without one. When the mask reaches a
+mirrored, tiled when the model's ROI cuts the nodule, averaged over the checkpoint's scales). The
+mask is the connected component of ``probability >= threshold`` at (or nearest to) the detection,
+within the detection's neighbourhood; the threshold and scales are the ones chosen on the
+validation split and stored with the checkpoint (``config.json`` ``inference``), 0.5 and the
+trained spacing alone without them. When the mask reaches a
 side of its VOI that is not the scan's edge, the VOI is grown to the mask's extent and the
 prediction repeated (at most :data:`MAX_GROWTH` times), so a detector's radius estimate that is
 too small does not cut the nodule.
@@ -90,7 +91,7 @@ def _touching_sides(mask: np.ndarray, voi: Voi, shape: tuple[int, int, int]) -> 
 
 
 def segment_detection(model: nn.Module, hu: np.ndarray, image: sitk.Image, detection: Detection,
-                      threshold: float, mirror: bool = True) -> SegmentedNodule:
+                      inference: VoiInference) -> SegmentedNodule:
     """Segment one detection (see the module docstring); the mask may come back empty.
 
     Args:
@@ -98,19 +99,18 @@ def segment_detection(model: nn.Module, hu: np.ndarray, image: sitk.Image, detec
         hu: the scan's HU.
         image: the scan (geometry).
         detection: what to segment.
-        threshold: probability threshold.
-        mirror: test-time mirroring (8 model calls per ROI instead of 1).
+        inference: the mask's probability threshold, mirroring (8 model calls per ROI instead
+            of 1) and scales (the checkpoint's, :func:`~lungai.inference.voi_segmentation.recorded_inference`).
     """
     spec = roi_spec(SEGMENTATION_MODEL)
     spacing = tuple(float(s) for s in reversed(image.GetSpacing()))
     centre = _centre_index(image, detection.centre_lps_mm)
     extent = np.full(3, 2.0 * detection.radius_mm)
-    inference = VoiInference(threshold=threshold, mirror=mirror)
     for attempt in range(MAX_GROWTH + 1):
         voi = voi_box(centre, extent, spacing, hu.shape)  # type: ignore[arg-type]
         probability = predict_voi_probability(model, hu[voi.box], spacing, spec, inference)  # type: ignore[arg-type]
         local_centre = centre - [s.start for s in voi.box]
-        mask = _component_at(probability >= threshold, local_centre, spacing, detection.radius_mm)  # type: ignore[arg-type]
+        mask = _component_at(probability >= inference.threshold, local_centre, spacing, detection.radius_mm)  # type: ignore[arg-type]
         grow = _touching_sides(mask, voi, hu.shape) if mask.any() else []
         if not grow or attempt == MAX_GROWTH:
             break
@@ -123,7 +123,7 @@ def segment_detection(model: nn.Module, hu: np.ndarray, image: sitk.Image, detec
 
 
 def segment_detections(model: nn.Module, hu: np.ndarray, image: sitk.Image, detections: Sequence[Detection],
-                       threshold: float = DEFAULT_THRESHOLD, mirror: bool = True) -> list[SegmentedNodule]:
+                       inference: VoiInference = VoiInference()) -> list[SegmentedNodule]:
     """Segment every detection and resolve overlaps (stronger detections keep their voxels).
 
     Returns:
@@ -133,7 +133,7 @@ def segment_detections(model: nn.Module, hu: np.ndarray, image: sitk.Image, dete
     taken = np.zeros(hu.shape, bool)
     kept: list[SegmentedNodule] = []
     for detection in ordered:
-        nodule = segment_detection(model, hu, image, detection, threshold, mirror)
+        nodule = segment_detection(model, hu, image, detection, inference)
         nodule.mask &= ~taken[nodule.box]
         if not nodule.mask.any():
             logger.info("detection at %s (score %.2f): empty mask, dropped",

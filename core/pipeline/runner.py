@@ -24,6 +24,7 @@ from lungai import __version__, labels
 from lungai.data.roi import roi_spec
 from lungai.errors import OutputExistsError
 from lungai.inference.device import resolve_device
+from lungai.inference.voi_segmentation import recorded_inference
 from lungai.io.findings import (
     Densitometry,
     Emphysema,
@@ -145,8 +146,8 @@ def _nodules(state: RunState) -> None:
         detections = detections[: state.config.max_nodules]
     hu = sitk.GetArrayViewFromImage(image)
     lung_labels = sitk.GetArrayViewFromImage(state.lungs.labels)
-    threshold = float(state.models.inference(SEGMENTATION_MODEL).get("threshold", DEFAULT_THRESHOLD))
-    state.nodule_masks = segment_detections(state.models.get(SEGMENTATION_MODEL), hu, image, detections, threshold)
+    inference = recorded_inference(state.models.inference(SEGMENTATION_MODEL), DEFAULT_THRESHOLD)
+    state.nodule_masks = segment_detections(state.models.get(SEGMENTATION_MODEL), hu, image, detections, inference)
     z_ranges = lung_z_ranges(lung_labels)
     for index, segmented in enumerate(state.nodule_masks, start=1):
         measured = measure_lesion(segmented.mask, hu, lung_labels, image, segmented.box, z_ranges)

@@ -10,7 +10,7 @@ import pytest
 from lungai.evaluation import report
 from lungai.evaluation.baselines import threshold_segmentation
 from lungai.evaluation.metrics import dice
-from lungai.evaluation.segmentation_eval import (SegmentationEvalConfig, checkpoint_threshold, choose_threshold,
+from lungai.evaluation.segmentation_eval import (SegmentationEvalConfig, checkpoint_inference, choose_threshold,
                                                 evaluate_segmentation, largest_component, long_axis_mm, long_axis_summary,
                                                 mean_dice)
 from lungai.models.checkpoint import save_model
@@ -47,7 +47,7 @@ def test_evaluation_on_the_validation_split(data_root: Path, tmp_path: Path) -> 
     vois = require(data_root / "lidc_vois" / "nodules.csv").parent
     save_model(build_model("resunet3d", ResUNet3dConfig(filters=(2, 4, 8, 16), bottom_filters=8)), tmp_path / "w")
     metrics, rows = evaluate_segmentation(SegmentationEvalConfig(tmp_path / "w", vois, "val"))
-    assert len(rows) == metrics["n_cases"] > 100 and metrics["threshold"] == 0.5
+    assert len(rows) == metrics["n_cases"] > 100 and metrics["threshold"] == 0.5 and metrics["scales"] == [1.0]
     for key in ("dice", "dice_median", "dice_lt10mm", "dice_ge10mm", "precision", "recall", "baseline_dice"):
         assert metrics[key] is not None and 0.0 <= metrics[key] <= 1.0
     assert 0.3 < metrics["baseline_dice"] < 0.8
@@ -76,12 +76,14 @@ def test_long_axis_errors_leave_out_and_count_the_missed_nodules() -> None:
     assert nothing["long_axis_error_mm"] is None and nothing["long_axis_missed"] == 1
     assert "1 missed" in "\n".join(report._long_axis_lines(nothing))
     text = report.segmentation_markdown({"model": "m", "split": "val", "n_cases": 3, "n_lt10mm": 2,
+                                         "threshold": 0.35, "mirror": True, "tile": False, "scales": [1.0, 0.7],
                                          **{k: 0.5 for k in ("dice", "dice_median", "dice_lt10mm", "dice_ge10mm",
                                                              "precision", "recall")},
                                          **{"baseline_" + k: 0.4 for k in ("dice", "dice_median", "dice_lt10mm",
                                                                            "dice_ge10mm", "precision", "recall")},
                                          **summary})
     assert "mean error -0.50 mm" in text and "(1 without)" in text
+    assert "probability >= 0.35" in text and "tiling off" in text and "averaged: 1, 0.7." in text
 
 
 def test_threshold_is_chosen_by_mean_dice() -> None:
@@ -94,11 +96,16 @@ def test_threshold_is_chosen_by_mean_dice() -> None:
     assert mean_dice([prob], [mask], 0.5) == 0.0
 
 
-def test_checkpoint_threshold_comes_from_the_config(tmp_path: Path) -> None:
+def test_checkpoint_threshold_and_scales_come_from_the_config(tmp_path: Path) -> None:
     save_model(build_model("resunet3d", ResUNet3dConfig(filters=(2, 4, 8, 16), bottom_filters=8)), tmp_path)
-    assert checkpoint_threshold(tmp_path) == 0.5
+    assert checkpoint_inference(tmp_path).threshold == 0.5 and checkpoint_inference(tmp_path).scales == (1.0,)
     write_inference_settings(tmp_path, {"threshold": 0.35})
-    assert checkpoint_threshold(tmp_path) == 0.35
+    assert checkpoint_inference(tmp_path).threshold == 0.35 and checkpoint_inference(tmp_path).scales == (1.0,)
+    write_inference_settings(tmp_path, {"threshold": 0.4, "scales": [1.0, 0.8]})
+    assert checkpoint_inference(tmp_path).scales == (1.0, 0.8)
+    write_inference_settings(tmp_path, {"threshold": 0.4, "scales": [1.0, -2]})
+    with pytest.raises(ValueError, match="scales"):
+        checkpoint_inference(tmp_path)
 
 
 @pytest.mark.slow

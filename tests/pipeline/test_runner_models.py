@@ -189,6 +189,7 @@ def test_each_detection_keeps_its_own_mask_when_segmented_together(tiny_release:
     from lungai.data.phantom import NODULES
     from lungai.pipeline.detection import Detection
     from lungai.pipeline.models import ModelStore
+    from lungai.inference.voi_segmentation import VoiInference
     from lungai.pipeline.nodules import segment_detection, segment_detections
 
     phantom = make_phantom()
@@ -197,8 +198,9 @@ def test_each_detection_keeps_its_own_mask_when_segmented_together(tiny_release:
     detections = [Detection(n.centre_lps_mm, n.diameter_mm / 2, 0.9 - 0.1 * i) for i, n in enumerate(NODULES)]
     # a low threshold, so that even the barely trained model gives non-empty masks to compare; such
     # masks run to the VOI's sides and get tiled, so mirroring is left out to keep the test short
-    together = segment_detections(model, hu, phantom.image, detections, threshold=0.05, mirror=False)
-    single = [segment_detection(model, hu, phantom.image, d, threshold=0.05, mirror=False) for d in detections]
+    inference = VoiInference(threshold=0.05, mirror=False)
+    together = segment_detections(model, hu, phantom.image, detections, inference)
+    single = [segment_detection(model, hu, phantom.image, d, inference) for d in detections]
     single = [s for s in single if s.mask.any()]
     assert together, "no mask to compare"
     assert [b.detection for b in together] == [s.detection for s in single]

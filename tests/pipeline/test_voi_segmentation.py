@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
 from lungai.data.roi import RoiSpec
 from lungai.evaluation.metrics import dice
-from lungai.inference.voi_segmentation import VoiInference, predict_voi_probability
+from lungai.inference.voi_segmentation import (VoiInference, predict_voi_probability, predict_voi_probability_at,
+                                               recorded_inference, scaled_spec, with_overrides)
 from lungai.preprocessing.measurements import largest_component
 
 SPEC = RoiSpec((8, 16, 16), (1.0, 1.0, 1.0))
@@ -85,3 +87,31 @@ def test_tiling_stops_at_a_few_rois_around_the_centre() -> None:
     covered = np.nonzero(probability[4, 8] >= 0.5)[0]
     assert covered.size == 4 * 16  # the central four ROI widths
     assert covered[0] == (100 - 64) // 2
+
+
+def test_scales_average_the_predictions_at_each_spacing() -> None:
+    hu = _voi(_sphere((12, 24, 24), 4.0))
+    model = Brightness(ramp=True)  # position-dependent, so each spacing gives another answer
+    one = VoiInference(mirror=False, tile=False)
+    at_1 = predict_voi_probability_at(model, hu, SPACING, SPEC, one)
+    at_half = predict_voi_probability_at(model, hu, SPACING, scaled_spec(SPEC, 0.5), one)
+    assert not np.allclose(at_1, at_half, atol=1e-3)
+    both = predict_voi_probability(model, hu, SPACING, SPEC, with_overrides(one, scales=(1.0, 0.5)))
+    np.testing.assert_allclose(both, (at_1 + at_half) / 2, atol=1e-6)
+    np.testing.assert_array_equal(predict_voi_probability(model, hu, SPACING, SPEC, one), at_1)
+    assert scaled_spec(SPEC, 0.5).spacing == (0.5, 0.5, 0.5) and scaled_spec(SPEC, 0.5).shape == SPEC.shape
+    assert scaled_spec(RoiSpec((1, 8, 8), (None, 0.4, 0.4)), 2.0).spacing == (None, 0.8, 0.8)
+
+
+@pytest.mark.parametrize("scales", [(), (0.0,), (1.0, 2.5), (-1.0,)])
+def test_scales_outside_the_allowed_range_are_refused(scales: tuple[float, ...]) -> None:
+    with pytest.raises(ValueError, match="scales"):
+        VoiInference(scales=scales)
+
+
+def test_recorded_inference_reads_threshold_and_scales() -> None:
+    assert recorded_inference({}) == VoiInference(threshold=0.5, scales=(1.0,))
+    assert recorded_inference({}, default_threshold=0.3).threshold == 0.3
+    recorded = recorded_inference({"threshold": 0.4, "scales": [1, 0.8], "roi_shape_zyx": [16, 48, 48]})
+    assert recorded.threshold == 0.4 and recorded.scales == (1.0, 0.8)
+    assert with_overrides(recorded, threshold=None, mirror=False) == VoiInference(0.4, False, True, 8, (1.0, 0.8))

@@ -1,4 +1,4 @@
-"""A small lidc_vois-like folder (the first few cases of each split) for the baseline tests."""
+"""A small lidc_vois-like folder (the first few cases of each split) for tests that run a model on every case."""
 
 from __future__ import annotations
 
