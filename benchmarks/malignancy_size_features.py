@@ -1,8 +1,8 @@
 """Pixel-derived size and HU features (+ the CNNs) against the diameter baseline: chosen on validation, tested once.
 
 Each VOI of the training and validation splits is segmented by the shipped ``resunet3d`` (the
-pipeline's inference, without mirroring and at the trained ROI spacing alone, to save time and
-keep the published features reproducible); from that mask, i.e. from pixels only,
+pipeline's inference with the settings the published features were measured with:
+:data:`FEATURE_MASK`); from that mask, i.e. from pixels only,
 come the nodule's size (log volume, axial long and short axis) and its HU profile (mean, standard
 deviation, fraction above 200 HU), its shape and margin (sphericity, solidity, elongation,
 flatness, surface roughness, HU step and gradient across the margin); the two malignancy CNNs
@@ -43,8 +43,7 @@ from lungai.evaluation.cases import evaluation_cases, reference_cases
 from lungai.evaluation.malignancy_eval import paired_auc_difference
 from lungai.evaluation.metrics import roc_auc, roc_auc_ci
 from lungai.evaluation.predictions import load_nodule_model, malignancy_probabilities, roi_dataset
-from lungai.evaluation.segmentation_eval import checkpoint_inference
-from lungai.inference.voi_segmentation import predict_voi_probability, with_overrides
+from lungai.inference.voi_segmentation import VoiInference, predict_voi_probability
 from lungai.preprocessing.measurements import axial_diameters, largest_component
 from lungai.weights.resolver import resolve
 
@@ -65,6 +64,9 @@ FEATURE_SETS = {
 SHAPE_FEATURES = ("sphericity", "solidity", "elongation", "flatness", "radial_cv", "margin_contrast",
                   "margin_gradient")
 MARGIN_MM = 1.5  # thickness of the inner and outer shells of the margin contrast
+#: The mask the published features were measured on: the shipped resunet3d's validation-chosen
+#: threshold of the time (0.40), the trained ROI spacing alone, no mirroring (to save time).
+FEATURE_MASK = VoiInference(threshold=0.40, mirror=False, scales=(1.0,))
 
 
 def _features(cases: list[VOICase]) -> dict[str, np.ndarray]:
@@ -72,7 +74,7 @@ def _features(cases: list[VOICase]) -> dict[str, np.ndarray]:
     folder = resolve("resunet3d").folder
     _, segmenter = load_nodule_model(folder)
     spec = roi_spec("resunet3d")
-    inference = with_overrides(checkpoint_inference(folder), mirror=False, scales=(1.0,))
+    inference = FEATURE_MASK
     rows, shape_rows = [], []
     for case in cases:
         sample = case.load()

@@ -66,7 +66,7 @@ def evaluate(task: str, weights: tuple[Path, ...], data: Path, split: str, refer
         return
     if not data.is_dir():
         raise click.BadParameter(f"{data} is not a folder laid out like lidc_vois/", param_hint="--data")
-    from lungai.cli.tune import parse_scales
+    from lungai.cli.options import parse_scales
     from lungai.evaluation import report
 
     folders = weights or _shipped_weights(task)
@@ -80,7 +80,7 @@ def evaluate(task: str, weights: tuple[Path, ...], data: Path, split: str, refer
             if len(folders) != 1:
                 raise click.UsageError("nodule-seg evaluates one model: pass --weights once")
             metrics = _segmentation(SegmentationEvalConfig(folders[0], data, split, threshold, device,
-                                                           min_diameter_mm, mirror, tile, parse_scales(scales)),
+                                                           min_diameter_mm, mirror, tile, parse_scales(scales, "--scales")),
                                     output)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

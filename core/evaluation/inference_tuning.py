@@ -3,13 +3,17 @@
 ``lungai tune nodule-seg --weights RUN --data lidc_vois`` runs the model on every validation VOI
 the way ``lungai evaluate`` and ``lungai run`` do (mirrored, tiled), once at the trained ROI
 spacing and once at each candidate factor of it (a factor below 1 magnifies the nodule:
-:func:`lungai.inference.voi_segmentation.scaled_spec`). Every set of at most ``max_set_size``
+:func:`lungai.inference.voi_segmentation.scaled_spec`); whether a VOI is tiled depends on the
+threshold, so each threshold gets the probabilities it would get in ``lungai evaluate``
+(:func:`lungai.inference.voi_segmentation.probabilities_by_threshold`). Every set of at most ``max_set_size``
 scales that includes the trained spacing is then scored with every threshold of the trainer's
 grid (:data:`lungai.evaluation.segmentation_eval.THRESHOLDS`): mean native-grid Dice of the
 largest component of the averaged probabilities, the trainer's own criterion. The best pair is
 written into the checkpoint's ``config.json`` (``inference.threshold`` and ``inference.scales``),
-where evaluation and the pipeline read it; ties go to fewer scales, then to the threshold nearest
-0.5. Only validation cases are read: the test split stays untouched.
+where evaluation and the comparison read it (and ``lungai run``, once the run is released:
+docs/weights.md); ties go to fewer scales, then to the threshold nearest 0.5. A checkpoint
+validated on large nodules only (``inference.min_diameter_mm``, the tumour model) is tuned on
+those. Only validation cases are read: the test split stays untouched.
 """
 
 from __future__ import annotations
@@ -26,17 +30,21 @@ import numpy as np
 from lungai.data.roi import roi_spec
 from lungai.evaluation.cases import evaluation_cases
 from lungai.evaluation.predictions import load_nodule_model
-from lungai.evaluation.segmentation_eval import DEFAULT_THRESHOLD, THRESHOLDS, checkpoint_inference, mean_dice
-from lungai.inference.voi_segmentation import MAX_SCALE, VoiInference, predict_voi_probability_at, scaled_spec
+from lungai.evaluation.segmentation_eval import DEFAULT_THRESHOLD, THRESHOLDS, mean_dice
+from lungai.inference.voi_segmentation import MAX_SCALE, probabilities_by_threshold, recorded_inference
 from lungai.models.checkpoint import read_header
 from lungai.training.checkpointing import write_inference_settings
 from lungai.training.recipes import models_for_task
+from lungai.weights.manifest import read_manifest
+from lungai.weights.verify import sha256_file
 
 logger = logging.getLogger(__name__)
 
 #: Candidate factors of the ROI spacing searched by default, besides the trained one (1).
 DEFAULT_CANDIDATES = (0.7, 0.8, 0.9)
 TRAINED_SCALE = 1.0
+#: Per ``(scale, threshold)``: the native-grid probabilities of every validation case.
+Probabilities = dict[tuple[float, float], list[np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -44,12 +52,11 @@ class TuningConfig:
     """One tuning run.
 
     Attributes:
-        weights: the segmentation checkpoint folder (rewritten unless ``write`` is false).
+        weights: the segmentation checkpoint folder (a training run, not a released model).
         data: a folder laid out like ``lidc_vois`` with validation cases of the committed split.
         candidates: spacing factors tried besides 1.
         max_set_size: most scales averaged together (1 and up to ``max_set_size - 1`` candidates).
         device: where the model runs.
-        write: record the choice in ``config.json``.
     """
 
     weights: Path
@@ -57,7 +64,6 @@ class TuningConfig:
     candidates: tuple[float, ...] = DEFAULT_CANDIDATES
     max_set_size: int = 2
     device: str = "cpu"
-    write: bool = True
 
     def __post_init__(self) -> None:
         if any(not 0.0 < c <= MAX_SCALE or c == TRAINED_SCALE for c in self.candidates):
@@ -74,29 +80,35 @@ def scale_sets(candidates: tuple[float, ...], max_set_size: int) -> list[tuple[f
             for extra in itertools.combinations(sorted(candidates), k)]
 
 
-def best_setting(probabilities: dict[float, list[np.ndarray]], masks: list[np.ndarray],
-                 sets: list[tuple[float, ...]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _averaged(probabilities: Probabilities, scales: tuple[float, ...], threshold: float) -> list[np.ndarray]:
+    by_scale = [probabilities[(s, threshold)] for s in scales]
+    return [np.mean([p[i] for p in by_scale], axis=0) for i in range(len(by_scale[0]))]
+
+
+def best_setting(probabilities: Probabilities, masks: list[np.ndarray], sets: list[tuple[float, ...]],
+                 thresholds: tuple[float, ...] = THRESHOLDS) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Score every (scale set, threshold) pair by mean Dice.
 
     Args:
-        probabilities: per scale, the native-grid probabilities of every case.
+        probabilities: per ``(scale, threshold)``, the native-grid probabilities of every case as
+            that scale makes them with that threshold (:func:`probabilities_by_threshold`).
         masks: the cases' reference masks.
         sets: the scale sets to score.
+        thresholds: the thresholds to score.
 
     Returns:
         ``(the best pair, every pair)``, each a dict of ``scales``, ``threshold`` and ``dice``.
     """
-    scored = []
-    for scales in sets:
-        mean = [np.mean([probabilities[s][i] for s in scales], axis=0) for i in range(len(masks))]
-        for threshold in THRESHOLDS:
-            scored.append({"scales": list(scales), "threshold": threshold, "dice": mean_dice(mean, masks, threshold)})
+    scored = [{"scales": list(scales), "threshold": t, "dice": mean_dice(_averaged(probabilities, scales, t), masks, t)}
+              for scales in sets for t in thresholds]
     best = max(scored, key=lambda r: (r["dice"], -len(r["scales"]), -abs(r["threshold"] - DEFAULT_THRESHOLD)))
     return best, scored
 
 
 def tune_inference(config: TuningConfig, on_case: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Choose the threshold and scales on the validation split (see the module docstring).
+
+    Nothing is written: :func:`record_choice` records the result.
 
     Args:
         config: what to tune.
@@ -107,47 +119,64 @@ def tune_inference(config: TuningConfig, on_case: Callable[[int, int], None] | N
         re-scored on the same cases (``previous``) and every scored pair (``candidates``).
 
     Raises:
-        ValueError: no validation cases in ``config.data``, or not a segmentation checkpoint.
+        ValueError: a released model, not a segmentation checkpoint, a bad ``inference`` block,
+            or no validation cases in ``config.data``.
     """
-    cases = evaluation_cases(config.data, "val")
+    _refuse_released(config.weights)
+    header = read_header(config.weights)
+    previous = recorded_inference(header.get("inference") or {}, DEFAULT_THRESHOLD)
+    min_diameter = (header.get("inference") or {}).get("min_diameter_mm")
+    cases = [c for c in evaluation_cases(config.data, "val") if min_diameter is None or c.diameter_mm >= min_diameter]
+    if not cases:
+        raise ValueError(f"no validation cases with diameter_mm >= {min_diameter} in {config.data}")
     name, model = load_nodule_model(config.weights, config.device)
     if name not in models_for_task("nodule-seg"):
         raise ValueError(f"{config.weights} holds {name}, not a nodule segmentation model "
                          f"({', '.join(models_for_task('nodule-seg'))})")
     spec = roi_spec(name)
-    previous = checkpoint_inference(config.weights)
     scales = sorted({TRAINED_SCALE, *config.candidates, *previous.scales})
-    probabilities: dict[float, list[np.ndarray]] = {s: [] for s in scales}
+    thresholds = tuple(sorted({*THRESHOLDS, previous.threshold}))
+    probabilities: Probabilities = {(s, t): [] for s in scales for t in thresholds}
     masks: list[np.ndarray] = []
     for done, case in enumerate(cases, start=1):
         sample = case.load()
         for scale in scales:
-            inference = VoiInference(threshold=previous.threshold, scales=(scale,))
-            probabilities[scale].append(predict_voi_probability_at(model, sample.image, sample.spacing_zyx,
-                                                                   scaled_spec(spec, scale), inference))
+            at_scale = probabilities_by_threshold(model, sample.image, sample.spacing_zyx, spec, scale, previous,
+                                                  thresholds)
+            for t, probability in at_scale.items():
+                probabilities[(scale, t)].append(probability)
         masks.append(sample.mask)
         if on_case is not None:
             on_case(done, len(cases))
     best, scored = best_setting(probabilities, masks, scale_sets(config.candidates, config.max_set_size))
-    previous_mean = [np.mean([probabilities[s][i] for s in previous.scales], axis=0) for i in range(len(masks))]
+    before = mean_dice(_averaged(probabilities, previous.scales, previous.threshold), masks, previous.threshold)
     result = {"task": "nodule-seg", "model": name, "weights": str(config.weights), "split": "val",
-              "n_cases": len(cases), "threshold": best["threshold"], "scales": best["scales"],
-              "val_dice": best["dice"],
-              "previous": {"threshold": previous.threshold, "scales": list(previous.scales),
-                           "val_dice": mean_dice(previous_mean, masks, previous.threshold)},
+              "n_cases": len(cases), "min_diameter_mm": min_diameter, "threshold": best["threshold"],
+              "scales": best["scales"], "val_dice": best["dice"],
+              "previous": {"threshold": previous.threshold, "scales": list(previous.scales), "val_dice": before},
               "candidates": scored}
     logger.info("%s: threshold %.2f, scales %s, validation Dice %.4f (before: threshold %.2f, scales %s, %.4f)",
-                name, best["threshold"], best["scales"], best["dice"], previous.threshold, list(previous.scales),
-                result["previous"]["val_dice"])
-    if config.write:
-        _record(config.weights, best)
+                name, best["threshold"], best["scales"], best["dice"], previous.threshold, list(previous.scales), before)
     return result
 
 
-def _record(folder: Path, best: dict[str, Any]) -> None:
-    """Write the choice into the checkpoint's ``inference`` block, keeping its other settings."""
+def record_choice(folder: Path, result: dict[str, Any]) -> None:
+    """Write a tuning result's threshold and scales into the checkpoint's ``inference`` block,
+    keeping its other settings (the file is replaced atomically)."""
     settings = dict(read_header(folder).get("inference") or {})
-    settings.update(threshold=best["threshold"], scales=best["scales"],
+    settings.update(threshold=result["threshold"], scales=result["scales"],
                     threshold_source="validation split, best mean native-grid Dice over thresholds and "
                                      "test-time scales (lungai tune)")
     write_inference_settings(folder, settings)
+
+
+def _refuse_released(folder: Path) -> None:
+    """Refuse a folder whose ``config.json`` is a released model's: its sha256 is verified before
+    every use, so tuning it in place would break ``lungai run``; tune the run it came from."""
+    digest = sha256_file(folder / "config.json")
+    for entry in read_manifest().models.values():
+        record = entry.files.get("config.json")
+        if record is not None and record.sha256 == digest:
+            raise ValueError(f"{folder} holds the released {entry.name} weights, whose files are verified by "
+                             "sha256; tune the training run it was released from, then release it again "
+                             "(docs/weights.md)")

@@ -16,7 +16,8 @@ first. Two things are added at inference, both chosen on the validation split (d
 - **Scales** (test-time magnification, off unless a checkpoint's ``inference.scales`` or the
   caller asks for it): the VOI is also resampled at the ROI spacing times each factor (a factor
   below 1 magnifies the nodule), predicted as above, and the probabilities of all scales are
-  averaged on the VOI's own grid. ``lungai tune nodule-seg`` chooses the factors on the
+  averaged on the VOI's own grid. Each scale decides on tiling by itself, and tiling covers the
+  same millimetres at every scale. ``lungai tune nodule-seg`` chooses the factors on the
   validation split (:mod:`lungai.evaluation.inference_tuning`).
 
 The decision uses the prediction only, never a label: the same code runs in ``lungai run``,
@@ -41,8 +42,9 @@ from lungai.preprocessing.measurements import largest_component
 
 #: Tiles are at most this fraction of an ROI apart along each axis.
 TILE_STEP_FRACTION = 0.5
-#: Tiling covers at most this many ROI sides around the VOI's centre (80 x 136 x 136 mm for
-#: ``resunet3d``: every LIDC VOI fits), so a runaway VOI cannot cost thousands of tiles.
+#: Tiling covers at most this many trained-spacing ROI sides around the VOI's centre (80 x 136 x
+#: 136 mm for ``resunet3d``: every LIDC VOI fits; at a scale below 1 the same millimetres take more,
+#: smaller ROIs), so a runaway VOI cannot cost thousands of tiles.
 MAX_TILED_ROIS = 4
 #: Largest spacing factor of :attr:`VoiInference.scales` (a coarser grid shrinks the nodule away).
 MAX_SCALE = 2.0
@@ -53,7 +55,7 @@ class VoiInference:
     """How a segmentation model is run on a VOI.
 
     Attributes:
-        threshold: probability threshold of the mask (used to decide whether to tile).
+        threshold: probability threshold of the mask (also decides whether to tile), in (0, 1).
         mirror: average over the 8 flips of z, y and x.
         tile: cover VOIs whose nodule is cut by the centred ROI with tiles.
         batch_size: ROIs per model call.
@@ -68,6 +70,8 @@ class VoiInference:
     scales: tuple[float, ...] = (1.0,)
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must lie in (0, 1), got {self.threshold}")
         if not self.scales or any(not 0.0 < s <= MAX_SCALE for s in self.scales):
             raise ValueError(f"scales must be a non-empty list of factors in (0, {MAX_SCALE}], got {self.scales}")
 
@@ -77,11 +81,14 @@ def recorded_inference(settings: Mapping[str, Any], default_threshold: float = 0
     ``scales`` (``default_threshold`` and the trained spacing alone where the block has none).
 
     Raises:
-        ValueError: the block records scales that :class:`VoiInference` refuses.
+        ValueError: the block records a threshold or scales of the wrong type or range.
     """
-    scales = settings.get("scales") or (1.0,)
-    return VoiInference(threshold=float(settings.get("threshold", default_threshold)),
-                        scales=tuple(float(s) for s in scales))
+    threshold, scales = settings.get("threshold", default_threshold), settings.get("scales", [1.0])
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise ValueError(f"inference.threshold must be a number, got {threshold!r}")
+    if not isinstance(scales, list) or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in scales):
+        raise ValueError(f"inference.scales must be a list of numbers, got {scales!r}")
+    return VoiInference(threshold=float(threshold), scales=tuple(float(v) for v in scales))
 
 
 def with_overrides(inference: VoiInference, **changes: Any) -> VoiInference:
@@ -151,14 +158,15 @@ def _cut_by_roi(probability: np.ndarray, spec: RoiSpec, threshold: float) -> boo
     return False
 
 
-def _tiled_probability(model: nn.Module, image: np.ndarray, spec: RoiSpec, inference: VoiInference) -> np.ndarray:
+def _tiled_probability(model: nn.Module, image: np.ndarray, spec: RoiSpec, inference: VoiInference,
+                       max_rois: float) -> np.ndarray:
     """Average tile probabilities over a resampled VOI (HU) at least partly larger than the ROI.
 
-    Only the central :data:`MAX_TILED_ROIS` ROI sides of the VOI are tiled; beyond them the
-    probability is 0, as outside the centred ROI.
+    Only the central ``max_rois`` ROI sides of the VOI are tiled; beyond them the probability is
+    0, as outside the centred ROI.
     """
     size = np.array(spec.shape)
-    window = np.minimum(image.shape, MAX_TILED_ROIS * size)
+    window = np.minimum(image.shape, np.ceil(max_rois * size).astype(int))
     region = tuple(slice(int(a), int(a + n)) for a, n in zip((np.array(image.shape) - window) // 2, window))
     grid = np.maximum(window, size)
     padded = centre_pad_crop(image[region], tuple(int(v) for v in grid), "edge")
@@ -194,16 +202,30 @@ def predict_voi_probability(model: nn.Module, hu: np.ndarray, spacing_zyx: tuple
     """
     total = np.zeros(hu.shape, np.float32)
     for scale in inference.scales:
-        total += predict_voi_probability_at(model, hu, spacing_zyx, scaled_spec(spec, scale), inference)
+        total += probabilities_by_threshold(model, hu, spacing_zyx, spec, scale, inference,
+                                            (inference.threshold,))[inference.threshold]
     return total / len(inference.scales)
 
 
-def predict_voi_probability_at(model: nn.Module, hu: np.ndarray, spacing_zyx: tuple[float, float, float],
-                               spec: RoiSpec, inference: VoiInference) -> np.ndarray:
-    """Soft mask on ``hu``'s grid from one ROI spacing (``spec`` as given; ``inference.scales`` unused)."""
-    image, _ = resample_to_spec(hu.astype(np.float32), None, spacing_zyx, spec)
-    roi = normalize_hu(centre_pad_crop(image, spec.shape, "edge"))
-    probability = roi_to_resampled(predict_rois(model, [roi], spec, inference)[0][0], image.shape, spec)
-    if inference.tile and _cut_by_roi(probability, spec, inference.threshold):
-        probability = _tiled_probability(model, image, spec, inference)
-    return resample(probability, hu.shape, order=1).astype(np.float32)
+def probabilities_by_threshold(model: nn.Module, hu: np.ndarray, spacing_zyx: tuple[float, float, float],
+                               spec: RoiSpec, scale: float, inference: VoiInference,
+                               thresholds: tuple[float, ...]) -> dict[float, np.ndarray]:
+    """The soft mask at one scale as :func:`predict_voi_probability` makes it with each threshold.
+
+    The threshold only decides whether the VOI is tiled, so the centred and the tiled
+    probabilities are each computed at most once and shared among the thresholds
+    (``inference.threshold`` and ``inference.scales`` are not used). For tuning.
+
+    Returns:
+        ``{threshold: probabilities on hu's grid (float32)}``.
+    """
+    scaled = scaled_spec(spec, scale)
+    image, _ = resample_to_spec(hu.astype(np.float32), None, spacing_zyx, scaled)
+    roi = normalize_hu(centre_pad_crop(image, scaled.shape, "edge"))
+    centred = roi_to_resampled(predict_rois(model, [roi], scaled, inference)[0][0], image.shape, scaled)
+    tiled_at = {t for t in thresholds if inference.tile and _cut_by_roi(centred, scaled, t)}
+    native = {False: resample(centred, hu.shape, order=1).astype(np.float32)}
+    if tiled_at:
+        tiled = _tiled_probability(model, image, scaled, inference, MAX_TILED_ROIS / scale)
+        native[True] = resample(tiled, hu.shape, order=1).astype(np.float32)
+    return {t: native[t in tiled_at] for t in thresholds}

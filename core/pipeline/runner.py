@@ -22,7 +22,7 @@ import SimpleITK as sitk
 
 from lungai import __version__, labels
 from lungai.data.roi import roi_spec
-from lungai.errors import OutputExistsError
+from lungai.errors import OutputExistsError, WeightsError
 from lungai.inference.device import resolve_device
 from lungai.inference.voi_segmentation import recorded_inference
 from lungai.io.findings import (
@@ -146,7 +146,10 @@ def _nodules(state: RunState) -> None:
         detections = detections[: state.config.max_nodules]
     hu = sitk.GetArrayViewFromImage(image)
     lung_labels = sitk.GetArrayViewFromImage(state.lungs.labels)
-    inference = recorded_inference(state.models.inference(SEGMENTATION_MODEL), DEFAULT_THRESHOLD)
+    try:
+        inference = recorded_inference(state.models.inference(SEGMENTATION_MODEL), DEFAULT_THRESHOLD)
+    except ValueError as exc:
+        raise WeightsError(f"{SEGMENTATION_MODEL} weights: {exc}", "reinstall or re-release the weights") from None
     state.nodule_masks = segment_detections(state.models.get(SEGMENTATION_MODEL), hu, image, detections, inference)
     z_ranges = lung_z_ranges(lung_labels)
     for index, segmented in enumerate(state.nodule_masks, start=1):
@@ -180,7 +183,6 @@ def _emphysema(state: RunState) -> None:
     """Densitometry per lung; the scanner's probability when its weights are installed; the optional map."""
     from dataclasses import replace
 
-    from lungai.errors import WeightsError
     from lungai.inference.emphysema import SCANNER_MODEL, emphysema_probability, with_low_attenuation
     from lungai.weights.resolver import weights_info
 

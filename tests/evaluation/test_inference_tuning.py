@@ -38,8 +38,9 @@ def test_the_scale_that_recovers_the_outline_wins() -> None:
     tight = [np.where(_disc(m.shape, r - 1.5), 0.9, 0.0).astype(np.float32) for m, r in zip(masks, (4.0, 6.0))]
     rim = [np.where(m, 0.9, 0.0).astype(np.float32) for m in masks]  # the magnified pass sees the whole nodule
     useless = [np.zeros_like(m, np.float32) for m in masks]
-    best, scored = best_setting({1.0: tight, 0.8: rim, 1.1: useless}, [m.astype(np.uint8) for m in masks],
-                                scale_sets((0.8, 1.1), 2))
+    by_scale = {1.0: tight, 0.8: rim, 1.1: useless}
+    probabilities = {(s, t): p for s, p in by_scale.items() for t in THRESHOLDS}
+    best, scored = best_setting(probabilities, [m.astype(np.uint8) for m in masks], scale_sets((0.8, 1.1), 2))
     assert best["scales"] == [1.0, 0.8] and best["dice"] == pytest.approx(1.0)
     assert 0.1 <= best["threshold"] <= 0.45  # the averaged rim is at 0.45
     assert len(scored) == 3 * len(THRESHOLDS)
@@ -48,7 +49,7 @@ def test_the_scale_that_recovers_the_outline_wins() -> None:
 def test_ties_go_to_fewer_scales() -> None:
     masks = [_disc((9, 21, 21), 5.0).astype(np.uint8)]
     exact = [np.where(masks[0], 0.9, 0.0).astype(np.float32)]
-    best, _ = best_setting({1.0: exact, 0.9: exact}, masks, scale_sets((0.9,), 2))
+    best, _ = best_setting({(s, t): exact for s in (1.0, 0.9) for t in THRESHOLDS}, masks, scale_sets((0.9,), 2))
     assert best["scales"] == [1.0] and best["dice"] == 1.0 and best["threshold"] == 0.5
 
 
@@ -65,9 +66,10 @@ def test_tune_records_a_choice_that_evaluate_reproduces(data_root: Path, tmp_pat
     weights = Path(shutil.copytree(resolve("resunet3d").folder, tmp_path / "w"))  # trained: few nodules need tiles
     write_inference_settings(weights, {"threshold": 0.5, "roi_shape_zyx": [16, 48, 48]})
     code, out, err = run_cli(["tune", "nodule-seg", "--weights", str(weights), "--data", str(vois),
-                              "--candidates", "0.9", "--dry-run"], capsys)
+                              "--candidates", "0.9", "--dry-run", "-o", str(tmp_path / "dry.json")], capsys)
     assert code == 0, err
     assert "not recorded" in out and checkpoint_inference(weights).threshold == 0.5
+    assert (tmp_path / "dry.json").is_file() and not (weights / "inference_tuning.json").exists()
     code, out, err = run_cli(["tune", "nodule-seg", "--weights", str(weights), "--data", str(vois),
                               "--candidates", "0.9"], capsys)
     assert code == 0, err
@@ -95,8 +97,21 @@ def test_tune_refuses_bad_candidate_text(tmp_path: Path, capsys: pytest.CaptureF
     assert code == 2 and "differ from 1" in err
 
 
+def test_tune_refuses_the_released_weights_and_a_missing_output_folder(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    released = resolve("resunet3d").folder
+    before = (released / "config.json").read_bytes()
+    code, _, err = run_cli(["tune", "nodule-seg", "--weights", str(released), "--data", str(tmp_path)], capsys)
+    assert code == 2 and "released resunet3d weights" in err and "Traceback" not in err
+    assert (released / "config.json").read_bytes() == before
+    code, _, err = run_cli(["tune", "nodule-seg", "--weights", str(tmp_path), "--data", str(tmp_path),
+                            "-o", str(tmp_path / "nowhere" / "t.json")], capsys)
+    assert code == 2 and "does not exist" in err
+
+
 def test_tune_refuses_a_classifier(data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     vois = require(data_root / "lidc_vois" / "nodules.csv").parent
-    code, _, err = run_cli(["tune", "nodule-seg", "--weights", str(resolve("resnet50_3d").folder), "--data", str(vois)],
-                           capsys)
+    classifier = Path(shutil.copytree(resolve("resnet50_3d").folder, tmp_path / "c"))
+    write_inference_settings(classifier, {"threshold": 0.5})  # a run of its own, not the released files
+    code, _, err = run_cli(["tune", "nodule-seg", "--weights", str(classifier), "--data", str(vois)], capsys)
     assert code == 2 and "not a nodule segmentation model" in err and "Traceback" not in err

@@ -9,7 +9,7 @@ from torch import nn
 
 from lungai.data.roi import RoiSpec
 from lungai.evaluation.metrics import dice
-from lungai.inference.voi_segmentation import (VoiInference, predict_voi_probability, predict_voi_probability_at,
+from lungai.inference.voi_segmentation import (VoiInference, predict_voi_probability, probabilities_by_threshold,
                                                recorded_inference, scaled_spec, with_overrides)
 from lungai.preprocessing.measurements import largest_component
 
@@ -93,8 +93,8 @@ def test_scales_average_the_predictions_at_each_spacing() -> None:
     hu = _voi(_sphere((12, 24, 24), 4.0))
     model = Brightness(ramp=True)  # position-dependent, so each spacing gives another answer
     one = VoiInference(mirror=False, tile=False)
-    at_1 = predict_voi_probability_at(model, hu, SPACING, SPEC, one)
-    at_half = predict_voi_probability_at(model, hu, SPACING, scaled_spec(SPEC, 0.5), one)
+    at_1 = probabilities_by_threshold(model, hu, SPACING, SPEC, 1.0, one, (0.5,))[0.5]
+    at_half = probabilities_by_threshold(model, hu, SPACING, SPEC, 0.5, one, (0.5,))[0.5]
     assert not np.allclose(at_1, at_half, atol=1e-3)
     both = predict_voi_probability(model, hu, SPACING, SPEC, with_overrides(one, scales=(1.0, 0.5)))
     np.testing.assert_allclose(both, (at_1 + at_half) / 2, atol=1e-6)
@@ -103,10 +103,38 @@ def test_scales_average_the_predictions_at_each_spacing() -> None:
     assert scaled_spec(RoiSpec((1, 8, 8), (None, 0.4, 0.4)), 2.0).spacing == (None, 0.8, 0.8)
 
 
+def test_each_threshold_gets_the_tiling_decision_it_would_get_alone() -> None:
+    # the nodule fills the ROI at a low threshold (so it is tiled) but not at a high one
+    grid = np.indices((20, 40, 40)).astype(float)
+    distance = np.sqrt(sum((w * (g - (n - 1) / 2)) ** 2 for g, n, w in zip(grid, (20, 40, 40), (3, 1, 1))))
+    hu = (100.0 - 60.0 * distance).astype(np.float32)  # bright centre, fading out: no sharp edge
+    tile = VoiInference(mirror=False, tile=True)
+    by_threshold = probabilities_by_threshold(Brightness(), hu, SPACING, SPEC, 1.0, tile, (0.1, 0.9))
+    assert not np.array_equal(by_threshold[0.1], by_threshold[0.9])  # tiled at 0.1, centred at 0.9
+    for threshold in (0.1, 0.9):
+        alone = predict_voi_probability(Brightness(), hu, SPACING, SPEC, with_overrides(tile, threshold=threshold))
+        np.testing.assert_array_equal(by_threshold[threshold], alone)
+
+
+def test_tiling_covers_the_same_millimetres_at_every_scale() -> None:
+    hu = _voi(np.ones((8, 16, 160), bool))  # "nodule" everywhere along x, 160 mm
+    for scale in (1.0, 0.5):
+        inference = VoiInference(mirror=False, tile=True, scales=(scale,))
+        covered = np.nonzero(predict_voi_probability(Brightness(), hu, SPACING, SPEC, inference)[4, 8] >= 0.5)[0]
+        assert abs(covered.size - 4 * 16) <= 2  # four ROI widths of the trained spacing, in mm
+
+
 @pytest.mark.parametrize("scales", [(), (0.0,), (1.0, 2.5), (-1.0,)])
 def test_scales_outside_the_allowed_range_are_refused(scales: tuple[float, ...]) -> None:
     with pytest.raises(ValueError, match="scales"):
         VoiInference(scales=scales)
+
+
+@pytest.mark.parametrize("block", [{"scales": 0.8}, {"scales": "1,0.8"}, {"scales": []}, {"scales": [1.0, True]},
+                                   {"threshold": None}, {"threshold": 1.5}, {"threshold": "0.4"}])
+def test_a_bad_recorded_inference_block_is_a_clear_error(block: dict) -> None:
+    with pytest.raises(ValueError, match="threshold|scales"):
+        recorded_inference(block)
 
 
 def test_recorded_inference_reads_threshold_and_scales() -> None:
