@@ -122,6 +122,12 @@ def _local_sources(entry: ModelEntry, manifest: Manifest) -> Iterator[tuple[Sour
         yield Source.HF_CACHE, cached
 
 
+def installed_folders(name: str, manifest: Manifest | None = None) -> list[Path]:
+    """Every local folder the resolver would take a model's files from (no network, no verification)."""
+    manifest = manifest or read_manifest()
+    return [folder for _, folder in _local_sources(manifest.get(name), manifest)]
+
+
 def _fix(entry: ModelEntry, source: Source, folder: Path) -> str:
     if source is Source.WEIGHTS_DIR:
         return f"delete {folder} and import the model again (`lungai weights import`)"

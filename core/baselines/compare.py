@@ -32,7 +32,7 @@ from lungai.errors import ExternalToolError, InputNotFoundError, UnreadableInput
 from lungai.evaluation.cases import evaluation_cases
 from lungai.evaluation.metrics import dice, precision, recall
 from lungai.evaluation.predictions import nodule_model_name
-from lungai.evaluation.segmentation_eval import SIZE_SPLIT_MM
+from lungai.evaluation.segmentation_eval import SIZE_SPLIT_MM, checkpoint_inference
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ class MethodRun:
         seconds: wall time of the whole prediction run (``None`` when unknown).
         peak_rss_mb: its peak resident memory (``None`` when unknown).
         n_cases: cases in that run.
+        inference: a checkpoint's mask threshold and scales (``None`` for ready predictions).
     """
 
     name: str
@@ -80,6 +81,7 @@ class MethodRun:
     seconds: float | None
     peak_rss_mb: float | None
     n_cases: int
+    inference: dict[str, Any] | None = None
 
 
 def is_checkpoint(folder: Path) -> bool:
@@ -97,8 +99,9 @@ def _lungai_run(folder: Path, config: CompareConfig, n_cases: int, index: int) -
     if measured.returncode != 0:
         raise ExternalToolError(f"LungAI prediction with {folder} failed (status {measured.returncode})",
                                 f"see {log}")
+    inference = checkpoint_inference(folder)
     return MethodRun(f"LungAI {nodule_model_name(folder)}", folder, out, measured.seconds, measured.peak_rss_mb,
-                     n_cases)
+                     n_cases, {"threshold": inference.threshold, "scales": list(inference.scales)})
 
 
 def _prediction_run(folder: Path) -> MethodRun:
@@ -184,7 +187,7 @@ def compare_methods(config: CompareConfig) -> tuple[dict[str, Any], list[dict[st
         methods.append({"name": run.name, "source": str(run.source), "n_cases": len(rows),
                         **summarize(rows, diameters), "seconds_total": run.seconds,
                         "seconds_per_case": None if run.seconds is None else run.seconds / n,
-                        "peak_rss_mb": run.peak_rss_mb})
+                        "peak_rss_mb": run.peak_rss_mb, "inference": run.inference})
     dices = [np.array([r["dice"] for r in rows]) for rows in scores]
     tests = [{"reference": runs[0].name, "other": run.name, **paired_test(dices[0], d)}
              for run, d in zip(runs[1:], dices[1:])]

@@ -29,14 +29,13 @@ import numpy as np
 
 from lungai.data.roi import roi_spec
 from lungai.evaluation.cases import evaluation_cases
-from lungai.evaluation.predictions import load_nodule_model
+from lungai.evaluation.predictions import nodule_model_name
+from lungai.models.checkpoint import load_model, read_header
 from lungai.evaluation.segmentation_eval import DEFAULT_THRESHOLD, THRESHOLDS, mean_dice
 from lungai.inference.voi_segmentation import MAX_SCALE, probabilities_by_threshold, recorded_inference
-from lungai.models.checkpoint import read_header
 from lungai.training.checkpointing import write_inference_settings
 from lungai.training.recipes import models_for_task
-from lungai.weights.manifest import read_manifest
-from lungai.weights.verify import sha256_file
+from lungai.weights.resolver import installed_folders
 
 logger = logging.getLogger(__name__)
 
@@ -119,20 +118,21 @@ def tune_inference(config: TuningConfig, on_case: Callable[[int, int], None] | N
         re-scored on the same cases (``previous``) and every scored pair (``candidates``).
 
     Raises:
-        ValueError: a released model, not a segmentation checkpoint, a bad ``inference`` block,
+        ValueError: installed (verified) weights, not a segmentation checkpoint, a bad ``inference`` block,
             or no validation cases in ``config.data``.
     """
-    _refuse_released(config.weights)
+    name = nodule_model_name(config.weights)
+    if name not in models_for_task("nodule-seg"):
+        raise ValueError(f"{config.weights} holds {name}, not a nodule segmentation model "
+                         f"({', '.join(models_for_task('nodule-seg'))})")
+    _refuse_installed(config.weights, name)
     header = read_header(config.weights)
     previous = recorded_inference(header.get("inference") or {}, DEFAULT_THRESHOLD)
     min_diameter = (header.get("inference") or {}).get("min_diameter_mm")
     cases = [c for c in evaluation_cases(config.data, "val") if min_diameter is None or c.diameter_mm >= min_diameter]
     if not cases:
         raise ValueError(f"no validation cases with diameter_mm >= {min_diameter} in {config.data}")
-    name, model = load_nodule_model(config.weights, config.device)
-    if name not in models_for_task("nodule-seg"):
-        raise ValueError(f"{config.weights} holds {name}, not a nodule segmentation model "
-                         f"({', '.join(models_for_task('nodule-seg'))})")
+    model = load_model(config.weights, config.device)
     spec = roi_spec(name)
     scales = sorted({TRAINED_SCALE, *config.candidates, *previous.scales})
     thresholds = tuple(sorted({*THRESHOLDS, previous.threshold}))
@@ -170,13 +170,9 @@ def record_choice(folder: Path, result: dict[str, Any]) -> None:
     write_inference_settings(folder, settings)
 
 
-def _refuse_released(folder: Path) -> None:
-    """Refuse a folder whose ``config.json`` is a released model's: its sha256 is verified before
+def _refuse_installed(folder: Path, name: str) -> None:
+    """Refuse a folder the resolver loads a model from: its files are verified by sha256 before
     every use, so tuning it in place would break ``lungai run``; tune the run it came from."""
-    digest = sha256_file(folder / "config.json")
-    for entry in read_manifest().models.values():
-        record = entry.files.get("config.json")
-        if record is not None and record.sha256 == digest:
-            raise ValueError(f"{folder} holds the released {entry.name} weights, whose files are verified by "
-                             "sha256; tune the training run it was released from, then release it again "
-                             "(docs/weights.md)")
+    if folder.resolve() in {f.resolve() for f in installed_folders(name)}:
+        raise ValueError(f"{folder} holds the installed {name} weights, whose files are verified by sha256; "
+                         "tune the training run they were released from, then release it again (docs/weights.md)")

@@ -102,7 +102,7 @@ def test_tune_refuses_the_released_weights_and_a_missing_output_folder(tmp_path:
     released = resolve("resunet3d").folder
     before = (released / "config.json").read_bytes()
     code, _, err = run_cli(["tune", "nodule-seg", "--weights", str(released), "--data", str(tmp_path)], capsys)
-    assert code == 2 and "released resunet3d weights" in err and "Traceback" not in err
+    assert code == 2 and "installed resunet3d weights" in err and "Traceback" not in err
     assert (released / "config.json").read_bytes() == before
     code, _, err = run_cli(["tune", "nodule-seg", "--weights", str(tmp_path), "--data", str(tmp_path),
                             "-o", str(tmp_path / "nowhere" / "t.json")], capsys)
