@@ -126,9 +126,9 @@ def tune_inference(config: TuningConfig, on_case: Callable[[int, int], None] | N
         raise ValueError(f"{config.weights} holds {name}, not a nodule segmentation model "
                          f"({', '.join(models_for_task('nodule-seg'))})")
     _refuse_installed(config.weights, name)
-    header = read_header(config.weights)
-    previous = recorded_inference(header.get("inference") or {}, DEFAULT_THRESHOLD)
-    min_diameter = (header.get("inference") or {}).get("min_diameter_mm")
+    block = read_header(config.weights).get("inference") or {}
+    previous = recorded_inference(block, DEFAULT_THRESHOLD)
+    min_diameter = block.get("min_diameter_mm")
     cases = [c for c in evaluation_cases(config.data, "val") if min_diameter is None or c.diameter_mm >= min_diameter]
     if not cases:
         raise ValueError(f"no validation cases with diameter_mm >= {min_diameter} in {config.data}")
