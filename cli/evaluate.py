@@ -43,12 +43,14 @@ def _shipped_weights(task: str) -> tuple[Path, ...]:
               help="nodule-seg: average the 8 flips of each ROI, as lungai run does.")
 @click.option("--tile/--no-tile", default=True, show_default=True,
               help="nodule-seg: tile nodules that the centred ROI cuts, as lungai run does.")
+@click.option("--tile-mirror/--no-tile-mirror", default=None,
+              help="nodule-seg: mirror the tiles too (default: the checkpoint's choice).")
 @click.option("--scales", default=None,
               help="nodule-seg: comma-separated factors of the ROI spacing whose predictions are averaged, "
                    "e.g. 1,0.8 (default: the checkpoint's, see lungai tune).")
 def evaluate(task: str, weights: tuple[Path, ...], data: Path, split: str, reference_data: Path | None,
              output: Path, device: str, threshold: float | None, min_diameter_mm: float | None,
-             mirror: bool, tile: bool, scales: str | None) -> None:
+             mirror: bool, tile: bool, tile_mirror: bool | None, scales: str | None) -> None:
     """Evaluate TASK (malignancy or nodule-seg): writes metrics.json, report.md (and roc.png).
 
     emphysema: one checkpoint beside LAA-950 on the CSV's split; writes metrics.json,
@@ -80,7 +82,8 @@ def evaluate(task: str, weights: tuple[Path, ...], data: Path, split: str, refer
             if len(folders) != 1:
                 raise click.UsageError("nodule-seg evaluates one model: pass --weights once")
             metrics = _segmentation(SegmentationEvalConfig(folders[0], data, split, threshold, device,
-                                                           min_diameter_mm, mirror, tile, parse_scales(scales, "--scales")),
+                                                           min_diameter_mm, mirror, tile, parse_scales(scales, "--scales"),
+                                                           tile_mirror),
                                     output)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

@@ -33,10 +33,13 @@ def _report_case(done: int, total: int) -> None:
               help="Most scales averaged together, the trained one included.")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="JSON file for every scored setting (default: WEIGHTS/inference_tuning.json).")
+@click.option("--tile-mirror/--no-tile-mirror", default=None,
+              help="Mirror the tiles of large nodules (8x their model calls) while tuning, and record "
+                   "the choice (default: the checkpoint's setting, mirrored when it has none).")
 @click.option("--dry-run", is_flag=True, help="Report the choice without changing config.json.")
 @click.option("--device", default="cpu", show_default=True)
 def tune(task: str, weights: Path, data: Path, candidates: str | None, max_set_size: int, output: Path | None,
-         dry_run: bool, device: str) -> None:
+         tile_mirror: bool | None, dry_run: bool, device: str) -> None:
     """Choose TASK's mask threshold and test-time scales on the validation split and record them.
 
     Every set of scales (the trained spacing plus up to MAX_SET_SIZE - 1 candidates) is scored
@@ -47,7 +50,8 @@ def tune(task: str, weights: Path, data: Path, candidates: str | None, max_set_s
     from lungai.evaluation.inference_tuning import DEFAULT_CANDIDATES, TuningConfig, record_choice, tune_inference
 
     try:
-        config = TuningConfig(weights, data, parse_scales(candidates, "--candidates") or DEFAULT_CANDIDATES, max_set_size, device)
+        config = TuningConfig(weights, data, parse_scales(candidates, "--candidates") or DEFAULT_CANDIDATES,
+                              max_set_size, device, tile_mirror)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--candidates") from None
     target = output or weights / "inference_tuning.json"
@@ -64,7 +68,8 @@ def tune(task: str, weights: Path, data: Path, candidates: str | None, max_set_s
     except OSError as exc:
         raise click.ClickException(f"cannot write the tuning result: {exc}") from None
     before = result["previous"]
-    click.echo(f"threshold {result['threshold']:.2f}, scales {result['scales']}: validation Dice "
+    tiles = "mirrored" if result["tile_mirror"] else "not mirrored"
+    click.echo(f"threshold {result['threshold']:.2f}, scales {result['scales']}, tiles {tiles}: validation Dice "
                f"{result['val_dice']:.4f} (was threshold {before['threshold']:.2f}, scales {before['scales']}: "
                f"{before['val_dice']:.4f}); {'not recorded (--dry-run)' if dry_run else 'recorded in config.json'}; "
                f"wrote {target}")

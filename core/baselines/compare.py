@@ -72,7 +72,7 @@ class MethodRun:
         seconds: wall time of the whole prediction run (``None`` when unknown).
         peak_rss_mb: its peak resident memory (``None`` when unknown).
         n_cases: cases in that run.
-        inference: a checkpoint's mask threshold and scales (``None`` for ready predictions).
+        inference: a checkpoint's mask threshold, scales and tile mirroring (``None`` for ready predictions).
     """
 
     name: str
@@ -101,7 +101,8 @@ def _lungai_run(folder: Path, config: CompareConfig, n_cases: int, index: int) -
                                 f"see {log}")
     inference = checkpoint_inference(folder)
     return MethodRun(f"LungAI {nodule_model_name(folder)}", folder, out, measured.seconds, measured.peak_rss_mb,
-                     n_cases, {"threshold": inference.threshold, "scales": list(inference.scales)})
+                     n_cases, {"threshold": inference.threshold, "scales": list(inference.scales),
+                      "tile_mirror": inference.tile_mirror})
 
 
 def _prediction_run(folder: Path) -> MethodRun:

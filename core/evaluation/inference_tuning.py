@@ -14,6 +14,10 @@ where evaluation and the comparison read it (and ``lungai run``, once the run is
 docs/weights.md); ties go to fewer scales, then to the threshold nearest 0.5. A checkpoint
 validated on large nodules only (``inference.min_diameter_mm``, the tumour model) is tuned on
 those. Only validation cases are read: the test split stays untouched.
+
+Whether tiles are mirrored (``inference.tile_mirror``) is not scored: it trades accuracy for an
+eighth of the tiles' model calls, a choice for the caller (``--no-tile-mirror``). The threshold
+and scales are tuned under that choice, and it is recorded with them.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from lungai.evaluation.cases import evaluation_cases
 from lungai.evaluation.predictions import nodule_model_name
 from lungai.models.checkpoint import load_model, read_header
 from lungai.evaluation.segmentation_eval import DEFAULT_THRESHOLD, THRESHOLDS, mean_dice
-from lungai.inference.voi_segmentation import MAX_SCALE, probabilities_by_threshold, recorded_inference
+from lungai.inference.voi_segmentation import MAX_SCALE, probabilities_by_threshold, recorded_inference, with_overrides
 from lungai.training.checkpointing import write_inference_settings
 from lungai.training.recipes import models_for_task
 from lungai.weights.resolver import installed_folders
@@ -56,6 +60,7 @@ class TuningConfig:
         candidates: spacing factors tried besides 1.
         max_set_size: most scales averaged together (1 and up to ``max_set_size - 1`` candidates).
         device: where the model runs.
+        tile_mirror: mirror the tiles; ``None`` keeps the checkpoint's setting.
     """
 
     weights: Path
@@ -63,6 +68,7 @@ class TuningConfig:
     candidates: tuple[float, ...] = DEFAULT_CANDIDATES
     max_set_size: int = 2
     device: str = "cpu"
+    tile_mirror: bool | None = None
 
     def __post_init__(self) -> None:
         if any(not 0.0 < c <= MAX_SCALE or c == TRAINED_SCALE for c in self.candidates):
@@ -114,8 +120,9 @@ def tune_inference(config: TuningConfig, on_case: Callable[[int, int], None] | N
         on_case: called with ``(cases done, cases in all)`` after each validation case.
 
     Returns:
-        The choice (``threshold``, ``scales``, ``val_dice``), the checkpoint's previous setting
-        re-scored on the same cases (``previous``) and every scored pair (``candidates``).
+        The choice (``threshold``, ``scales``, ``val_dice``, and the ``tile_mirror`` it was made
+        under), the checkpoint's previous threshold and scales re-scored on the same
+        probabilities (``previous``) and every scored pair (``candidates``).
 
     Raises:
         ValueError: installed (verified) weights, not a segmentation checkpoint, a bad ``inference`` block,
@@ -128,6 +135,7 @@ def tune_inference(config: TuningConfig, on_case: Callable[[int, int], None] | N
     _refuse_installed(config.weights, name)
     block = read_header(config.weights).get("inference") or {}
     previous = recorded_inference(block, DEFAULT_THRESHOLD)
+    run_as = with_overrides(previous, tile_mirror=config.tile_mirror)
     min_diameter = block.get("min_diameter_mm")
     cases = [c for c in evaluation_cases(config.data, "val") if min_diameter is None or c.diameter_mm >= min_diameter]
     if not cases:
@@ -141,7 +149,7 @@ def tune_inference(config: TuningConfig, on_case: Callable[[int, int], None] | N
     for done, case in enumerate(cases, start=1):
         sample = case.load()
         for scale in scales:
-            at_scale = probabilities_by_threshold(model, sample.image, sample.spacing_zyx, spec, scale, previous,
+            at_scale = probabilities_by_threshold(model, sample.image, sample.spacing_zyx, spec, scale, run_as,
                                                   thresholds)
             for t, probability in at_scale.items():
                 probabilities[(scale, t)].append(probability)
@@ -152,8 +160,9 @@ def tune_inference(config: TuningConfig, on_case: Callable[[int, int], None] | N
     before = mean_dice(_averaged(probabilities, previous.scales, previous.threshold), masks, previous.threshold)
     result = {"task": "nodule-seg", "model": name, "weights": str(config.weights), "split": "val",
               "n_cases": len(cases), "min_diameter_mm": min_diameter, "threshold": best["threshold"],
-              "scales": best["scales"], "val_dice": best["dice"],
-              "previous": {"threshold": previous.threshold, "scales": list(previous.scales), "val_dice": before},
+              "scales": best["scales"], "val_dice": best["dice"], "tile_mirror": run_as.tile_mirror,
+              "previous": {"threshold": previous.threshold, "scales": list(previous.scales),
+                           "tile_mirror": previous.tile_mirror, "val_dice": before},
               "candidates": scored}
     logger.info("%s: threshold %.2f, scales %s, validation Dice %.4f (before: threshold %.2f, scales %s, %.4f)",
                 name, best["threshold"], best["scales"], best["dice"], previous.threshold, list(previous.scales), before)
@@ -161,10 +170,10 @@ def tune_inference(config: TuningConfig, on_case: Callable[[int, int], None] | N
 
 
 def record_choice(folder: Path, result: dict[str, Any]) -> None:
-    """Write a tuning result's threshold and scales into the checkpoint's ``inference`` block,
-    keeping its other settings (the file is replaced atomically)."""
+    """Write a tuning result's threshold, scales and tile mirroring into the checkpoint's
+    ``inference`` block, keeping its other settings (the file is replaced atomically)."""
     settings = dict(read_header(folder).get("inference") or {})
-    settings.update(threshold=result["threshold"], scales=result["scales"],
+    settings.update(threshold=result["threshold"], scales=result["scales"], tile_mirror=result["tile_mirror"],
                     threshold_source="validation split, best mean native-grid Dice over thresholds and "
                                      "test-time scales (lungai tune)")
     write_inference_settings(folder, settings)

@@ -126,8 +126,10 @@ def segmentation_markdown(metrics: Mapping[str, Any]) -> str:
 def _inference_lines(metrics: Mapping[str, Any]) -> list[str]:
     """How the model was run: threshold, mirroring, tiling, scales (older reports lack some keys)."""
     scales = ", ".join(f"{s:g}" for s in metrics.get("scales", [1.0]))
+    tiling = "off" if not metrics.get("tile", True) else (
+        "on" if metrics.get("tile_mirror", True) or not metrics.get("mirror", True) else "on (tiles not mirrored)")
     return [f"Mask: probability >= {metrics['threshold']:.2f}, largest component; mirroring "
-            f"{'on' if metrics.get('mirror', True) else 'off'}, tiling {'on' if metrics.get('tile', True) else 'off'}; "
+            f"{'on' if metrics.get('mirror', True) else 'off'}, tiling {tiling}; "
             f"ROI spacing factors averaged: {scales}.", ""]
 
 

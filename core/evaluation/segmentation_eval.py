@@ -57,6 +57,7 @@ class SegmentationEvalConfig:
         mirror: test-time mirroring (:class:`~lungai.inference.voi_segmentation.VoiInference`).
         tile: tiling of nodules cut by the ROI.
         scales: ROI spacing factors to average; ``None`` uses the checkpoint's.
+        tile_mirror: mirror the tiles too; ``None`` uses the checkpoint's.
     """
 
     weights: Path
@@ -68,6 +69,7 @@ class SegmentationEvalConfig:
     mirror: bool = True
     tile: bool = True
     scales: tuple[float, ...] | None = None
+    tile_mirror: bool | None = None
 
 
 def checkpoint_inference(folder: Path) -> VoiInference:
@@ -156,7 +158,8 @@ def evaluate_segmentation(config: SegmentationEvalConfig) -> tuple[dict[str, Any
     name, model = load_nodule_model(config.weights, config.device)
     spec = roi_spec(name)
     inference = with_overrides(checkpoint_inference(config.weights), threshold=config.threshold,
-                               mirror=config.mirror, tile=config.tile, scales=config.scales)
+                               mirror=config.mirror, tile=config.tile, scales=config.scales,
+                               tile_mirror=config.tile_mirror)
     threshold = inference.threshold
     rows: list[dict[str, Any]] = []
     for case in cases:
@@ -176,7 +179,8 @@ def evaluate_segmentation(config: SegmentationEvalConfig) -> tuple[dict[str, Any
                                "weights": str(config.weights), "n_cases": len(rows),
                                "n_lt10mm": int(sum(r["diameter_mm"] < SIZE_SPLIT_MM for r in rows)),
                                "threshold": threshold, "min_diameter_mm": config.min_diameter_mm,
-                               "mirror": config.mirror, "tile": config.tile, "scales": list(inference.scales),
+                               "mirror": config.mirror, "tile": config.tile, "tile_mirror": inference.tile_mirror,
+                               "scales": list(inference.scales),
                                **_summary(rows, ""), **long_axis_summary(rows)}
     baseline_rows = [{"diameter_mm": r["diameter_mm"], "dice": r["baseline_dice"], "precision": r["baseline_precision"],
                       "recall": r["baseline_recall"]} for r in rows]

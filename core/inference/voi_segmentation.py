@@ -2,7 +2,7 @@
 
 The nodule models see a fixed ROI (``resunet3d``: 16 x 48 x 48 voxels, 20 x 34 x 34 mm) centred
 on the VOI. That is how they were trained, and it is what :func:`predict_voi_probability` does
-first. Two things are added at inference, both chosen on the validation split (docs/results.md,
+first. Three things are added at inference, all chosen on the validation split (docs/results.md,
 "Inference on large nodules"):
 
 - **Mirroring** (test-time augmentation): the ROI is also predicted flipped along every
@@ -13,6 +13,9 @@ first. Two things are added at inference, both chosen on the validation split (d
   ROI apart, plus the centred one) and the tiles' probabilities are averaged. Each tile is an
   input of the trained size, so the model sees nothing it was not trained on; only the
   nodule's position in the tile changes. Nodules that fit keep the centred prediction.
+  Tiles are mirrored as well unless ``inference.tile_mirror`` (a checkpoint's setting) is off;
+  then the overlapping tiles alone average each voxel's predictions, for an eighth of the
+  tiles' model calls.
 - **Scales** (test-time magnification, off unless a checkpoint's ``inference.scales`` or the
   caller asks for it): the VOI is also resampled at the ROI spacing times each factor (a factor
   below 1 magnifies the nodule), predicted as above, and the probabilities of all scales are
@@ -61,6 +64,8 @@ class VoiInference:
         batch_size: ROIs per model call.
         scales: factors of the ROI spacing the model runs at (1: the trained spacing); the
             probabilities are averaged.
+        tile_mirror: mirror the tiles too (with ``mirror``); off, the tiles' overlaps alone
+            average each voxel's predictions, at an eighth of the model calls.
     """
 
     threshold: float = 0.5
@@ -68,6 +73,7 @@ class VoiInference:
     tile: bool = True
     batch_size: int = 8
     scales: tuple[float, ...] = (1.0,)
+    tile_mirror: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
@@ -77,18 +83,22 @@ class VoiInference:
 
 
 def recorded_inference(settings: Mapping[str, Any], default_threshold: float = 0.5) -> VoiInference:
-    """How a checkpoint's ``config.json`` ``inference`` block says to run it: ``threshold`` and
-    ``scales`` (``default_threshold`` and the trained spacing alone where the block has none).
+    """How a checkpoint's ``config.json`` ``inference`` block says to run it: ``threshold``,
+    ``scales`` and ``tile_mirror`` (``default_threshold``, the trained spacing alone and mirrored
+    tiles where the block has none).
 
     Raises:
-        ValueError: the block records a threshold or scales of the wrong type or range.
+        ValueError: the block records a threshold, scales or tile_mirror of the wrong type or range.
     """
     threshold, scales = settings.get("threshold", default_threshold), settings.get("scales", [1.0])
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
         raise ValueError(f"inference.threshold must be a number, got {threshold!r}")
     if not isinstance(scales, list) or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in scales):
         raise ValueError(f"inference.scales must be a list of numbers, got {scales!r}")
-    return VoiInference(threshold=float(threshold), scales=tuple(float(v) for v in scales))
+    tile_mirror = settings.get("tile_mirror", True)
+    if not isinstance(tile_mirror, bool):
+        raise ValueError(f"inference.tile_mirror must be true or false, got {tile_mirror!r}")
+    return VoiInference(threshold=float(threshold), scales=tuple(float(v) for v in scales), tile_mirror=tile_mirror)
 
 
 def with_overrides(inference: VoiInference, **changes: Any) -> VoiInference:
@@ -106,30 +116,45 @@ def _flips(mirror: bool) -> list[tuple[int, ...]]:
     return [f for k in range(len(axes) + 1) for f in itertools.combinations(axes, k)] if mirror else [()]
 
 
+def _run_model(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    """Sigmoid probabilities of a batch; a batch of one is run twice over, because torch's CPU
+    convolutions take a path several times slower for a single input than for two."""
+    if batch.shape[0] == 1:
+        return torch.sigmoid(model(batch.expand(2, *batch.shape[1:])).float())[:1]
+    return torch.sigmoid(model(batch).float())
+
+
 @torch.inference_mode()
-def predict_rois(model: nn.Module, rois: list[np.ndarray], spec: RoiSpec,
-                 inference: VoiInference) -> tuple[list[np.ndarray], np.ndarray]:
+def predict_rois(model: nn.Module, rois: list[np.ndarray], spec: RoiSpec, inference: VoiInference,
+                 mirror: bool | None = None) -> tuple[list[np.ndarray], np.ndarray]:
     """Probabilities of normalised ROIs (each ``spec.shape``) on the full ROI grid.
+
+    Every (ROI, flip) pair is one model input; ``inference.batch_size`` inputs go to the model
+    at a time, so a single ROI's flips share one call.
+
+    Args:
+        mirror: average the 8 flips; ``None`` uses ``inference.mirror``.
 
     Returns:
         The probabilities (0 where a model crops its output) and the output's support on the
         ROI grid (1 where the model predicts).
     """
     device = next(model.parameters()).device
-    flips = _flips(inference.mirror)
-    out: list[np.ndarray] = []
-    output_shape: tuple[int, ...] = spec.shape
-    for start in range(0, len(rois), inference.batch_size):
-        batch = torch.from_numpy(np.stack(rois[start:start + inference.batch_size]))[:, None].to(device)
-        total = None
-        for flip in flips:
-            logits = model(torch.flip(batch, flip) if flip else batch).float()
-            probability = torch.sigmoid(logits)
-            probability = torch.flip(probability, flip) if flip else probability
-            total = probability if total is None else total + probability
-        mean = (total / len(flips))[:, 0].cpu().numpy()  # type: ignore[operator]
-        output_shape = mean.shape[1:]
-        out.extend(centre_pad_crop(p, spec.shape, 0.0) for p in mean)
+    flips = _flips(inference.mirror if mirror is None else mirror)
+    volumes = torch.from_numpy(np.stack(rois))[:, None].to(device)  # (N, 1, z, y, x)
+    inputs = [(index, flip) for index in range(len(rois)) for flip in flips]
+    totals: torch.Tensor | None = None
+    for start in range(0, len(inputs), inference.batch_size):
+        chunk = inputs[start:start + inference.batch_size]
+        batch = torch.stack([torch.flip(volumes[i], [a - 1 for a in flip]) for i, flip in chunk])
+        probability = _run_model(model, batch)
+        if totals is None:
+            totals = torch.zeros((len(rois), *probability.shape[1:]), dtype=torch.float32, device=device)
+        for (index, flip), item in zip(chunk, probability):
+            totals[index] += torch.flip(item, [a - 1 for a in flip]) if flip else item
+    mean = (totals / len(flips))[:, 0].cpu().numpy()  # type: ignore[operator]
+    output_shape = mean.shape[1:]
+    out = [centre_pad_crop(p, spec.shape, 0.0) for p in mean]
     return out, centre_pad_crop(np.ones(output_shape, np.float32), spec.shape, 0.0)
 
 
@@ -172,7 +197,7 @@ def _tiled_probability(model: nn.Module, image: np.ndarray, spec: RoiSpec, infer
     padded = centre_pad_crop(image[region], tuple(int(v) for v in grid), "edge")
     starts = list(itertools.product(*(_tile_starts(int(n), int(s)) for n, s in zip(grid, size))))
     tiles = [normalize_hu(padded[z:z + size[0], y:y + size[1], x:x + size[2]]) for z, y, x in starts]
-    probabilities, support = predict_rois(model, tiles, spec, inference)
+    probabilities, support = predict_rois(model, tiles, spec, inference, inference.mirror and inference.tile_mirror)
     total = np.zeros(tuple(grid), np.float32)
     weight = np.zeros(tuple(grid), np.float32)
     for (z, y, x), probability in zip(starts, probabilities):

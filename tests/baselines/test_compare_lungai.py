@@ -74,6 +74,6 @@ def test_compare_averages_the_checkpoint_scales_like_evaluate(data_root: Path, t
                             "-o", str(tmp_path / "cmp")], capsys)
     assert code == 0, err
     compared = json.loads((tmp_path / "cmp" / "compare.json").read_text())["methods"][0]
-    assert compared["inference"] == {"threshold": 0.4, "scales": [1.0, 0.6]}
+    assert compared["inference"] == {"threshold": 0.4, "scales": [1.0, 0.6], "tile_mirror": True}
     for key in ("dice", "precision", "recall"):
         assert compared[key] == pytest.approx(runs["stored"][key]), key

@@ -71,19 +71,22 @@ def test_tune_records_a_choice_that_evaluate_reproduces(data_root: Path, tmp_pat
     assert "not recorded" in out and checkpoint_inference(weights).threshold == 0.5
     assert (tmp_path / "dry.json").is_file() and not (weights / "inference_tuning.json").exists()
     code, out, err = run_cli(["tune", "nodule-seg", "--weights", str(weights), "--data", str(vois),
-                              "--candidates", "0.9"], capsys)
+                              "--candidates", "0.9", "--no-tile-mirror"], capsys)
     assert code == 0, err
+    assert "tiles not mirrored" in out
     result = json.loads((weights / "inference_tuning.json").read_text())
     assert result["split"] == "val" and result["n_cases"] == 3 and len(result["candidates"]) == 2 * len(THRESHOLDS)
     assert result["val_dice"] == max(c["dice"] for c in result["candidates"]) >= result["previous"]["val_dice"]
     recorded = json.loads((weights / "config.json").read_text())["inference"]
     assert recorded["threshold"] == result["threshold"] and recorded["scales"] == result["scales"]
+    assert recorded["tile_mirror"] is False and result["tile_mirror"] is False
     assert recorded["roi_shape_zyx"] == [16, 48, 48]  # the other settings are kept
     code, _, err = run_cli(["evaluate", "nodule-seg", "--weights", str(weights), "--data", str(vois),
                             "--split", "val", "-o", str(tmp_path / "eval")], capsys)
     assert code == 0, err
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["scales"] == result["scales"] and metrics["threshold"] == result["threshold"]
+    assert metrics["tile_mirror"] is False  # evaluate runs the checkpoint as it was tuned
     assert metrics["dice"] == pytest.approx(result["val_dice"], abs=1e-6)
 
 

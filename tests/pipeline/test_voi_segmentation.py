@@ -9,8 +9,9 @@ from torch import nn
 
 from lungai.data.roi import RoiSpec
 from lungai.evaluation.metrics import dice
-from lungai.inference.voi_segmentation import (VoiInference, predict_voi_probability, probabilities_by_threshold,
-                                               recorded_inference, scaled_spec, with_overrides)
+from lungai.inference.voi_segmentation import (VoiInference, predict_rois, predict_voi_probability,
+                                               probabilities_by_threshold, recorded_inference, scaled_spec,
+                                               with_overrides)
 from lungai.preprocessing.measurements import largest_component
 
 SPEC = RoiSpec((8, 16, 16), (1.0, 1.0, 1.0))
@@ -131,9 +132,10 @@ def test_scales_outside_the_allowed_range_are_refused(scales: tuple[float, ...])
 
 
 @pytest.mark.parametrize("block", [{"scales": 0.8}, {"scales": "1,0.8"}, {"scales": []}, {"scales": [1.0, True]},
-                                   {"threshold": None}, {"threshold": 1.5}, {"threshold": "0.4"}])
+                                   {"threshold": None}, {"threshold": 1.5}, {"threshold": "0.4"},
+                                   {"tile_mirror": "false"}, {"tile_mirror": 0}])
 def test_a_bad_recorded_inference_block_is_a_clear_error(block: dict) -> None:
-    with pytest.raises(ValueError, match="threshold|scales"):
+    with pytest.raises(ValueError, match="threshold|scales|tile_mirror"):
         recorded_inference(block)
 
 
@@ -143,3 +145,54 @@ def test_recorded_inference_reads_threshold_and_scales() -> None:
     recorded = recorded_inference({"threshold": 0.4, "scales": [1, 0.8], "roi_shape_zyx": [16, 48, 48]})
     assert recorded.threshold == 0.4 and recorded.scales == (1.0, 0.8)
     assert with_overrides(recorded, threshold=None, mirror=False) == VoiInference(0.4, False, True, 8, (1.0, 0.8))
+    assert recorded.tile_mirror and not recorded_inference({"tile_mirror": False}).tile_mirror
+
+
+class Recording(Brightness):
+    """Brightness that records the batch size of every call."""
+
+    def __init__(self, ramp: bool = False) -> None:
+        super().__init__(ramp)
+        self.batches: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.batches.append(x.shape[0])
+        return super().forward(x)
+
+
+def test_the_flips_of_one_roi_share_a_model_call_and_average_as_separate_calls_would() -> None:
+    model = Recording(ramp=True)  # not mirror-symmetric, so every flip gives another answer
+    rng = np.random.default_rng(0)
+    roi = rng.normal(size=SPEC.shape).astype(np.float32)
+    (probability,), _ = predict_rois(model, [roi], SPEC, VoiInference(mirror=True))
+    assert model.batches == [8]
+    expected = np.zeros(SPEC.shape, np.float32)
+    with torch.no_grad():
+        for axes in [(), (0,), (1,), (2,), (0, 1), (0, 2), (1, 2), (0, 1, 2)]:
+            flipped = np.flip(roi, axes) if axes else roi
+            out = torch.sigmoid(Brightness(ramp=True)(torch.from_numpy(flipped.copy())[None, None]))[0, 0].numpy()
+            expected += np.flip(out, axes) if axes else out
+    np.testing.assert_allclose(probability, expected / 8, atol=1e-6)
+
+
+def test_a_single_input_is_run_in_a_batch_of_two_and_answered_once() -> None:
+    model = Recording(ramp=True)
+    roi = np.random.default_rng(1).normal(size=SPEC.shape).astype(np.float32)
+    (probability,), _ = predict_rois(model, [roi], SPEC, VoiInference(mirror=False))
+    assert model.batches == [2]
+    with torch.no_grad():
+        expected = torch.sigmoid(Brightness(ramp=True)(torch.from_numpy(roi)[None, None]))[0, 0].numpy()
+    np.testing.assert_allclose(probability, expected, atol=1e-6)
+
+
+def test_unmirrored_tiles_take_one_model_input_each_and_the_centred_roi_stays_mirrored() -> None:
+    hu = _voi(np.ones((8, 16, 64), bool))  # cut by the ROI along x: tiled
+    counts = {}
+    for tile_mirror in (True, False):
+        model = Recording()
+        inference = VoiInference(threshold=0.5, mirror=True, tile=True, batch_size=8, tile_mirror=tile_mirror)
+        probability = predict_voi_probability(model, hu, SPACING, SPEC, inference)
+        assert (probability[4, 8] >= 0.5).all()
+        counts[tile_mirror] = sum(model.batches)
+    centred = 8
+    assert counts[True] - centred == 8 * (counts[False] - centred) > 0
