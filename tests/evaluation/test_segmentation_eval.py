@@ -84,6 +84,9 @@ def test_long_axis_errors_leave_out_and_count_the_missed_nodules() -> None:
                                          **summary})
     assert "mean error -0.50 mm" in text and "(1 without)" in text
     assert "probability >= 0.35" in text and "tiling off" in text and "averaged: 1, 0.7." in text
+    unmirrored_tiles = report._inference_lines({"threshold": 0.35, "mirror": True, "tile": True, "tile_mirror": False})
+    assert "tiling on (tiles not mirrored)" in unmirrored_tiles[0]
+    assert "tiling on;" in report._inference_lines({"threshold": 0.35, "tile": True, "tile_mirror": True})[0]
 
 
 def test_threshold_is_chosen_by_mean_dice() -> None:
