@@ -81,10 +81,10 @@ def evaluate(task: str, weights: tuple[Path, ...], data: Path, split: str, refer
 
             if len(folders) != 1:
                 raise click.UsageError("nodule-seg evaluates one model: pass --weights once")
-            metrics = _segmentation(SegmentationEvalConfig(folders[0], data, split, threshold, device,
-                                                           min_diameter_mm, mirror, tile, parse_scales(scales, "--scales"),
-                                                           tile_mirror),
-                                    output)
+            config = SegmentationEvalConfig(folders[0], data, split, threshold=threshold, device=device,
+                                            min_diameter_mm=min_diameter_mm, mirror=mirror, tile=tile,
+                                            scales=parse_scales(scales, "--scales"), tile_mirror=tile_mirror)
+            metrics = _segmentation(config, output)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     report.write_json(metrics, output / "metrics.json")

@@ -34,7 +34,7 @@ def _report_case(done: int, total: int) -> None:
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="JSON file for every scored setting (default: WEIGHTS/inference_tuning.json).")
 @click.option("--tile-mirror/--no-tile-mirror", default=None,
-              help="Mirror the tiles of large nodules (8x their model calls) while tuning, and record "
+              help="Mirror the tiles of large nodules (8x their model inputs) while tuning, and record "
                    "the choice (default: the checkpoint's setting, mirrored when it has none).")
 @click.option("--dry-run", is_flag=True, help="Report the choice without changing config.json.")
 @click.option("--device", default="cpu", show_default=True)
@@ -69,7 +69,8 @@ def tune(task: str, weights: Path, data: Path, candidates: str | None, max_set_s
         raise click.ClickException(f"cannot write the tuning result: {exc}") from None
     before = result["previous"]
     tiles = "mirrored" if result["tile_mirror"] else "not mirrored"
+    rescored = "" if before["tile_mirror"] == before["recorded_tile_mirror"] else f", re-scored with tiles {tiles}"
     click.echo(f"threshold {result['threshold']:.2f}, scales {result['scales']}, tiles {tiles}: validation Dice "
-               f"{result['val_dice']:.4f} (was threshold {before['threshold']:.2f}, scales {before['scales']}: "
+               f"{result['val_dice']:.4f} (was threshold {before['threshold']:.2f}, scales {before['scales']}{rescored}: "
                f"{before['val_dice']:.4f}); {'not recorded (--dry-run)' if dry_run else 'recorded in config.json'}; "
                f"wrote {target}")

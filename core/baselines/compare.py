@@ -102,7 +102,7 @@ def _lungai_run(folder: Path, config: CompareConfig, n_cases: int, index: int) -
     inference = checkpoint_inference(folder)
     return MethodRun(f"LungAI {nodule_model_name(folder)}", folder, out, measured.seconds, measured.peak_rss_mb,
                      n_cases, {"threshold": inference.threshold, "scales": list(inference.scales),
-                      "tile_mirror": inference.tile_mirror})
+                               "tile_mirror": inference.tile_mirror})
 
 
 def _prediction_run(folder: Path) -> MethodRun:

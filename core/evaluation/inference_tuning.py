@@ -16,7 +16,7 @@ validated on large nodules only (``inference.min_diameter_mm``, the tumour model
 those. Only validation cases are read: the test split stays untouched.
 
 Whether tiles are mirrored (``inference.tile_mirror``) is not scored: it trades accuracy for an
-eighth of the tiles' model calls, a choice for the caller (``--no-tile-mirror``). The threshold
+eighth of the tiles' model inputs, a choice for the caller (``--no-tile-mirror``). The threshold
 and scales are tuned under that choice, and it is recorded with them.
 """
 
@@ -122,7 +122,8 @@ def tune_inference(config: TuningConfig, on_case: Callable[[int, int], None] | N
     Returns:
         The choice (``threshold``, ``scales``, ``val_dice``, and the ``tile_mirror`` it was made
         under), the checkpoint's previous threshold and scales re-scored on the same
-        probabilities (``previous``) and every scored pair (``candidates``).
+        probabilities (``previous``: its ``tile_mirror`` is the one scored, and
+        ``recorded_tile_mirror`` the checkpoint's) and every scored pair (``candidates``).
 
     Raises:
         ValueError: installed (verified) weights, not a segmentation checkpoint, a bad ``inference`` block,
@@ -162,7 +163,8 @@ def tune_inference(config: TuningConfig, on_case: Callable[[int, int], None] | N
               "n_cases": len(cases), "min_diameter_mm": min_diameter, "threshold": best["threshold"],
               "scales": best["scales"], "val_dice": best["dice"], "tile_mirror": run_as.tile_mirror,
               "previous": {"threshold": previous.threshold, "scales": list(previous.scales),
-                           "tile_mirror": previous.tile_mirror, "val_dice": before},
+                           "tile_mirror": run_as.tile_mirror, "recorded_tile_mirror": previous.tile_mirror,
+                           "val_dice": before},
               "candidates": scored}
     logger.info("%s: threshold %.2f, scales %s, validation Dice %.4f (before: threshold %.2f, scales %s, %.4f)",
                 name, best["threshold"], best["scales"], best["dice"], previous.threshold, list(previous.scales), before)

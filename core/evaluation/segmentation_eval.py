@@ -73,7 +73,7 @@ class SegmentationEvalConfig:
 
 
 def checkpoint_inference(folder: Path) -> VoiInference:
-    """How a segmentation checkpoint was validated: its threshold and scales.
+    """How a segmentation checkpoint was validated: its threshold, scales and tile mirroring.
 
     The trainer writes the validation-chosen threshold into ``config.json`` as
     ``inference.threshold`` (``lungai tune`` may rewrite it with ``inference.scales``);

@@ -61,7 +61,7 @@ class VoiInference:
         threshold: probability threshold of the mask (also decides whether to tile), in (0, 1).
         mirror: average over the 8 flips of z, y and x.
         tile: cover VOIs whose nodule is cut by the centred ROI with tiles.
-        batch_size: ROIs per model call.
+        batch_size: model inputs (an ROI, or one flip of it) per model call.
         scales: factors of the ROI spacing the model runs at (1: the trained spacing); the
             probabilities are averaged.
         tile_mirror: mirror the tiles too (with ``mirror``); off, the tiles' overlaps alone
@@ -112,14 +112,16 @@ def scaled_spec(spec: RoiSpec, scale: float) -> RoiSpec:
 
 
 def _flips(mirror: bool) -> list[tuple[int, ...]]:
-    axes = (2, 3, 4)
+    """The axes of an ROI (z, y, x = 0, 1, 2) each test-time flip reverses: all 8 subsets, or none."""
+    axes = (0, 1, 2)
     return [f for k in range(len(axes) + 1) for f in itertools.combinations(axes, k)] if mirror else [()]
 
 
 def _run_model(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    """Sigmoid probabilities of a batch; a batch of one is run twice over, because torch's CPU
-    convolutions take a path several times slower for a single input than for two."""
-    if batch.shape[0] == 1:
+    """Sigmoid probabilities of a batch. On the CPU a batch of one is run twice over, because
+    torch's CPU convolutions take a slower path for a single input (``resunet3d``: 172 ms for one
+    input alone, about 25 ms per input in a batch of two to eight)."""
+    if batch.shape[0] == 1 and batch.device.type == "cpu":
         return torch.sigmoid(model(batch.expand(2, *batch.shape[1:])).float())[:1]
     return torch.sigmoid(model(batch).float())
 
@@ -130,32 +132,35 @@ def predict_rois(model: nn.Module, rois: list[np.ndarray], spec: RoiSpec, infere
     """Probabilities of normalised ROIs (each ``spec.shape``) on the full ROI grid.
 
     Every (ROI, flip) pair is one model input; ``inference.batch_size`` inputs go to the model
-    at a time, so a single ROI's flips share one call.
+    at a time, so a single ROI's flips share one call. Only one batch is on the model's device
+    at a time.
 
     Args:
+        rois: at least one ROI.
         mirror: average the 8 flips; ``None`` uses ``inference.mirror``.
 
     Returns:
         The probabilities (0 where a model crops its output) and the output's support on the
         ROI grid (1 where the model predicts).
     """
+    if not rois:
+        raise ValueError("predict_rois needs at least one ROI")
     device = next(model.parameters()).device
     flips = _flips(inference.mirror if mirror is None else mirror)
-    volumes = torch.from_numpy(np.stack(rois))[:, None].to(device)  # (N, 1, z, y, x)
-    inputs = [(index, flip) for index in range(len(rois)) for flip in flips]
-    totals: torch.Tensor | None = None
+    inputs = [(index, axes) for index in range(len(rois)) for axes in flips]
+    totals: np.ndarray | None = None
     for start in range(0, len(inputs), inference.batch_size):
         chunk = inputs[start:start + inference.batch_size]
-        batch = torch.stack([torch.flip(volumes[i], [a - 1 for a in flip]) for i, flip in chunk])
-        probability = _run_model(model, batch)
+        batch = torch.from_numpy(np.stack([np.flip(rois[i], axes) for i, axes in chunk]))[:, None].to(device)
+        probability = _run_model(model, batch)[:, 0].cpu().numpy()
         if totals is None:
-            totals = torch.zeros((len(rois), *probability.shape[1:]), dtype=torch.float32, device=device)
-        for (index, flip), item in zip(chunk, probability):
-            totals[index] += torch.flip(item, [a - 1 for a in flip]) if flip else item
-    mean = (totals / len(flips))[:, 0].cpu().numpy()  # type: ignore[operator]
-    output_shape = mean.shape[1:]
-    out = [centre_pad_crop(p, spec.shape, 0.0) for p in mean]
-    return out, centre_pad_crop(np.ones(output_shape, np.float32), spec.shape, 0.0)
+            totals = np.zeros((len(rois), *probability.shape[1:]), np.float32)
+        for (index, axes), item in zip(chunk, probability):
+            totals[index] += np.flip(item, axes)
+    assert totals is not None
+    totals /= len(flips)
+    out = [centre_pad_crop(p, spec.shape, 0.0) for p in totals]
+    return out, centre_pad_crop(np.ones(totals.shape[1:], np.float32), spec.shape, 0.0)
 
 
 def _tile_starts(length: int, size: int) -> list[int]:
@@ -197,7 +202,7 @@ def _tiled_probability(model: nn.Module, image: np.ndarray, spec: RoiSpec, infer
     padded = centre_pad_crop(image[region], tuple(int(v) for v in grid), "edge")
     starts = list(itertools.product(*(_tile_starts(int(n), int(s)) for n, s in zip(grid, size))))
     tiles = [normalize_hu(padded[z:z + size[0], y:y + size[1], x:x + size[2]]) for z, y, x in starts]
-    probabilities, support = predict_rois(model, tiles, spec, inference, inference.mirror and inference.tile_mirror)
+    probabilities, support = predict_rois(model, tiles, spec, inference, mirror=inference.mirror and inference.tile_mirror)
     total = np.zeros(tuple(grid), np.float32)
     weight = np.zeros(tuple(grid), np.float32)
     for (z, y, x), probability in zip(starts, probabilities):

@@ -99,8 +99,8 @@ def segment_detection(model: nn.Module, hu: np.ndarray, image: sitk.Image, detec
         hu: the scan's HU.
         image: the scan (geometry).
         detection: what to segment.
-        inference: the mask's probability threshold, mirroring (8 model calls per ROI instead
-            of 1) and scales (the checkpoint's, :func:`~lungai.inference.voi_segmentation.recorded_inference`).
+        inference: the mask's probability threshold, mirroring (8 model inputs per ROI instead
+            of 1, in one call), tile mirroring and scales (the checkpoint's, :func:`~lungai.inference.voi_segmentation.recorded_inference`).
     """
     spec = roi_spec(SEGMENTATION_MODEL)
     spacing = tuple(float(s) for s in reversed(image.GetSpacing()))

@@ -73,7 +73,7 @@ def test_tune_records_a_choice_that_evaluate_reproduces(data_root: Path, tmp_pat
     code, out, err = run_cli(["tune", "nodule-seg", "--weights", str(weights), "--data", str(vois),
                               "--candidates", "0.9", "--no-tile-mirror"], capsys)
     assert code == 0, err
-    assert "tiles not mirrored" in out
+    assert "tiles not mirrored" in out and "re-scored with tiles not mirrored" in out
     result = json.loads((weights / "inference_tuning.json").read_text())
     assert result["split"] == "val" and result["n_cases"] == 3 and len(result["candidates"]) == 2 * len(THRESHOLDS)
     assert result["val_dice"] == max(c["dice"] for c in result["candidates"]) >= result["previous"]["val_dice"]
@@ -87,6 +87,10 @@ def test_tune_records_a_choice_that_evaluate_reproduces(data_root: Path, tmp_pat
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["scales"] == result["scales"] and metrics["threshold"] == result["threshold"]
     assert metrics["tile_mirror"] is False  # evaluate runs the checkpoint as it was tuned
+    code, _, err = run_cli(["evaluate", "nodule-seg", "--weights", str(weights), "--data", str(vois),
+                            "--split", "val", "--tile-mirror", "-o", str(tmp_path / "eval_mirrored")], capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "eval_mirrored" / "metrics.json").read_text())["tile_mirror"] is True
     assert metrics["dice"] == pytest.approx(result["val_dice"], abs=1e-6)
 
 

@@ -160,19 +160,45 @@ class Recording(Brightness):
         return super().forward(x)
 
 
-def test_the_flips_of_one_roi_share_a_model_call_and_average_as_separate_calls_would() -> None:
-    model = Recording(ramp=True)  # not mirror-symmetric, so every flip gives another answer
-    rng = np.random.default_rng(0)
-    roi = rng.normal(size=SPEC.shape).astype(np.float32)
-    (probability,), _ = predict_rois(model, [roi], SPEC, VoiInference(mirror=True))
-    assert model.batches == [8]
-    expected = np.zeros(SPEC.shape, np.float32)
+class Corner(nn.Module):
+    """Not mirror-symmetric along any axis: logits grow towards the high z, y and x corner.
+    Records the batch size of every call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gain = nn.Parameter(torch.ones(()))
+        self.batches: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.batches.append(x.shape[0])
+        ramps = [torch.linspace(-2, 2, n).reshape([-1 if a == axis else 1 for a in range(3)])
+                 for axis, n in enumerate(x.shape[2:])]
+        return self.gain * x + ramps[0] + 2 * ramps[1] + 3 * ramps[2]
+
+
+def _flipped_average(roi: np.ndarray) -> np.ndarray:
+    """The 8-flip average of ``Corner`` on one ROI, one model call per flip."""
+    total = np.zeros(roi.shape, np.float32)
     with torch.no_grad():
         for axes in [(), (0,), (1,), (2,), (0, 1), (0, 2), (1, 2), (0, 1, 2)]:
-            flipped = np.flip(roi, axes) if axes else roi
-            out = torch.sigmoid(Brightness(ramp=True)(torch.from_numpy(flipped.copy())[None, None]))[0, 0].numpy()
-            expected += np.flip(out, axes) if axes else out
-    np.testing.assert_allclose(probability, expected / 8, atol=1e-6)
+            flipped = torch.from_numpy(np.flip(roi, axes).copy())[None, None]
+            total += np.flip(torch.sigmoid(Corner()(flipped))[0, 0].numpy(), axes)
+    return total / 8
+
+
+def test_the_flips_of_one_roi_share_a_model_call_and_average_as_separate_calls_would() -> None:
+    model = Corner()
+    roi = np.random.default_rng(0).normal(size=SPEC.shape).astype(np.float32)
+    (probability,), _ = predict_rois(model, [roi], SPEC, VoiInference(mirror=True))
+    assert model.batches == [8]
+    np.testing.assert_allclose(probability, _flipped_average(roi), atol=1e-6)
+
+
+def test_batches_that_mix_rois_keep_each_rois_flips_apart() -> None:
+    rois = list(np.random.default_rng(2).normal(size=(3, *SPEC.shape)).astype(np.float32))
+    probabilities, _ = predict_rois(Corner(), rois, SPEC, VoiInference(mirror=True, batch_size=3))  # 24 inputs
+    for roi, probability in zip(rois, probabilities):
+        np.testing.assert_allclose(probability, _flipped_average(roi), atol=1e-6)
 
 
 def test_a_single_input_is_run_in_a_batch_of_two_and_answered_once() -> None:
@@ -193,6 +219,6 @@ def test_unmirrored_tiles_take_one_model_input_each_and_the_centred_roi_stays_mi
         inference = VoiInference(threshold=0.5, mirror=True, tile=True, batch_size=8, tile_mirror=tile_mirror)
         probability = predict_voi_probability(model, hu, SPACING, SPEC, inference)
         assert (probability[4, 8] >= 0.5).all()
-        counts[tile_mirror] = sum(model.batches)
-    centred = 8
-    assert counts[True] - centred == 8 * (counts[False] - centred) > 0
+        assert model.batches[0] == 8  # the centred ROI, mirrored either way
+        counts[tile_mirror] = sum(model.batches[1:])
+    assert counts[True] == 8 * counts[False] > 0
