@@ -52,6 +52,9 @@ MIN_SEED_RADIUS_MM = 6.0
 MAX_SEEDS = 10
 #: Patch (z, y, x) voxels at the model's spacing.
 PATCH_SIZE = (16, 128, 128)
+#: Windows per model call. On the 2-core CPU a 16 x 128 x 128 window costs about 0.9 s in a batch
+#: of two or four, 1.6 s alone; two add about 50 MB of peak memory, four about 300 MB.
+BATCH_SIZE = 2
 #: Smallest tumour component kept (mL): a sphere of 10 mm diameter.
 MIN_COMPONENT_ML = float(np.pi / 6 * 10.0**3 / 1000.0)
 #: In-plane subsampling of the grid the lung distance is computed on (speed; 3.2 mm steps).
@@ -130,7 +133,7 @@ def segment_tumour(model: nn.Module, hu: np.ndarray, lung_labels: sitk.Image, im
     if candidates is None:
         candidates = find_candidates(image, lung_labels)
     seeds = _seeds(image, candidates, box, np.asarray(work_shape) / np.asarray(region.shape))
-    config = TumourPredictionConfig(patch_size=PATCH_SIZE)
+    config = TumourPredictionConfig(patch_size=PATCH_SIZE, batch_size=BATCH_SIZE)
     padded = tuple(max(n, p) for n, p in zip(work_shape, PATCH_SIZE))
     volume = torch.from_numpy(normalize_hu(resample(region.astype(np.float32), work_shape, order=1)))  # type: ignore[arg-type]
     mask = predict_tumour_mask(model, volume, config, _central_half_holds(seeds, padded, PATCH_SIZE))
