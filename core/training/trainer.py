@@ -51,6 +51,9 @@ logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
 LOG_FILE = "train.log"
+#: Settings a resumed run may change: the epoch budget (the cosine schedule is stretched), the
+#: patience, where it runs, the folders' paths, and init_weights (unused when resuming).
+RESUME_MAY_CHANGE = frozenset({"epochs", "patience", "device", "num_threads", "data", "out", "init_weights"})
 
 
 @dataclass(frozen=True)
@@ -303,6 +306,7 @@ def _train(config: TrainConfig, on_event: Callable[[TrainEvent], None], resume: 
     if config.init_weights is not None and not resuming:
         _load_init_weights(model, config.init_weights)
     if resuming:
+        _refuse_other_settings(config)
         state = load_training_state(config.out, model, optimizer, scheduler)
         logger.info("resumed %s after epoch %d", config.out, state["epoch"])
         if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR) and scheduler.T_max != config.epochs:
@@ -364,6 +368,28 @@ def _inference_settings(config: TrainConfig, val: dict[str, float]) -> dict[str,
     return {"threshold": val["val_threshold"], "threshold_source": source,
             "roi_shape_zyx": list(spec.shape), "roi_spacing_zyx_mm": list(spec.spacing),
             "min_diameter_mm": config.min_diameter_mm}
+
+
+def _refuse_other_settings(config: TrainConfig) -> None:
+    """Refuse to resume a run folder whose recorded settings (``metrics.json`` ``config``) differ
+    from ``config`` in anything but :data:`RESUME_MAY_CHANGE`: the result would be neither run.
+
+    Raises:
+        WeightsError: naming each setting that differs.
+    """
+    try:
+        recorded = json.loads((config.out / METRICS_FILE).read_text(encoding="utf-8")).get("config")
+    except (OSError, ValueError, AttributeError):
+        return  # nothing recorded to compare; the saved state is still checked when it is loaded
+    if not isinstance(recorded, dict):
+        return
+    current = json.loads(json.dumps(config.to_json()))  # tuples as lists, as they were recorded
+    changed = sorted(key for key, value in current.items()
+                     if key not in RESUME_MAY_CHANGE and key in recorded and recorded[key] != value)
+    if changed:
+        details = ", ".join(f"{key} {recorded[key]!r} -> {current[key]!r}" for key in changed)
+        raise WeightsError(f"{config.out} holds a run trained with other settings ({details}), so it "
+                           "cannot be resumed with these", "pass another --out, or --restart to train from scratch")
 
 
 def _write_metrics(config: TrainConfig, state: dict[str, Any]) -> None:

@@ -79,6 +79,16 @@ def test_resume_after_interruption_matches_uninterrupted_run(vois: Path, tmp_pat
     assert _same(optim_a, optim_b)
 
 
+def test_a_run_is_not_resumed_with_other_settings_but_may_get_more_epochs(vois: Path, tmp_path: Path) -> None:
+    train(_config(vois, tmp_path / "run", epochs=1))
+    with pytest.raises(WeightsError, match=r"other settings \(lr 0.001 -> 0.01, seed 0 -> 3\).*--restart"):
+        train(_config(vois, tmp_path / "run", epochs=2, lr=1e-2, seed=3))
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs_run"] == 1  # untouched
+    result = train(_config(vois, tmp_path / "run", epochs=2, num_threads=2))  # a longer budget, more threads
+    assert result.epochs_run == 2
+    assert train(_config(vois, tmp_path / "run", epochs=2, lr=1e-2), resume=False).epochs_run == 2  # --restart
+
+
 def test_segmentation_training_runs(vois: Path, tmp_path: Path) -> None:
     result = train(_config(vois, tmp_path / "seg", model="resunet3d", task="nodule-seg"))
     metrics = json.loads((tmp_path / "seg" / "metrics.json").read_text())
