@@ -69,7 +69,7 @@ def tune(task: str, weights: Path, data: Path, candidates: str | None, max_set_s
         raise click.ClickException(f"cannot write the tuning result: {exc}") from None
     before = result["previous"]
     tiles = "mirrored" if result["tile_mirror"] else "not mirrored"
-    rescored = "" if before["tile_mirror"] == before["recorded_tile_mirror"] else f", re-scored with tiles {tiles}"
+    rescored = "" if before["tile_mirror"] == result["tile_mirror"] else f", re-scored with tiles {tiles}"
     click.echo(f"threshold {result['threshold']:.2f}, scales {result['scales']}, tiles {tiles}: validation Dice "
                f"{result['val_dice']:.4f} (was threshold {before['threshold']:.2f}, scales {before['scales']}{rescored}: "
                f"{before['val_dice']:.4f}); {'not recorded (--dry-run)' if dry_run else 'recorded in config.json'}; "

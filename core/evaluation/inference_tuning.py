@@ -121,9 +121,9 @@ def tune_inference(config: TuningConfig, on_case: Callable[[int, int], None] | N
 
     Returns:
         The choice (``threshold``, ``scales``, ``val_dice``, and the ``tile_mirror`` it was made
-        under), the checkpoint's previous threshold and scales re-scored on the same
-        probabilities (``previous``: its ``tile_mirror`` is the one scored, and
-        ``recorded_tile_mirror`` the checkpoint's) and every scored pair (``candidates``).
+        under), the checkpoint's recorded setting (``previous``: threshold, scales, tile_mirror)
+        with its threshold and scales re-scored on the same probabilities, and every scored pair
+        (``candidates``).
 
     Raises:
         ValueError: installed (verified) weights, not a segmentation checkpoint, a bad ``inference`` block,
@@ -163,8 +163,7 @@ def tune_inference(config: TuningConfig, on_case: Callable[[int, int], None] | N
               "n_cases": len(cases), "min_diameter_mm": min_diameter, "threshold": best["threshold"],
               "scales": best["scales"], "val_dice": best["dice"], "tile_mirror": run_as.tile_mirror,
               "previous": {"threshold": previous.threshold, "scales": list(previous.scales),
-                           "tile_mirror": run_as.tile_mirror, "recorded_tile_mirror": previous.tile_mirror,
-                           "val_dice": before},
+                           "tile_mirror": previous.tile_mirror, "val_dice": before},
               "candidates": scored}
     logger.info("%s: threshold %.2f, scales %s, validation Dice %.4f (before: threshold %.2f, scales %s, %.4f)",
                 name, best["threshold"], best["scales"], best["dice"], previous.threshold, list(previous.scales), before)

@@ -179,7 +179,7 @@ def evaluate_segmentation(config: SegmentationEvalConfig) -> tuple[dict[str, Any
                                "weights": str(config.weights), "n_cases": len(rows),
                                "n_lt10mm": int(sum(r["diameter_mm"] < SIZE_SPLIT_MM for r in rows)),
                                "threshold": threshold, "min_diameter_mm": config.min_diameter_mm,
-                               "mirror": config.mirror, "tile": config.tile, "tile_mirror": inference.tile_mirror,
+                               "mirror": inference.mirror, "tile": inference.tile, "tile_mirror": inference.tile_mirror,
                                "scales": list(inference.scales),
                                **_summary(rows, ""), **long_axis_summary(rows)}
     baseline_rows = [{"diameter_mm": r["diameter_mm"], "dice": r["baseline_dice"], "precision": r["baseline_precision"],
