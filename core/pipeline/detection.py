@@ -66,12 +66,18 @@ class Detection:
         centre_lps_mm: its centre, LPS mm.
         radius_mm: the blob scale estimate (radius of the strongest filter scale).
         score: 0..1; the combined classifier and strength score (:func:`combined_score`), or the
-            strength score alone when there is no classifier.
+            strength score alone when there is no classifier; ``None`` for a mass candidate.
+        source: ``blob`` (a blob candidate that passed the operating point) or ``mass`` (a thick
+            soft-tissue lesion of :func:`lungai.preprocessing.lesion_region.lesion_region`,
+            reported at every operating point).
+        extent_mm_zyx: the lesion's rough extent (mm) when known (masses), else ``None``.
     """
 
     centre_lps_mm: tuple[float, float, float]
     radius_mm: float
-    score: float
+    score: float | None
+    source: str = "blob"
+    extent_mm_zyx: tuple[float, float, float] | None = None
 
 
 @dataclass(frozen=True)

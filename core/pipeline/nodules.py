@@ -21,7 +21,7 @@ dropped. The survivors are measured (:mod:`lungai.preprocessing.measurements`) a
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +34,8 @@ from lungai.inference.nodule_roi import Voi, voi_box
 from lungai.inference.voi_segmentation import VoiInference, predict_voi_probability
 from lungai.io.findings import Centroid, Nodule
 from lungai.pipeline.detection import Detection
-from lungai.preprocessing.measurements import LesionMeasurements
+from lungai.preprocessing.lesion_region import MAX_OUTSIDE_FRACTION, lesion_plausibility
+from lungai.preprocessing.measurements import LesionMeasurements, axial_diameters
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ SEGMENTATION_MODEL = "resunet3d"
 DEFAULT_THRESHOLD = 0.5
 #: How often a VOI may grow when the mask reaches its side.
 MAX_GROWTH = 2
+#: A lesion whose long axis exceeds this (mm) is a mass (Fleischner glossary: a nodule is at most 3 cm).
+MASS_FROM_MM = 30.0
 #: A mask component counts as the detection's when it lies within this many radii of its centre.
 NEAR_RADII = 1.5
 
@@ -90,8 +93,23 @@ def _touching_sides(mask: np.ndarray, voi: Voi, shape: tuple[int, int, int]) -> 
     return axes
 
 
+def _first_extent(detection: Detection) -> np.ndarray:
+    """The VOI's starting extent (mm): a mass's rough extent, else the blob's diameter."""
+    if detection.extent_mm_zyx is not None:
+        return np.asarray(detection.extent_mm_zyx, float)
+    return np.full(3, 2.0 * detection.radius_mm)
+
+
+def _leaves_region(mask: np.ndarray, voi: Voi, region: np.ndarray | None) -> bool:
+    """Whether most of the mask lies outside the lesion search region (no use growing it)."""
+    if region is None or not mask.any():
+        return False
+    outside = np.count_nonzero(mask & ~region[voi.box]) / np.count_nonzero(mask)
+    return bool(outside > MAX_OUTSIDE_FRACTION)
+
+
 def segment_detection(model: nn.Module, hu: np.ndarray, image: sitk.Image, detection: Detection,
-                      inference: VoiInference) -> SegmentedNodule:
+                      inference: VoiInference, region: np.ndarray | None = None) -> SegmentedNodule:
     """Segment one detection (see the module docstring); the mask may come back empty.
 
     Args:
@@ -101,18 +119,20 @@ def segment_detection(model: nn.Module, hu: np.ndarray, image: sitk.Image, detec
         detection: what to segment.
         inference: the mask's probability threshold, mirroring (8 model inputs per ROI instead
             of 1, in one call), tile mirroring and scales (the checkpoint's, :func:`~lungai.inference.voi_segmentation.recorded_inference`).
+        region: the lesion search region (scan grid); a mask mostly outside it is not grown
+            (it follows a hilar or mediastinal structure, and growing it costs minutes of tiles).
     """
     spec = roi_spec(SEGMENTATION_MODEL)
     spacing = tuple(float(s) for s in reversed(image.GetSpacing()))
     centre = _centre_index(image, detection.centre_lps_mm)
-    extent = np.full(3, 2.0 * detection.radius_mm)
+    extent = _first_extent(detection)
     for attempt in range(MAX_GROWTH + 1):
         voi = voi_box(centre, extent, spacing, hu.shape)  # type: ignore[arg-type]
         probability = predict_voi_probability(model, hu[voi.box], spacing, spec, inference)  # type: ignore[arg-type]
         local_centre = centre - [s.start for s in voi.box]
         mask = _component_at(probability >= inference.threshold, local_centre, spacing, detection.radius_mm)  # type: ignore[arg-type]
         grow = _touching_sides(mask, voi, hu.shape) if mask.any() else []
-        if not grow or attempt == MAX_GROWTH:
+        if not grow or attempt == MAX_GROWTH or _leaves_region(mask, voi, region):
             break
         bbox = ndimage.find_objects(mask.astype(np.uint8))[0]
         mask_extent = np.array([(b.stop - b.start + 2) * s for b, s in zip(bbox, spacing)])
@@ -122,33 +142,62 @@ def segment_detection(model: nn.Module, hu: np.ndarray, image: sitk.Image, detec
     return SegmentedNodule(detection, voi.box, mask)
 
 
+def _priority(detection: Detection) -> tuple[int, float, float]:
+    """Masses first (thickest first), then blob detections by decreasing score."""
+    if detection.source == "mass":
+        return (0, -detection.radius_mm, detection.centre_lps_mm[2])
+    return (1, -(detection.score or 0.0), detection.centre_lps_mm[2])
+
+
+MassSegmenter = Callable[[Detection], SegmentedNodule]
+"""Segments a mass detection (the pipeline passes ``r3d_denseunet`` in a box around it)."""
+
+
 def segment_detections(model: nn.Module, hu: np.ndarray, image: sitk.Image, detections: Sequence[Detection],
-                       inference: VoiInference = VoiInference()) -> list[SegmentedNodule]:
-    """Segment every detection and resolve overlaps (stronger detections keep their voxels).
+                       inference: VoiInference = VoiInference(), region: np.ndarray | None = None,
+                       mass_segmenter: MassSegmenter | None = None) -> list[SegmentedNodule]:
+    """Segment every detection, drop what is not a lung lesion, and resolve overlaps.
+
+    Masses are segmented first (by ``mass_segmenter`` when given, else like a nodule), then blob
+    detections by decreasing score; an earlier lesion keeps its voxels. With a search region, masks are cut to it (no lesion reaches into the
+    mediastinum) and :func:`~lungai.preprocessing.lesion_region.lesion_plausibility` drops
+    hilar, mediastinal and tubular segmentations.
 
     Returns:
-        The non-empty nodules, strongest first.
+        The non-empty lesions, in the order they were segmented.
     """
-    ordered = sorted(detections, key=lambda d: (-d.score, d.centre_lps_mm[2]))
+    spacing = tuple(float(s) for s in reversed(image.GetSpacing()))
     taken = np.zeros(hu.shape, bool)
     kept: list[SegmentedNodule] = []
-    for detection in ordered:
-        nodule = segment_detection(model, hu, image, detection, inference)
+    for detection in sorted(detections, key=_priority):
+        if detection.source == "mass" and mass_segmenter is not None:
+            nodule = mass_segmenter(detection)
+        else:
+            nodule = segment_detection(model, hu, image, detection, inference, region)
+        where = tuple(round(v, 1) for v in detection.centre_lps_mm)
+        if region is not None and nodule.mask.any():
+            reason = lesion_plausibility(nodule.mask, nodule.box, region, spacing,  # type: ignore[arg-type]
+                                         axial_diameters(nodule.mask, spacing).long_axis_mm)  # type: ignore[arg-type]
+            if reason is not None:
+                logger.info("%s detection at %s dropped: %s", detection.source, where, reason)
+                continue
+            nodule.mask &= region[nodule.box]
         nodule.mask &= ~taken[nodule.box]
         if not nodule.mask.any():
-            logger.info("detection at %s (score %.2f): empty mask, dropped",
-                        tuple(round(v, 1) for v in detection.centre_lps_mm), detection.score)
+            logger.info("%s detection at %s: empty mask, dropped", detection.source, where)
             continue
         taken[nodule.box] |= nodule.mask
         kept.append(nodule)
     return kept
 
 
-def nodule_finding(index: int, measured: LesionMeasurements, image: sitk.Image, score: float) -> Nodule:
-    """The findings record of nodule ``index`` (1-based)."""
+def nodule_finding(index: int, measured: LesionMeasurements, image: sitk.Image, detection: Detection) -> Nodule:
+    """The findings record of lesion ``index`` (1-based): a mass when its long axis exceeds :data:`MASS_FROM_MM`."""
     return Nodule(id=index, centroid=Centroid.from_lps(measured.centroid_lps, image),
                   long_axis_mm=measured.diameters.long_axis_mm, short_axis_mm=measured.diameters.short_axis_mm,
                   volume_mm3=measured.volume_mm3, mean_hu=measured.mean_hu, type=measured.type,
-                  detection_score=round(float(score), 4), location=measured.location,
-                  distance_to_pleura_mm=measured.distance_to_pleura_mm,
-                  solid_component_mm=measured.solid_component_mm)
+                  detection_score=None if detection.score is None else round(float(detection.score), 4),
+                  location=measured.location, distance_to_pleura_mm=measured.distance_to_pleura_mm,
+                  solid_component_mm=measured.solid_component_mm,
+                  kind="mass" if measured.diameters.long_axis_mm > MASS_FROM_MM else "nodule",
+                  detected_by=detection.source)

@@ -41,6 +41,15 @@ CANDIDATE_OPERATING_POINTS: dict[str, OperatingPoint] = {
 }
 
 
+def passed_operating_point(score: float | None, with_classifier: bool = True) -> str | None:
+    """The strictest named operating point a detection score passes (``None``: none, or no score)."""
+    if score is None:
+        return None
+    table = OPERATING_POINTS if with_classifier else CANDIDATE_OPERATING_POINTS
+    passed = [(point.threshold, name) for name, point in table.items() if score >= point.threshold]
+    return max(passed)[1] if passed else None
+
+
 def operating_point(name: str, with_classifier: bool = True) -> OperatingPoint:
     """The operating point called ``name``.
 

@@ -159,3 +159,59 @@ def tumour_finding(mask: np.ndarray, image: sitk.Image) -> Tumour | None:
     return Tumour(volume_ml=round(float(np.count_nonzero(mask)) * float(np.prod(spacing)) / 1000.0, 2),
                   long_axis_mm=round(axial_diameters(mask[box], spacing).long_axis_mm, 1),  # type: ignore[arg-type]
                   centroid=Centroid.from_lps(lps, image))
+
+
+#: Margin (mm) around a mass candidate's rough extent that the tumour model sees (z, y, x).
+MASS_MARGIN_MM = (10.0, 20.0, 20.0)
+
+
+def _mass_box(centre: np.ndarray, extent_mm: np.ndarray, spacing: tuple[float, float, float],
+              shape: tuple[int, ...]) -> tuple[slice, slice, slice]:
+    half = (extent_mm / 2.0 + np.asarray(MASS_MARGIN_MM)) / np.asarray(spacing)
+    return tuple(slice(max(0, int(np.floor(c - h))), min(n, int(np.ceil(c + h)) + 1))  # type: ignore[return-value]
+                 for c, h, n in zip(centre, half, shape))
+
+
+def segment_mass(model: nn.Module, hu: np.ndarray, image: sitk.Image, centre_lps_mm: tuple[float, float, float],
+                 extent_mm_zyx: tuple[float, float, float], region: np.ndarray) -> tuple[tuple[slice, slice, slice], np.ndarray]:
+    """One mass segmented by ``r3d_denseunet`` in a box around it, the paper's way, cut to the search region.
+
+    The box is the mass candidate's rough extent plus :data:`MASS_MARGIN_MM`; it is resampled to the
+    model's training spacing and predicted with every window whose central half holds the mass's
+    centre (overlapping windows averaged, threshold 0.7, in-plane dilation with a 7x7 disk), mapped
+    back, cut to the lesion search region (never the mediastinum) and reduced to the component at
+    (or nearest) the centre.
+
+    Args:
+        model: ``r3d_denseunet`` in eval mode.
+        hu: the scan's HU, ``(z, y, x)``.
+        image: the scan.
+        centre_lps_mm: the mass candidate's deepest point.
+        extent_mm_zyx: its rough extent.
+        region: the lesion search region on the scan grid.
+
+    Returns:
+        The box on the scan grid and the mask inside it (possibly empty).
+    """
+    spacing = tuple(float(s) for s in reversed(image.GetSpacing()))
+    target = roi_spec(TUMOUR_MODEL).spacing
+    centre = np.asarray(image.TransformPhysicalPointToContinuousIndex([float(v) for v in centre_lps_mm]))[::-1]
+    box = _mass_box(centre, np.asarray(extent_mm_zyx, float), spacing, hu.shape)  # type: ignore[arg-type]
+    region_hu = hu[box]
+    work_shape = tuple(max(1, int(round(n * s / t))) for n, s, t in zip(region_hu.shape, spacing, target))
+    seed = ((centre - [b.start for b in box]) * np.asarray(work_shape) / np.asarray(region_hu.shape))[None]
+    padded = tuple(max(n, p) for n, p in zip(work_shape, PATCH_SIZE))
+    volume = torch.from_numpy(normalize_hu(resample(region_hu.astype(np.float32), work_shape, order=1)))  # type: ignore[arg-type]
+    config = TumourPredictionConfig(patch_size=PATCH_SIZE, batch_size=BATCH_SIZE)
+    work = predict_tumour_mask(model, volume, config, _central_half_holds(seed, padded, PATCH_SIZE))
+    mask = resample(work.astype(np.float32), region_hu.shape, order=0) > 0.5  # type: ignore[arg-type]
+    mask &= region[box]
+    components, count = ndimage.label(mask)
+    if count:
+        voxels = np.argwhere(components > 0)
+        local = centre - [b.start for b in box]
+        nearest = voxels[int(np.argmin((((voxels - local) * spacing) ** 2).sum(axis=1)))]
+        mask = components == components[tuple(nearest)]
+    logger.info("mass at %s: %.1f mL segmented by %s", tuple(round(v) for v in centre_lps_mm),
+                np.count_nonzero(mask) * np.prod(spacing) / 1000.0, TUMOUR_MODEL)
+    return box, mask
