@@ -36,7 +36,7 @@ class LungAI(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = ["LungAI developers"]
         self.parent.helpText = (
-            "Segments and measures the lungs, lung nodules, tumours and emphysema in a chest CT. "
+            "Segments and measures the lungs, lung nodules and masses, and emphysema in a chest CT. "
             "Choose the CT and the tasks, then Apply; the results appear as a segmentation, a nodule "
             "table with points, and lung and emphysema figures. Research software: not for clinical "
             "use without local validation."
@@ -66,7 +66,6 @@ class LungAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             "lungs": self.ui.lungsCheckBox,
             "nodules": self.ui.nodulesCheckBox,
             "malignancy": self.ui.malignancyCheckBox,
-            "tumour": self.ui.tumourCheckBox,
             "emphysema": self.ui.emphysemaCheckBox,
         }
         self.ui.inputVolumeSelector.currentNodeChanged.connect(self.updateButtons)

@@ -1,4 +1,4 @@
-"""LungAI: lung CT analysis (lungs, nodules, malignancy, tumours, emphysema).
+"""LungAI: lung CT analysis (lungs, nodules and masses, malignancy, emphysema).
 
 The library behind the ``lungai`` command line and the 3D Slicer module. No Qt and no
 Slicer imports live here.

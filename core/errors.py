@@ -36,6 +36,10 @@ class InputNotFoundError(LungAIError):
     exit_code = 3
 
 
+class DemoScanUnavailableError(InputNotFoundError):
+    """``lungai demo --real`` cannot get its real scan (offline, no pip, or no such wheel file)."""
+
+
 class UnreadableInputError(LungAIError):
     """The input exists but cannot be read as an image (corrupt, unknown format, empty folder)."""
 

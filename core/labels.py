@@ -10,6 +10,7 @@ Codes are (scheme, value, meaning) triples as in DICOM / 3D Slicer terminology
 from __future__ import annotations
 
 import colorsys
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 Code = tuple[str, str, str]
@@ -50,26 +51,34 @@ LUNG_RIGHT = Structure("lung_right", 1, "Right lung", _rgb(128, 174, 128), ANATO
                        ("SCT", "3341006", "Right lung"))
 LUNG_LEFT = Structure("lung_left", 2, "Left lung", _rgb(111, 184, 210), ANATOMICAL_STRUCTURE,
                       ("SCT", "44029006", "Left lung"))
-TUMOUR = Structure("tumour", 3, "Lung tumour", _rgb(230, 80, 60), ALTERED_STRUCTURE,
-                   ("SCT", "4147007", "Mass"), LUNG)
 LOW_ATTENUATION = Structure("emphysema", 4, "Low attenuation area (< -950 HU)", _rgb(250, 230, 80),
                             ALTERED_STRUCTURE, ("SCT", "87433001", "Pulmonary emphysema"), LUNG)
 
-STRUCTURES: tuple[Structure, ...] = (LUNG_RIGHT, LUNG_LEFT, TUMOUR, LOW_ATTENUATION)
+STRUCTURES: tuple[Structure, ...] = (LUNG_RIGHT, LUNG_LEFT, LOW_ATTENUATION)
 
 #: Nodule ``i`` (1-based) has label value ``NODULE_BASE_VALUE + i`` in label maps.
 NODULE_BASE_VALUE = 10
 _NODULE_TYPE: Code = ("SCT", "27925004", "Nodule")
+_MASS_TYPE: Code = ("SCT", "4147007", "Mass")
 _NODULE_COLORS = [_rgb(255, 120, 0), _rgb(220, 0, 220), _rgb(0, 200, 255), _rgb(255, 60, 140),
                   _rgb(160, 255, 60), _rgb(255, 200, 0)]
 
 
-def nodule(index: int) -> Structure:
-    """The structure for nodule ``index`` (1-based): "Nodule 1", "Nodule 2", ..."""
+def nodule(index: int, kind: str = "nodule") -> Structure:
+    """The structure for lesion ``index`` (1-based): "Nodule 1", "Mass 2", ...
+
+    Args:
+        index: the lesion's id in the findings.
+        kind: ``nodule`` or ``mass`` (a lesion over 30 mm: named and coded as a mass); the key
+            and label value do not depend on it.
+    """
     if index < 1:
         raise ValueError(f"nodule index starts at 1, got {index}")
-    return Structure(f"nodule_{index}", NODULE_BASE_VALUE + index, f"Nodule {index}",
-                     _nodule_color(index), ALTERED_STRUCTURE, _NODULE_TYPE, LUNG)
+    if kind not in ("nodule", "mass"):
+        raise ValueError(f"lesion kind must be nodule or mass, got {kind!r}")
+    name, code = (f"Mass {index}", _MASS_TYPE) if kind == "mass" else (f"Nodule {index}", _NODULE_TYPE)
+    return Structure(f"nodule_{index}", NODULE_BASE_VALUE + index, name, _nodule_color(index), ALTERED_STRUCTURE,
+                     code, LUNG)
 
 
 def _nodule_color(index: int) -> tuple[float, float, float]:
@@ -81,18 +90,22 @@ def _nodule_color(index: int) -> tuple[float, float, float]:
     return (round(red, 4), round(green, 4), round(blue, 4))
 
 
-def with_nodules(count: int) -> tuple[Structure, ...]:
-    """:data:`STRUCTURES` followed by nodules 1..``count``: every structure a run may label.
+def with_nodules(count: int, kinds: Sequence[str] | None = None) -> tuple[Structure, ...]:
+    """:data:`STRUCTURES` followed by lesions 1..``count``: every structure a run may label.
 
     Args:
-        count: number of nodules found (0 or more).
+        count: number of lesions found (0 or more).
+        kinds: each lesion's kind (``nodule`` or ``mass``); all nodules when ``None``.
 
     Returns:
         The structures, in label-value order within each group.
     """
     if count < 0:
         raise ValueError(f"nodule count cannot be negative, got {count}")
-    return STRUCTURES + tuple(nodule(index) for index in range(1, count + 1))
+    kinds = list(kinds) if kinds is not None else ["nodule"] * count
+    if len(kinds) != count:
+        raise ValueError(f"{len(kinds)} lesion kinds for {count} lesions")
+    return STRUCTURES + tuple(nodule(index, kind) for index, kind in zip(range(1, count + 1), kinds))
 
 
 def by_key(key: str) -> Structure:

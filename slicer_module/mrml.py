@@ -197,9 +197,11 @@ def _emphysema_table(table: Any, rows: Sequence[EmphysemaRow]) -> Any:
     _add_column(table, vtkStringArray, "Region", [row.title for row in rows])
     _add_column(table, vtkDoubleArray, "Lung volume", [row.volume_ml for row in rows], unit="ml")
     for threshold in (950, 910, 856):
+        description = f"percentage of lung voxels below -{threshold} HU"
+        if threshold == 856:
+            description += " (an expiratory air-trapping measure, not meaningful on an inspiratory scan)"
         _add_column(table, vtkDoubleArray, f"LAA-{threshold}",
-                    [getattr(row, f"laa_{threshold}_percent") for row in rows], unit="%",
-                    description=f"percentage of lung voxels below -{threshold} HU")
+                    [getattr(row, f"laa_{threshold}_percent") for row in rows], unit="%", description=description)
     _add_column(table, vtkDoubleArray, "Perc15", [row.perc15_hu for row in rows], unit="HU",
                 description="15th percentile of the lung's HU histogram")
     table.SetLocked(True)

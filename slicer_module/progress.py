@@ -24,7 +24,6 @@ STAGE_TITLES = {
     "lungs": "Lungs",
     "nodules": "Nodules",
     "malignancy": "Malignancy",
-    "tumour": "Tumour",
     "emphysema": "Emphysema",
     "write": "Writing results",
 }

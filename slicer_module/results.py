@@ -84,7 +84,9 @@ class NoduleRow:
         mean_hu: mean attenuation.
         type: solid, part-solid or ground-glass.
         malignancy: the ensemble's malignancy estimate, 0..1; ``None`` if not run.
-        detection_score: the detector's confidence, 0..1.
+        detection_score: the detector's confidence, 0..1; ``None`` for a mass (found by the
+            mass rule, shown at every operating point).
+        kind: ``nodule`` or ``mass`` (long axis over 30 mm).
     """
 
     id: int
@@ -97,13 +99,14 @@ class NoduleRow:
     type: str
     malignancy: float | None
     detection_score: float | None
+    kind: str = "nodule"
 
     @property
     def description(self) -> str:
         """A short text for the nodule's point, e.g. ``Nodule 2: 8.1 x 6.0 mm, solid``."""
         size = (f"{self.long_axis_mm:.1f} x {self.short_axis_mm:.1f} mm, "
                 if self.long_axis_mm is not None and self.short_axis_mm is not None else "")
-        return f"Nodule {self.id}: {size}{self.type}"
+        return f"{self.kind.capitalize()} {self.id}: {size}{self.type}"
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,7 @@ def nodule_rows(findings: dict[str, Any], min_detection_score: float = 0.0) -> t
             position_ras_mm=(float(x), float(y), float(z)),
             long_axis_mm=nodule.get("long_axis_mm"), short_axis_mm=nodule.get("short_axis_mm"),
             volume_mm3=nodule.get("volume_mm3"), mean_hu=nodule.get("mean_hu"), type=nodule["type"],
-            malignancy=malignancy.get("probability"), detection_score=score))
+            malignancy=malignancy.get("probability"), detection_score=score, kind=nodule.get("kind") or "nodule"))
     return shown, hidden
 
 
@@ -193,7 +196,7 @@ def summary_text(findings: dict[str, Any], shown: int, hidden: int, min_detectio
         min_detection_score: the operating point used.
 
     Returns:
-        Lines joined by newlines: lung volumes, emphysema, nodules, tumour, warnings; stages
+        Lines joined by newlines: lung volumes, emphysema, nodules and masses, warnings; stages
         that did not run are left out.
     """
     tasks = (findings.get("run") or {}).get("tasks") or []
@@ -208,17 +211,13 @@ def summary_text(findings: dict[str, Any], shown: int, hidden: int, min_detectio
     if total.get("laa_950_percent") is not None:
         perc15 = "" if total.get("perc15_hu") is None else f", Perc15 {total['perc15_hu']:.0f} HU"
         lines.append(f"Emphysema: LAA-950 {total['laa_950_percent']:.1f} % of both lungs{perc15}")
-    if emphysema.get("model_probability") is not None:
-        lines.append(f"Emphysema model: probability {emphysema['model_probability']:.2f} ({ESTIMATE_LABEL})")
+    if emphysema.get("model_probability") is not None:  # only runs with --emphysema-probability (never Slicer's)
+        caveat = f"; {emphysema['model_caveat']}" if emphysema.get("model_caveat") else ""
+        lines.append(f"Emphysema model: probability {emphysema['model_probability']:.2f} ({ESTIMATE_LABEL}{caveat})")
     if shown or hidden or "nodules" in tasks:
         text = f"Nodules: {shown} shown" if shown or hidden else "Nodules: none found"
         if hidden:
             text += f", {hidden} below the operating point {min_detection_score:.2f} hidden"
         lines.append(text)
-    tumour = findings.get("tumour")
-    if tumour:
-        lines.append(f"Tumour: {tumour['volume_ml']:.1f} mL")
-    elif "tumour" in tasks:
-        lines.append("Tumour: none found")
     lines.extend(f"Warning: {warning}" for warning in findings.get("warnings") or [])
     return "\n".join(lines)

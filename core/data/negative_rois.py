@@ -4,7 +4,7 @@ A model trained only on nodule-centred VOIs has never seen a patch without a les
 whole scan it marks hilar vessels, chest wall and mediastinum (docs/results.md, "Tumour").
 These negatives are ROIs of an unlabelled whole scan with an empty mask, centred on soft tissue
 (:data:`SOFT_TISSUE_HU` and more) near the lung mask
-(:func:`lungai.pipeline.tumour.near_lungs`, on the full grid), the region the tumour stage
+(:func:`lungai.preprocessing.lesion_region.near_lungs`, on the full grid), the region the tumour stage
 searches and keeps: half of them inside the lungs (vessels, hila, fissures), half
 outside (chest wall, mediastinum, diaphragm), because the wall's volume would otherwise crowd
 out the vessels.
@@ -29,7 +29,7 @@ import SimpleITK as sitk
 from lungai.data.roi import RoiSpec, normalize_hu, resample, resampled_shape
 from lungai.errors import NotCTError
 from lungai.io.reader import read_scan
-from lungai.pipeline.tumour import NEAR_LUNG_MM, near_lungs
+from lungai.preprocessing.lesion_region import NEAR_LUNG_MM, near_lungs
 from lungai.preprocessing.lung_mask import segment_lungs
 
 logger = logging.getLogger(__name__)

@@ -8,12 +8,25 @@ size whatever grid :class:`PhantomConfig` asks for (a grid smaller than about 29
 - body: an elliptic cylinder of soft tissue (40 HU) under a 10 mm fat layer (-100 HU), a
   vertebral column (350 HU) and nine ribs (700 HU) slanting around the chest wall;
 - lungs: two ellipsoids of parenchyma (-850 HU), about 1.2 L each, with a seeded tree of
-  branching vessels (40 HU) from each hilum;
+  branching vessels (40 HU, non-contrast blood) from each hilum that reaches the whole lung:
+  seven generations whose radii shrink by Murray's law (2^(-1/3) per branching, 3.5 mm to
+  0.9 mm), drawn with a partial-volume edge;
+- parenchymal texture: smooth random variation of the lung tissue (about 12 HU, 2 mm grain),
+  on top of the scanner noise below;
 - airways: a trachea (air, -1000 HU) from the top of the volume to a carina, where it splits
   into two main bronchi that enter the lungs;
-- three nodules: a solid one touching the chest wall (juxtapleural), a part-solid one and a
-  ground-glass one (see :data:`NODULES`);
+- four nodules of 10-18 mm at real nodules' attenuation (see :data:`NODULES`): a solid one
+  touching the chest wall (juxtapleural), a solid one inside the lung, a part-solid one
+  (ground glass with a solid core) and a ground-glass one. Each has a soft edge (a logistic
+  profile, wider for ground glass) and a mildly lobulated outline, and vessels running
+  through a ground-glass part stay visible, as in real subsolid nodules. The outlines do not
+  depend on the seed, so the truth is the same for every phantom;
 - outside air (-1000 HU), a slight blur and seeded Gaussian noise.
+
+Not modelled: fissures, the denser dependent (posterior) lung, heart and great vessels,
+contrast, beam hardening and streaks. The phantom is a check that the pipeline runs and that
+its measurements are right where it finds a nodule; it is not evidence of detection
+performance on real scans.
 
 The image is int16 HU in LPS with identity direction; the same seed gives the same phantom.
 """
@@ -40,7 +53,8 @@ LUNG_HU = -850.0
 VESSEL_HU = 40.0
 SOLID_HU = 30.0
 PART_SOLID_GLASS_HU = -550.0
-GROUND_GLASS_HU = -600.0
+GROUND_GLASS_HU = -570.0
+PARENCHYMA_TEXTURE_SD_HU = 12.0
 
 _BODY_CENTRE_Y = 5.0
 _BODY_SEMI_AXES = (130.0, 100.0)
@@ -58,8 +72,15 @@ _BRONCHUS_RADIUS_MM = 5.5
 _BRONCHUS_ENDS = {labels.LUNG_RIGHT.value: (-32.0, 5.0, 5.0),
                   labels.LUNG_LEFT.value: (32.0, 5.0, 5.0)}
 _HILA = {labels.LUNG_RIGHT.value: (-24.0, 8.0, 0.0), labels.LUNG_LEFT.value: (24.0, 8.0, 0.0)}
-_VESSEL_GENERATIONS = 4
+_VESSEL_GENERATIONS = 7
 _VESSEL_ROOT_RADIUS_MM = 3.5
+_VESSEL_BRANCH_RATIO = 2.0 ** (-1.0 / 3.0)  # Murray's law for two equal daughter branches
+_VESSEL_EDGE_MM = 0.5  # width of the partial-volume ramp across a vessel's wall
+_TEXTURE_GRAIN_MM = 2.0  # Gaussian correlation length of the parenchymal texture
+_SOLID_EDGE_MM = 0.4  # logistic scale of a solid edge: 10-90 % over about 1.8 mm, before the blur
+_GLASS_EDGE_MM = 1.0  # ground glass fades out over about 4.4 mm
+_LOBULATION = 0.08  # the outline's radius varies by up to this fraction with direction
+_LOBES = 3
 
 
 @dataclass(frozen=True)
@@ -68,9 +89,11 @@ class PhantomNodule:
 
     Attributes:
         centre_lps_mm: centre in LPS world coordinates (mm).
-        diameter_mm: diameter of the whole nodule.
+        diameter_mm: nominal diameter of the whole nodule: its outline's radius is
+            ``diameter_mm / 2`` times ``1 +/- 0.08`` depending on direction (lobulation), and
+            half of the soft edge lies outside it.
         type: ``solid``, ``part-solid`` or ``ground-glass``.
-        solid_diameter_mm: diameter of the solid part (0 for ground-glass).
+        solid_diameter_mm: diameter of the solid part (0 for ground-glass; a sphere, no lobes).
         label: value of this nodule in :attr:`Phantom.nodule_labels`.
     """
 
@@ -85,10 +108,15 @@ NODULES: tuple[PhantomNodule, ...] = (
     # 10 mm solid nodule against the lateral chest wall of the right lung (juxtapleural):
     # its centre lies 3 mm inside the lung surface, so its base touches the wall.
     PhantomNodule((-100.4, _BODY_CENTRE_Y, -20.0), 10.0, "solid", 10.0, labels.nodule(1).value),
-    PhantomNodule((62.0, -15.0, 20.0), 14.0, "part-solid", 6.0, labels.nodule(2).value),
-    PhantomNodule((-60.0, 25.0, 40.0), 12.0, "ground-glass", 0.0, labels.nodule(3).value),
+    # 14 mm solid nodule deep in the left lower lung, posterior.
+    PhantomNodule((50.0, 30.0, -50.0), 14.0, "solid", 14.0, labels.nodule(2).value),
+    # 18 mm part-solid nodule in the left lung, anterior: ground glass around an 8 mm solid core.
+    PhantomNodule((62.0, -15.0, 20.0), 18.0, "part-solid", 8.0, labels.nodule(3).value),
+    # 12 mm pure ground-glass nodule in the right upper lung, posterior.
+    PhantomNodule((-60.0, 25.0, 40.0), 12.0, "ground-glass", 0.0, labels.nodule(4).value),
 )
-"""The phantom's nodules; ``diameter_mm`` and centres are exact, the voxels are the sphere."""
+"""The phantom's nodules. Centres are exact; ``diameter_mm`` is nominal (see
+:class:`PhantomNodule`); :attr:`Phantom.nodule_labels` holds each one's voxels inside the lungs."""
 
 
 @dataclass(frozen=True)
@@ -168,6 +196,7 @@ def make_phantom(config: PhantomConfig | None = None) -> Phantom:
         _draw_vessel_tree(hu, grid, lung, np.array(_HILA[value]), centre, semi_axes, rng)
     _draw_airways(hu, grid)
     nodule_labels = _draw_nodules(hu, grid, lung_labels > 0)
+    _add_texture(hu, grid, lung_labels > 0, rng)
 
     sigma = cfg.blur_mm / grid.spacing[::-1]
     hu = ndimage.gaussian_filter(hu, sigma)
@@ -248,26 +277,53 @@ def _draw_tube(hu: np.ndarray, grid: _Coordinates, start: np.ndarray, end: np.nd
 def _draw_vessel_tree(hu: np.ndarray, grid: _Coordinates, lung: np.ndarray, hilum: np.ndarray,
                       centre: tuple[float, float, float], semi_axes: tuple[float, float, float],
                       rng: np.random.Generator) -> None:
-    """Branching vessels from the hilum: every segment ends halfway to a random lung point."""
-    tips = [(hilum, _VESSEL_ROOT_RADIUS_MM)]
-    for _ in range(_VESSEL_GENERATIONS):
-        next_tips = []
-        for start, radius in tips:
-            for _ in range(2):
-                target = _random_point_in_ellipsoid(centre, semi_axes, rng)
-                end = start + 0.5 * (target - start)
-                _draw_tube(hu, grid, start, end, radius, VESSEL_HU, within=lung)
-                next_tips.append((end, radius * 0.7))
-        tips = next_tips
+    """A space-filling tree of vessels from the hilum that reaches every part of the lung.
+
+    ``2 ** _VESSEL_GENERATIONS`` random points stand for the lung's territories. Each branch
+    feeds a set of them: it splits the set in two halves across its widest direction, and each
+    daughter runs from the branch's end towards the centre of its half (60 % of the way, all of
+    it in the last generation, which ends at the points themselves).
+    """
+    points = np.array([_random_point_in_ellipsoid(centre, semi_axes, rng, 0.9)
+                       for _ in range(2 ** _VESSEL_GENERATIONS)])
+    branches = [(hilum, _VESSEL_ROOT_RADIUS_MM, points)]
+    for generation in range(_VESSEL_GENERATIONS):
+        reach = 1.0 if generation == _VESSEL_GENERATIONS - 1 else 0.6
+        next_branches = []
+        for start, radius, territory in branches:
+            for half in _halves(territory):
+                end = start + reach * (half.mean(axis=0) - start)
+                _draw_vessel(hu, grid, start, end, radius, lung)
+                next_branches.append((end, radius * _VESSEL_BRANCH_RATIO, half))
+        branches = next_branches
+
+
+def _halves(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Split points in two equal halves across their direction of largest spread."""
+    centred = points - points.mean(axis=0)
+    direction = np.linalg.svd(centred, full_matrices=False)[2][0]
+    order = np.argsort(centred @ direction)
+    middle = len(points) // 2
+    return points[order[:middle]], points[order[middle:]]
+
+
+def _draw_vessel(hu: np.ndarray, grid: _Coordinates, start: np.ndarray, end: np.ndarray,
+                 radius: float, lung: np.ndarray) -> None:
+    """A vessel segment in the lung, its wall a linear partial-volume ramp of ``_VESSEL_EDGE_MM``."""
+    box = _box(grid, start, end, radius + _VESSEL_EDGE_MM)
+    distance = _segment_distance(grid, start, end, box)
+    fraction = np.clip((radius - distance) / _VESSEL_EDGE_MM + 0.5, 0.0, 1.0) * lung[box]
+    region = hu[box]
+    region += (fraction * (VESSEL_HU - region)).astype(region.dtype)
 
 
 def _random_point_in_ellipsoid(centre: tuple[float, float, float],
                                semi_axes: tuple[float, float, float],
-                               rng: np.random.Generator) -> np.ndarray:
-    """A uniform random point in the inner 80% of an ellipsoid."""
+                               rng: np.random.Generator, inner: float = 0.8) -> np.ndarray:
+    """A uniform random point in the inner fraction ``inner`` of an ellipsoid."""
     direction = rng.normal(size=3)
     direction /= np.linalg.norm(direction)
-    scale = 0.8 * rng.uniform() ** (1.0 / 3.0)
+    scale = inner * rng.uniform() ** (1.0 / 3.0)
     return np.array(centre) + scale * direction * np.array(semi_axes)
 
 
@@ -281,18 +337,65 @@ def _draw_airways(hu: np.ndarray, grid: _Coordinates) -> None:
 
 
 def _draw_nodules(hu: np.ndarray, grid: _Coordinates, lungs: np.ndarray) -> np.ndarray:
-    """Paint the nodules into the lungs; return their label array."""
+    """Paint the nodules into the lungs (soft edges, lobulated outlines); return their labels.
+
+    A nodule raises the HU of the lung voxels it covers towards its own value and never lowers
+    them, so vessels running through ground glass stay visible and the chest wall stays wall.
+    Its label holds the lung voxels inside its outline (where its edge profile reaches half).
+    """
     nodule_labels = np.zeros(hu.shape, dtype=np.uint8)
     for nodule in NODULES:
         centre = np.array(nodule.centre_lps_mm)
-        distance = _segment_distance(grid, centre, centre, (slice(None),) * 3)
-        whole = (distance <= nodule.diameter_mm / 2.0) & lungs
-        nodule_labels[whole] = nodule.label
-        if nodule.type == "ground-glass":
-            hu[whole] = GROUND_GLASS_HU
-        elif nodule.type == "part-solid":
-            hu[whole] = PART_SOLID_GLASS_HU
-            hu[(distance <= nodule.solid_diameter_mm / 2.0) & lungs] = SOLID_HU
-        else:
-            hu[whole] = SOLID_HU
+        glassy = nodule.type != "solid"
+        edge = _GLASS_EDGE_MM if glassy else _SOLID_EDGE_MM
+        box = _box(grid, centre, centre, nodule.diameter_mm / 2.0 * (1.0 + _LOBULATION) + 5.0 * edge)
+        offsets = (grid.x[..., box[2]] - centre[0], grid.y[:, box[1], :] - centre[1],
+                   grid.z[box[0]] - centre[2])
+        distance = np.sqrt(offsets[0] ** 2 + offsets[1] ** 2 + offsets[2] ** 2)
+        outline = nodule.diameter_mm / 2.0 * _lobulation(offsets, distance, nodule.label)
+        inside_lung = lungs[box]
+        region = hu[box]
+        value = {"solid": SOLID_HU, "part-solid": PART_SOLID_GLASS_HU}.get(nodule.type, GROUND_GLASS_HU)
+        _raise_towards(region, value, _logistic((outline - distance) / edge), inside_lung)
+        if nodule.type == "part-solid":
+            core = _logistic((nodule.solid_diameter_mm / 2.0 - distance) / _SOLID_EDGE_MM)
+            _raise_towards(region, SOLID_HU, core, inside_lung)
+        nodule_labels[box][(distance <= outline) & inside_lung] = nodule.label
     return nodule_labels
+
+
+def _logistic(t: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * t))
+
+
+def _raise_towards(region: np.ndarray, value: float, fraction: np.ndarray, where: np.ndarray) -> None:
+    """Blend ``region`` towards ``value`` by ``fraction`` where that raises it (in place)."""
+    blended = region + fraction * (value - region)
+    np.copyto(region, np.maximum(region, blended).astype(region.dtype), where=where)
+
+
+def _lobulation(offsets: tuple[np.ndarray, np.ndarray, np.ndarray], distance: np.ndarray,
+                seed: int) -> np.ndarray:
+    """Radius factor ``1 + _LOBULATION * g(direction)``, ``|g| <= 1`` with zero mean over the sphere.
+
+    ``g`` averages Legendre polynomials of degree 2, 3 and 4 of the cosine between the direction
+    and ``_LOBES`` fixed random axes: a few smooth lobes, the same for a nodule whatever the grid.
+    """
+    axes = np.random.default_rng(seed).normal(size=(_LOBES, 3))
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    safe = np.maximum(distance, 1e-6)
+    legendre = (lambda t: (3 * t ** 2 - 1) / 2, lambda t: (5 * t ** 3 - 3 * t) / 2,
+                lambda t: (35 * t ** 4 - 30 * t ** 2 + 3) / 8)
+    shape = np.zeros(distance.shape)
+    for axis, polynomial in zip(axes, legendre):
+        cosine = (offsets[0] * axis[0] + offsets[1] * axis[1] + offsets[2] * axis[2]) / safe
+        shape += polynomial(cosine)
+    return 1.0 + _LOBULATION * shape / _LOBES
+
+
+def _add_texture(hu: np.ndarray, grid: _Coordinates, lungs: np.ndarray, rng: np.random.Generator) -> None:
+    """Smooth random variation of the lung tissue, ``PARENCHYMA_TEXTURE_SD_HU`` in the lungs (in place)."""
+    field = ndimage.gaussian_filter(rng.normal(size=hu.shape).astype(np.float32),
+                                    _TEXTURE_GRAIN_MM / grid.spacing[::-1])
+    field *= PARENCHYMA_TEXTURE_SD_HU / max(float(field[lungs].std()), 1e-6)
+    hu[lungs] += field[lungs]

@@ -6,7 +6,13 @@ Readers check ``schema_version``: a change of the major number means a change th
 readers cannot follow; minor versions only add fields.
 
 History: 1.0 first version; 1.1 adds ``distance_to_pleura_mm`` and ``solid_component_mm`` to
-each nodule (and as the last two ``nodules.csv`` columns).
+each nodule (and as the last two ``nodules.csv`` columns); 1.2 adds ``emphysema.model_caveat``,
+``emphysema.warnings`` and ``emphysema.notes``, and ``emphysema.model_probability`` is ``null``
+unless asked for (``--emphysema-probability``) while the scanner's weights are demonstration weights;
+2.0 removes ``tumour`` (the whole-scan tumour task is gone), and adds ``detection`` (the operating
+point, its expected sensitivity and false positives, known weak spots) and, to each nodule, ``kind``
+(``nodule`` or ``mass``), ``detected_by`` and ``operating_point`` (also the last three
+``nodules.csv`` columns); a nodule's ``detection_score`` may be ``null`` (masses).
 """
 
 from __future__ import annotations
@@ -30,12 +36,15 @@ from lungai.io.volume import CTVolume
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "2.0"
 
 #: Keys of the per-region dicts (``lungs``, ``emphysema.densitometry``).
 REGIONS = ("right", "left", "total")
 
 NODULE_TYPES = ("solid", "part-solid", "ground-glass")
+
+#: What a lesion is: a nodule (long axis at most 30 mm) or a mass.
+LESION_KINDS = ("nodule", "mass")
 
 #: What every model probability is, in the words shown to users.
 ESTIMATE_LABEL = "model estimate, not a diagnosis"
@@ -50,6 +59,7 @@ NODULE_CSV_COLUMNS = (
     "long_axis_mm", "short_axis_mm", "volume_mm3", "mean_hu", "type",
     "malignancy_probability", "malignancy_models", "lung_rads_category",
     "detection_score", "location", "distance_to_pleura_mm", "solid_component_mm",
+    "kind", "detected_by", "operating_point",
 )
 
 
@@ -135,13 +145,24 @@ class Emphysema:
 
     Attributes:
         densitometry: per region (keys from :data:`REGIONS`).
-        model_probability: emphysema probability from the volume-level model; ``None`` if not run.
+        model_probability: emphysema probability from the volume-level model; ``None`` if not run
+            (demonstration weights run only when asked for, see ``RunConfig.emphysema_probability``).
         model: which weights gave ``model_probability`` (name, revision, sha256); ``None`` if not run.
+        model_caveat: what limits ``model_probability`` beyond being a model estimate (e.g.
+            demonstration weights trained on simulated emphysema); ``None`` if not run or none.
+        warnings: why this scan's emphysema figures may be unreliable or incomplete: the
+            densitometry (slice thickness, sharp kernel, contrast), the model's probability
+            (disagreeing with LAA-950), the model not run; each is also in the findings' ``warnings``.
+        notes: what always qualifies the densitometry (LAA-856 on an inspiratory scan; checks that
+            could not be made without a DICOM header).
     """
 
     densitometry: dict[str, Densitometry]
     model_probability: float | None = None
     model: WeightsInfo | None = None
+    model_caveat: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -212,15 +233,21 @@ class Nodule:
         volume_mm3: segmented volume.
         mean_hu: mean attenuation inside the segmentation.
         type: one of :data:`NODULE_TYPES`.
-        detection_score: detector confidence, 0..1.
+        detection_score: detector confidence, 0..1; ``None`` for a lesion found by the mass
+            rule (thick soft tissue in the lungs' search region), which no classifier scores.
         location: where it is, e.g. ``"right lung"``; ``None`` if unknown.
         malignancy: the ensemble's estimate; ``None`` if not run.
         lung_rads: suggested category; ``None`` if not computed.
         distance_to_pleura_mm: gap between the nodule and the lung mask's edge (0: touching).
         solid_component_mm: mean diameter of a part-solid nodule's solid part, else ``None``.
+        kind: ``nodule``, or ``mass`` for a lesion whose long axis exceeds 30 mm.
+        detected_by: ``blob`` (blob candidate scored by the classifier) or ``mass`` (the mass rule).
+        operating_point: the strictest operating point (``specific``, ``balanced``, ``high``) its
+            detection score passes; ``None`` for the mass rule or a score below them all.
 
     Raises:
-        ValueError: ``type`` is not one of :data:`NODULE_TYPES`, or ``id`` is below 1.
+        ValueError: ``type`` is not one of :data:`NODULE_TYPES`, ``kind`` not one of
+            :data:`LESION_KINDS`, or ``id`` is below 1.
     """
 
     id: int
@@ -230,33 +257,42 @@ class Nodule:
     volume_mm3: float
     mean_hu: float
     type: str
-    detection_score: float
+    detection_score: float | None
     location: str | None = None
     malignancy: Malignancy | None = None
     lung_rads: LungRads | None = None
     distance_to_pleura_mm: float | None = None
     solid_component_mm: float | None = None
+    kind: str = "nodule"
+    detected_by: str = "blob"
+    operating_point: str | None = None
 
     def __post_init__(self) -> None:
         if self.type not in NODULE_TYPES:
             raise ValueError(f"nodule type must be one of {NODULE_TYPES}, got {self.type!r}")
+        if self.kind not in LESION_KINDS:
+            raise ValueError(f"lesion kind must be one of {LESION_KINDS}, got {self.kind!r}")
         if self.id < 1:
             raise ValueError(f"nodule id starts at 1, got {self.id}")
 
 
 @dataclass
-class Tumour:
-    """A segmented lung tumour (all connected tumour voxels together).
+class DetectionInfo:
+    """The operating point lesions were reported at, and what it is known to miss.
 
     Attributes:
-        volume_ml: segmented volume in millilitres.
-        long_axis_mm: longest in-plane diameter, if measured.
-        centroid: centre of the segmentation, if computed.
+        operating_point: ``high``, ``balanced``, ``specific``, or ``custom`` (``--detection-threshold``).
+        threshold: the detection score threshold.
+        expected_sensitivity: fraction of validation nodules found at it (``None``: custom threshold).
+        expected_fp_per_scan: false positives per scan at it on the validation scans (``None``: custom).
+        known_limitations: measured weak spots (docs/results.md), to read "none found" with.
     """
 
-    volume_ml: float
-    long_axis_mm: float | None = None
-    centroid: Centroid | None = None
+    operating_point: str
+    threshold: float
+    expected_sensitivity: float | None = None
+    expected_fp_per_scan: float | None = None
+    known_limitations: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -306,8 +342,8 @@ class Findings:
         input: the scan.
         lungs: lung volumes per region (keys from :data:`REGIONS`).
         emphysema: emphysema measures, ``None`` if not run.
-        nodules: detected nodules, by ``id``.
-        tumour: the tumour, ``None`` if not run or none found.
+        nodules: detected lesions (nodules and masses), by ``id``.
+        detection: the operating point they were reported at; ``None`` if detection did not run.
         warnings: things the user should know (soft input checks, skipped stages).
         run: how the findings were produced.
     """
@@ -317,7 +353,7 @@ class Findings:
     lungs: dict[str, LungVolume] = field(default_factory=dict)
     emphysema: Emphysema | None = None
     nodules: list[Nodule] = field(default_factory=list)
-    tumour: Tumour | None = None
+    detection: DetectionInfo | None = None
     warnings: list[str] = field(default_factory=list)
     run: RunInfo
 
@@ -398,6 +434,7 @@ def _nodule_row(nodule: Nodule) -> list[object]:
         None if malignancy is None else ";".join(malignancy.models),
         None if lung_rads is None else lung_rads.category,
         nodule.detection_score, nodule.location, nodule.distance_to_pleura_mm, nodule.solid_component_mm,
+        nodule.kind, nodule.detected_by, nodule.operating_point,
     ]
     return ["" if value is None else _plain(value) for value in row]
 

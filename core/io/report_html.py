@@ -2,9 +2,10 @@
 
 ``report.html`` needs nothing but a browser: the CSS is inline and every image is a PNG data
 URI, so it can be mailed or archived as one file and opens without a network. It shows the
-scan, the LungAI version and date, the lung volumes and emphysema figures, a table of the
-nodules, and for each nodule (and the tumour) an axial, coronal and sagittal crop of the CT in
-the lung window with the segmentation's outline drawn in the segment's colour.
+scan, the LungAI version and date, the lung volumes and emphysema figures (with the warnings and
+notes that qualify them), a table of the nodules and masses, and for each an axial,
+coronal and sagittal crop of the CT in the lung window with the segmentation's outline drawn in
+the segment's colour.
 
 Crops are shown as a radiologist reads them: axial and coronal with the patient's right on the
 left of the image, coronal and sagittal with the head at the top, sagittal with anterior on the
@@ -29,6 +30,7 @@ from skimage.transform import resize
 from lungai import labels
 from lungai.io.findings import ESTIMATE_LABEL, REGIONS, Findings, Nodule
 from lungai.io.volume import CTVolume
+from lungai.io.report_text import none_found_notes
 from lungai.labels import Structure
 
 logger = logging.getLogger(__name__)
@@ -45,18 +47,14 @@ class ReportConfig:
 
     Attributes:
         nodule_fov_mm: smallest field of view of a nodule crop (square, mm).
-        tumour_fov_mm: smallest field of view of a tumour crop.
         fov_per_diameter: a nodule's field of view is at least this many times its long axis.
-        fov_per_extent: the tumour's field of view is at least this many times its largest extent.
         image_px: width and height of each crop image in pixels.
         window_level_hu: centre of the grey-level window (lung window).
         window_width_hu: width of the grey-level window.
     """
 
     nodule_fov_mm: float = 40.0
-    tumour_fov_mm: float = 80.0
     fov_per_diameter: float = 2.5
-    fov_per_extent: float = 1.3
     image_px: int = 200
     window_level_hu: float = -600.0
     window_width_hu: float = 1500.0
@@ -94,7 +92,7 @@ def write_report_html(findings: Findings, ct: CTVolume, label_image: sitk.Image,
     lesions = _lesions(findings, label_voxels, ct.image, config)
     figures = [_lesion_figure(lesion, hu, label_voxels, ct.image, config) for lesion in lesions]
     body = "\n".join([_header(findings), _lung_table(findings), _nodule_table(findings),
-                      _tumour_summary(findings), *figures, _warnings(findings)])
+                      *figures, _warnings(findings)])
     Path(path).write_text(_PAGE.format(title=html.escape(f"LungAI report: {_scan_name(findings)}"),
                                        css=_CSS, body=body), encoding="utf-8")
     logger.info("wrote %s (%d lesion figures)", path, len(figures))
@@ -139,41 +137,53 @@ def _lung_table(findings: Findings) -> str:
     emphysema = findings.emphysema
     if emphysema is not None and emphysema.model_probability is not None:
         model = f", {emphysema.model.name}" if emphysema.model is not None else ""
+        caveat = "" if emphysema.model_caveat is None else f"; {emphysema.model_caveat}"
         note += (f"<p id=\"emphysema-probability\">Emphysema probability {emphysema.model_probability:.2f} "
-                 f"({html.escape(ESTIMATE_LABEL + model)}).</p>")
+                 f"({html.escape(ESTIMATE_LABEL + model + caveat)}).</p>")
+    if emphysema is not None and (emphysema.warnings or emphysema.notes):
+        items = "".join(f"<li><strong>Warning:</strong> {html.escape(text)}</li>" for text in emphysema.warnings)
+        items += "".join(f"<li>{html.escape(text)}</li>" for text in emphysema.notes)
+        note += f"<ul id=\"emphysema-notes\" class=\"note\">{items}</ul>"
     return f"<section id=\"lungs\"><h2>Lungs and emphysema</h2>{_table('lungs', head, rows)}{note}</section>"
+
+
+def _operating_point_note(findings: Findings) -> str:
+    detection = findings.detection
+    if detection is None:
+        return ""
+    notes = none_found_notes(detection)
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in notes[1:])
+    return (f"<p class=\"note\">Reported {html.escape(notes[0])}; masses at every operating point. "
+            f"Known weak spots:</p><ul class=\"note\">{items}</ul>")
+
+
+def _found_by(nodule: Nodule) -> str:
+    if nodule.detected_by == "mass":
+        return "mass rule"
+    return f"{_number(nodule.detection_score, 2)} ({nodule.operating_point or 'custom'})"
 
 
 def _nodule_table(findings: Findings) -> str:
     if not findings.nodules:
         ran = "nodules" in findings.run.tasks
-        text = "No nodules found." if ran else "Nodule detection did not run."
-        return f"<section id=\"nodules\"><h2>Nodules</h2><p>{text}</p></section>"
+        text = "No nodules or masses found." if ran else "Nodule detection did not run."
+        return (f"<section id=\"nodules\"><h2>Nodules and masses</h2><p>{text}</p>"
+                f"{_operating_point_note(findings)}</section>")
     head = ["ID", "Location", "Distance to pleura (mm)", "Long axis (mm)", "Short axis (mm)", "Volume (mm³)", "Mean HU", "Type",
-            "Malignancy (model estimate)", "Lung-RADS category (size rule)", "Detection score"]
-    rows = [[f"Nodule {nodule.id}", nodule.location or "-", _number(nodule.distance_to_pleura_mm, 1),
+            "Malignancy (model estimate)", "Lung-RADS category (size rule)", "Detection score (operating point)"]
+    rows = [[f"{nodule.kind.capitalize()} {nodule.id}", nodule.location or "-", _number(nodule.distance_to_pleura_mm, 1),
              _number(nodule.long_axis_mm, 1),
              _number(nodule.short_axis_mm, 1), _number(nodule.volume_mm3, 0), _number(nodule.mean_hu, 0),
              nodule.type,
              "-" if nodule.malignancy is None else f"{nodule.malignancy.probability:.2f}",
              "-" if nodule.lung_rads is None else nodule.lung_rads.category,
-             _number(nodule.detection_score, 2)] for nodule in findings.nodules]
+             _found_by(nodule)] for nodule in findings.nodules]
     note = ("<p class=\"note\">Malignancy is a model estimate (trained on radiologists' suspicion ratings, "
             "not pathology), not a diagnosis. The Lung-RADS category is suggested from size and type "
             "only (a size rule), without the prior scans and findings a full assessment needs.</p>")
-    return f"<section id=\"nodules\"><h2>Nodules</h2>{_table('nodules', head, rows)}{note}</section>"
+    return (f"<section id=\"nodules\"><h2>Nodules and masses</h2>{_table('nodules', head, rows)}{note}"
+            f"{_operating_point_note(findings)}</section>")
 
-
-def _tumour_summary(findings: Findings) -> str:
-    tumour = findings.tumour
-    if tumour is None:
-        if "tumour" not in findings.run.tasks:
-            return ""
-        return "<section id=\"tumour\"><h2>Tumour</h2><p>No tumour found.</p></section>"
-    axis = "-" if tumour.long_axis_mm is None else _number(tumour.long_axis_mm, 1)
-    table = _table("tumour", ["Structure", "Volume (mL)", "Long axis (mm)"],
-                   [[labels.TUMOUR.name, _number(tumour.volume_ml, 1), axis]])
-    return f"<section id=\"tumour\"><h2>Tumour</h2>{table}</section>"
 
 
 def _warnings(findings: Findings) -> str:
@@ -197,25 +207,16 @@ def _number(value: float | None, decimals: int) -> str:
 
 def _lesions(findings: Findings, label_voxels: np.ndarray, image: sitk.Image,
              config: ReportConfig) -> list[_Lesion]:
-    """The nodules and the tumour to draw, each centred on its finding (or its voxels)."""
+    """The nodules and masses to draw, each centred on its finding."""
     lesions = [_nodule_lesion(nodule, config) for nodule in findings.nodules]
-    tumour_voxels = np.argwhere(label_voxels == labels.TUMOUR.value)
-    if findings.tumour is not None and len(tumour_voxels):
-        if findings.tumour.centroid is not None:
-            centre = findings.tumour.centroid.lps_mm
-        else:
-            z, y, x = tumour_voxels.mean(axis=0)
-            centre = image.TransformContinuousIndexToPhysicalPoint((float(x), float(y), float(z)))
-        extent_mm = (np.ptp(tumour_voxels, axis=0) + 1) * np.asarray(image.GetSpacing()[::-1])
-        lesions.append(_Lesion(labels.TUMOUR, labels.TUMOUR.name, tuple(centre),
-                               max(config.tumour_fov_mm, config.fov_per_extent * float(extent_mm.max()))))
     return lesions
 
 
 def _nodule_lesion(nodule: Nodule, config: ReportConfig) -> _Lesion:
     size = f"{nodule.long_axis_mm:.1f} x {nodule.short_axis_mm:.1f} mm"
     where = f", {nodule.location}" if nodule.location else ""
-    return _Lesion(labels.nodule(nodule.id), f"Nodule {nodule.id}{where}, {size}", nodule.centroid.lps_mm,
+    return _Lesion(labels.nodule(nodule.id, nodule.kind), f"{nodule.kind.capitalize()} {nodule.id}{where}, {size}",
+                   nodule.centroid.lps_mm,
                    max(config.nodule_fov_mm, config.fov_per_diameter * nodule.long_axis_mm))
 
 

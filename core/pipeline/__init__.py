@@ -1,1 +1,1 @@
-"""The analysis stages and their order: lungs -> nodules -> malignancy -> tumour -> emphysema."""
+"""The analysis stages and their order: lungs -> nodules (and masses) -> malignancy -> emphysema."""

@@ -5,7 +5,7 @@ Torch-free on purpose: the Slicer module asks this before anything heavy is impo
 
 from __future__ import annotations
 
-from lungai.pipeline.config import ALL_TASKS, EXPERIMENTAL_TASKS, TASK_MODELS, with_needed
+from lungai.pipeline.config import ALL_TASKS, TASK_MODELS, with_needed
 from lungai.weights.manifest import Manifest
 from lungai.weights.resolver import check
 
@@ -22,5 +22,5 @@ def tasks_with_weights(manifest: Manifest) -> tuple[str, ...]:
 
 
 def default_tasks(manifest: Manifest) -> tuple[str, ...]:
-    """The tasks a run without ``--tasks`` runs: those with weights, experimental ones excepted."""
-    return tuple(task for task in tasks_with_weights(manifest) if task not in EXPERIMENTAL_TASKS)
+    """The tasks a run without ``--tasks`` runs: those with weights."""
+    return tasks_with_weights(manifest)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: Every task LungAI knows, in pipeline order.
-ALL_TASKS: tuple[str, ...] = ("lungs", "nodules", "malignancy", "tumour", "emphysema")
+ALL_TASKS: tuple[str, ...] = ("lungs", "nodules", "malignancy", "emphysema")
 #: Tasks this version implements; a run also needs their models' weights (:data:`TASK_MODELS`).
 AVAILABLE_TASKS: tuple[str, ...] = ALL_TASKS
 #: The weights each task needs (names in the weights manifest).
@@ -14,15 +14,13 @@ TASK_MODELS: dict[str, tuple[str, ...]] = {
     "lungs": (),
     "nodules": ("convlstm_nodule", "resunet3d"),
     "malignancy": ("resnet50_3d", "nodule_cnn2d"),
-    "tumour": ("r3d_denseunet",),
-    "emphysema": (),
+    "emphysema": (),  # densitometry; convlstm_scanner only with RunConfig.emphysema_probability (or validated weights)
 }
-#: Tasks that run only when asked for by name: their shipped models are not good enough to run by
-#: default (the tumour model marks chest wall and mediastinum on whole scans; docs/results.md).
-EXPERIMENTAL_TASKS: tuple[str, ...] = ("tumour",)
-#: What findings.json says whenever an experimental task ran.
-EXPERIMENTAL_WARNING = ("the tumour segmentation is experimental: on whole scans the shipped r3d_denseunet "
-                        "also marks chest wall and mediastinum (docs/results.md); do not use its volume")
+#: Tasks earlier versions had, and why they are gone (``parse_tasks`` says so instead of "unknown").
+REMOVED_TASKS: dict[str, str] = {
+    "tumour": ("the whole-scan tumour task was removed: it outlined hila and mediastinum; masses (lesions "
+               "over 30 mm) are found and segmented by the nodules task"),
+}
 #: Tasks that need another task's results.
 TASK_NEEDS: dict[str, tuple[str, ...]] = {"malignancy": ("nodules",)}
 #: The nodule detector's operating points (``lungai.pipeline.detection.OPERATING_POINTS``).
@@ -38,7 +36,7 @@ class RunConfig:
         output: output folder (created; must not exist unless ``overwrite``).
         tasks: tasks to run; the lung mask is always computed because every task needs it.
             ``None``: every task whose weights are installed (see
-            :func:`lungai.pipeline.availability.default_tasks`), experimental ones excepted.
+            :func:`lungai.pipeline.availability.default_tasks`).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         overwrite: replace an existing output folder (only once the new one is complete).
         force: skip soft input checks (e.g. intensities that do not look like HU).
@@ -50,6 +48,10 @@ class RunConfig:
         manifest: the weights manifest; ``None`` uses the one installed with LungAI.
         emphysema_map: label the lung voxels below -950 HU as the low-attenuation segment
             (``labels.LOW_ATTENUATION``) in the segmentation outputs.
+        emphysema_probability: with the emphysema task, also run the ``convlstm_scanner`` and report
+            its probability when its weights are demonstration weights (the shipped ones are: trained
+            on simulated emphysema, not validated on real scans), with that caveat; the run then
+            needs those weights. Weights not marked as demonstration weights run without it.
     """
 
     input: Path
@@ -65,6 +67,7 @@ class RunConfig:
     max_nodules: int = 30
     manifest: Path | None = None
     emphysema_map: bool = False
+    emphysema_probability: bool = False
 
 
 def with_needed(tasks: tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -92,6 +95,9 @@ def parse_tasks(names: str | tuple[str, ...] | list[str] | None) -> tuple[str, .
     requested = [n.lower() for n in names]
     if not requested or requested == ["all"]:
         return None
+    removed = [REMOVED_TASKS[n] for n in requested if n in REMOVED_TASKS]
+    if removed:
+        raise ValueError("; ".join(removed))
     unknown = [n for n in requested if n not in ALL_TASKS]
     if unknown:
         raise ValueError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(ALL_TASKS)}")

@@ -34,7 +34,7 @@ from lungai.inference.nodule_roi import Voi, voi_box
 from lungai.inference.voi_segmentation import VoiInference, predict_voi_probability
 from lungai.io.findings import Centroid, Nodule
 from lungai.pipeline.detection import Detection
-from lungai.preprocessing.lesion_region import MAX_OUTSIDE_FRACTION, lesion_plausibility
+from lungai.preprocessing.lesion_region import MAX_BLOB_GROWTH, MAX_OUTSIDE_FRACTION, lesion_plausibility
 from lungai.preprocessing.measurements import LesionMeasurements, axial_diameters
 
 logger = logging.getLogger(__name__)
@@ -100,12 +100,19 @@ def _first_extent(detection: Detection) -> np.ndarray:
     return np.full(3, 2.0 * detection.radius_mm)
 
 
-def _leaves_region(mask: np.ndarray, voi: Voi, region: np.ndarray | None) -> bool:
-    """Whether most of the mask lies outside the lesion search region (no use growing it)."""
+def _doomed(mask: np.ndarray, voi: Voi, region: np.ndarray | None, detection: Detection,
+            spacing: tuple[float, float, float]) -> bool:
+    """Whether the mask will be dropped however far it grows: mostly outside the lesion search
+    region, or a blob detection's mask already past :data:`MAX_BLOB_GROWTH` times the blob (growing
+    it would cost minutes of tiles for nothing)."""
     if region is None or not mask.any():
         return False
     outside = np.count_nonzero(mask & ~region[voi.box]) / np.count_nonzero(mask)
-    return bool(outside > MAX_OUTSIDE_FRACTION)
+    if outside > MAX_OUTSIDE_FRACTION:
+        return True
+    if detection.source != "blob":
+        return False
+    return bool(axial_diameters(mask, spacing).long_axis_mm > MAX_BLOB_GROWTH * 2.0 * detection.radius_mm)
 
 
 def segment_detection(model: nn.Module, hu: np.ndarray, image: sitk.Image, detection: Detection,
@@ -132,7 +139,7 @@ def segment_detection(model: nn.Module, hu: np.ndarray, image: sitk.Image, detec
         local_centre = centre - [s.start for s in voi.box]
         mask = _component_at(probability >= inference.threshold, local_centre, spacing, detection.radius_mm)  # type: ignore[arg-type]
         grow = _touching_sides(mask, voi, hu.shape) if mask.any() else []
-        if not grow or attempt == MAX_GROWTH or _leaves_region(mask, voi, region):
+        if not grow or attempt == MAX_GROWTH or _doomed(mask, voi, region, detection, spacing):  # type: ignore[arg-type]
             break
         bbox = ndimage.find_objects(mask.astype(np.uint8))[0]
         mask_extent = np.array([(b.stop - b.start + 2) * s for b, s in zip(bbox, spacing)])
@@ -176,8 +183,10 @@ def segment_detections(model: nn.Module, hu: np.ndarray, image: sitk.Image, dete
             nodule = segment_detection(model, hu, image, detection, inference, region)
         where = tuple(round(v, 1) for v in detection.centre_lps_mm)
         if region is not None and nodule.mask.any():
+            blob_radius = detection.radius_mm if detection.source == "blob" else None
             reason = lesion_plausibility(nodule.mask, nodule.box, region, spacing,  # type: ignore[arg-type]
-                                         axial_diameters(nodule.mask, spacing).long_axis_mm)  # type: ignore[arg-type]
+                                         axial_diameters(nodule.mask, spacing).long_axis_mm,  # type: ignore[arg-type]
+                                         blob_radius)
             if reason is not None:
                 logger.info("%s detection at %s dropped: %s", detection.source, where, reason)
                 continue

@@ -6,6 +6,7 @@ Torch-free, so the Slicer module can show them before anything heavy is imported
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,31 @@ CANDIDATE_OPERATING_POINTS: dict[str, OperatingPoint] = {
     "balanced": OperatingPoint(threshold=0.6657, expected_fp_per_scan=1.00, sensitivity=0.44),
     "specific": OperatingPoint(threshold=0.6913, expected_fp_per_scan=0.17, sensitivity=0.44),
 }
+
+
+#: What the detector is measured to miss (docs/results.md, "Detection" and "Masses"); every
+#: findings.json with nodule detection carries these, so "none found" can be read correctly.
+KNOWN_LIMITATIONS: tuple[str, ...] = (
+    "ground-glass nodules: the classifier scores faint ground-glass opacities low (LIDC-IDRI-0002's "
+    "26 mm ground-glass nodule is missed at every operating point)",
+    "nodules under 6 mm: 5 of 16 found at balanced on the inserted-nodule test scans",
+    "masses (lesions over 30 mm) are found by a thickness rule checked on one labelled scan only",
+)
+
+
+#: Lung-RADS categories and malignancy estimates are given to lesions whose detection score passes
+#: these operating points, and to masses; a lesion that passes only ``high`` (about 4 false
+#: positives per scan on validation, 7.5 on the two LIDC test scans) is listed for review without them.
+CATEGORISED_POINTS: tuple[str, ...] = ("balanced", "specific")
+
+
+def is_categorised(nodule: Any) -> bool:
+    """Whether a finding gets a Lung-RADS category and a malignancy estimate (see :data:`CATEGORISED_POINTS`).
+
+    Args:
+        nodule: a :class:`lungai.io.findings.Nodule` (``detected_by`` and ``operating_point`` are read).
+    """
+    return nodule.detected_by == "mass" or nodule.operating_point in CATEGORISED_POINTS
 
 
 def passed_operating_point(score: float | None, with_classifier: bool = True) -> str | None:

@@ -1,6 +1,6 @@
 """Run the analysis stages on one scan and write the outputs atomically.
 
-Stages run in a fixed order (read -> lungs -> nodules -> malignancy -> tumour -> emphysema ->
+Stages run in a fixed order (read -> lungs -> nodules -> malignancy -> emphysema ->
 write); the model stages get their weights through :class:`lungai.pipeline.models.ModelStore`,
 all resolved before anything is computed or written. Outputs are written to a
 hidden temporary folder beside the output and moved into place only when every stage has
@@ -27,13 +27,13 @@ from lungai.inference.device import resolve_device
 from lungai.inference.voi_segmentation import recorded_inference
 from lungai.io.findings import (
     Densitometry,
+    DetectionInfo,
     Emphysema,
     Findings,
     InputInfo,
     LungVolume,
     Nodule,
     RunInfo,
-    Tumour,
     utc_timestamp,
     write_findings_json,
     write_nodules_csv,
@@ -44,18 +44,19 @@ from lungai.io.reader import ReadOptions, read_scan, scan_stem, to_original_orie
 from lungai.io.report_html import write_report_html
 from lungai.io.segmentation import write_segmentation_files
 from lungai.io.volume import CTVolume
-from lungai.pipeline.config import EXPERIMENTAL_WARNING, RunConfig, with_needed
-from lungai.pipeline.detection import DetectionConfig, detect_nodules, threshold_of
-from lungai.pipeline.operating_points import operating_point
+from lungai.pipeline.config import RunConfig, with_needed
+from lungai.pipeline.detection import Detection, DetectionConfig, detect_nodules, threshold_of
+from lungai.pipeline.operating_points import (KNOWN_LIMITATIONS, is_categorised, operating_point,
+                                              passed_operating_point)
 from lungai.pipeline.lung_rads import lung_rads_category
 from lungai.pipeline.malignancy import nodules_malignancy
 from lungai.pipeline.availability import default_tasks
 from lungai.pipeline.models import ModelStore, load_run_manifest, require_weights
 from lungai.pipeline.nodules import DEFAULT_THRESHOLD, SEGMENTATION_MODEL, SegmentedNodule, nodule_finding, segment_detections
 from lungai.pipeline.progress import ProgressCallback, ProgressEvent, ignore_progress
-from lungai.pipeline.tumour import TUMOUR_MODEL, segment_tumour, tumour_finding
 from lungai.preprocessing.densitometry import measure_densitometry
 from lungai.preprocessing.candidates import Candidate, find_candidates
+from lungai.preprocessing.lesion_region import LesionRegion, lesion_region, mass_mask
 from lungai.preprocessing.lung_mask import LungMask, segment_lungs
 from lungai.preprocessing.measurements import lung_z_ranges, measure_lesion
 
@@ -78,9 +79,8 @@ class RunState:
     emphysema: Emphysema | None = None
     nodules: list[Nodule] = field(default_factory=list)
     nodule_masks: list[SegmentedNodule] = field(default_factory=list)
-    tumour: Tumour | None = None
-    tumour_mask: np.ndarray | None = None
     candidates: list[Candidate] | None = None
+    lesion_region: LesionRegion | None = None
     warnings: list[str] = field(default_factory=list)
 
 
@@ -108,7 +108,7 @@ def _lungs(state: RunState) -> None:
 
 
 def _candidates(state: RunState) -> list[Candidate]:
-    """The scan's blob candidates (the detection's filter), found once for the nodule and tumour stages."""
+    """The scan's blob candidates (the detection's filter), found once per run."""
     assert state.volume is not None and state.lungs is not None
     if state.candidates is None:
         state.candidates = find_candidates(state.volume.image, state.lungs.labels,
@@ -131,11 +131,10 @@ def describe_operating_point(config: RunConfig) -> str:
     return f"nodule operating point {config.sensitivity}: score >= {threshold:.2f}, {fp}"
 
 
-def _nodules(state: RunState) -> None:
-    assert state.volume is not None and state.lungs is not None
+def _lesion_detections(state: RunState) -> list[Detection]:
+    """Blob detections at the operating point, and the masses of the lesion search region."""
+    assert state.volume is not None and state.lungs is not None and state.lesion_region is not None
     image = state.volume.image
-    state.models.check_roi(SEGMENTATION_MODEL, roi_spec(SEGMENTATION_MODEL))
-    logger.info("%s", describe_operating_point(state.config))
     detections = detect_nodules(image, state.lungs.labels, _detection_config(state.config), state.device,
                                 classifier=state.models.get("convlstm_nodule"), candidates=_candidates(state))
     if len(detections) > state.config.max_nodules:
@@ -144,64 +143,112 @@ def _nodules(state: RunState) -> None:
         logger.warning(message)
         state.warnings.append(message)
         detections = detections[: state.config.max_nodules]
+    masses = [Detection(m.centre_lps_mm, m.core_radius_mm, None, source="mass", extent_mm_zyx=m.extent_mm_zyx)
+              for m in state.lesion_region.masses]
+    return masses + detections
+
+
+def detection_info(config: RunConfig) -> DetectionInfo:
+    """The operating point of a run's lesion detection, with its expected cost and known weak spots."""
+    threshold = threshold_of(_detection_config(config))
+    limits = list(KNOWN_LIMITATIONS)
+    if config.detection_threshold is not None:
+        return DetectionInfo("custom", round(threshold, 4), known_limitations=limits)
+    point = operating_point(config.sensitivity)
+    fp = None if math.isnan(point.expected_fp_per_scan) else point.expected_fp_per_scan
+    return DetectionInfo(config.sensitivity, point.threshold, point.sensitivity, fp, limits)
+
+
+def _nodules(state: RunState) -> None:
+    assert state.volume is not None and state.lungs is not None
+    image = state.volume.image
+    state.models.check_roi(SEGMENTATION_MODEL, roi_spec(SEGMENTATION_MODEL))
+    logger.info("%s", describe_operating_point(state.config))
+    state.lesion_region = lesion_region(image, state.lungs.labels)
+    detections = _lesion_detections(state)
     hu = sitk.GetArrayViewFromImage(image)
     lung_labels = sitk.GetArrayViewFromImage(state.lungs.labels)
     try:
         inference = recorded_inference(state.models.inference(SEGMENTATION_MODEL), DEFAULT_THRESHOLD)
     except ValueError as exc:
         raise WeightsError(f"{SEGMENTATION_MODEL} weights: {exc}", "reinstall or re-release the weights") from None
-    state.nodule_masks = segment_detections(state.models.get(SEGMENTATION_MODEL), hu, image, detections, inference)
+    region = state.lesion_region.region
+    candidates = {m.centre_lps_mm: m for m in state.lesion_region.masses}
+
+    def mass_segmenter(detection: Detection) -> SegmentedNodule:
+        box, mask = mass_mask(candidates[detection.centre_lps_mm], image, region)
+        return SegmentedNodule(detection, box, mask)
+
+    state.nodule_masks = segment_detections(state.models.get(SEGMENTATION_MODEL), hu, image, detections, inference,
+                                            region, mass_segmenter)
     z_ranges = lung_z_ranges(lung_labels)
     for index, segmented in enumerate(state.nodule_masks, start=1):
         measured = measure_lesion(segmented.mask, hu, lung_labels, image, segmented.box, z_ranges)
-        nodule = nodule_finding(index, measured, image, segmented.detection.score)
-        nodule.lung_rads = lung_rads_category(measured.type, measured.diameters.mean_mm, measured.solid_component_mm)
+        nodule = nodule_finding(index, measured, image, segmented.detection)
+        nodule.operating_point = passed_operating_point(segmented.detection.score)
+        if is_categorised(nodule):
+            nodule.lung_rads = lung_rads_category(measured.type, measured.diameters.mean_mm,
+                                                  measured.solid_component_mm)
         state.nodules.append(nodule)
-    logger.info("nodules: %d of %d detections segmented", len(state.nodules), len(detections))
+    logger.info("nodules: %d lesions (%d masses) of %d detections", len(state.nodules),
+                sum(n.kind == "mass" for n in state.nodules), len(detections))
 
 
 def _malignancy(state: RunState) -> None:
     assert state.volume is not None
     hu = sitk.GetArrayViewFromImage(state.volume.image)
-    estimates = nodules_malignancy(state.models, hu, state.volume.image, state.nodule_masks)
-    for nodule, estimate in zip(state.nodules, estimates):
+    rated = [(nodule, mask) for nodule, mask in zip(state.nodules, state.nodule_masks) if is_categorised(nodule)]
+    estimates = nodules_malignancy(state.models, hu, state.volume.image, [mask for _, mask in rated])
+    for (nodule, _), estimate in zip(rated, estimates):
         nodule.malignancy = estimate
 
 
-def _tumour(state: RunState) -> None:
-    assert state.volume is not None and state.lungs is not None
-    hu = sitk.GetArrayViewFromImage(state.volume.image)
-    state.models.check_roi(TUMOUR_MODEL, roi_spec(TUMOUR_MODEL))
-    state.tumour_mask = segment_tumour(state.models.get(TUMOUR_MODEL), hu, state.lungs.labels, state.volume.image,
-                                       _candidates(state))
-    state.tumour = tumour_finding(state.tumour_mask, state.volume.image)
-    logger.warning("%s", EXPERIMENTAL_WARNING)
-    state.warnings.append(EXPERIMENTAL_WARNING)
-
-
 def _emphysema(state: RunState) -> None:
-    """Densitometry per lung; the scanner's probability when its weights are installed; the optional map."""
+    """Densitometry per lung with this scan's reliability warnings; the scanner's probability; the optional map.
+
+    The scanner runs when asked for (``emphysema_probability``: its weights are then required) or
+    when its weights are not demonstration weights (then missing weights only cost a warning);
+    shipped demonstration weights are never loaded otherwise.
+    """
     from dataclasses import replace
 
-    from lungai.inference.emphysema import SCANNER_MODEL, emphysema_probability, with_low_attenuation
+    from lungai.inference.emphysema import (SCANNER_MODEL, disagreement_warning, emphysema_probability,
+                                            probability_caveat, scanner_by_default, with_low_attenuation)
+    from lungai.preprocessing.densitometry import densitometry_notes, densitometry_warnings, describe_acquisition
     from lungai.weights.resolver import weights_info
 
     assert state.volume is not None and state.lungs is not None
     image, lung_labels = state.volume.image, state.lungs.labels
     measured = measure_densitometry(image, lung_labels).to_dict()
-    state.emphysema = Emphysema(densitometry={
+    acquisition = describe_acquisition(state.volume)
+    emphysema = state.emphysema = Emphysema(densitometry={
         region: Densitometry(laa_950_percent=values["laa_950_percent"], laa_910_percent=values["laa_910_percent"],
                              laa_856_percent=values["laa_856_percent"], perc15_hu=values["perc15_hu"])
-        for region, values in measured.items() if values is not None})
-    try:
-        model = state.models.get(SCANNER_MODEL)
-    except WeightsError as error:
-        message = f"emphysema model {SCANNER_MODEL} not run, densitometry only ({error.problem})"
-        logger.warning(message)
-        state.warnings.append(message)
-    else:
-        state.emphysema.model_probability = emphysema_probability(model, image, lung_labels, state.device)
-        state.emphysema.model = weights_info(SCANNER_MODEL, state.models.manifest)
+        for region, values in measured.items() if values is not None},
+        warnings=densitometry_warnings(acquisition), notes=densitometry_notes(acquisition))
+    manifest, asked = state.models.manifest, state.config.emphysema_probability
+    if asked and SCANNER_MODEL not in manifest.models:
+        raise WeightsError(f"--emphysema-probability needs the {SCANNER_MODEL} weights, which the weights manifest "
+                           "does not list", "run without --emphysema-probability (`lungai weights list` shows what "
+                           "this installation has)")
+    if asked or scanner_by_default(manifest):
+        try:
+            model = state.models.get(SCANNER_MODEL)
+        except WeightsError as error:
+            if asked:
+                raise
+            emphysema.warnings.append(f"emphysema model {SCANNER_MODEL} not run, densitometry only ({error.problem})")
+        else:
+            emphysema.model_probability = emphysema_probability(model, image, lung_labels, state.device)
+            emphysema.model = weights_info(SCANNER_MODEL, manifest)
+            emphysema.model_caveat = probability_caveat(manifest)
+            disagreement = disagreement_warning(emphysema.model_probability,
+                                                emphysema.densitometry["total"].laa_950_percent)
+            if disagreement is not None:
+                emphysema.warnings.append(disagreement)
+    for warning in emphysema.warnings:
+        logger.warning(warning)
+    state.warnings.extend(emphysema.warnings)
     if state.config.emphysema_map:
         state.lungs = replace(state.lungs, labels=with_low_attenuation(lung_labels, image))
 
@@ -212,7 +259,7 @@ Stage = Callable[[RunState], None]
 def plan_stages(tasks: tuple[str, ...]) -> list[tuple[str, Stage]]:
     """The stages for the requested tasks, in order (reading and the lung mask always run)."""
     stages: list[tuple[str, Stage]] = [("read", _read), ("lungs", _lungs)]
-    optional: list[tuple[str, Stage]] = [("nodules", _nodules), ("malignancy", _malignancy), ("tumour", _tumour),
+    optional: list[tuple[str, Stage]] = [("nodules", _nodules), ("malignancy", _malignancy),
                                          ("emphysema", _emphysema)]
     stages.extend((name, stage) for name, stage in optional if name in tasks)
     return stages
@@ -226,16 +273,15 @@ def _findings(state: RunState, timings: dict[str, float], started: str) -> Findi
     run = RunInfo(lungai_version=__version__, tasks=[name for name in timings if name not in ("read", "write")],
                   device=state.device, started_utc=started, finished_utc=utc_timestamp(),
                   weights=state.models.weights, timings_s=timings)
+    detection = detection_info(state.config) if "nodules" in state.tasks else None
     return Findings(input=InputInfo.from_volume(state.volume), lungs=lungs, emphysema=state.emphysema,
-                    nodules=state.nodules, tumour=state.tumour, warnings=state.warnings, run=run)
+                    nodules=state.nodules, detection=detection, warnings=state.warnings, run=run)
 
 
 def label_image(state: RunState) -> sitk.Image:
-    """Lungs, then the tumour, then nodule ``i`` as ``NODULE_BASE_VALUE + i`` (a nodule wins a shared voxel)."""
+    """Lungs, then lesion ``i`` (nodule or mass) as ``NODULE_BASE_VALUE + i``."""
     assert state.lungs is not None
     array = sitk.GetArrayFromImage(state.lungs.labels).astype(np.uint8)
-    if state.tumour_mask is not None:
-        array[state.tumour_mask] = labels.TUMOUR.value
     for nodule, segmented in zip(state.nodules, state.nodule_masks):
         region = array[segmented.box]
         region[segmented.mask] = labels.nodule(nodule.id).value
@@ -248,7 +294,7 @@ def _write(state: RunState, findings: Findings) -> None:
     assert state.volume is not None and state.lungs is not None
     name = scan_stem(state.volume.source)
     lps_labels = label_image(state)
-    structures = labels.with_nodules(len(findings.nodules))
+    structures = labels.with_nodules(len(findings.nodules), [n.kind for n in findings.nodules])
     labelled = to_original_orientation(lps_labels, state.volume)
     write_segmentation_files(labelled, structures, state.staging, name)
     write_nodules_csv(findings.nodules, state.staging / "nodules.csv")

@@ -11,16 +11,61 @@ The standard quantitative CT measures of emphysema, per lung and for both lungs 
 
 The lung mask includes vessels and anything the closing brought in (nodules), as in the
 usual whole-lung densitometry.
+
+These numbers depend on how the scan was made, so :func:`densitometry_warnings` says when they
+are unreliable, from the scan's own header (:func:`describe_acquisition`):
+
+- slices thicker than :data:`MAX_SLICE_THICKNESS_MM` (partial-volume averaging, which usually
+  lowers LAA-950 and raises Perc15). The thickness is DICOM SliceThickness, or the largest voxel
+  spacing when the input has no DICOM header (NRRD, NIfTI, MetaImage).
+- a sharp reconstruction kernel (DICOM ConvolutionKernel, :func:`is_sharp_kernel`): its noise
+  raises LAA-950 and lowers Perc15.
+- contrast enhancement, from DICOM ContrastBolusAgent only: enhanced blood raises lung density,
+  so LAA-950 and Perc15 understate emphysema. Nothing is measured in the image (e.g. the aortic
+  blood HU): the header is the only evidence used, so an enhanced scan whose header does not say
+  so gets no warning.
+
+:func:`densitometry_notes` says what is always true of the numbers: the scan is assumed
+inspiratory, on which LAA-856 (an expiratory air-trapping measure) is not meaningful, and, for
+input without a DICOM header, that kernel and contrast could not be checked.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pydicom
 import SimpleITK as sitk
 
 from lungai import labels
+from lungai.io.volume import CTVolume
+
+#: Thicker slices than this (mm) get a warning: the usual densitometry reference is <= 3 mm.
+MAX_SLICE_THICKNESS_MM = 3.0
+#: Sharp reconstruction kernels, matched on the upper-cased DICOM ConvolutionKernel (every value of
+#: a multi-valued one). Deliberately small; a kernel it does not know gets no warning.
+#:
+#: - any name containing one of :data:`SHARP_KERNEL_WORDS` (GE LUNG, BONE, BONEPLUS, EDGE; any
+#:   vendor's ``...SHARP...``);
+#: - Philips letter kernels in :data:`SHARP_KERNEL_NAMES` (D, E, L and the Y-series YA, YB, ...);
+#: - a name of one or two letters and a two-digit sharpness number of at least
+#:   :data:`SHARP_KERNEL_NUMBER` (Siemens B60f, B70f, Br64, Bl57, I70f; Canon/Toshiba lung
+#:   kernels FC50 and up); Siemens B30f/Br38f/B45f and Canon FC18 stay below it.
+SHARP_KERNEL_WORDS: tuple[str, ...] = ("LUNG", "BONE", "EDGE", "SHARP")
+SHARP_KERNEL_NAMES: frozenset[str] = frozenset({"D", "E", "L", *(f"Y{letter}" for letter in "ABCDEFGH")})
+SHARP_KERNEL_NUMBER = 50
+_NUMBERED_KERNEL = re.compile(r"^[A-Z]{1,2}(\d{2})[A-Z]?$")
+#: ContrastBolusAgent values that mean "no contrast" (upper-cased, stripped).
+NO_CONTRAST_VALUES: frozenset[str] = frozenset({"", "NONE", "NO", "N", "NON", "NA", "N/A", "NO CONTRAST", "0"})
+#: Always attached to the densitometry: how LAA-856 is to be read.
+LAA_856_NOTE = ("LAA-856 is an expiratory (air-trapping) measure; LungAI assumes an inspiratory scan, "
+                "on which it is not meaningful")
+#: Attached when the input has no DICOM header.
+NO_HEADER_NOTE = ("reconstruction kernel and contrast not checked: no DICOM series header was read "
+                  "(slice thickness taken from the voxel spacing)")
 
 
 @dataclass(frozen=True)
@@ -136,3 +181,135 @@ def _check_same_grid(image: sitk.Image, lung_labels: sitk.Image) -> None:
             and np.allclose(image.GetDirection(), lung_labels.GetDirection(), atol=1e-5))
     if not same:
         raise ValueError("the CT image and the lung labels are not on the same grid")
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """How the scan was made, as far as densitometry depends on it.
+
+    Attributes:
+        slice_thickness_mm: DICOM SliceThickness (the largest in the series), or the largest voxel
+            spacing when no header gives it.
+        thickness_source: ``DICOM SliceThickness`` or ``voxel spacing``.
+        kernel: the DICOM ConvolutionKernel (values joined by ``/``); ``None`` when unknown.
+        contrast_agent: the DICOM ContrastBolusAgent when it names an agent; ``None`` when absent
+            or a "none" value (:data:`NO_CONTRAST_VALUES`).
+        has_dicom_header: whether the scan was read with DICOM headers.
+    """
+
+    slice_thickness_mm: float
+    thickness_source: str
+    kernel: str | None
+    contrast_agent: str | None
+    has_dicom_header: bool
+
+
+def describe_acquisition(volume: CTVolume) -> Acquisition:
+    """Slice thickness, reconstruction kernel and contrast of a scan, from its DICOM headers.
+
+    Args:
+        volume: the scan as read (``dicom_headers`` empty for NRRD, NIfTI, MetaImage and
+            single-file DICOM input).
+
+    Returns:
+        What the headers say; the thickness falls back to the largest voxel spacing.
+    """
+    headers = volume.dicom_headers
+    thicknesses = [t for t in (_number(ds.get("SliceThickness")) for ds in headers) if t is not None and t > 0]
+    if thicknesses:
+        thickness, source = max(thicknesses), "DICOM SliceThickness"
+    else:
+        thickness, source = float(max(volume.spacing_xyz)), "voxel spacing"
+    return Acquisition(slice_thickness_mm=thickness, thickness_source=source,
+                       kernel=_first_text(headers, "ConvolutionKernel"),
+                       contrast_agent=_contrast_agent(headers), has_dicom_header=bool(headers))
+
+
+def is_sharp_kernel(kernel: str | None) -> bool:
+    """Whether a DICOM ConvolutionKernel is a sharp (edge-enhancing) kernel; see :data:`SHARP_KERNEL_WORDS`.
+
+    Args:
+        kernel: the kernel name, values of a multi-valued one joined by ``/`` or ``\\``; ``None``
+            for unknown.
+
+    Returns:
+        ``True`` for a kernel of the table, ``False`` for any other (or unknown) kernel.
+    """
+    if not kernel:
+        return False
+    for value in re.split(r"[/\\]", kernel.upper()):
+        name = value.strip()
+        if any(word in name for word in SHARP_KERNEL_WORDS) or name in SHARP_KERNEL_NAMES:
+            return True
+        numbered = _NUMBERED_KERNEL.match(name)
+        if numbered and int(numbered.group(1)) >= SHARP_KERNEL_NUMBER:
+            return True
+    return False
+
+
+def densitometry_warnings(acquisition: Acquisition) -> list[str]:
+    """Why this scan's LAA and Perc15 are unreliable, one line each; empty when nothing is known against them.
+
+    Args:
+        acquisition: the scan's :func:`describe_acquisition`.
+
+    Returns:
+        Warnings on slice thickness, a sharp kernel and contrast, in that order.
+    """
+    warnings = []
+    thickness = acquisition.slice_thickness_mm
+    if thickness > MAX_SLICE_THICKNESS_MM:
+        warnings.append(f"emphysema densitometry: slices are {thickness:.1f} mm thick ({acquisition.thickness_source}; "
+                        f"reference <= {MAX_SLICE_THICKNESS_MM:g} mm): partial-volume averaging usually lowers "
+                        "LAA-950 and raises Perc15")
+    if is_sharp_kernel(acquisition.kernel):
+        warnings.append(f"emphysema densitometry: sharp reconstruction kernel {acquisition.kernel!r}: its noise "
+                        "raises LAA-950 and lowers Perc15; use a soft or standard kernel series for densitometry")
+    if acquisition.contrast_agent is not None:
+        warnings.append(f"emphysema densitometry: contrast-enhanced scan (DICOM ContrastBolusAgent "
+                        f"{acquisition.contrast_agent!r}): enhanced blood raises lung density, so LAA-950 and "
+                        "Perc15 understate emphysema")
+    return warnings
+
+
+def densitometry_notes(acquisition: Acquisition) -> list[str]:
+    """What always qualifies the densitometry of this scan (not a problem found in it).
+
+    Args:
+        acquisition: the scan's :func:`describe_acquisition`.
+
+    Returns:
+        :data:`LAA_856_NOTE`, and :data:`NO_HEADER_NOTE` for input without DICOM headers.
+    """
+    return [LAA_856_NOTE] + ([] if acquisition.has_dicom_header else [NO_HEADER_NOTE])
+
+
+def _number(value: object) -> float | None:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _text(value: object) -> str | None:
+    """A header value as text; multi-valued ones joined by ``/``; ``None`` when empty."""
+    if value is None:
+        return None
+    values = list(value) if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else [value]
+    text = "/".join(str(item).strip() for item in values if str(item).strip())
+    return text or None
+
+
+def _first_text(headers: Sequence[pydicom.Dataset], keyword: str) -> str | None:
+    for ds in headers:
+        text = _text(ds.get(keyword))
+        if text is not None:
+            return text
+    return None
+
+
+def _contrast_agent(headers: Sequence[pydicom.Dataset]) -> str | None:
+    agent = _first_text(headers, "ContrastBolusAgent")
+    if agent is None or agent.upper() in NO_CONTRAST_VALUES:
+        return None
+    return agent

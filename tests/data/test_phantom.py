@@ -7,8 +7,9 @@ import pytest
 import SimpleITK as sitk
 
 from lungai import labels
-from lungai.data.phantom import (AIR_HU, GROUND_GLASS_HU, LUNG_HU, PART_SOLID_GLASS_HU, RIB_HU,
-                                 SOLID_HU, Phantom, PhantomConfig, make_phantom)
+from lungai.data.phantom import (AIR_HU, GROUND_GLASS_HU, LUNG_HU, PARENCHYMA_TEXTURE_SD_HU,
+                                 PART_SOLID_GLASS_HU, RIB_HU, SOLID_HU, Phantom, PhantomConfig,
+                                 make_phantom)
 
 RIGHT, LEFT = labels.LUNG_RIGHT.value, labels.LUNG_LEFT.value
 
@@ -50,6 +51,8 @@ def test_deterministic_for_a_seed(phantom: Phantom) -> None:
     other = make_phantom(PhantomConfig(seed=1))
     assert not np.array_equal(_array(other.image), _array(phantom.image))
     np.testing.assert_array_equal(_array(other.lung_labels), _array(phantom.lung_labels))
+    # the nodules' truth does not depend on the seed
+    np.testing.assert_array_equal(_array(other.nodule_labels), _array(phantom.nodule_labels))
 
 
 def test_tissue_values(phantom: Phantom) -> None:
@@ -81,29 +84,63 @@ def test_nodules(phantom: Phantom) -> None:
     hu = _array(phantom.image)
     lungs = _array(phantom.lung_labels)
     nodules = _array(phantom.nodule_labels)
-    assert [n.type for n in phantom.nodules] == ["solid", "part-solid", "ground-glass"]
-    assert [n.diameter_mm for n in phantom.nodules] == [10.0, 14.0, 12.0]
+    assert [n.type for n in phantom.nodules] == ["solid", "solid", "part-solid", "ground-glass"]
+    assert [n.diameter_mm for n in phantom.nodules] == [10.0, 14.0, 18.0, 12.0]
+    assert all(8.0 <= n.diameter_mm <= 20.0 for n in phantom.nodules)  # the sizes that matter clinically
+    assert 0.0 <= SOLID_HU <= 50.0 and -600.0 <= GROUND_GLASS_HU <= -500.0
+    assert -600.0 <= PART_SOLID_GLASS_HU <= -500.0
     expected_core = {"solid": SOLID_HU, "ground-glass": GROUND_GLASS_HU}
-    for nodule in phantom.nodules:
+    for number, nodule in enumerate(phantom.nodules):
         index = phantom.image.TransformPhysicalPointToIndex(nodule.centre_lps_mm)[::-1]
         assert lungs[index] > 0
         assert nodules[index] == nodule.label
         core = np.median(hu[_ball(phantom.image, nodule.centre_lps_mm, 2.0)])
-        if nodule.type == "part-solid":  # 6 mm solid core, blurred with the ground glass
+        if nodule.type == "part-solid":  # 8 mm solid core, blurred with the ground glass
             assert core > PART_SOLID_GLASS_HU + 300
         else:
             assert core == pytest.approx(expected_core[nodule.type], abs=40)
         sphere_ml = np.pi / 6.0 * nodule.diameter_mm ** 3 / 1000.0
         voxel_ml = np.prod(phantom.image.GetSpacing()) / 1000.0
         measured_ml = np.count_nonzero(nodules == nodule.label) * voxel_ml
-        if nodule.type == "solid":  # juxtapleural: the part in the chest wall is not nodule
+        if number == 0:  # juxtapleural: the part in the chest wall is not nodule
             assert 0.5 * sphere_ml < measured_ml < sphere_ml
         else:
             assert measured_ml == pytest.approx(sphere_ml, rel=0.15)
-    part_solid = phantom.nodules[1]
-    shell = (_ball(phantom.image, part_solid.centre_lps_mm, 6.0)
-             & ~_ball(phantom.image, part_solid.centre_lps_mm, 4.5))
+    part_solid = phantom.nodules[2]
+    shell = (_ball(phantom.image, part_solid.centre_lps_mm, 6.5)
+             & ~_ball(phantom.image, part_solid.centre_lps_mm, 5.5))
     assert np.median(hu[shell]) == pytest.approx(PART_SOLID_GLASS_HU, abs=40)
+
+
+def test_nodule_edges_are_soft(phantom: Phantom) -> None:
+    """Real nodules fade into the lung over a millimetre or two; the phantom's are not step edges."""
+    hu = _array(phantom.image)
+    solid = phantom.nodules[1]
+    radius = solid.diameter_mm / 2.0
+    rim = (_ball(phantom.image, solid.centre_lps_mm, radius + 0.75)
+           & ~_ball(phantom.image, solid.centre_lps_mm, radius - 0.75))
+    assert -650.0 < np.median(hu[rim]) < -150.0
+    glass = phantom.nodules[3]
+    outer = (_ball(phantom.image, glass.centre_lps_mm, glass.diameter_mm / 2.0 + 1.5)
+             & ~_ball(phantom.image, glass.centre_lps_mm, glass.diameter_mm / 2.0 + 0.5))
+    assert LUNG_HU + 30.0 < np.median(hu[outer]) < GROUND_GLASS_HU - 50.0  # haze beyond the outline
+
+
+def test_parenchyma_has_texture_and_vessels_everywhere() -> None:
+    quiet = make_phantom(PhantomConfig(noise_sd_hu=0.0))
+    hu = _array(quiet.image).astype(float)
+    lungs = _array(quiet.lung_labels)
+    tissue = hu[(lungs > 0) & (hu < -750) & (_array(quiet.nodule_labels) == 0)]
+    # the texture alone (no scanner noise), slightly smoothed by the blur; the robust spread
+    # leaves out the vessels' partial-volume rims
+    spread = 1.4826 * np.median(np.abs(tissue - np.median(tissue)))
+    assert 0.7 * PARENCHYMA_TEXTURE_SD_HU < spread < 1.2 * PARENCHYMA_TEXTURE_SD_HU
+    for value in (RIGHT, LEFT):
+        slices = np.nonzero((lungs == value).any(axis=(1, 2)))[0]
+        for third in np.array_split(slices, 3):  # upper, middle and lower third of each lung
+            in_lung = lungs[third] == value
+            vessel_fraction = np.mean(hu[third][in_lung] > -300)
+            assert 0.002 < vessel_fraction < 0.1, (value, vessel_fraction)
 
 
 def test_other_grid_keeps_physical_anatomy() -> None:

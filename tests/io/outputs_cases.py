@@ -1,7 +1,8 @@
 """Real CT with synthetic lesions for the output-writer tests (SEG, report, seg.nrrd).
 
 The writers must not depend on the detector, so the cases put spherical "nodules" and a
-"tumour" into the real lungs of a real scan: the masks go into the label image and the CT
+"mass" (lesion 3, its kind set to ``mass``: the writers name and code it from the kind) into the
+real lungs of a real scan: the masks go into the label image and the CT
 gets soft-tissue values inside them (so the report's crops show a lesion inside the outline).
 The findings are measured from those masks.
 """
@@ -23,7 +24,7 @@ from scipy import ndimage
 
 from lungai import __version__, labels
 from lungai.io.findings import (REGIONS, Centroid, Densitometry, Emphysema, Findings, InputInfo, LungRads,
-                                LungVolume, Malignancy, Nodule, RunInfo, Tumour)
+                                LungVolume, Malignancy, Nodule, RunInfo)
 from lungai.io.reader import read_scan
 from lungai.io.volume import CTVolume
 from lungai.preprocessing.densitometry import measure_densitometry
@@ -33,13 +34,16 @@ LIDC_0001_ZIP = Path("lidc_scans/LIDC-IDRI-0001/dicom.zip")
 PET_CT_ZIP = Path("lung_pet_ct_dx/A0001/dicom.zip")
 #: Nodule radii (mm); nodule 1 goes into the right lung, nodule 2 into the left.
 NODULE_RADII_MM = (6.0, 3.5)
-TUMOUR_RADIUS_MM = 9.0
+#: Radius (mm) of lesion 3, the mass (right lung).
+MASS_RADIUS_MM = 9.0
 LESION_HU = 30
+#: The structures of a case: the lungs' and its three lesions (nodule 1, nodule 2, mass 3).
+CASE_STRUCTURES = labels.with_nodules(3, ["nodule", "nodule", "mass"])
 
 
 @dataclass
 class Case:
-    """A scan read by LungAI, a label image with lungs, nodules and tumour, and its findings."""
+    """A scan read by LungAI, a label image with lungs, two nodules and a mass, and its findings."""
 
     ct: CTVolume
     label_image: sitk.Image
@@ -78,7 +82,7 @@ def extract_slices(archive: Path, folder: Path, count: int) -> Path:
 
 
 def build_case(scan: Path) -> Case:
-    """Read a real scan, segment its lungs and add two nodules and a tumour inside them."""
+    """Read a real scan, segment its lungs and add two nodules and a mass inside them."""
     ct = read_scan(scan)
     lungs = segment_lungs(ct.image)
     label_voxels = sitk.GetArrayFromImage(lungs.labels).astype(np.uint8)
@@ -91,18 +95,16 @@ def build_case(scan: Path) -> Case:
         label_voxels[ball] = labels.nodule(index).value
         hu[ball] = LESION_HU
         nodules.append(_nodule(index, ball, ct.image, lung.name.lower()))
-    tumour_ball = _place_ball(label_voxels == labels.LUNG_RIGHT.value, placed, TUMOUR_RADIUS_MM, spacing_zyx)
-    label_voxels[tumour_ball] = labels.TUMOUR.value
-    hu[tumour_ball] = LESION_HU
+    mass_ball = _place_ball(label_voxels == labels.LUNG_RIGHT.value, placed, MASS_RADIUS_MM, spacing_zyx)
+    label_voxels[mass_ball] = labels.nodule(3).value
+    hu[mass_ball] = LESION_HU
+    nodules.append(_nodule(3, mass_ball, ct.image, "right lung", kind="mass"))
     ct_image = sitk.GetImageFromArray(hu)
     ct_image.CopyInformation(ct.image)
     ct.image = ct_image
     label_image = sitk.GetImageFromArray(label_voxels)
     label_image.CopyInformation(ct.image)
-    voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
-    tumour = Tumour(volume_ml=float(tumour_ball.sum()) * voxel_ml, long_axis_mm=2 * TUMOUR_RADIUS_MM,
-                    centroid=_centroid(tumour_ball, ct.image))
-    return Case(ct=ct, label_image=label_image, findings=_findings(ct, lungs, nodules, tumour))
+    return Case(ct=ct, label_image=label_image, findings=_findings(ct, lungs, nodules))
 
 
 def _place_ball(lung: np.ndarray, placed: list[tuple[np.ndarray, float]], radius_mm: float,
@@ -142,26 +144,28 @@ def _centroid(mask: np.ndarray, image: sitk.Image) -> Centroid:
     return Centroid.from_lps(image.TransformContinuousIndexToPhysicalPoint((float(x), float(y), float(z))), image)
 
 
-def _nodule(index: int, mask: np.ndarray, image: sitk.Image, location: str) -> Nodule:
+def _nodule(index: int, mask: np.ndarray, image: sitk.Image, location: str, kind: str = "nodule") -> Nodule:
     spacing = image.GetSpacing()
     rows = np.argwhere(mask.any(axis=0))  # (y, x) of the axial footprint
     long_axis = float(max(np.ptp(rows[:, 0]) + 1, 0) * spacing[1])
     return Nodule(id=index, centroid=_centroid(mask, image), long_axis_mm=long_axis, short_axis_mm=0.8 * long_axis,
                   volume_mm3=float(mask.sum() * np.prod(spacing)), mean_hu=float(LESION_HU), type="solid",
-                  detection_score=0.9 - 0.1 * index, location=location,
+                  detection_score=None if kind == "mass" else 0.9 - 0.1 * index, location=location,
+                  kind=kind, detected_by="mass" if kind == "mass" else "blob",
+                  operating_point=None if kind == "mass" else "balanced",
                   malignancy=Malignancy(probability=0.3 * index, models=["resnet50_3d", "nodule_cnn2d"]),
                   lung_rads=LungRads(category="4A" if long_axis >= 8 else "3"))
 
 
-def _findings(ct: CTVolume, lungs, nodules: list[Nodule], tumour: Tumour) -> Findings:
+def _findings(ct: CTVolume, lungs, nodules: list[Nodule]) -> Findings:
     measured = measure_densitometry(ct.image, lungs.labels).to_dict()
     densitometry = {region: Densitometry(laa_950_percent=values["laa_950_percent"],
                                          laa_910_percent=values["laa_910_percent"],
                                          laa_856_percent=values["laa_856_percent"], perc15_hu=values["perc15_hu"])
                     for region, values in measured.items() if values is not None}
     volumes = {"right": lungs.right_volume_ml, "left": lungs.left_volume_ml, "total": lungs.total_volume_ml}
-    run = RunInfo(lungai_version=__version__, tasks=["lungs", "nodules", "tumour", "emphysema"], device="cpu",
+    run = RunInfo(lungai_version=__version__, tasks=["lungs", "nodules", "emphysema"], device="cpu",
                   started_utc="2026-01-01T00:00:00Z", finished_utc="2026-01-01T00:00:10Z")
     return Findings(input=InputInfo.from_volume(ct), lungs={r: LungVolume(volume_ml=volumes[r]) for r in REGIONS},
-                    emphysema=Emphysema(densitometry=densitometry), nodules=nodules, tumour=tumour,
+                    emphysema=Emphysema(densitometry=densitometry), nodules=nodules,
                     warnings=list(lungs.warnings), run=run)

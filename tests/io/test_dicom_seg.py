@@ -16,10 +16,10 @@ import SimpleITK as sitk
 from lungai import __version__, labels
 from lungai.io.dicom_seg import SegReferenceError, write_dicom_seg
 from lungai.io.reader import read_scan
-from outputs_cases import LIDC_0001_ZIP, PET_CT_ZIP, Case, build_case, require_program
+from outputs_cases import CASE_STRUCTURES, LIDC_0001_ZIP, PET_CT_ZIP, Case, build_case, require_program
 from shared_data import require
 
-EXPECTED_SEGMENTS = ["Right lung", "Left lung", "Lung tumour", "Nodule 1", "Nodule 2"]
+EXPECTED_SEGMENTS = ["Right lung", "Left lung", "Nodule 1", "Nodule 2", "Mass 3"]
 
 
 def dciodvfy_errors(path: Path) -> list[str]:
@@ -41,7 +41,7 @@ def expected_frames(case: Case) -> int:
 @pytest.fixture(scope="module")
 def written(lidc20_case: Case, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("seg") / "scan.seg.dcm"
-    write_dicom_seg(lidc20_case.label_image, lidc20_case.ct, labels.with_nodules(2), path)
+    write_dicom_seg(lidc20_case.label_image, lidc20_case.ct, CASE_STRUCTURES, path)
     return path
 
 
@@ -54,7 +54,7 @@ def test_segments_codes_and_algorithm(written: Path) -> None:
     assert seg.number_of_segments == len(EXPECTED_SEGMENTS)
     for number, name in zip(seg.segment_numbers, EXPECTED_SEGMENTS):
         description = seg.get_segment_description(number)
-        structure = next(s for s in labels.with_nodules(2) if s.name == name)
+        structure = next(s for s in CASE_STRUCTURES if s.name == name)
         assert description.segment_label == name
         assert description.segmented_property_type.value == structure.type[1]
         assert description.segmented_property_type.scheme_designator == "SCT"
@@ -87,7 +87,7 @@ def test_pixels_round_trip(written: Path, lidc20_case: Case) -> None:
                                                relabel=False)
     assert lidc20_case.ct.original_orientation == "LPS"  # so file slice k is label slice k
     voxels = sitk.GetArrayFromImage(lidc20_case.label_image)
-    structures = {s.name: s for s in labels.with_nodules(2)}
+    structures = {s.name: s for s in CASE_STRUCTURES}
     expected = np.zeros_like(voxels)
     for number, name in enumerate(EXPECTED_SEGMENTS, start=1):
         expected[voxels == structures[name].value] = number
@@ -98,7 +98,7 @@ def test_non_dicom_input_is_refused(lidc20_case: Case, tmp_path: Path) -> None:
     nrrd = tmp_path / "scan.nrrd"
     sitk.WriteImage(lidc20_case.ct.image, str(nrrd))
     with pytest.raises(SegReferenceError, match="not read from DICOM"):
-        write_dicom_seg(lidc20_case.label_image, read_scan(nrrd), labels.with_nodules(2), tmp_path / "x.seg.dcm")
+        write_dicom_seg(lidc20_case.label_image, read_scan(nrrd), CASE_STRUCTURES, tmp_path / "x.seg.dcm")
     assert not (tmp_path / "x.seg.dcm").exists()
 
 
@@ -123,7 +123,7 @@ def test_slices_off_the_axes_or_out_of_order_are_refused(lidc20_case: Case, tmp_
         headers[5], headers[6] = headers[6], headers[5]
     with pytest.raises(SegReferenceError, match="slice 6 of 20|slice 7 of 20"):
         write_dicom_seg(lidc20_case.label_image, dataclasses.replace(ct, dicom_headers=headers),
-                        labels.with_nodules(2), tmp_path / "x.seg.dcm")
+                        CASE_STRUCTURES, tmp_path / "x.seg.dcm")
 
 
 def test_uneven_spacing_is_accepted(lidc20_case: Case, tmp_path: Path) -> None:
@@ -135,7 +135,7 @@ def test_uneven_spacing_is_accepted(lidc20_case: Case, tmp_path: Path) -> None:
         ds.ImagePositionPatient = [*position[:2], position[2] + 2.5]
     path = tmp_path / "x.seg.dcm"
     write_dicom_seg(lidc20_case.label_image, dataclasses.replace(ct, dicom_headers=headers),
-                    labels.with_nodules(2), path)
+                    CASE_STRUCTURES, path)
     seg = hd.seg.segread(path)
     positions = {float(item.PlanePositionSequence[0].ImagePositionPatient[2])
                  for item in seg.PerFrameFunctionalGroupsSequence}
@@ -148,7 +148,7 @@ def test_whole_real_scans(data_root: Path, tmp_path: Path, scan: Path) -> None:
     """Whole zipped series from two vendors (GE, Philips): valid, all slices referenced."""
     case = build_case(require(data_root / scan))
     path = tmp_path / "scan.seg.dcm"
-    write_dicom_seg(case.label_image, case.ct, labels.with_nodules(2), path)
+    write_dicom_seg(case.label_image, case.ct, CASE_STRUCTURES, path)
     assert dciodvfy_errors(path) == []
     seg = hd.seg.segread(path)
     assert [seg.get_segment_description(n).segment_label for n in seg.segment_numbers] == EXPECTED_SEGMENTS

@@ -11,9 +11,9 @@ import pytest
 import SimpleITK as sitk
 
 from lungai.errors import UnreadableInputError
-from lungai.io.findings import (NODULE_CSV_COLUMNS, SCHEMA_VERSION, Centroid, Densitometry,
+from lungai.io.findings import (NODULE_CSV_COLUMNS, SCHEMA_VERSION, Centroid, Densitometry, DetectionInfo,
                                 Emphysema, Findings, InputInfo, LungRads, LungVolume, Malignancy,
-                                Nodule, RunInfo, Tumour, WeightsInfo, load_findings, lps_to_ras,
+                                Nodule, RunInfo, WeightsInfo, load_findings, lps_to_ras,
                                 write_findings_json, write_nodules_csv)
 from lungai.io.report_text import summarize
 from lungai.io.volume import CTVolume
@@ -73,8 +73,8 @@ def test_json_round_trip(tmp_path: Path) -> None:
     write_findings_json(findings, tmp_path / "findings.json")
     loaded = load_findings(tmp_path / "findings.json")
     assert loaded == findings.to_dict()
-    assert loaded["schema_version"] == SCHEMA_VERSION == "1.1"
-    assert list(loaded) == ["schema_version", "input", "lungs", "emphysema", "nodules", "tumour",
+    assert loaded["schema_version"] == SCHEMA_VERSION == "2.0"
+    assert list(loaded) == ["schema_version", "input", "lungs", "emphysema", "nodules", "detection",
                             "warnings", "run"]
     assert loaded["input"] == {"source": "/data/scan.nrrd", "format": "nrrd", "modality": "CT",
                                "series_uid": None, "size_xyz": [20, 20, 10],
@@ -82,6 +82,10 @@ def test_json_round_trip(tmp_path: Path) -> None:
     assert loaded["lungs"]["right"] == {"volume_ml": 2410.0}
     assert loaded["emphysema"]["densitometry"]["total"]["laa_950_percent"] == 2.83
     assert loaded["emphysema"]["model_probability"] is None
+    assert list(loaded["emphysema"]) == ["densitometry", "model_probability", "model", "model_caveat", "warnings",
+                                         "notes"]
+    assert (loaded["emphysema"]["model_caveat"], loaded["emphysema"]["warnings"], loaded["emphysema"]["notes"]) == (
+        None, [], [])
     nodule = loaded["nodules"][0]
     assert nodule["centroid"] == {"lps_mm": [7.0, -15.0, -90.0], "ras_mm": [-7.0, 15.0, -90.0],
                                   "voxel_index": [6, 10, 5]}
@@ -100,19 +104,22 @@ def test_patient_id_written_only_when_present() -> None:
 def test_numpy_values_and_non_finite_numbers_make_valid_json(tmp_path: Path) -> None:
     findings = make_findings()
     findings.lungs["right"] = LungVolume(np.float32(2410.5))
-    findings.tumour = Tumour(volume_ml=np.float64("nan"), long_axis_mm=np.int64(31))
+    findings.nodules = [make_nodule()]
+    findings.nodules[0].volume_mm3 = np.float64("nan")
+    findings.nodules[0].long_axis_mm = np.int64(31)
     write_findings_json(findings, tmp_path / "findings.json")
     data = json.loads((tmp_path / "findings.json").read_text())  # strict: no NaN tokens
     assert data["lungs"]["right"]["volume_ml"] == 2410.5
-    assert data["tumour"] == {"volume_ml": None, "long_axis_mm": 31, "centroid": None}
+    assert (data["nodules"][0]["volume_mm3"], data["nodules"][0]["long_axis_mm"]) == (None, 31)
 
 
 @pytest.mark.parametrize("content", [
-    '{"schema_version": "2.0", "nodules": []}',
+    '{"schema_version": "3.0", "nodules": []}',
+    '{"schema_version": "1.1", "nodules": []}',
     '{"nodules": []}',
     '["schema_version"]',
     "not json",
-], ids=["newer-major", "missing", "not-an-object", "not-json"])
+], ids=["newer-major", "older-major", "missing", "not-an-object", "not-json"])
 def test_load_refuses_incompatible_files(content: str, tmp_path: Path) -> None:
     path = tmp_path / "findings.json"
     path.write_text(content)
@@ -123,7 +130,7 @@ def test_load_refuses_incompatible_files(content: str, tmp_path: Path) -> None:
 
 def test_load_accepts_newer_minor_version(tmp_path: Path) -> None:
     path = tmp_path / "findings.json"
-    path.write_text('{"schema_version": "1.7", "extra": 1}')
+    path.write_text('{"schema_version": "2.7", "extra": 1}')
     assert load_findings(path)["extra"] == 1
 
 
@@ -165,16 +172,29 @@ def test_summary_lines() -> None:
     assert lines[0] == "Right lung: 2.41 L, LAA-950 3.1 %"
     assert lines[1] == "Left lung: 2.21 L, LAA-950 2.5 %"
     assert lines[2] == "Both lungs: 4.62 L, LAA-950 2.8 %, Perc15 -912 HU"
-    assert lines[3] == "Nodules: 1 found"
-    assert lines[4].startswith("  Nodule 1: 8.2 x 6.1 mm, 212 mm3, solid, right lung, "
-                               "malignancy 0.12 (model estimate, not a diagnosis)")
+    assert lines[3] == "Nodules and masses: 1 found"
+    assert lines[4].startswith("  Nodule 1: 8.2 x 6.1 mm, 212 mm3, solid, detection score 0.93 (custom), "
+                               "right lung, malignancy 0.12 (model estimate, not a diagnosis)")
     assert lines[-1] == "Warning: slice thickness 5 mm is above 2.5 mm"
-    assert "Tumour" not in text
 
 
-def test_summary_says_when_a_stage_found_nothing() -> None:
+def test_summary_says_when_a_stage_found_nothing_and_what_it_may_miss() -> None:
     findings = make_findings()
-    findings.run.tasks.append("tumour")
-    text = summarize(findings)
-    assert "Nodules: none found" in text.splitlines()
-    assert "Tumour: none found" in text.splitlines()
+    findings.detection = DetectionInfo("balanced", 0.8, expected_sensitivity=0.64, expected_fp_per_scan=0.67,
+                                       known_limitations=["ground-glass nodules"])
+    lines = summarize(findings).splitlines()
+    assert "Nodules and masses: none found" in lines
+    assert "  at operating point balanced (score >= 0.80; finds 64% of validation nodules with 0.7 false " \
+           "positives per scan)" in lines
+    assert "  may miss ground-glass nodules" in lines
+
+
+def test_summary_names_masses_and_how_each_lesion_was_found() -> None:
+    nodule = make_nodule()
+    nodule.operating_point = "balanced"
+    mass = make_nodule()
+    mass.id, mass.kind, mass.detected_by, mass.detection_score, mass.long_axis_mm = 2, "mass", "mass", None, 45.0
+    lines = summarize(make_findings([nodule, mass])).splitlines()
+    assert "Nodules and masses: 2 found (1 over 30 mm: mass)" in lines
+    assert any(line.startswith("  Nodule 1:") and "(balanced)" in line for line in lines)
+    assert any(line.startswith("  Mass 2: 45.0 x") and "found by the mass rule" in line for line in lines)

@@ -107,7 +107,7 @@ def test_header_and_tables(report: Path, lidc20_case: Case) -> None:
     assert lungs[3][1] == f"{total:.0f}"
     assert lungs[0][2] == "LAA-950 (%)"
     head, *nodules = page.rows["nodules-table"]
-    assert [row[0] for row in nodules] == ["Nodule 1", "Nodule 2"]
+    assert [row[0] for row in nodules] == ["Nodule 1", "Nodule 2", "Mass 3"]
     first = dict(zip(head, nodules[0]))
     nodule = lidc20_case.findings.nodules[0]
     assert first["Location"] == "right lung"
@@ -116,14 +116,13 @@ def test_header_and_tables(report: Path, lidc20_case: Case) -> None:
     assert first["Malignancy (model estimate)"] == "0.30"
     assert first["Lung-RADS category (size rule)"] == "4A"
     assert first["Distance to pleura (mm)"] == "-"  # not measured in this case
-    assert page.rows["tumour-table"][1][0] == "Lung tumour"
-    assert page.sections[-4:] == ["nodule-1", "nodule-2", "tumour", "warnings"]
+    assert page.sections[-4:] == ["nodule-1", "nodule-2", "nodule-3", "warnings"]
 
 
 def test_three_crops_per_lesion_with_the_outline(report: Path) -> None:
     page = Page(report.read_text(encoding="utf-8"))
-    assert len(page.images) == 9  # nodule 1, nodule 2, tumour: axial, coronal, sagittal
-    structures = [labels.nodule(1), labels.nodule(2), labels.TUMOUR]
+    assert len(page.images) == 9  # nodule 1, nodule 2, mass 3: axial, coronal, sagittal
+    structures = [labels.nodule(1), labels.nodule(2), labels.nodule(3, "mass")]
     for index, image in enumerate(page.images):
         pixels = decode_png(image)
         assert pixels.shape == (200, 200, 3)
@@ -138,15 +137,30 @@ def test_three_crops_per_lesion_with_the_outline(report: Path) -> None:
 
 def test_no_nodules_and_an_emphysema_estimate(lidc20_case: Case, tmp_path: Path) -> None:
     emphysema = dataclasses.replace(lidc20_case.findings.emphysema, model_probability=0.42)
-    findings = dataclasses.replace(lidc20_case.findings, nodules=[], tumour=None, emphysema=emphysema)
-    label_image = lidc20_case.label_image < labels.TUMOUR.value  # lungs only
+    findings = dataclasses.replace(lidc20_case.findings, nodules=[], emphysema=emphysema)
+    label_image = lidc20_case.label_image < labels.NODULE_BASE_VALUE  # lungs only
     path = tmp_path / "report.html"
     write_report_html(findings, lidc20_case.ct, label_image * lidc20_case.label_image, path)
     page = Page(path.read_text(encoding="utf-8"))
     assert page.images == [] and "nodules-table" not in page.rows
-    assert "No nodules found." in path.read_text(encoding="utf-8")
-    assert "No tumour found." in path.read_text(encoding="utf-8")
+    assert "No nodules or masses found." in path.read_text(encoding="utf-8")
     assert "Emphysema probability 0.42 (model estimate, not a diagnosis)" in path.read_text(encoding="utf-8")
+
+
+def test_the_emphysema_caveat_warnings_and_notes_sit_beside_the_densitometry(lidc20_case: Case,
+                                                                             tmp_path: Path) -> None:
+    emphysema = dataclasses.replace(lidc20_case.findings.emphysema, model_probability=0.93,
+                                    model_caveat="demonstration weights, not validated",
+                                    warnings=["slices are 5.0 mm thick"], notes=["LAA-856 is expiratory"])
+    findings = dataclasses.replace(lidc20_case.findings, emphysema=emphysema)
+    path = tmp_path / "report.html"
+    write_report_html(findings, lidc20_case.ct, lidc20_case.label_image, path)
+    text = path.read_text(encoding="utf-8")
+    lungs = text[text.index("<section id=\"lungs\">"):text.index("</section>", text.index("<section id=\"lungs\">"))]
+    assert ("Emphysema probability 0.93 (model estimate, not a diagnosis; demonstration weights, not validated)"
+            in lungs)
+    assert ("<ul id=\"emphysema-notes\" class=\"note\"><li><strong>Warning:</strong> slices are 5.0 mm thick</li>"
+            "<li>LAA-856 is expiratory</li></ul>") in lungs
 
 
 def test_config_sets_crop_size(lidc20_case: Case, tmp_path: Path) -> None:
@@ -164,7 +178,7 @@ def test_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     page = Page(result.stdout)
     assert page.body.get("data-probed") == "yes", "the page did not finish loading"
-    assert [row[0] for row in page.rows["nodules-table"][1:]] == ["Nodule 1", "Nodule 2"]
+    assert [row[0] for row in page.rows["nodules-table"][1:]] == ["Nodule 1", "Nodule 2", "Mass 3"]
     assert len(page.images) == 9
     for image in page.images:
         assert (image["data-natural-width"], image["data-natural-height"]) == ("200", "200"), image["alt"]

@@ -1,4 +1,4 @@
-"""The .seg.nrrd of a real scan with nodules and a tumour, read back with slicerio."""
+"""The .seg.nrrd of a real scan with nodules and a mass, read back with slicerio."""
 
 from __future__ import annotations
 
@@ -11,18 +11,18 @@ import slicerio
 
 from lungai import labels
 from lungai.io.segmentation import write_segmentation_files
-from outputs_cases import Case
+from outputs_cases import CASE_STRUCTURES, Case
 
 
 @pytest.fixture(scope="module")
 def written(lidc20_case: Case, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("segnrrd")
-    return write_segmentation_files(lidc20_case.label_image, labels.with_nodules(2), folder, "scan")
+    return write_segmentation_files(lidc20_case.label_image, CASE_STRUCTURES, folder, "scan")
 
 
-def test_one_segment_per_nodule_and_the_tumour(written: tuple[Path, Path]) -> None:
+def test_one_segment_per_nodule_and_mass(written: tuple[Path, Path]) -> None:
     segmentation = slicerio.read_segmentation(str(written[0]), skip_voxels=True)
-    assert slicerio.segment_names(segmentation) == ["Right lung", "Left lung", "Lung tumour", "Nodule 1", "Nodule 2"]
+    assert slicerio.segment_names(segmentation) == ["Right lung", "Left lung", "Nodule 1", "Nodule 2", "Mass 3"]
     for index in (1, 2):
         segment = slicerio.segment_from_name(segmentation, f"Nodule {index}")
         structure = labels.nodule(index)
@@ -33,8 +33,9 @@ def test_one_segment_per_nodule_and_the_tumour(written: tuple[Path, Path]) -> No
         np.testing.assert_allclose(segment["color"], structure.color, atol=1e-4)
     colors = [tuple(np.round(segment["color"], 3)) for segment in segmentation["segments"]]
     assert len(set(colors)) == len(colors)
-    tumour = slicerio.segment_from_name(segmentation, "Lung tumour")
-    assert tumour["terminology"]["type"] == list(labels.TUMOUR.type)
+    mass = slicerio.segment_from_name(segmentation, "Mass 3")
+    assert mass["labelValue"] == labels.NODULE_BASE_VALUE + 3
+    assert mass["terminology"]["type"] == ["SCT", "4147007", "Mass"]
 
 
 def test_voxels_agree_with_the_label_image_and_nifti(written: tuple[Path, Path], lidc20_case: Case) -> None:
@@ -45,7 +46,7 @@ def test_voxels_agree_with_the_label_image_and_nifti(written: tuple[Path, Path],
 
 
 def test_a_nodule_missing_from_the_structures_is_refused(lidc20_case: Case, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"label values \[12\]"):
+    with pytest.raises(ValueError, match=r"label values \[12, 13\]"):
         write_segmentation_files(lidc20_case.label_image, labels.with_nodules(1), tmp_path, "scan")
 
 

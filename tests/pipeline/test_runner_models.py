@@ -23,7 +23,6 @@ from lungai.io.findings import ESTIMATE_LABEL, load_findings
 from lungai.pipeline.config import ALL_TASKS, RunConfig
 from lungai.pipeline.lung_rads import lung_rads_category
 from lungai.pipeline.availability import default_tasks, tasks_with_weights
-from lungai.pipeline.config import EXPERIMENTAL_WARNING
 from lungai.pipeline.runner import run_pipeline
 from lungai.preprocessing.candidates import find_candidates
 from lungai.weights.manifest import read_manifest
@@ -35,7 +34,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def tiny_release(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A manifest.json of the five pipeline models, each trained briefly."""
+    """A manifest.json of the four pipeline models, each trained briefly."""
     vois = require(data_root / "lidc_vois")
     root = tmp_path_factory.mktemp("tiny_weights")
     runs = {name: train_tiny(name, vois, root / "runs" / name) for name in PIPELINE_MODELS}
@@ -63,15 +62,22 @@ def full_run(tiny_release: Path, phantom_scan: Path, tmp_path_factory: pytest.Te
     config = RunConfig(input=phantom_scan, output=out, tasks=ALL_TASKS, device="cpu", manifest=tiny_release,
                        detection_threshold=0.0, max_nodules=3)
     with pytest.MonkeyPatch.context() as patch:
-        for module in ("runner", "detection", "tumour"):
+        for module in ("runner", "detection"):
             patch.setattr(f"lungai.pipeline.{module}.find_candidates", counted)
         result = run_pipeline(config, on_event=events.append)
     return result, out, events, len(searches)
 
 
-def test_default_tasks_are_all_but_the_experimental_when_every_model_is_installed(tiny_release: Path) -> None:
+def test_default_tasks_are_all_when_every_model_is_installed(tiny_release: Path) -> None:
     assert tasks_with_weights(read_manifest(tiny_release)) == ALL_TASKS
-    assert default_tasks(read_manifest(tiny_release)) == tuple(t for t in ALL_TASKS if t != "tumour")
+    assert default_tasks(read_manifest(tiny_release)) == ALL_TASKS
+
+
+def test_the_removed_tumour_task_is_refused_with_the_reason() -> None:
+    from lungai.pipeline.config import parse_tasks
+
+    with pytest.raises(ValueError, match="masses .* are found and segmented by the nodules task"):
+        parse_tasks("lungs,tumour")
 
 
 def test_weights_are_recorded_and_stages_run_in_order(full_run, tiny_release: Path) -> None:
@@ -84,11 +90,11 @@ def test_weights_are_recorded_and_stages_run_in_order(full_run, tiny_release: Pa
         assert info["sha256"] == manifest.get(name).sha256 and info["revision"] == "unpublished"
     assert findings["run"]["tasks"] == list(ALL_TASKS)
     started = [e.stage for e in events if e.event == "stage" and e.status == "started"]
-    assert started == ["read", "lungs", "nodules", "malignancy", "tumour", "emphysema", "write"]
-    assert EXPERIMENTAL_WARNING in findings["warnings"]
+    assert started == ["read", "lungs", "nodules", "malignancy", "emphysema", "write"]
+    assert findings["detection"]["operating_point"] == "custom" and findings["detection"]["known_limitations"]
 
 
-def test_the_nodule_and_tumour_stages_share_one_candidate_search(full_run) -> None:
+def test_one_candidate_search_per_run(full_run) -> None:
     *_, searches = full_run
     assert searches == 1
 
@@ -99,7 +105,9 @@ def test_nodules_in_findings_label_map_and_csv_agree(full_run) -> None:
     nodules = findings["nodules"]
     assert len(nodules) <= 3
     assert [n["id"] for n in nodules] == list(range(1, len(nodules) + 1))
-    scores = [n["detection_score"] for n in nodules]
+    masses = [n for n in nodules if n["detected_by"] == "mass"]
+    scores = [n["detection_score"] for n in nodules if n["detected_by"] == "blob"]
+    assert nodules[:len(masses)] == masses and all(n["detection_score"] is None for n in masses)
     assert scores == sorted(scores, reverse=True)
     label_map = sitk.ReadImage(str(out / "phantom_labels.nii.gz"))
     array = sitk.GetArrayFromImage(label_map)
@@ -118,26 +126,25 @@ def test_nodules_in_findings_label_map_and_csv_agree(full_run) -> None:
         mean = (nodule["long_axis_mm"] + nodule["short_axis_mm"]) / 2
         expected = lung_rads_category(nodule["type"], mean, nodule["solid_component_mm"])
         assert nodule["lung_rads"] == {"category": expected.category, "rule": "size rule"}
+        assert nodule["kind"] == ("mass" if nodule["long_axis_mm"] > 30 else "nodule")
     with (out / "nodules.csv").open() as stream:
         rows = list(csv.DictReader(stream))
     assert [int(r["id"]) for r in rows] == [n["id"] for n in nodules]
     assert [float(r["volume_mm3"]) for r in rows] == [n["volume_mm3"] for n in nodules]
-    tumour = findings["tumour"]
-    if tumour is None:
-        assert result.findings.tumour is None
-    else:
-        assert tumour["volume_ml"] > 0 and np.count_nonzero(array == labels.TUMOUR.value) > 0
+    assert [r["kind"] for r in rows] == [n["kind"] for n in nodules]
+    assert len(result.findings.nodules) == len(nodules)
 
 
 def test_missing_weights_stop_the_run_before_any_output(tiny_release: Path, phantom_scan: Path,
                                                         tmp_path: Path) -> None:
     data = json.loads(tiny_release.read_text())
-    data["models"] = [m for m in data["models"] if m["name"] != "r3d_denseunet"]
-    partial = tiny_release.parent / "manifest_without_tumour.json"
+    data["models"] = [m for m in data["models"] if m["name"] != "resnet50_3d"]
+    partial = tiny_release.parent / "manifest_without_resnet.json"
     partial.write_text(json.dumps(data))
-    assert "tumour" not in tasks_with_weights(read_manifest(partial))
-    with pytest.raises(WeightsError, match="the tumour task needs the r3d_denseunet weights") as error:
-        run_pipeline(RunConfig(input=phantom_scan, output=tmp_path / "out", tasks=("tumour",), manifest=partial))
+    assert "malignancy" not in tasks_with_weights(read_manifest(partial))
+    with pytest.raises(WeightsError, match="the malignancy task needs the resnet50_3d weights") as error:
+        run_pipeline(RunConfig(input=phantom_scan, output=tmp_path / "out", tasks=("malignancy",),
+                               manifest=partial))
     assert error.value.exit_code == 10
     assert not (tmp_path / "out").exists()
 

@@ -21,7 +21,6 @@ PIPELINE_MODELS: dict[str, str] = {
     "resunet3d": "nodule-seg",
     "resnet50_3d": "malignancy",
     "nodule_cnn2d": "malignancy",
-    "r3d_denseunet": "nodule-seg",
 }
 
 

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
+from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 import SimpleITK as sitk
 
 from lungai import labels
 from lungai.data.phantom import LUNG_HU, make_phantom
-from lungai.preprocessing.densitometry import DensitometryConfig, measure_densitometry
+from lungai.io.reader import read_scan
+from lungai.io.volume import CTVolume
+from lungai.preprocessing.densitometry import (LAA_856_NOTE, NO_HEADER_NOTE, DensitometryConfig, densitometry_notes,
+                                               densitometry_warnings, describe_acquisition, is_sharp_kernel,
+                                               measure_densitometry)
+from shared_data import require
+from synthetic_scans import box_phantom, write_dicom_series, write_image
 
 RIGHT, LEFT = labels.LUNG_RIGHT.value, labels.LUNG_LEFT.value
 
@@ -106,3 +116,73 @@ def test_phantom_matches_hand_computation() -> None:
     # Parenchyma is -850 HU with 20 HU noise: Perc15 near -850 - 1.04 * 20, almost no LAA-950.
     assert result.total.percentile_hu == pytest.approx(LUNG_HU - 1.04 * 20.0, abs=6.0)
     assert result.total.laa_percent[-950] < 0.5
+
+
+@pytest.mark.parametrize(("kernel", "sharp"), [
+    ("LUNG", True), ("BONEPLUS", True), ("EDGE", True), ("B70f", True), ("B60f", True), ("Br64", True),
+    ("Bl57", True), ("I70f", True), ("FC52", True), ("FC86", True), ("L", True), ("YA", True), ("YB", True),
+    ("Br59/3", True), ("Br38f\\3", False),
+    ("STANDARD", False), ("SOFT", False), ("B30f", False), ("B45f", False), ("Br38f/3", False), ("B", False),
+    ("C", False), ("FC18", False), ("", False), (None, False),
+])
+def test_the_sharp_kernel_table(kernel: str | None, sharp: bool) -> None:
+    assert is_sharp_kernel(kernel) is sharp
+
+
+def _series(folder: Path, thickness_mm: float, **attributes: str) -> Path:
+    """A small synthetic DICOM series with extra header attributes (e.g. ConvolutionKernel)."""
+    write_dicom_series(folder, box_phantom(shape=(12, 32, 32)), spacing=(0.7, 0.7, thickness_mm))
+    for path in sorted(folder.iterdir()):
+        ds = pydicom.dcmread(path)
+        for keyword, value in attributes.items():
+            setattr(ds, keyword, value)
+        ds.save_as(path)
+    return folder
+
+
+def test_header_warnings_on_a_thick_sharp_contrast_series(tmp_path: Path) -> None:
+    volume = read_scan(_series(tmp_path / "dicom", 5.0, ConvolutionKernel="B70f", ContrastBolusAgent="IV"))
+    acquisition = describe_acquisition(volume)
+    assert (acquisition.slice_thickness_mm, acquisition.thickness_source) == (5.0, "DICOM SliceThickness")
+    assert (acquisition.kernel, acquisition.contrast_agent) == ("B70f", "IV")
+    thickness, kernel, contrast = densitometry_warnings(acquisition)
+    assert "slices are 5.0 mm thick" in thickness and "'B70f'" in kernel and "'IV'" in contrast
+    assert densitometry_notes(acquisition) == [LAA_856_NOTE]
+
+
+def test_no_header_warnings_on_a_thin_standard_plain_series(tmp_path: Path) -> None:
+    volume = read_scan(_series(tmp_path / "dicom", 3.0, ConvolutionKernel="STANDARD", ContrastBolusAgent="NONE"))
+    acquisition = describe_acquisition(volume)
+    assert acquisition.contrast_agent is None and acquisition.slice_thickness_mm == 3.0  # 3 mm is not above 3
+    assert densitometry_warnings(acquisition) == []
+
+
+def test_input_without_a_header_uses_the_spacing_and_says_what_was_not_checked(tmp_path: Path) -> None:
+    volume = read_scan(write_image(box_phantom(), tmp_path / "scan.nrrd", spacing=(0.7, 0.7, 5.0)))
+    acquisition = describe_acquisition(volume)
+    assert (acquisition.slice_thickness_mm, acquisition.thickness_source) == (5.0, "voxel spacing")
+    assert acquisition.kernel is None and acquisition.contrast_agent is None
+    [thickness] = densitometry_warnings(acquisition)
+    assert "(voxel spacing;" in thickness
+    assert densitometry_notes(acquisition) == [LAA_856_NOTE, NO_HEADER_NOTE]
+
+
+def _first_header(archive: Path) -> pydicom.Dataset:
+    with zipfile.ZipFile(archive) as files:
+        name = sorted(n for n in files.namelist() if n.endswith(".dcm"))[0]
+        return pydicom.dcmread(io.BytesIO(files.read(name)), stop_before_pixels=True)
+
+
+@pytest.mark.parametrize(("archive", "expected"), [
+    # Philips, 5 mm, kernel L (lung), no ContrastBolusAgent
+    ("lung_pet_ct_dx/A0001/dicom.zip", ["slices are 5.0 mm thick", "sharp reconstruction kernel 'L'"]),
+    # GE, 2.5 mm, STANDARD kernel, ContrastBolusAgent IV
+    ("lidc_scans/LIDC-IDRI-0001/dicom.zip", ["contrast-enhanced scan (DICOM ContrastBolusAgent 'IV')"]),
+])
+def test_header_warnings_on_real_dicom(data_root: Path, archive: str, expected: list[str]) -> None:
+    header = _first_header(require(data_root / archive))
+    volume = CTVolume(image=sitk.Image(8, 8, 8, sitk.sitkInt16), source=archive, format="dicom-zip",
+                      dicom_headers=[header])
+    warnings = densitometry_warnings(describe_acquisition(volume))
+    assert len(warnings) == len(expected)
+    assert all(text in warning for text, warning in zip(expected, warnings))

@@ -65,13 +65,13 @@ def test_task_availability_follows_the_installed_weights() -> None:
     assert list(availability) == list(ALL_TASKS)
     assert [task for task, available in availability.items() if available] == list(tasks_with_weights(read_manifest()))
     empty = task_availability(Manifest())
-    assert empty["lungs"] and not empty["nodules"] and not empty["malignancy"] and not empty["tumour"]
+    assert empty["lungs"] and not empty["nodules"] and not empty["malignancy"]
 
 
 def test_selected_tasks_keep_the_available_ones_in_pipeline_order() -> None:
     assert selected_tasks(["emphysema", "lungs"]) == ("lungs", "emphysema")
-    assert selected_tasks(["nodules", "tumour", "emphysema"], available=("lungs", "emphysema")) == ("emphysema",)
-    assert selected_tasks(["tumour"], available=("lungs",)) == ("lungs",)
+    assert selected_tasks(["nodules", "malignancy", "emphysema"], available=("lungs", "emphysema")) == ("emphysema",)
+    assert selected_tasks(["malignancy"], available=("lungs",)) == ("lungs",)
     assert selected_tasks([]) == ("lungs",)
 
 

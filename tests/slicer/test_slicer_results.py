@@ -28,7 +28,6 @@ FINDINGS: dict[str, Any] = {
         "total": {"laa_950_percent": 2.57, "laa_910_percent": 19.4, "laa_856_percent": 61.0, "perc15_hu": -917.0}},
         "model_probability": None},
     "nodules": [],
-    "tumour": None,
     "warnings": [],
     "run": {"tasks": ["lungs", "emphysema"]},
 }
@@ -106,17 +105,24 @@ def test_summary_of_a_lungs_and_emphysema_run() -> None:
 
 def test_summary_of_a_run_with_every_task() -> None:
     emphysema = {**FINDINGS["emphysema"], "model_probability": 0.81}
-    findings = findings_with(emphysema=emphysema, tumour={"volume_ml": 12.34}, warnings=["slices are 5 mm thick"],
-                             run={"tasks": ["lungs", "nodules", "malignancy", "tumour", "emphysema"]})
+    findings = findings_with(emphysema=emphysema, warnings=["slices are 5 mm thick"],
+                             run={"tasks": ["lungs", "nodules", "malignancy", "emphysema"]})
     lines = summary_text(findings, 2, 1, 0.5).splitlines()
     assert lines[2:] == ["Emphysema model: probability 0.81 (model estimate, not a diagnosis)",
                          "Nodules: 2 shown, 1 below the operating point 0.50 hidden",
-                         "Tumour: 12.3 mL", "Warning: slices are 5 mm thick"]
+                         "Warning: slices are 5 mm thick"]
+
+
+def test_the_summary_shows_the_emphysema_model_caveat() -> None:
+    assert "Emphysema model" not in summary_text(FINDINGS, 0, 0, 0.5)  # a default run has no probability
+    emphysema = {**FINDINGS["emphysema"], "model_probability": 0.93, "model_caveat": "demonstration weights"}
+    lines = summary_text(findings_with(emphysema=emphysema), 0, 0, 0.5).splitlines()
+    assert lines[2] == "Emphysema model: probability 0.93 (model estimate, not a diagnosis; demonstration weights)"
 
 
 def test_summary_says_when_nothing_was_found() -> None:
-    findings = findings_with(run={"tasks": ["lungs", "nodules", "tumour"]}, emphysema=None)
-    assert summary_text(findings, 0, 0, 0.5).splitlines()[1:] == ["Nodules: none found", "Tumour: none found"]
+    findings = findings_with(run={"tasks": ["lungs", "nodules"]}, emphysema=None)
+    assert summary_text(findings, 0, 0, 0.5).splitlines()[1:] == ["Nodules: none found"]
 
 
 def test_save_report_copies_the_files_named_after_the_scan(tmp_path: Path) -> None:

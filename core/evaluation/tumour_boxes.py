@@ -1,44 +1,21 @@
-"""Per-slice overlap of ``lungai run --tasks tumour`` with Lung-PET-CT-Dx tumour boxes.
+"""Per-slice tumour boxes (Lung-PET-CT-Dx) and how a predicted lesion mask overlaps them.
 
 The Lung-PET-CT-Dx scans come with per-slice tumour bounding boxes (``boxes/<SOPInstanceUID>.xml``,
-Pascal VOC pixel coordinates of that DICOM image). This runs the real pipeline (tumour task
-only) on the scan's ``dicom.zip``, reads the tumour label (``labels.TUMOUR``) back from the
-written label map and reports, over the slices that have a box:
-
-- ``slices_hit``: the fraction of box slices where the predicted tumour overlaps the box;
-- ``mean_box_iou``: the mean IoU between the box and the bounding box of the predicted tumour
-  on that slice (0 where nothing is predicted);
-- ``inside_fraction``: the fraction of predicted tumour voxels (on all slices) inside a box;
-- ``false_slices``: slices with predicted tumour and no box.
-
-Usage::
-
-    python benchmarks/eval_tumour_boxes.py ../shared/data/lung_pet_ct_dx/A0001 [--weights-manifest M] [--json out.json]
+Pascal VOC pixel coordinates of that DICOM image). :func:`read_boxes` places them on the LPS grid
+of the scan as LungAI reads it; :func:`box_overlap` compares a mask with them slice by slice.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
-import json
-import logging
-import sys
-import tempfile
 import xml.etree.ElementTree as ET
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import SimpleITK as sitk
-
-from lungai import labels
-from lungai.io.reader import read_scan, scan_stem
-from lungai.pipeline.config import RunConfig
-from lungai.pipeline.runner import run_pipeline
-
-logger = logging.getLogger("eval_tumour_boxes")
 
 
 @dataclass(frozen=True)
@@ -58,10 +35,13 @@ class BoxOverlap:
 
     box_slices: int
     slices_hit: float
+    slices_iou_0_5: float
     mean_box_iou: float
     inside_fraction: float
     false_slices: int
     predicted_ml: float
+    masses: int = 0
+    other_lesions: int = 0
 
 
 def _dicom_geometry(zip_path: Path) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -103,7 +83,7 @@ def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
 
 
 def box_overlap(tumour: np.ndarray, boxes: list[SliceBox], voxel_ml: float) -> BoxOverlap:
-    """Compare a predicted tumour mask ``(z, y, x)`` with the boxes."""
+    """Compare a predicted mass mask ``(z, y, x)`` with the boxes."""
     hits, ious = [], []
     inside = np.zeros(tumour.shape, bool)
     for box in boxes:
@@ -117,38 +97,7 @@ def box_overlap(tumour: np.ndarray, boxes: list[SliceBox], voxel_ml: float) -> B
     predicted_slices = set(np.nonzero(tumour.any(axis=(1, 2)))[0].tolist())
     total = int(np.count_nonzero(tumour))
     return BoxOverlap(box_slices=len(box_slices), slices_hit=round(float(np.mean(hits)), 3),
+                      slices_iou_0_5=round(float(np.mean(np.asarray(ious) >= 0.5)), 3),
                       mean_box_iou=round(float(np.mean(ious)), 3),
                       inside_fraction=round(float(np.count_nonzero(tumour & inside)) / total, 3) if total else 0.0,
                       false_slices=len(predicted_slices - box_slices), predicted_ml=round(total * voxel_ml, 1))
-
-
-def evaluate(folder: Path, manifest: Path | None, device: str = "cpu") -> BoxOverlap:
-    """Run the tumour task on ``folder/dicom.zip`` and compare it with ``folder/boxes``."""
-    scan = folder / "dicom.zip"
-    image = read_scan(scan).image
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "out"
-        run_pipeline(RunConfig(input=scan, output=out, tasks=("tumour",), device=device, manifest=manifest))
-        written = sitk.DICOMOrient(sitk.ReadImage(str(out / f"{scan_stem(scan)}_labels.nii.gz")), "LPS")
-    tumour = sitk.GetArrayFromImage(written) == labels.TUMOUR.value
-    return box_overlap(tumour, read_boxes(folder, image), float(np.prod(image.GetSpacing())) / 1000.0)
-
-
-def main() -> None:
-    """Command line."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path, help="a Lung-PET-CT-Dx case folder (dicom.zip, boxes/)")
-    parser.add_argument("--weights-manifest", type=Path, default=None)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    result = evaluate(args.folder, args.weights_manifest, args.device)
-    text = json.dumps(asdict(result), indent=2)
-    sys.stdout.write(text + "\n")
-    if args.json:
-        args.json.write_text(text + "\n")
-
-
-if __name__ == "__main__":
-    main()

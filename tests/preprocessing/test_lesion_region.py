@@ -1,0 +1,107 @@
+"""The lesion search region, mass candidates and the lesion plausibility check."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from lungai import labels
+from lungai.preprocessing.lesion_region import (
+    MIN_THICKNESS_RATIO,
+    inscribed_diameter_mm,
+    lesion_plausibility,
+    lesion_region,
+    mass_mask,
+)
+
+SPACING = 2.0  # mm, isotropic
+SHAPE = (60, 80, 100)  # z, y, x voxels
+
+
+def _ball(centre_mm: tuple[float, float, float], radius_mm: float) -> np.ndarray:
+    z, y, x = np.ogrid[: SHAPE[0], : SHAPE[1], : SHAPE[2]]
+    cz, cy, cx = (c / SPACING for c in centre_mm)
+    return (z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2 <= (radius_mm / SPACING) ** 2
+
+
+def _images(hu: np.ndarray, lungs: np.ndarray) -> tuple[sitk.Image, sitk.Image]:
+    image = sitk.GetImageFromArray(hu.astype(np.int16))
+    image.SetSpacing((SPACING,) * 3)
+    label_image = sitk.GetImageFromArray(lungs.astype(np.uint8))
+    label_image.CopyInformation(image)
+    return image, label_image
+
+
+def _scan_with_mass(mass_radius_mm: float) -> tuple[sitk.Image, sitk.Image, np.ndarray]:
+    """A left 'lung' (a 40 mm ball of air) that has lost a ball of tissue on its side to a mass."""
+    lung_ball = _ball((60.0, 80.0, 100.0), 40.0)
+    mass = _ball((60.0, 80.0, 120.0), mass_radius_mm)
+    hu = np.full(SHAPE, 40, np.int16)  # soft tissue around the lung (chest wall, mediastinum)
+    hu[lung_ball] = -850
+    hu[mass] = 30
+    lungs = np.where(lung_ball & ~mass, labels.LUNG_LEFT.value, 0)
+    return *_images(hu, lungs), mass
+
+
+def test_a_mass_that_replaces_lung_is_in_the_region_and_a_candidate():
+    image, lungs, mass = _scan_with_mass(18.0)
+    assert not (sitk.GetArrayViewFromImage(lungs)[mass] > 0).any()  # outside the anatomical mask
+    found = lesion_region(image, lungs)
+    inside = np.count_nonzero(found.region & mass) / np.count_nonzero(mass)
+    assert inside > 0.5
+    assert len(found.masses) == 1
+    centre = np.asarray(found.masses[0].centre_lps_mm)
+    assert np.linalg.norm(centre - np.array([120.0, 80.0, 60.0])) < 10.0
+    box, segmented = mass_mask(found.masses[0], image, found.region)
+    full = np.zeros(SHAPE, bool)
+    full[box] = segmented
+    dice = 2 * np.count_nonzero(full & mass) / (np.count_nonzero(full) + np.count_nonzero(mass))
+    assert dice > 0.5
+
+
+def test_a_small_nodule_is_not_a_mass_candidate():
+    image, lungs, _ = _scan_with_mass(6.0)
+    assert lesion_region(image, lungs).masses == []
+
+
+def test_healthy_lung_has_no_mass_candidates_and_a_region_that_covers_it():
+    lung_ball = _ball((60.0, 80.0, 100.0), 40.0)
+    hu = np.where(lung_ball, -850, 40).astype(np.int16)
+    hu[28:32, 38:42, :] = 40  # a vessel crossing the lung
+    lungs = np.where(lung_ball, labels.LUNG_RIGHT.value, 0)
+    image, label_image = _images(hu, lungs)
+    found = lesion_region(image, label_image)
+    assert found.masses == []
+    assert found.region[lung_ball].all()
+    # the chest wall far from the lung stays outside
+    assert not found.region[:, :, :5].any()
+
+
+@pytest.mark.parametrize("length_mm", [30.0, 60.0])
+def test_a_tube_is_implausible_a_ball_is_not(length_mm):
+    spacing = (1.0, 1.0, 1.0)
+    region = np.ones((70, 70, 70), bool)
+    box = (slice(0, 70),) * 3
+    tube = np.zeros((70, 70, 70), bool)
+    tube[33:37, 33:37, 5:5 + int(length_mm)] = True
+    reason = lesion_plausibility(tube, box, region, spacing, long_axis_mm=length_mm)
+    assert reason is not None and "tubular" in reason
+    ball = np.zeros((70, 70, 70), bool)
+    z, y, x = np.ogrid[:70, :70, :70]
+    ball[(z - 35) ** 2 + (y - 35) ** 2 + (x - 35) ** 2 <= 10 ** 2] = True
+    assert inscribed_diameter_mm(ball, spacing) / 21.0 > MIN_THICKNESS_RATIO
+    assert lesion_plausibility(ball, box, region, spacing, long_axis_mm=21.0) is None
+
+
+def test_a_lesion_mostly_outside_the_region_is_implausible():
+    spacing = (1.0, 1.0, 1.0)
+    ball = np.zeros((30, 30, 30), bool)
+    z, y, x = np.ogrid[:30, :30, :30]
+    ball[(z - 15) ** 2 + (y - 15) ** 2 + (x - 15) ** 2 <= 8 ** 2] = True
+    region = np.zeros((30, 30, 30), bool)
+    region[:, :, :10] = True  # only a slab of the ball is in the lungs' region
+    box = (slice(0, 30),) * 3
+    assert "outside" in lesion_plausibility(ball, box, region, spacing, long_axis_mm=17.0)
+    region[:, :, :] = True
+    assert lesion_plausibility(ball, box, region, spacing, long_axis_mm=17.0) is None
