@@ -5,7 +5,7 @@ as a user sees them. Stage times come from the run's ``findings.json``; the peak
 is the child process's maximum resident set size.
 
 Every task whose weights are installed runs (``--tasks`` to choose), so the table has one row
-per stage: read, lungs, nodules, malignancy, tumour, emphysema, write.
+per stage: read, lungs, nodules, malignancy, emphysema, write.
 
 Usage::
 

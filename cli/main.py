@@ -68,7 +68,7 @@ def _device_callback(_ctx: click.Context, _param: click.Parameter, value: str) -
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
 def cli(verbose: int, quiet: bool) -> None:
-    """LungAI: lungs, nodules, malignancy, tumours and emphysema from a chest CT.
+    """LungAI: lungs, nodules and masses, malignancy and emphysema from a chest CT.
 
     Research software, not for clinical use without local validation.
     """
@@ -81,8 +81,8 @@ def cli(verbose: int, quiet: bool) -> None:
               help="Output folder (default: ./<scan name>_lungai). Must not exist unless --overwrite.")
 @click.option("--tasks", callback=_tasks_callback, default=None, metavar="LIST",
               help=f"Comma-separated tasks from {', '.join(ALL_TASKS)} "
-                   "(default: every task whose model weights are installed, except the experimental tumour; "
-                   "`lungai info`). "
+                   "(default: every task whose model weights are installed; `lungai info`). "
+                   "Nodules include masses (lesions over 30 mm). "
                    "The lung mask is always computed; malignancy adds nodules.")
 @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]|mps",
               callback=_device_callback, help="Where models run.")

@@ -7,10 +7,15 @@ size whatever grid :class:`PhantomConfig` asks for (a grid smaller than about 29
 
 - body: an elliptic cylinder of soft tissue (40 HU) under a 10 mm fat layer (-100 HU), a
   vertebral column (350 HU) and nine ribs (700 HU) slanting around the chest wall;
-- lungs: two ellipsoids of parenchyma (-850 HU), about 1.2 L each, with a seeded tree of
-  branching vessels (40 HU, non-contrast blood) from each hilum that reaches the whole lung:
-  seven generations whose radii shrink by Murray's law (2^(-1/3) per branching, 3.5 mm to
-  0.9 mm), drawn with a partial-volume edge;
+- lungs: two ellipsoids of parenchyma (-850 HU), about 1.2 L each, each with a seeded
+  pulmonary artery tree (40 HU, non-contrast blood) that reaches the whole lung. The
+  artery's 14 mm trunk runs in the mediastinum to the hilum, which lies just medial to the
+  lung's medial surface, so only its end indents the lung; there it divides into two lobar
+  branches that enter the lung. From them to the tips the tree has seven generations of
+  Y-shaped bifurcations (a daughter turns at most 70 degrees from its parent). Each segment
+  tapers by 5 % along its length and its daughters' radii follow Murray's law (r^3 of the
+  parent = the sum of the daughters' r^3), from 5.3 mm in the lobar branches to 0.9 mm at
+  the tips; the vessels have a partial-volume edge;
 - parenchymal texture: smooth random variation of the lung tissue (about 12 HU, 2 mm grain),
   on top of the scanner noise below;
 - airways: a trachea (air, -1000 HU) from the top of the volume to a carina, where it splits
@@ -23,10 +28,11 @@ size whatever grid :class:`PhantomConfig` asks for (a grid smaller than about 29
   depend on the seed, so the truth is the same for every phantom;
 - outside air (-1000 HU), a slight blur and seeded Gaussian noise.
 
-Not modelled: fissures, the denser dependent (posterior) lung, heart and great vessels,
-contrast, beam hardening and streaks. The phantom is a check that the pipeline runs and that
-its measurements are right where it finds a nodule; it is not evidence of detection
-performance on real scans.
+Not modelled: fissures, the denser dependent (posterior) lung, heart and great vessels (the
+arteries' trunks are soft tissue among soft tissue), pulmonary veins (a tree of their own),
+bronchi beyond the main bronchi, contrast, beam hardening and streaks. The phantom is a
+check that the pipeline runs and that its measurements are right where it finds a nodule;
+it is not evidence of detection performance on real scans.
 
 The image is int16 HU in LPS with identity direction; the same seed gives the same phantom.
 """
@@ -71,10 +77,14 @@ _TRACHEA_RADIUS_MM = 8.0
 _BRONCHUS_RADIUS_MM = 5.5
 _BRONCHUS_ENDS = {labels.LUNG_RIGHT.value: (-32.0, 5.0, 5.0),
                   labels.LUNG_LEFT.value: (32.0, 5.0, 5.0)}
-_HILA = {labels.LUNG_RIGHT.value: (-24.0, 8.0, 0.0), labels.LUNG_LEFT.value: (24.0, 8.0, 0.0)}
+_HILUM_Y_Z = (8.0, 0.0)  # the hila's height and depth (mm): below the carina, mid-chest
+_HILUM_DEPTH_MM = 2.0  # each hilum lies this far medial to its lung's medial surface
+_PULMONARY_BIFURCATION = (0.0, 4.0, 4.0)  # the pulmonary trunk divides here, in the mediastinum
 _VESSEL_GENERATIONS = 7
-_VESSEL_ROOT_RADIUS_MM = 3.5
+_VESSEL_TRUNK_RADIUS_MM = 7.0  # right and left pulmonary arteries, 14 mm across, mediastinal
+_VESSEL_TAPER = 0.95  # a segment's radius at its end over its radius at its start
 _VESSEL_BRANCH_RATIO = 2.0 ** (-1.0 / 3.0)  # Murray's law for two equal daughter branches
+_VESSEL_MAX_BRANCH_ANGLE_DEG = 70.0  # a daughter turns at most this far from its parent
 _VESSEL_EDGE_MM = 0.5  # width of the partial-volume ramp across a vessel's wall
 _TEXTURE_GRAIN_MM = 2.0  # Gaussian correlation length of the parenchymal texture
 _SOLID_EDGE_MM = 0.4  # logistic scale of a solid edge: 10-90 % over about 1.8 mm, before the blur
@@ -193,7 +203,7 @@ def make_phantom(config: PhantomConfig | None = None) -> Phantom:
         lung = _ellipsoid(grid, centre, semi_axes)
         lung_labels[lung] = value
         hu[lung] = LUNG_HU
-        _draw_vessel_tree(hu, grid, lung, np.array(_HILA[value]), centre, semi_axes, rng)
+        _draw_vessel_tree(hu, grid, lung, centre, semi_axes, rng)
     _draw_airways(hu, grid)
     nodule_labels = _draw_nodules(hu, grid, lung_labels > 0)
     _add_texture(hu, grid, lung_labels > 0, rng)
@@ -245,13 +255,20 @@ def _draw_body(hu: np.ndarray, grid: _Coordinates) -> None:
 def _segment_distance(grid: _Coordinates, start: np.ndarray, end: np.ndarray,
                       box: tuple[slice, slice, slice]) -> np.ndarray:
     """Distance (mm) from the voxels of ``box`` to the segment ``start``-``end``."""
+    return _segment_projection(grid, start, end, box)[0]
+
+
+def _segment_projection(grid: _Coordinates, start: np.ndarray, end: np.ndarray,
+                        box: tuple[slice, slice, slice]) -> tuple[np.ndarray, np.ndarray]:
+    """Distance (mm) from the voxels of ``box`` to the segment, and where along it (0 to 1) they lie."""
     x, y, z = grid.x[..., box[2]], grid.y[:, box[1], :], grid.z[box[0]]
     axis = end - start
     length2 = max(float(axis @ axis), 1e-9)
     t = np.clip(((x - start[0]) * axis[0] + (y - start[1]) * axis[1]
                  + (z - start[2]) * axis[2]) / length2, 0.0, 1.0)
-    return np.sqrt((x - start[0] - t * axis[0]) ** 2 + (y - start[1] - t * axis[1]) ** 2
-                   + (z - start[2] - t * axis[2]) ** 2)
+    distance = np.sqrt((x - start[0] - t * axis[0]) ** 2 + (y - start[1] - t * axis[1]) ** 2
+                       + (z - start[2] - t * axis[2]) ** 2)
+    return distance, t
 
 
 def _box(grid: _Coordinates, start: np.ndarray, end: np.ndarray,
@@ -274,28 +291,68 @@ def _draw_tube(hu: np.ndarray, grid: _Coordinates, start: np.ndarray, end: np.nd
     hu[box][inside] = value
 
 
-def _draw_vessel_tree(hu: np.ndarray, grid: _Coordinates, lung: np.ndarray, hilum: np.ndarray,
+def _draw_vessel_tree(hu: np.ndarray, grid: _Coordinates, lung: np.ndarray,
                       centre: tuple[float, float, float], semi_axes: tuple[float, float, float],
                       rng: np.random.Generator) -> None:
-    """A space-filling tree of vessels from the hilum that reaches every part of the lung.
+    """A pulmonary artery from the mediastinum and its space-filling tree through the lung.
 
-    ``2 ** _VESSEL_GENERATIONS`` random points stand for the lung's territories. Each branch
-    feeds a set of them: it splits the set in two halves across its widest direction, and each
-    daughter runs from the branch's end towards the centre of its half (60 % of the way, all of
-    it in the last generation, which ends at the points themselves).
+    The artery's trunk runs in the mediastinum from :data:`_PULMONARY_BIFURCATION` to the
+    hilum, just medial to the lung (only its end touches the lung's medial surface), and
+    divides there into two lobar branches that enter the lung. ``2 ** _VESSEL_GENERATIONS``
+    random points stand for the lung's territories. Each branch feeds a set of them: it splits
+    the set in two halves across its widest direction, and each daughter runs from the
+    branch's end towards the centre of its half (60 % of the way, all of it in the last
+    generation, which ends at or near the points themselves), turning at most
+    ``_VESSEL_MAX_BRANCH_ANGLE_DEG`` from its parent, so bifurcations are Y-shaped and no
+    daughter doubles back along its parent. Every segment tapers by ``_VESSEL_TAPER`` along
+    its length and its daughters start at Murray's radius for its end, so the radius falls
+    smoothly from 5.3 mm in the lobar branches to 0.9 mm at the tips.
     """
+    hilum = _hilum(centre, semi_axes)
+    trunk_start = np.array(_PULMONARY_BIFURCATION)
+    trunk_end_radius = _VESSEL_TRUNK_RADIUS_MM * _VESSEL_TAPER
+    _draw_vessel(hu, grid, trunk_start, hilum, _VESSEL_TRUNK_RADIUS_MM, trunk_end_radius, lung)
     points = np.array([_random_point_in_ellipsoid(centre, semi_axes, rng, 0.9)
                        for _ in range(2 ** _VESSEL_GENERATIONS)])
-    branches = [(hilum, _VESSEL_ROOT_RADIUS_MM, points)]
+    branches = [(hilum, hilum - trunk_start, trunk_end_radius * _VESSEL_BRANCH_RATIO, points)]
     for generation in range(_VESSEL_GENERATIONS):
         reach = 1.0 if generation == _VESSEL_GENERATIONS - 1 else 0.6
         next_branches = []
-        for start, radius, territory in branches:
+        for start, heading, radius, territory in branches:
             for half in _halves(territory):
-                end = start + reach * (half.mean(axis=0) - start)
-                _draw_vessel(hu, grid, start, end, radius, lung)
-                next_branches.append((end, radius * _VESSEL_BRANCH_RATIO, half))
+                end = _within_branch_angle(start, start + reach * (half.mean(axis=0) - start), heading)
+                end_radius = radius * _VESSEL_TAPER
+                _draw_vessel(hu, grid, start, end, radius, end_radius, lung)
+                next_branches.append((end, end - start, end_radius * _VESSEL_BRANCH_RATIO, half))
         branches = next_branches
+    logger.debug("vessel tree from hilum %s, lobar radius %.2f mm", np.round(hilum, 1),
+                 trunk_end_radius * _VESSEL_BRANCH_RATIO)
+
+
+def _hilum(centre: tuple[float, float, float], semi_axes: tuple[float, float, float]) -> np.ndarray:
+    """The lung's hilum: ``_HILUM_DEPTH_MM`` medial to its medial surface at ``_HILUM_Y_Z``."""
+    y, z = _HILUM_Y_Z
+    across = semi_axes[0] * np.sqrt(1.0 - ((y - centre[1]) / semi_axes[1]) ** 2
+                                    - ((z - centre[2]) / semi_axes[2]) ** 2)
+    medial = -np.sign(centre[0])  # towards the midline
+    return np.array([centre[0] + medial * (across + _HILUM_DEPTH_MM), y, z])
+
+
+def _within_branch_angle(start: np.ndarray, end: np.ndarray, heading: np.ndarray) -> np.ndarray:
+    """``end``, turned about ``start`` towards ``heading`` if it lies beyond the largest branch angle."""
+    offset = end - start
+    length = float(np.linalg.norm(offset))
+    forward = heading / max(float(np.linalg.norm(heading)), 1e-9)
+    if length < 1e-9:
+        return end
+    limit = np.deg2rad(_VESSEL_MAX_BRANCH_ANGLE_DEG)
+    if float(offset @ forward) >= length * np.cos(limit):
+        return end
+    sideways = offset - float(offset @ forward) * forward
+    if float(np.linalg.norm(sideways)) < 1e-9:  # straight back: turn any way
+        sideways = np.cross(forward, [1.0, 0.0, 0.0] if abs(forward[0]) < 0.9 else [0.0, 1.0, 0.0])
+    sideways /= float(np.linalg.norm(sideways))
+    return start + length * (np.cos(limit) * forward + np.sin(limit) * sideways)
 
 
 def _halves(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -308,11 +365,15 @@ def _halves(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _draw_vessel(hu: np.ndarray, grid: _Coordinates, start: np.ndarray, end: np.ndarray,
-                 radius: float, lung: np.ndarray) -> None:
-    """A vessel segment in the lung, its wall a linear partial-volume ramp of ``_VESSEL_EDGE_MM``."""
-    box = _box(grid, start, end, radius + _VESSEL_EDGE_MM)
-    distance = _segment_distance(grid, start, end, box)
-    fraction = np.clip((radius - distance) / _VESSEL_EDGE_MM + 0.5, 0.0, 1.0) * lung[box]
+                 radius: float, end_radius: float, lung: np.ndarray) -> None:
+    """A vessel segment in the lung, tapering linearly from ``radius`` to ``end_radius``.
+
+    Its wall is a linear partial-volume ramp of ``_VESSEL_EDGE_MM``; only lung voxels take it.
+    """
+    box = _box(grid, start, end, max(radius, end_radius) + _VESSEL_EDGE_MM)
+    distance, position = _segment_projection(grid, start, end, box)
+    local_radius = radius + position * (end_radius - radius)
+    fraction = np.clip((local_radius - distance) / _VESSEL_EDGE_MM + 0.5, 0.0, 1.0) * lung[box]
     region = hu[box]
     region += (fraction * (VESSEL_HU - region)).astype(region.dtype)
 

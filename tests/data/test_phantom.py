@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 
 from lungai import labels
-from lungai.data.phantom import (AIR_HU, GROUND_GLASS_HU, LUNG_HU, PARENCHYMA_TEXTURE_SD_HU,
-                                 PART_SOLID_GLASS_HU, RIB_HU, SOLID_HU, Phantom, PhantomConfig,
+from lungai.data.phantom import (_LUNGS, AIR_HU, GROUND_GLASS_HU, LUNG_HU, PARENCHYMA_TEXTURE_SD_HU,
+                                 PART_SOLID_GLASS_HU, RIB_HU, SOLID_HU, Phantom, PhantomConfig, _hilum,
                                  make_phantom)
 
 RIGHT, LEFT = labels.LUNG_RIGHT.value, labels.LUNG_LEFT.value
@@ -17,6 +18,11 @@ RIGHT, LEFT = labels.LUNG_RIGHT.value, labels.LUNG_LEFT.value
 @pytest.fixture(scope="module")
 def phantom() -> Phantom:
     return make_phantom()
+
+
+@pytest.fixture(scope="module")
+def quiet() -> Phantom:
+    return make_phantom(PhantomConfig(noise_sd_hu=0.0))
 
 
 def _array(image: sitk.Image) -> np.ndarray:
@@ -126,8 +132,7 @@ def test_nodule_edges_are_soft(phantom: Phantom) -> None:
     assert LUNG_HU + 30.0 < np.median(hu[outer]) < GROUND_GLASS_HU - 50.0  # haze beyond the outline
 
 
-def test_parenchyma_has_texture_and_vessels_everywhere() -> None:
-    quiet = make_phantom(PhantomConfig(noise_sd_hu=0.0))
+def test_parenchyma_has_texture_and_vessels_everywhere(quiet: Phantom) -> None:
     hu = _array(quiet.image).astype(float)
     lungs = _array(quiet.lung_labels)
     tissue = hu[(lungs > 0) & (hu < -750) & (_array(quiet.nodule_labels) == 0)]
@@ -141,6 +146,37 @@ def test_parenchyma_has_texture_and_vessels_everywhere() -> None:
             in_lung = lungs[third] == value
             vessel_fraction = np.mean(hu[third][in_lung] > -300)
             assert 0.002 < vessel_fraction < 0.1, (value, vessel_fraction)
+
+
+def test_hila_lie_at_the_lungs_medial_surface(phantom: Phantom) -> None:
+    """The pulmonary arteries enter each lung at its mediastinal surface, not deep inside it."""
+    lungs = _array(phantom.lung_labels)
+    hu = _array(phantom.image)
+    for value, (centre, semi_axes) in _LUNGS.items():
+        hilum = _hilum(centre, semi_axes)
+        lateral = np.sign(centre[0])  # away from the midline, into the lung
+        assert abs(hilum[0]) < abs(centre[0])
+        index = phantom.image.TransformPhysicalPointToIndex(tuple(hilum))[::-1]
+        assert lungs[index] == 0 and hu[index] > -100  # mediastinal soft tissue, the trunk's end
+        inside = phantom.image.TransformPhysicalPointToIndex(tuple(hilum + [lateral * 4.0, 0.0, 0.0]))[::-1]
+        assert lungs[inside] == value
+
+
+def test_vessels_taper_from_the_hilum_without_knots(quiet: Phantom) -> None:
+    """Inside the lung no vessel is thicker than the lobar branches, and thick ones stay near the hilum."""
+    hu = _array(quiet.image)
+    lungs = _array(quiet.lung_labels)
+    near_nodule = ndimage.binary_dilation(_array(quiet.nodule_labels) > 0, iterations=4)
+    vessels = (hu > -300) & (lungs > 0) & ~near_nodule
+    depth = ndimage.distance_transform_edt(vessels, sampling=quiet.image.GetSpacing()[::-1])
+    assert depth.max() < 5.5  # the lobar branches' radius: junctions do not form balls
+    image = quiet.image
+    for value, (centre, semi_axes) in _LUNGS.items():
+        thick = np.argwhere((depth >= 3.0) & (lungs == value))  # vessels 6 mm across and more
+        assert len(thick) > 0
+        points = np.array([image.TransformIndexToPhysicalPoint([int(i) for i in index[::-1]])
+                           for index in thick])
+        assert np.linalg.norm(points - _hilum(centre, semi_axes), axis=1).max() < 85.0
 
 
 def test_other_grid_keeps_physical_anatomy() -> None:
