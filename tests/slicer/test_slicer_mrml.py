@@ -275,7 +275,7 @@ def test_lidc_segmentation_matches_its_seg_nrrd(lidc_results: tuple[LoadedResult
     nodules = load_findings(output / "findings.json")["nodules"]
     assert nodules, "the shipped detector finds the scan's 24 mm nodule"
     assert [segment.GetName() for segment in segments(results.segmentation).values()] == \
-        ["Right lung", "Left lung", *(f"Nodule {nodule['id']}" for nodule in nodules)]
+        ["Right lung", "Left lung", *(f"{nodule['kind'].capitalize()} {nodule['id']}" for nodule in nodules)]
     assert_matches_seg_nrrd(results.segmentation, output / "dicom.seg.nrrd")
     matrix, extent = reference_geometry(results.segmentation)
     ijk_to_ras_volume = vtkMatrix4x4()
