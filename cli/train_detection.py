@@ -19,36 +19,61 @@ import click
 @click.option("--calibration-scans", type=int, default=6, show_default=True,
               help="Validation inserted-nodule scans the operating points are chosen on (0: skip).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--filters", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Width of convlstm_nodule: conv and head filters, ConvLSTMs of this and twice this "
+                   "(4: 12,751 parameters).")
+@click.option("--texture-insertions", type=click.IntRange(1, 50), default=None,
+              help="Times each non-solid or part-solid training VOI (nodules.csv Texture 1-3) is pasted "
+                   "[default: 3, like the solid ones].")
+@click.option("--texture-weight", type=click.FloatRange(0.0, min_open=True), default=1.0, show_default=True,
+              help="Sampling weight of non-solid and part-solid positives against solid ones.")
+@click.option("--medial-negatives", type=click.IntRange(0), default=0, show_default=True,
+              help="Extra negatives per background: soft-tissue lung voxels within 20 mm of the mediastinum "
+                   "(hila, vessels, mediastinal border).")
 def train_detection(data_root: Path, out: Path, epochs: int, steps_per_epoch: int, threads: int,
-                    calibration_scans: int, seed: int) -> None:
+                    calibration_scans: int, seed: int, filters: int, texture_insertions: int | None,
+                    texture_weight: float, medial_negatives: int) -> None:
     """Train convlstm_nodule as the false-positive classifier on inserted nodules and real lung tissue.
 
     Writes config.json + model.safetensors + metrics.json in --out (best validation AUC),
-    then operating_points.json chosen on validation inserted-nodule scans.
+    then operating_points.json chosen on validation inserted-nodule scans. The texture rating
+    only sets how often a VOI is pasted and drawn; it is never a model input.
     """
+    from dataclasses import asdict
+
     import torch
 
-    from lungai.data.detection_dataset import DetectionDataConfig, RoiSet, build_roi_set
+    from lungai.data.detection_dataset import SUBSOLID, DetectionDataConfig, RoiSet, build_roi_set, texture_group
     from lungai.data.lesion_insertion import BACKGROUND_NAMES, load_background
     from lungai.data.lidc_vois import list_vois
     from lungai.data.splits import cases_for_split, load_split
-    from lungai.training.detection_trainer import DetectionTrainConfig, train_detection as run
+    from lungai.training.detection_trainer import DetectionTrainConfig, model_of_width, train_detection as run
 
     torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
     backgrounds: list = []
     cases = list_vois(data_root / "lidc_vois").cases
     split = load_split()
-    sets = {}
+    sets, data_configs = {}, {}
     for part in ("train", "val"):
-        cache = out / f"rois_{part}.npz"
+        data_config = DetectionDataConfig(seed=seed, insertions_per_nodule=3 if part == "train" else 1,
+                                          texture_insertions=texture_insertions if part == "train" else None,
+                                          medial_negatives=medial_negatives)
+        data_configs[part] = asdict(data_config)
+        cache, recorded = out / f"rois_{part}.npz", out / f"rois_{part}.json"
+        made = json.loads(recorded.read_text(encoding="utf-8")) if recorded.exists() else None
+        if cache.exists() and made is not None and made != data_configs[part]:
+            raise click.UsageError(f"{cache} was made with other data settings ({recorded}); use another --out")
         if not cache.exists():
             backgrounds = backgrounds or [load_background(name, data_root) for name in BACKGROUND_NAMES]
-            build_roi_set(cases_for_split(cases, split, part), backgrounds, part,
-                          DetectionDataConfig(seed=seed, insertions_per_nodule=3 if part == "train" else 1)).save(cache)
+            build_roi_set(cases_for_split(cases, split, part), backgrounds, part, data_config).save(cache)
+            recorded.write_text(json.dumps(data_configs[part], indent=2) + "\n", encoding="utf-8")
         sets[part] = RoiSet.load(cache)
-    metrics = run(DetectionTrainConfig(out=out, epochs=epochs, steps_per_epoch=steps_per_epoch, seed=seed,
-                                       threads=threads), sets["train"], sets["val"])
+    subsolid = frozenset(c.case_id for c in cases if texture_group(c) in SUBSOLID)
+    config = DetectionTrainConfig(out=out, epochs=epochs, steps_per_epoch=steps_per_epoch, seed=seed, threads=threads,
+                                  model_config=model_of_width(filters), texture_weight=texture_weight,
+                                  data_config=data_configs)
+    metrics = run(config, sets["train"], sets["val"], subsolid)
     click.echo(f"best validation AUC {metrics['validation']['auc']:.4f} at epoch {metrics['best_epoch']}; saved in {out}")
     if calibration_scans:
         backgrounds = backgrounds or [load_background(name, data_root) for name in BACKGROUND_NAMES]

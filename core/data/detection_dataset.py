@@ -9,12 +9,17 @@
   filter's blobs (hard negatives: vessel crossings and branchings, fissure knots, scars, the
   chest wall of the closed lung mask) and random lung points (vessels, fissures, parenchyma),
   never inside a background's excluded (real tumour) region. Small unlabelled real nodules in
-  the backgrounds may be among them; none is known.
+  the backgrounds may be among them; none is known. Optionally (``medial_negatives``) also
+  soft-tissue points (vessels, bronchial walls) of the lung next to the mediastinum and hila
+  (:func:`medial_zone`), where the filter's strongest false blobs lie.
+* Ground-glass and part-solid VOIs (``nodules.csv`` ``Texture`` 1-3, :func:`texture_group`) can be
+  pasted more often than solid ones (``texture_insertions``): they are a tenth of the training
+  VOIs. The texture rating only decides how often a VOI is pasted; it is never a model input.
 * Training and validation negatives come from alternating ``slab_mm`` thick axial slabs of each
   background (even slabs train, odd slabs validation), so model selection never scores the
   very tissue it trained on.
 
-Models see pixels only: the ROI and the mask; the VOI's csv columns are not used.
+Models see pixels only: the ROI and the mask; the VOI's csv columns are not model inputs.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 import torch
+from scipy import ndimage
 from torch.utils.data import Dataset
 
 from lungai.data.lesion_insertion import Background, augment_voi, place_nodules
@@ -35,6 +41,11 @@ from lungai.pipeline.detection import DETECTION_ROI, extract_rois, roi_grid
 from lungai.preprocessing.candidates import CandidateConfig, find_candidates
 
 logger = logging.getLogger(__name__)
+
+TEXTURE_GROUPS = ("non-solid", "part-solid", "solid")
+"""``nodules.csv`` ``Texture_value`` 1-2 (non-solid / ground-glass), 3 (part-solid), 4-5 (solid)."""
+
+SUBSOLID = ("non-solid", "part-solid")
 
 OUTPUT_CROP = (1, 2, 2)
 """What ``convlstm_nodule`` crops from each side of its output (its default ``crop``)."""
@@ -53,6 +64,11 @@ class DetectionDataConfig:
         centre_jitter_mm: largest offset of a positive ROI's centre from the nodule centroid.
         slab_mm: thickness of the alternating axial slabs that split negatives.
         seed: random seed.
+        texture_insertions: times each non-solid or part-solid VOI (:data:`SUBSOLID`) is
+            pasted; ``None``: ``insertions_per_nodule`` like the solid ones.
+        medial_negatives: extra negatives per background: random soft-tissue (>= -500 HU)
+            lung voxels within ``medial_mm`` of the mediastinum (:func:`medial_zone`).
+        medial_mm: depth of that zone into the lungs.
     """
 
     insertions_per_nodule: int = 3
@@ -63,6 +79,23 @@ class DetectionDataConfig:
     centre_jitter_mm: float = 3.0
     slab_mm: float = 40.0
     seed: int = 0
+    texture_insertions: int | None = None
+    medial_negatives: int = 0
+    medial_mm: float = 20.0
+
+
+def texture_group(case: VOICase) -> str:
+    """The VOI's texture group (:data:`TEXTURE_GROUPS`) from ``nodules.csv``, ``unknown`` without a rating.
+
+    An analysis variable and a sampling weight only, never a model input.
+    """
+    try:
+        value = int(round(float(case.analysis.get("Texture_value", ""))))
+    except ValueError:
+        return "unknown"
+    if value in (1, 2):
+        return "non-solid"
+    return "part-solid" if value == 3 else "solid" if value in (4, 5) else "unknown"
 
 
 @dataclass
@@ -121,7 +154,11 @@ def _jitter(rng: np.random.Generator, limit: float) -> np.ndarray:
 def positive_rois(cases: Sequence[VOICase], backgrounds: Sequence[Background], config: DetectionDataConfig,
                   rng: np.random.Generator) -> RoiSet:
     """Paste the VOIs into the backgrounds and cut an ROI around each pasted nodule."""
-    order = [c for c in cases if c.diameter_mm >= config.min_diameter_mm] * config.insertions_per_nodule
+    kept = [c for c in cases if c.diameter_mm >= config.min_diameter_mm]
+    order = kept * config.insertions_per_nodule
+    if config.texture_insertions is not None:
+        order = ([c for c in kept if texture_group(c) not in SUBSOLID] * config.insertions_per_nodule
+                 + [c for c in kept if texture_group(c) in SUBSOLID] * config.texture_insertions)
     rng.shuffle(order)
     parts = []
     for start in range(0, len(order), config.nodules_per_scan):
@@ -156,7 +193,35 @@ def negative_points(background: Background, config: DetectionDataConfig, rng: np
     voxels = np.argwhere(allowed)
     for index in voxels[rng.choice(len(voxels), config.random_negatives, replace=False)]:
         points.append(background.image.TransformIndexToPhysicalPoint([int(v) for v in index[::-1]]))
+    if config.medial_negatives:
+        hu = sitk.GetArrayViewFromImage(background.image)
+        medial = np.argwhere(allowed & (hu >= -500) & medial_zone(background.lungs, config.medial_mm))
+        chosen = medial[rng.choice(len(medial), min(config.medial_negatives, len(medial)), replace=False)]
+        logger.info("%s: %d medial negatives of %d soft-tissue voxels near the mediastinum", background.name,
+                    len(chosen), len(medial))
+        for index in chosen:
+            points.append(background.image.TransformIndexToPhysicalPoint([int(v) for v in index[::-1]]))
     return np.asarray(points, float)
+
+
+def medial_zone(lung_labels: sitk.Image, depth_mm: float) -> np.ndarray:
+    """Bool ``(z, y, x)``: lung voxels within ``depth_mm`` of the mediastinum (hila, mediastinal border).
+
+    The mediastinum is taken, slice by slice, as the non-lung voxels between the two lungs'
+    medial edges (right lung label 1, left 2) within the lungs' front-to-back extent.
+    """
+    labels = sitk.GetArrayViewFromImage(lung_labels)
+    between = np.zeros(labels.shape, bool)
+    for z in range(labels.shape[0]):
+        right, left = np.nonzero(labels[z] == 1), np.nonzero(labels[z] == 2)
+        if not len(right[1]) or not len(left[1]):
+            continue
+        low, high = sorted((int(np.percentile(right[1], 90)), int(np.percentile(left[1], 10))))
+        rows = np.concatenate([right[0], left[0]])
+        between[z, rows.min():rows.max() + 1, low:high + 1] = True
+    between &= labels == 0
+    distance = ndimage.distance_transform_edt(~between, sampling=np.asarray(lung_labels.GetSpacing())[::-1])
+    return (labels > 0) & (distance <= depth_mm)
 
 
 def negative_rois(background: Background, config: DetectionDataConfig, rng: np.random.Generator,

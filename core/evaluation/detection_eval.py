@@ -17,6 +17,12 @@ Two kinds of cases:
 Each case runs the pipeline's own steps: :func:`lungai.preprocessing.lung_mask.segment_lungs`,
 then :func:`lungai.pipeline.detection.detect_nodules` with a threshold of 0 (every candidate,
 scored), and LUNA16's hit rule (:mod:`lungai.evaluation.froc`).
+
+Sensitivities are also reported by nodule size (:data:`SIZE_BINS`) and, for inserted nodules,
+by the VOI's ``nodules.csv`` texture rating (non-solid 1-2, part-solid 3, solid 4-5; an analysis
+variable only). The operating points are the shipped table's, or those a run folder passed as
+``weights`` chose for itself (its ``operating_points.json``), so a candidate checkpoint is scored
+at its own thresholds.
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ logger = logging.getLogger(__name__)
 
 LIDC_PATIENTS = ("LIDC-IDRI-0001", "LIDC-IDRI-0002")
 REPORT_RATES = (1.0, 2.0, 4.0)
+SIZE_BINS = (("<6 mm", 0.0, 6.0), ("6-10 mm", 6.0, 10.0), (">=10 mm", 10.0, math.inf))
+"""Nodule size groups (volume-equivalent diameter) of the report."""
 OPERATING_TARGETS = {"high": 4.0, "balanced": 1.0, "specific": 0.25}
 """Validation false positives per scan each operating point is chosen for."""
 
@@ -55,12 +63,15 @@ class EvalCase:
         image: int16 HU, LPS.
         nodules: the reference nodules.
         excluded: findings whose detections are ignored.
+        textures: each nodule's texture group (``non-solid``, ``part-solid``, ``solid``); empty
+            where unknown (the LIDC cases).
     """
 
     scan_id: str
     image: sitk.Image = field(repr=False)
     nodules: list[froc_lib.Finding]
     excluded: list[froc_lib.Finding] = field(default_factory=list)
+    textures: list[str] = field(default_factory=list)
 
 
 def lidc_cases(data_root: str | Path, patients: Sequence[str] = LIDC_PATIENTS, min_readers: int = 1) -> list[EvalCase]:
@@ -98,6 +109,7 @@ def inserted_cases(data_root: str | Path, split: str, num_scans: int, nodules_pe
     Raises:
         ValueError: ``split`` is ``train``.
     """
+    from lungai.data.detection_dataset import texture_group
     from lungai.data.lesion_insertion import BACKGROUND_NAMES, augment_voi, load_background, place_nodules
     from lungai.data.lidc_vois import list_vois
     from lungai.data.splits import cases_for_split, load_split
@@ -118,7 +130,8 @@ def inserted_cases(data_root: str | Path, split: str, num_scans: int, nodules_pe
         scan = place_nodules(background, [augment_voi(c.load(), rng) for c in chosen], rng)
         scan_id = f"{split}_{i:02d}_{background.name}"
         nodules = [froc_lib.Finding(scan_id, n.centre_lps_mm, n.diameter_mm) for n in scan.nodules]
-        cases.append(EvalCase(scan_id, scan.image, nodules))
+        textures = {c.case_id: texture_group(c) for c in chosen}
+        cases.append(EvalCase(scan_id, scan.image, nodules, textures=[textures[n.case_id] for n in scan.nodules]))
     return cases
 
 
@@ -167,15 +180,44 @@ def choose_operating_points(result: froc_lib.FROCResult, targets: dict[str, floa
     return chosen
 
 
+def _size_group(diameter_mm: float) -> str:
+    return next(name for name, low, high in SIZE_BINS if low <= diameter_mm < high)
+
+
+def breakdown(groups: Sequence[str], best: np.ndarray, thresholds: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """Per group: nodules, candidate sensitivity and sensitivity at each threshold.
+
+    Args:
+        groups: each nodule's group name.
+        best: each nodule's best hitting detection score (``-inf`` where no candidate hits it).
+        thresholds: operating point name -> score threshold.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name in dict.fromkeys(groups):
+        scores = np.asarray([b for g, b in zip(groups, best) if g == name], float)
+        out[name] = {"nodules": len(scores), "candidates": int(np.isfinite(scores).sum()),
+                     **{point: int(np.sum(scores >= t)) for point, t in thresholds.items()}}
+    return out
+
+
 def summarize(cases: Sequence[EvalCase], detections: Sequence[froc_lib.Detection],
-              with_classifier: bool = True) -> dict[str, Any]:
-    """FROC, CPM, sensitivity at 1/2/4 FP per scan, and each shipped operating point's numbers."""
+              with_classifier: bool = True, thresholds: dict[str, float] | None = None) -> dict[str, Any]:
+    """FROC, CPM, sensitivity at 1/2/4 FP per scan, each operating point's numbers, by size and texture.
+
+    Args:
+        cases: the scans.
+        detections: every scored candidate of every scan.
+        with_classifier: the scores are the classifier's (else the candidate strength's).
+        thresholds: operating point name -> threshold; default: the shipped table.
+    """
     nodules = [n for c in cases for n in c.nodules]
     excluded = [n for c in cases for n in c.excluded]
     result = froc_lib.froc(detections, nodules, len(cases), excluded)
     rates = froc_lib.sensitivity_at(result.fps_per_scan, result.sensitivity, REPORT_RATES)
-    points = OPERATING_POINTS if with_classifier else CANDIDATE_OPERATING_POINTS
+    table = OPERATING_POINTS if with_classifier else CANDIDATE_OPERATING_POINTS
+    thresholds = thresholds or {name: p.threshold for name, p in table.items()}
     best, _ = froc_lib.match_detections(detections, nodules, excluded)
+    textures = [t for c in cases for t in (c.textures or ["unknown"] * len(c.nodules))]
     return {
         "scans": [c.scan_id for c in cases],
         "num_scans": len(cases),
@@ -185,9 +227,12 @@ def summarize(cases: Sequence[EvalCase], detections: Sequence[froc_lib.Detection
         "cpm": result.cpm,
         "sensitivity_at_fp": {f"{r:g}": float(s) for r, s in zip(REPORT_RATES, rates)},
         "cpm_rates": {f"{r:g}": float(s) for r, s in zip(result.fp_rates, result.sensitivities_at_rates)},
-        "operating_points": {name: at_threshold(detections, cases, p.threshold) for name, p in points.items()},
+        "operating_points": {name: at_threshold(detections, cases, t) for name, t in thresholds.items()},
+        "by_size": breakdown([_size_group(n.diameter_mm) for n in nodules], best, thresholds),
+        "by_texture": breakdown(textures, best, thresholds),
         "nodules": [{"scan_id": n.scan_id, "centre_lps_mm": list(n.center_mm), "diameter_mm": n.diameter_mm,
-                     "best_score": None if not np.isfinite(b) else float(b)} for n, b in zip(nodules, best)],
+                     "texture": t, "best_score": None if not np.isfinite(b) else float(b)}
+                    for n, t, b in zip(nodules, textures, best)],
         "froc": {"fps_per_scan": result.fps_per_scan.tolist(), "sensitivity": result.sensitivity.tolist(),
                  "thresholds": [None if not np.isfinite(t) else float(t) for t in result.thresholds]},
         "_result": result,
@@ -232,7 +277,25 @@ def markdown(summaries: dict[str, dict[str, Any]]) -> str:
         ops = " | ".join(f"{o['sensitivity']:.2f} / {o['fp_per_scan']:.1f}" for o in s["operating_points"].values())
         lines.append(f"| {name} | {s['num_scans']} | {s['num_nodules']} | {s['candidate_sensitivity']:.2f} | "
                      + " | ".join(f"{v:.2f}" for v in s["sensitivity_at_fp"].values()) + f" | {s['cpm']:.3f} | {ops} |")
+    lines += ["", "Nodules found (of all, as candidates, at each operating point), by size and by texture:", "",
+              "| cases | group | nodules | candidates | high | balanced | specific |", "|" + "---|" * 7]
+    for name, s in summaries.items():
+        for key in ("by_size", "by_texture"):
+            for group, g in s.get(key, {}).items():
+                found = " | ".join(f"{g[p]} ({g[p] / g['nodules']:.2f})" for p in ("high", "balanced", "specific")
+                                   if p in g)
+                lines.append(f"| {name} | {group} | {g['nodules']} | {g['candidates']} | {found} |")
     return "\n".join(lines) + "\n"
+
+
+def run_thresholds(weights: Path | None) -> dict[str, float] | None:
+    """The classifier thresholds a run folder chose for itself (``operating_points.json``), else ``None``."""
+    path = None if weights is None else Path(weights) / "operating_points.json"
+    if path is None or not path.exists():
+        return None
+    points = json.loads(path.read_text(encoding="utf-8"))["classifier"]["operating_points"]
+    logger.info("operating points of %s: %s", path, {k: round(v["threshold"], 4) for k, v in points.items()})
+    return {name: float(p["threshold"]) for name, p in points.items()}
 
 
 @dataclass(frozen=True)
@@ -284,9 +347,11 @@ def evaluate_detection(config: DetectionEvalConfig) -> dict[str, dict[str, Any]]
     if not sets:
         raise ValueError("nothing to evaluate: no LIDC cases and no inserted scans")
     summaries = {}
+    thresholds = run_thresholds(config.weights)
     for name, cases in sets.items():
         lungs: dict[str, sitk.Image] = {}
-        summaries[name] = summarize(cases, detect_in(cases, classifier, config.device, lungs), classifier is not None)
+        summaries[name] = summarize(cases, detect_in(cases, classifier, config.device, lungs), classifier is not None,
+                                    thresholds)
         if classifier is not None and config.candidate_baseline:
             summaries[f"{name}_candidates_only"] = summarize(cases, detect_in(cases, None, lung_cache=lungs), False)
     config.output.mkdir(parents=True, exist_ok=True)
@@ -295,6 +360,7 @@ def evaluate_detection(config: DetectionEvalConfig) -> dict[str, dict[str, Any]]
     froc_png([(s, n) for n, s in summaries.items()], config.output / "froc.png")
     metrics = {name: {k: v for k, v in s.items() if k not in ("froc", "_result")} for name, s in summaries.items()}
     metrics["weights"] = str(config.weights) if config.weights else None
+    metrics["operating_points"] = "the run's operating_points.json" if thresholds else "the shipped table"
     (config.output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     (config.output / "report.md").write_text(markdown(summaries), encoding="utf-8")
     return summaries

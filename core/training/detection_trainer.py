@@ -2,7 +2,9 @@
 
 The ROI sets are made once (:mod:`lungai.data.detection_dataset`) and cached in the run
 folder (``rois_train.npz``, ``rois_val.npz``). Each epoch draws ``steps_per_epoch`` batches,
-half positives and half negatives, with random flips. The loss is the mean voxel BCE of the
+half positives and half negatives, with random flips; positives of non-solid and part-solid VOIs
+can be drawn ``texture_weight`` times as often as solid ones (the texture rating is a sampling
+weight only, never a model input). The loss is the mean voxel BCE of the
 predicted mask against the pasted mask plus the BCE of the ROI score
 (:func:`lungai.pipeline.detection.centre_max_logit`) against the label, so the mask the model
 draws and the score the detector thresholds are trained together. After every epoch the model is
@@ -38,6 +40,14 @@ CPU_MODEL = {"conv_filters": 4, "lstm_filters": (4, 8), "head_filters": 4}
 """The CPU-sized ``convlstm_nodule`` used for detection (same layers as the paper's, fewer filters)."""
 
 
+def model_of_width(filters: int) -> dict[str, Any]:
+    """The detection ``convlstm_nodule`` of width ``filters``: conv and head filters, ConvLSTMs of it and twice it.
+
+    ``model_of_width(4)`` is :data:`CPU_MODEL`; the paper's network is far wider.
+    """
+    return {"conv_filters": filters, "lstm_filters": (filters, 2 * filters), "head_filters": filters}
+
+
 @dataclass
 class DetectionTrainConfig:
     """Settings of a detection training run.
@@ -54,6 +64,10 @@ class DetectionTrainConfig:
         seed: random seed.
         threads: torch CPU threads.
         model_config: ``ConvLSTMNoduleConfig`` fields.
+        texture_weight: sampling weight of positives from non-solid and part-solid VOIs (those
+            named in ``train_detection``'s ``subsolid_cases``) against solid ones.
+        data_config: how the ROI sets were made (``DetectionDataConfig`` fields per part),
+            recorded in ``metrics.json``.
     """
 
     out: Path
@@ -67,12 +81,14 @@ class DetectionTrainConfig:
     seed: int = 0
     threads: int = 1
     model_config: dict[str, Any] = field(default_factory=lambda: dict(CPU_MODEL))
+    texture_weight: float = 1.0
+    data_config: dict[str, Any] = field(default_factory=dict)
 
 
 def _batch(dataset: DetectionRoiDataset, rng: np.random.Generator, positives: np.ndarray, negatives: np.ndarray,
-           size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+           size: int, positive_p: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     half = size // 2
-    index = np.r_[rng.choice(positives, half), rng.choice(negatives, size - half)]
+    index = np.r_[rng.choice(positives, half, p=positive_p), rng.choice(negatives, size - half)]
     items = [dataset[int(i)] for i in index]
     return tuple(torch.stack(parts) for parts in zip(*items))  # type: ignore[return-value]
 
@@ -105,8 +121,26 @@ def validate(model: nn.Module, val: RoiSet) -> dict[str, float]:
     return out
 
 
-def train_detection(config: DetectionTrainConfig, train: RoiSet, val: RoiSet) -> dict[str, Any]:
+def _positive_probabilities(train: RoiSet, positives: np.ndarray, subsolid_cases: frozenset[str],
+                            weight: float) -> np.ndarray | None:
+    """Sampling probabilities of the positives: ``weight`` for those of ``subsolid_cases``, 1 for the rest."""
+    if weight == 1.0:
+        return None
+    weights = np.array([weight if train.sources[i].split("@")[0] in subsolid_cases else 1.0 for i in positives])
+    logger.info("positives: %d of %d from non-solid / part-solid VOIs, drawn with weight %g",
+                int(np.sum(weights != 1.0)), len(weights), weight)
+    return weights / weights.sum()
+
+
+def train_detection(config: DetectionTrainConfig, train: RoiSet, val: RoiSet,
+                    subsolid_cases: frozenset[str] = frozenset()) -> dict[str, Any]:
     """Train (or resume) the classifier; the best validation AUC is written to ``config.out``.
+
+    Args:
+        config: the run's settings.
+        train: the training ROIs.
+        val: the validation ROIs.
+        subsolid_cases: case ids of the non-solid and part-solid VOIs (``config.texture_weight``).
 
     Returns:
         The metrics of the best epoch (also in ``metrics.json``).
@@ -123,6 +157,7 @@ def train_detection(config: DetectionTrainConfig, train: RoiSet, val: RoiSet) ->
     dataset = DetectionRoiDataset(train, augment=True)
     val = _subsample_negatives(val, config.max_val_negatives, config.seed)
     positives, negatives = np.flatnonzero(train.labels == 1), np.flatnonzero(train.labels == 0)
+    positive_p = _positive_probabilities(train, positives, subsolid_cases, config.texture_weight)
     while state["epoch"] < config.epochs and state["stale"] < config.patience:
         epoch = state["epoch"] + 1
         rng = np.random.default_rng([config.seed, epoch])
@@ -130,7 +165,7 @@ def train_detection(config: DetectionTrainConfig, train: RoiSet, val: RoiSet) ->
         model.train()
         start, total = time.perf_counter(), 0.0
         for _ in range(config.steps_per_epoch):
-            rois, masks, labels = _batch(dataset, rng, positives, negatives, config.batch_size)
+            rois, masks, labels = _batch(dataset, rng, positives, negatives, config.batch_size, positive_p)
             loss = _loss(model, rois, masks, labels, config.mask_weight)
             optimizer.zero_grad()
             loss.backward()

@@ -9,6 +9,7 @@ from scipy import ndimage
 
 from detection_cases import inserted_small_scan, large_voi, small_background
 from lungai.data.lesion_insertion import Background, augment_voi, place_nodules
+from lungai.data.lidc_vois import VOISample
 
 pytestmark = pytest.mark.slow  # real scans (cip_small, lidc_vois)
 
@@ -58,3 +59,18 @@ def test_augmentation_keeps_the_nodule(data_root):
     flipped = augment_voi(voi, np.random.default_rng(1))
     assert flipped.mask.sum() == voi.mask.sum()
     assert np.isclose(flipped.image.mean(), voi.image.mean())
+
+
+def test_a_ground_glass_nodule_keeps_its_faint_density(data_root):
+    # A -600 HU ground-glass ball in -850 HU lung: pasting must not flatten or brighten it.
+    size, spacing = 31, (1.0, 0.7, 0.7)
+    zz, yy, xx = np.meshgrid(*[(np.arange(size) - size // 2) * s for s in spacing], indexing="ij")
+    ball = np.sqrt(zz ** 2 + yy ** 2 + xx ** 2) <= 7.0
+    image = np.where(ball, -600, -850).astype(np.float32)
+    voi = VOISample("ggn", image, ball.astype(np.uint8), spacing, (0.0, 0.0, 0.0), None)
+    scan = place_nodules(small_background(data_root), [voi], np.random.default_rng(0))
+    assert len(scan.nodules) == 1
+    mask = sitk.GetArrayFromImage(scan.mask) > 0
+    after = sitk.GetArrayFromImage(scan.image)
+    assert abs(float(np.median(after[mask])) - (-600.0)) < 40
+    assert after[mask].max() < -400  # no solid core appears

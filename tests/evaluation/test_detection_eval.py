@@ -8,8 +8,8 @@ import pytest
 
 from detection_cases import inserted_small_scan
 from lungai.evaluation import froc as froc_lib
-from lungai.evaluation.detection_eval import (EvalCase, at_threshold, choose_operating_points, detect_in, froc_png,
-                                              markdown, summarize, write_summary)
+from lungai.evaluation.detection_eval import (EvalCase, at_threshold, breakdown, choose_operating_points, detect_in,
+                                              froc_png, markdown, summarize, write_summary)
 from cli_runner import run_cli
 
 pytestmark = pytest.mark.slow  # real scans (cip_small, lidc_vois)
@@ -43,6 +43,18 @@ def test_evaluate_detection_on_a_tiny_case_set(cases, detections, tmp_path):
     saved = json.loads((tmp_path / "froc.json").read_text())
     assert saved["froc"]["fps_per_scan"][0] == 0.0 and (tmp_path / "froc.png").stat().st_size > 1000
     assert "| tiny |" in markdown({"tiny": summary})
+    assert summary["by_texture"] == {"unknown": {"nodules": 2, "candidates": 2, **{
+        name: o["found"] for name, o in ops.items()}}}
+    assert sum(g["nodules"] for g in summary["by_size"].values()) == 2
+    assert "| tiny | unknown | 2 | 2 |" in markdown({"tiny": summary})
+
+
+def test_breakdown_counts_each_group_at_each_threshold():
+    groups = ["solid", "non-solid", "solid", "non-solid"]
+    best = [0.9, 0.5, float("-inf"), 0.2]
+    out = breakdown(groups, best, {"high": 0.4, "specific": 0.8})
+    assert out == {"solid": {"nodules": 2, "candidates": 1, "high": 1, "specific": 1},
+                   "non-solid": {"nodules": 2, "candidates": 2, "high": 1, "specific": 0}}
 
 
 def test_operating_points_respect_their_fp_targets(cases, detections):
