@@ -52,6 +52,13 @@ def _lung_lines(findings: Findings) -> list[str]:
     return lines
 
 
+def found_by(nodule: Nodule) -> str:
+    """How a lesion was found: ``found by the mass rule``, or its detection score and operating point."""
+    if nodule.detected_by == "mass" or nodule.detection_score is None:
+        return "found by the mass rule"
+    return f"detection score {nodule.detection_score:.2f} ({nodule.operating_point or 'custom'})"
+
+
 def none_found_notes(detection: DetectionInfo) -> list[str]:
     """What "none found" means at this operating point: its expected sensitivity and known weak spots."""
     point = f"at operating point {detection.operating_point} (score >= {detection.threshold:.2f}"
@@ -65,10 +72,7 @@ def none_found_notes(detection: DetectionInfo) -> list[str]:
 def _nodule_line(nodule: Nodule) -> str:
     parts = [f"{nodule.long_axis_mm:.1f} x {nodule.short_axis_mm:.1f} mm",
              f"{nodule.volume_mm3:.0f} mm3", nodule.type]
-    if nodule.detected_by == "mass":
-        parts.append("found by the mass rule")
-    elif nodule.detection_score is not None:
-        parts.append(f"detection score {nodule.detection_score:.2f} ({nodule.operating_point or 'custom'})")
+    parts.append(found_by(nodule))
     if nodule.location:
         parts.append(nodule.location)
     if nodule.malignancy is not None:

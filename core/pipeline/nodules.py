@@ -41,7 +41,8 @@ from lungai.inference.nodule_roi import Voi, voi_box
 from lungai.inference.voi_segmentation import VoiInference, predict_voi_probability
 from lungai.io.findings import Centroid, Nodule
 from lungai.pipeline.detection import Detection
-from lungai.preprocessing.lesion_region import MAX_BLOB_GROWTH, MAX_OUTSIDE_FRACTION, lesion_plausibility
+from lungai.preprocessing.lesion_region import (MAX_OUTSIDE_FRACTION, lesion_plausibility,
+                                                outside_fraction, overgrown)
 from lungai.preprocessing.measurements import LesionMeasurements, axial_diameters
 
 logger = logging.getLogger(__name__)
@@ -110,16 +111,13 @@ def _first_extent(detection: Detection) -> np.ndarray:
 def _doomed(mask: np.ndarray, voi: Voi, region: np.ndarray | None, detection: Detection,
             spacing: tuple[float, float, float]) -> bool:
     """Whether the mask will be dropped however far it grows: mostly outside the lesion search
-    region, or a blob detection's mask already past :data:`MAX_BLOB_GROWTH` times the blob (growing
+    region, or a blob detection's mask already :func:`~lungai.preprocessing.lesion_region.overgrown` (growing
     it would cost minutes of tiles for nothing)."""
     if region is None or not mask.any():
         return False
-    outside = np.count_nonzero(mask & ~region[voi.box]) / np.count_nonzero(mask)
-    if outside > MAX_OUTSIDE_FRACTION:
+    if outside_fraction(mask, voi.box, region) > MAX_OUTSIDE_FRACTION:
         return True
-    if detection.source != "blob":
-        return False
-    return bool(axial_diameters(mask, spacing).long_axis_mm > MAX_BLOB_GROWTH * 2.0 * detection.radius_mm)
+    return detection.source == "blob" and overgrown(axial_diameters(mask, spacing).long_axis_mm, detection.radius_mm)
 
 
 def segment_detection(model: nn.Module, hu: np.ndarray, image: sitk.Image, detection: Detection,

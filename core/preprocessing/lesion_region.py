@@ -244,6 +244,16 @@ def inscribed_diameter_mm(mask: np.ndarray, spacing_zyx: tuple[float, float, flo
     return 2.0 * float(ndimage.distance_transform_edt(np.pad(mask, 1), sampling=spacing_zyx).max())
 
 
+def outside_fraction(mask: np.ndarray, box: tuple[slice, slice, slice], region: np.ndarray) -> float:
+    """Fraction of a lesion's voxels (``mask`` inside ``box``) that lie outside the search region."""
+    return float(np.count_nonzero(mask & ~region[box])) / max(int(np.count_nonzero(mask)), 1)
+
+
+def overgrown(long_axis_mm: float, blob_radius_mm: float | None) -> bool:
+    """Whether a blob detection's segmentation exceeds :data:`MAX_BLOB_GROWTH` times the blob's diameter."""
+    return blob_radius_mm is not None and long_axis_mm > MAX_BLOB_GROWTH * 2.0 * blob_radius_mm
+
+
 def lesion_plausibility(mask: np.ndarray, box: tuple[slice, slice, slice], region: np.ndarray,
                         spacing_zyx: tuple[float, float, float], long_axis_mm: float,
                         blob_radius_mm: float | None = None) -> str | None:
@@ -260,10 +270,11 @@ def lesion_plausibility(mask: np.ndarray, box: tuple[slice, slice, slice], regio
     Returns:
         A short reason (for the log), or ``None``.
     """
-    outside = float(np.count_nonzero(mask & ~region[box])) / max(int(np.count_nonzero(mask)), 1)
+    outside = outside_fraction(mask, box, region)
     if outside > MAX_OUTSIDE_FRACTION:
         return f"{outside:.0%} of it lies outside the lungs and their lesions (hilum or mediastinum)"
-    if blob_radius_mm is not None and long_axis_mm > MAX_BLOB_GROWTH * 2.0 * blob_radius_mm:
+    if overgrown(long_axis_mm, blob_radius_mm):
+        assert blob_radius_mm is not None
         return (f"its segmentation ({long_axis_mm:.0f} mm) is over {MAX_BLOB_GROWTH:g} times the blob the detector "
                 f"saw ({2 * blob_radius_mm:.0f} mm): it follows vessels")
     if long_axis_mm >= SHAPE_CHECK_FROM_MM:
