@@ -123,10 +123,6 @@ class Comparison:
         return sum(m.found is not None for m in self.matches)
 
 
-def _distance(a: Point, b: Point) -> float:
-    return math.dist(a, b)
-
-
 def match_nodules(known: Sequence[KnownNodule], found: Sequence[FoundNodule],
                   other_marks: Sequence[KnownNodule] = ()) -> Comparison:
     """Pair findings with known nodules (see the module docstring for the rule).
@@ -140,9 +136,8 @@ def match_nodules(known: Sequence[KnownNodule], found: Sequence[FoundNodule],
     Returns:
         The pairs, duplicates, findings at other marks and false positives.
     """
-    candidates = sorted((_distance(k.centre_lps_mm, f.centre_lps_mm), i, j)
-                        for i, k in enumerate(known) for j, f in enumerate(found)
-                        if _distance(k.centre_lps_mm, f.centre_lps_mm) <= k.match_radius_mm)
+    candidates = sorted((d, i, j) for i, k in enumerate(known) for j, f in enumerate(found)
+                        if (d := math.dist(k.centre_lps_mm, f.centre_lps_mm)) <= k.match_radius_mm)
     pairs: dict[int, tuple[int, float]] = {}
     used: set[int] = set()
     for distance, i, j in candidates:
@@ -158,8 +153,8 @@ def match_nodules(known: Sequence[KnownNodule], found: Sequence[FoundNodule],
     for j, f in enumerate(found):
         if j in near:
             continue
-        marks = sorted((_distance(m.centre_lps_mm, f.centre_lps_mm), i) for i, m in enumerate(other_marks)
-                       if _distance(m.centre_lps_mm, f.centre_lps_mm) <= m.match_radius_mm)
+        marks = sorted((d, i) for i, m in enumerate(other_marks)
+                       if (d := math.dist(m.centre_lps_mm, f.centre_lps_mm)) <= m.match_radius_mm)
         if marks:
             at_other_marks.append((f, other_marks[marks[0][1]]))
         else:

