@@ -1,9 +1,11 @@
 """LungAI in 3D Slicer: a thin Qt layer over ``lungai.slicer``.
 
 The analysis runs as ``python -m lungai.cli run ... --progress jsonl`` in a background
-process (this module never imports torch); a timer reads its progress, and the results are
-loaded into the scene as a segmentation, a nodule table, nodule points and an emphysema
-table. The run protocol, the progress parser and the loader live in ``lungai.slicer``.
+process; a timer reads its progress, and the results are loaded into the scene as a
+segmentation, a nodule table, nodule points and an emphysema table. The results are then
+reviewed here: the operating point filters them live, each finding can be accepted, rejected,
+or edited in the Segment Editor and re-measured, and *Save report* writes what the panel shows.
+The run protocol, the progress parser, the loader and the review live in ``lungai.slicer``.
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ class LungAI(ScriptedLoadableModule):
         self.parent.helpText = (
             "Segments and measures the lungs, lung nodules and masses, and emphysema in a chest CT. "
             "Choose the CT and the tasks, then Apply; the results appear as a segmentation, a nodule "
-            "table with points, and lung and emphysema figures. Research software: not for clinical "
-            "use without local validation."
+            "table with points, and lung and emphysema figures. Review them: move the operating point, "
+            "accept or reject each finding, edit its segment and re-measure it, then save the reviewed "
+            "report. Research software: not for clinical use without local validation."
         )
         self.parent.acknowledgementText = (
             "Built on the lungai Python package. Tested with data from LIDC-IDRI "
@@ -62,6 +65,8 @@ class LungAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = LungAILogic()
         self.results = None
+        self.selectedNoduleId = None
+        self.savedReport = None
         self.taskCheckBoxes = {
             "lungs": self.ui.lungsCheckBox,
             "nodules": self.ui.nodulesCheckBox,
@@ -72,7 +77,14 @@ class LungAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.clicked.connect(self.onApply)
         self.ui.cancelButton.clicked.connect(self.onCancel)
         self.ui.saveReportButton.clicked.connect(self.onSaveReport)
+        self.ui.openReportButton.clicked.connect(self.onOpenReport)
         self.ui.noduleTableView.clicked.connect(self.onNoduleClicked)
+        self.ui.operatingPointSliderWidget.valueChanged.connect(self.onOperatingPointChanged)
+        self.ui.acceptButton.clicked.connect(lambda: self.onDecision("accepted"))
+        self.ui.rejectButton.clicked.connect(lambda: self.onDecision("rejected"))
+        self.ui.clearDecisionButton.clicked.connect(lambda: self.onDecision(None))
+        self.ui.editSegmentButton.clicked.connect(self.onEditSegment)
+        self.ui.remeasureButton.clicked.connect(self.onRemeasure)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.updateTaskAvailability()
         self.initOperatingPoint()
@@ -86,8 +98,12 @@ class LungAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneEndClose(self, caller, event):
         """The scene was closed: the results' nodes are gone."""
         self.results = None
+        self.selectedNoduleId = None
+        self.savedReport = None
         self.ui.summaryLabel.text = "No results yet."
         self.ui.saveReportButton.enabled = False
+        self.ui.openReportButton.enabled = False
+        self.updateReviewButtons()
         self.ui.resultsCollapsibleButton.collapsed = True
 
     def updateTaskAvailability(self):
@@ -160,6 +176,8 @@ class LungAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def showResults(self, results):
         self.results = results
+        self.selectedNoduleId = None
+        self.savedReport = None
         self.ui.summaryLabel.text = results.summary
         self.ui.noduleTableView.setMRMLTableNode(results.nodule_table)
         hasEmphysema = results.emphysema_table is not None
@@ -167,17 +185,69 @@ class LungAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.emphysemaTableView.visible = hasEmphysema
         self.ui.emphysemaTableLabel.visible = hasEmphysema
         self.ui.saveReportButton.enabled = True
+        self.ui.openReportButton.enabled = results.files.report is not None
+        self.updateReviewButtons()
         self.ui.resultsCollapsibleButton.collapsed = False
-        slicer.util.setSliceViewerLayers(background=self.ui.inputVolumeSelector.currentNode(), fit=True)
+        slicer.util.setSliceViewerLayers(background=results.volume, fit=True)
 
-    def onNoduleClicked(self, index):
-        """Centre the slice views on the nodule of the clicked row (column 0 holds its id)."""
+    def updateReviewButtons(self):
+        """The review buttons act on the chosen row's finding."""
+        chosen = self.results is not None and self.selectedNoduleId is not None
+        for button in (self.ui.acceptButton, self.ui.rejectButton, self.ui.clearDecisionButton,
+                       self.ui.editSegmentButton, self.ui.remeasureButton):
+            button.enabled = chosen
+
+    def refreshResults(self):
+        """Show the review's current table, points, segments and summary."""
+        self.ui.summaryLabel.text = self.results.summary
+        self.ui.noduleTableView.setMRMLTableNode(self.results.nodule_table)
+
+    def onOperatingPointChanged(self, value):
+        """Filter the results at the new operating point, without running again."""
         if self.results is None:
             return
-        pointIndex = self.results.point_index.get(int(index.sibling(index.row(), 0).data()))
+        self.results.set_operating_point(value)
+        self.refreshResults()
+
+    def onNoduleClicked(self, index):
+        """Choose the clicked row's finding (column 0 holds its id) and centre the slice views on it."""
+        if self.results is None:
+            return
+        self.selectedNoduleId = int(index.sibling(index.row(), 0).data())
+        self.updateReviewButtons()
+        pointIndex = self.results.point_index.get(self.selectedNoduleId)
         if pointIndex is not None:
             slicer.modules.markups.logic().JumpSlicesToNthPointInMarkup(
                 self.results.nodule_points.GetID(), pointIndex, True)
+
+    def onDecision(self, decision):
+        """Accept or reject the chosen finding, or take the decision back (``None``)."""
+        if self.results is None or self.selectedNoduleId is None:
+            return
+        self.results.decide(self.selectedNoduleId, decision)
+        self.refreshResults()
+
+    def onEditSegment(self):
+        """Open the Segment Editor on the chosen finding's segment, over the analysed CT."""
+        if self.results is None or self.selectedNoduleId is None:
+            return
+        from lungai import labels
+
+        segmentId = labels.nodule(self.selectedNoduleId).key
+        self.results.segmentation.GetDisplayNode().SetSegmentVisibility(segmentId, True)
+        slicer.util.selectModule("SegmentEditor")
+        editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
+        editor.setSegmentationNode(self.results.segmentation)
+        editor.setSourceVolumeNode(self.results.volume)
+        editor.setCurrentSegmentID(segmentId)
+
+    def onRemeasure(self):
+        """Measure the chosen finding's segment again."""
+        if self.results is None or self.selectedNoduleId is None:
+            return
+        with slicer.util.tryWithErrorDisplay("The finding could not be re-measured.", waitCursor=True):
+            self.logic.remeasure(self.results, self.selectedNoduleId)
+        self.refreshResults()
 
     def onSaveReport(self):
         if self.results is None:
@@ -185,14 +255,38 @@ class LungAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), "Save the LungAI report to")
         if not folder:
             return
-        with slicer.util.tryWithErrorDisplay("The report could not be saved."):
-            copies = self.logic.saveReport(self.results, folder)
-            slicer.util.infoDisplay("Saved:\n" + "\n".join(str(path) for path in copies))
+        with slicer.util.tryWithErrorDisplay("The report could not be saved.", waitCursor=True):
+            written = self.logic.saveReport(self.results, folder)
+            self.savedReport = next((path for path in written if path.name.endswith("_report.html")), None)
+            self.ui.openReportButton.enabled = True
+            slicer.util.infoDisplay("Saved:\n" + "\n".join(str(path) for path in written))
+
+    def onOpenReport(self):
+        """Open the last saved report, or the run's own report, in the web browser."""
+        report = self.savedReport or (self.results.files.report if self.results is not None else None)
+        if report is not None:
+            qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(report)))
 
 
 def pythonExecutable():
     """The Python that runs the command line: Slicer's ``PythonSlicer``."""
     return shutil.which("PythonSlicer") or sys.executable
+
+
+def dicomSource(volumeNode):
+    """The folder of a volume's DICOM files and its SeriesInstanceUID, from Slicer's DICOM database.
+
+    Returns:
+        ``(None, None)`` when the volume was not loaded from DICOM or its files are not at hand.
+    """
+    uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split() if volumeNode is not None else []
+    database = getattr(slicer, "dicomDatabase", None)
+    if not uids or database is None:
+        return None, None
+    firstFile = database.fileForInstance(uids[0])
+    if not firstFile or not Path(firstFile).is_file():
+        return None, None
+    return Path(firstFile).parent, database.fileValue(firstFile, "0020,000E") or None
 
 
 def installTorch(requirement):
@@ -344,11 +438,18 @@ class LungAILogic(ScriptedLoadableModuleLogic):
         self.waitForRun(timeoutS)
         return finished[0]
 
-    def saveReport(self, results, folder):
-        """Copy the report files of ``results`` into ``folder``; returns the copies."""
-        from lungai.slicer.report import save_report
+    def remeasure(self, results, noduleId):
+        """Measure a finding's (edited) segment again; returns its new record."""
+        from lungai.slicer.remeasure import remeasure
 
-        return save_report(results.files, Path(folder))
+        return remeasure(results, noduleId)
+
+    def saveReport(self, results, folder):
+        """Write the reviewed report of ``results`` into ``folder`` (a DICOM SEG too for a DICOM volume)."""
+        from lungai.slicer.report import save_review
+
+        dicomFolder, seriesUid = dicomSource(results.volume)
+        return save_review(results, Path(folder), dicom_folder=dicomFolder, series_uid=seriesUid)
 
     def _poll(self):
         ended = self._job.poll()
@@ -394,6 +495,10 @@ class LungAITest(ScriptedLoadableModuleTest):
         self.assertEqual(names, ["Left lung", "Right lung"])
         self.assertEqual(results.nodule_table.GetNumberOfRows(), results.nodule_points.GetNumberOfControlPoints())
         self.assertEqual(results.emphysema_table.GetNumberOfRows(), 3)
+        folder = Path(slicer.app.temporaryPath) / "LungAITestReport"
+        folder.mkdir(exist_ok=True)
+        written = logic.saveReport(results, folder)
+        self.assertTrue(any(path.name.endswith("_findings_machine.json") for path in written), written)
         self.delayDisplay("Test passed")
 
     def test_LungAI_cancel_leaves_scene(self):

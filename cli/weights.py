@@ -54,7 +54,15 @@ def list_() -> None:
         if status.problem:
             click.echo(f"  {status.problem}")
     click.echo(f"Bundled weights: {_megabytes(bundled_size(manifest))} (limit {_megabytes(BUNDLED_LIMIT_BYTES)})")
-    click.echo(f"Weights folder: {weights_dir()}")
+    click.echo(_user_folder_line())
+
+
+def _user_folder_line() -> str:
+    """Where fetched and imported weights live: the folder when it exists, else where it would be made."""
+    folder = weights_dir()
+    if folder.is_dir():
+        return f"User weights folder: {folder}"
+    return f"User weights folder: none yet (`lungai weights import` creates {folder})"
 
 
 @weights.command()

@@ -100,10 +100,32 @@ class ExternalToolError(LungAIError):
     exit_code = 13
 
 
+class AmbiguousInputError(LungAIError):
+    """The input holds CT series of several patients or studies and none was chosen with ``--series``."""
+
+    exit_code = 14
+
+
+class CaseListError(LungAIError):
+    """``lungai batch``'s inputs give no usable list of cases (duplicate case ids, a malformed CSV, no scans)."""
+
+    exit_code = 2
+
+
+class CasesFailedError(LungAIError):
+    """Some cases of a ``lungai batch`` failed; the others are done (``cohort.csv`` gives each failure)."""
+
+    exit_code = 15
+
+
+#: Exit codes of a run stopped by a signal: 128 + the signal number, as shells report it.
+SIGNAL_EXIT_CODES: dict[str, int] = {"SIGHUP": 129, "SIGTERM": 143}
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "unexpected internal error (LUNGAI_DEBUG=1 shows the traceback; please report it)",
-    2: "invalid command-line usage",
+    2: "invalid command-line usage (for lungai batch also: duplicate case ids, a malformed case CSV, no scans)",
     InputNotFoundError.exit_code: "input path does not exist or is not a file/folder",
     UnreadableInputError.exit_code: "input cannot be read as an image (corrupt, unknown format, empty DICOM folder)",
     NotCTError.exit_code: "image is not a usable CT volume (modality, 2D, too few slices, RGB, NaN/inf, spacing)",
@@ -115,5 +137,9 @@ EXIT_CODES: dict[int, str] = {
     OutputNotWritableError.exit_code: "the output folder cannot be written",
     MissingExtraError.exit_code: "an optional dependency is not installed (e.g. pip install lungai[nnunet])",
     ExternalToolError.exit_code: "an external tool (nnU-Net) failed; see the log it names",
-    130: "interrupted by the user",
+    AmbiguousInputError.exit_code: "the input holds several patients or studies; choose one series with --series",
+    CasesFailedError.exit_code: "lungai batch: some cases failed, the others are done; cohort.csv gives each error",
+    SIGNAL_EXIT_CODES["SIGHUP"]: "stopped by SIGHUP (its terminal closed), handled like Ctrl-C",
+    130: "interrupted by the user (Ctrl-C)",
+    SIGNAL_EXIT_CODES["SIGTERM"]: "stopped by SIGTERM (kill, timeout, SLURM, docker stop), handled like Ctrl-C",
 }

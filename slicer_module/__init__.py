@@ -9,9 +9,13 @@ The scripted module in ``LungAI/`` is a thin Qt layer over these modules:
 - :mod:`lungai.slicer.runner`: the run protocol (start, poll, cancel, one-line outcome).
 - :mod:`lungai.slicer.job`: one analysis: the run, then loading its outputs or cleaning up.
 - :mod:`lungai.slicer.results`: the output files and the rows shown for nodules and emphysema.
-- :mod:`lungai.slicer.mrml`: loading a run's outputs into an MRML scene passed in.
-- :mod:`lungai.slicer.report`: copying the report files where the user chooses.
+- :mod:`lungai.slicer.review`: the review's state: the operating point shown, decisions, edits.
+- :mod:`lungai.slicer.mrml`: loading a run's outputs into an MRML scene passed in, and showing the review.
+- :mod:`lungai.slicer.scene_images`: the CT and the segments of the scene on LungAI's LPS grid.
+- :mod:`lungai.slicer.remeasure`: measuring an edited segment again with the pipeline's code.
+- :mod:`lungai.slicer.report`: saving the reviewed report where the user chooses.
 
-Nothing here imports Qt, torch or Slicer's application; :mod:`lungai.slicer.mrml` needs VTK
-and works with the MRML classes of 3D Slicer or of the ``slicer-core`` package.
+Nothing here imports Qt or Slicer's application, and only re-measuring imports torch (through
+:mod:`lungai.pipeline.nodules`). :mod:`lungai.slicer.mrml` and the modules after it need VTK and
+work with the MRML classes of 3D Slicer or of the ``slicer-core`` package.
 """

@@ -1,16 +1,20 @@
-"""Load a run's output folder into an MRML scene as native Slicer nodes.
+"""Load a run's output folder into an MRML scene as native Slicer nodes, and keep them in step with the review.
 
 The scene is passed in, so this works in 3D Slicer and, for tests, with the MRML classes of
 the ``slicer-core`` package. It creates:
 
 - a ``vtkMRMLSegmentationNode`` read from the ``.seg.nrrd`` (segment names, colours and
   terminology come from the file), with the input volume as reference geometry;
-- a ``vtkMRMLTableNode`` with one row per nodule above the operating point;
-- a ``vtkMRMLMarkupsFiducialNode`` with one point per row, at the nodule's centroid;
+- a ``vtkMRMLTableNode`` with one row per lesion listed at the operating point;
+- a ``vtkMRMLMarkupsFiducialNode`` with one point per row, at the lesion's centroid;
 - a ``vtkMRMLTableNode`` with lung volumes and emphysema densitometry, if measured.
 
-Nodules below the operating point are left out of the table and the points, and their
-segments are hidden. When loading fails, the nodes created so far are removed again.
+What is listed follows a :class:`lungai.slicer.review.Review`: moving the operating point,
+accepting, rejecting or re-measuring a lesion updates the table, the points, the segments'
+visibility and the summary at once (:meth:`LoadedResults.refresh`), without running again.
+Lesions below the operating point are left out of the table and the points, and their
+segments are hidden; a rejected lesion keeps its row (so the decision can be taken back) but
+its segment and point are hidden. When loading fails, the nodes created so far are removed again.
 """
 
 from __future__ import annotations
@@ -28,26 +32,30 @@ from vtkmodules.vtkCommonCore import vtkDoubleArray, vtkIntArray, vtkStringArray
 from lungai import labels
 from lungai.io.findings import ESTIMATE_LABEL, load_findings
 from lungai.slicer.results import (EmphysemaRow, NoduleRow, OutputFiles, emphysema_rows, find_output_files,
-                                   nodule_rows, summary_text)
+                                   nodule_row, summary_text)
+from lungai.slicer.review import REJECTED, Review
 
 logger = logging.getLogger(__name__)
 
 #: Column name of the nodule id in the nodule table.
 NODULE_ID_COLUMN = "ID"
+#: Column name of the characteristics, present only when a listed lesion has some.
+CHARACTERISTICS_COLUMN = "Characteristics"
 
 
 @dataclass
 class LoadedResults:
-    """The nodes made from one run's outputs.
+    """The nodes made from one run's outputs, and the review they show.
 
     Attributes:
         files: the output files they were read from.
         segmentation: the segmentation node.
-        nodule_table: one row per nodule shown.
-        nodule_points: one control point per nodule shown, labelled ``N<id>``.
+        nodule_table: one row per lesion listed.
+        nodule_points: one control point per lesion listed, labelled ``N<id>``.
         emphysema_table: lung volumes and densitometry; ``None`` if not measured.
-        point_index: nodule id -> index of its control point.
-        hidden_nodules: ids of the nodules below the operating point.
+        review: the operating point shown, the reviewer's decisions and edits.
+        volume: the analysed CT volume node (lesions are re-measured on it); ``None`` if not given.
+        point_index: lesion id -> index of its control point.
         summary: a few lines for the results area.
     """
 
@@ -56,9 +64,36 @@ class LoadedResults:
     nodule_table: Any
     nodule_points: Any
     emphysema_table: Any | None
+    review: Review
+    volume: Any | None = None
     point_index: dict[int, int] = field(default_factory=dict)
-    hidden_nodules: list[int] = field(default_factory=list)
     summary: str = ""
+
+    @property
+    def hidden_nodules(self) -> list[int]:
+        """Ids of the lesions below the operating point."""
+        return self.review.hidden()
+
+    def refresh(self) -> None:
+        """Show the review: table rows, points, segment names and visibility, summary."""
+        review = self.review
+        rows = [nodule_row(review.nodules[nodule_id], review.verdict(nodule_id)) for nodule_id in review.listed()]
+        _fill_nodule_table(self.nodule_table, rows)
+        self.point_index = _fill_nodule_points(self.nodule_points, rows, rejected=[
+            row.id for row in rows if review.decisions.get(row.id) == REJECTED])
+        _show_segments(self.segmentation, review)
+        self.summary = summary_text(review.machine, len(rows), len(review.hidden()), review.min_detection_score,
+                                    review.progress())
+
+    def set_operating_point(self, min_detection_score: float) -> None:
+        """List the lesions at another operating point (see :meth:`Review.set_operating_point`)."""
+        self.review.set_operating_point(min_detection_score)
+        self.refresh()
+
+    def decide(self, nodule_id: int, decision: str | None) -> None:
+        """Accept (``accepted``) or reject (``rejected``) a lesion, or take the decision back (``None``)."""
+        self.review.decide(nodule_id, decision)
+        self.refresh()
 
 
 def load_results(scene: Any, output: Path, reference_volume: Any | None = None, *,
@@ -71,10 +106,11 @@ def load_results(scene: Any, output: Path, reference_volume: Any | None = None, 
         reference_volume: the analysed ``vtkMRMLScalarVolumeNode``; it becomes the
             segmentation's reference geometry, and the new nodes follow its transform.
         segmentation_node: an existing segmentation node to load into; default a new one.
-        min_detection_score: the nodule operating point (see :func:`~lungai.slicer.results.nodule_rows`).
+        min_detection_score: the nodule operating point (lowest detection score listed).
 
     Returns:
-        The nodes created, named after the reference volume (or the outputs), and a summary.
+        The nodes created, named after the reference volume (or the outputs), showing a review
+        with no decisions yet.
 
     Raises:
         FileNotFoundError: the folder is not a complete output folder.
@@ -82,9 +118,8 @@ def load_results(scene: Any, output: Path, reference_volume: Any | None = None, 
         RuntimeError: the segmentation file cannot be read.
     """
     files = find_output_files(output)
-    findings = load_findings(files.findings)
-    shown, hidden = nodule_rows(findings, min_detection_score)
-    density = emphysema_rows(findings)
+    review = Review.of(load_findings(files.findings), min_detection_score)
+    density = emphysema_rows(review.machine)
     base_name = reference_volume.GetName() if reference_volume is not None else files.stem
     created: list[Any] = []
 
@@ -96,26 +131,26 @@ def load_results(scene: Any, output: Path, reference_volume: Any | None = None, 
         return node
 
     try:
-        table = _nodule_table(add("vtkMRMLTableNode", f"{base_name} LungAI nodules"), shown)
-        points, point_index = _nodule_points(add("vtkMRMLMarkupsFiducialNode", f"{base_name} LungAI nodule centres"),
-                                             shown)
+        table = add("vtkMRMLTableNode", f"{base_name} LungAI nodules")
+        points = add("vtkMRMLMarkupsFiducialNode", f"{base_name} LungAI nodule centres")
+        points.CreateDefaultDisplayNodes()
         emphysema = (_emphysema_table(add("vtkMRMLTableNode", f"{base_name} LungAI emphysema"), density)
                      if density else None)
         segmentation = segmentation_node or add("vtkMRMLSegmentationNode", f"{base_name} LungAI segmentation")
         _read_segmentation(segmentation, files.segmentation, add)
-        _hide_segments(segmentation, hidden)
         if reference_volume is not None:
             segmentation.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume)
             for node in (segmentation, points):
                 node.SetAndObserveTransformNodeID(reference_volume.GetTransformNodeID())
+        results = LoadedResults(files=files, segmentation=segmentation, nodule_table=table, nodule_points=points,
+                                emphysema_table=emphysema, review=review, volume=reference_volume)
+        results.refresh()
     except BaseException:
         for node in reversed(created):
             _remove(scene, node)
         raise
-    logger.info("loaded %s: %d nodules shown, %d hidden", files.folder, len(shown), len(hidden))
-    return LoadedResults(files=files, segmentation=segmentation, nodule_table=table, nodule_points=points,
-                         emphysema_table=emphysema, point_index=point_index, hidden_nodules=hidden,
-                         summary=summary_text(findings, len(shown), len(hidden), min_detection_score))
+    logger.info("loaded %s: %d lesions listed, %d hidden", files.folder, len(review.listed()), len(review.hidden()))
+    return results
 
 
 def _remove(scene: Any, node: Any) -> None:
@@ -151,46 +186,65 @@ def _check_segmentation_header(path: Path) -> None:
         raise RuntimeError(f"cannot read the segmentation file {path} (it is not a segmentation)")
 
 
-def _hide_segments(segmentation: Any, nodule_ids: Sequence[int]) -> None:
+def _show_segments(segmentation: Any, review: Review) -> None:
+    """Show the reported lesions' segments, hide the others, and name each after its kind (Nodule or Mass)."""
     display = segmentation.GetDisplayNode()
     contained = segmentation.GetSegmentation()
-    for nodule_id in nodule_ids:
-        key = labels.nodule(nodule_id).key
-        if contained.GetSegment(key) is not None:
-            display.SetSegmentVisibility(key, False)
+    reported = set(review.reported())
+    for nodule_id in review.ids():
+        structure = labels.nodule(nodule_id, review.nodules[nodule_id].get("kind") or "nodule")
+        segment = contained.GetSegment(structure.key)
+        if segment is None:
+            continue
+        segment.SetName(structure.name)
+        display.SetSegmentVisibility(structure.key, nodule_id in reported)
 
 
-def _nodule_table(table: Any, rows: Sequence[NoduleRow]) -> Any:
+def _fill_nodule_table(table: Any, rows: Sequence[NoduleRow]) -> None:
+    """Replace the table's columns with the rows' (the characteristics column only when one has some)."""
+    modifying = table.StartModify()
+    table.RemoveAllColumns()
     _add_column(table, vtkIntArray, NODULE_ID_COLUMN, [row.id for row in rows],
-                description="nodule id; its segment is 'Nodule <id>'")
-    _add_column(table, vtkStringArray, "Location", [row.location for row in rows])
-    for axis, name in enumerate(("R", "A", "S")):
-        _add_column(table, vtkDoubleArray, name, [row.position_ras_mm[axis] for row in rows], unit="mm",
-                    description=f"centroid, {name} coordinate (RAS)")
+                description="lesion id; its segment is 'Nodule <id>' or 'Mass <id>'")
+    _add_column(table, vtkStringArray, "Type", [row.type if row.kind == "nodule" else f"mass, {row.type}"
+                                                for row in rows],
+                description="solid, part-solid or ground-glass; a mass is a lesion over 30 mm")
     _add_column(table, vtkDoubleArray, "Long axis", [row.long_axis_mm for row in rows], unit="mm",
                 description="longest in-plane diameter")
     _add_column(table, vtkDoubleArray, "Short axis", [row.short_axis_mm for row in rows], unit="mm",
                 description="longest diameter perpendicular to the long axis, same plane")
     _add_column(table, vtkDoubleArray, "Volume", [row.volume_mm3 for row in rows], unit="mm3")
-    _add_column(table, vtkDoubleArray, "Mean HU", [row.mean_hu for row in rows], unit="HU")
-    _add_column(table, vtkStringArray, "Type", [row.type for row in rows])
+    _add_column(table, vtkDoubleArray, "Solid component", [row.solid_component_mm for row in rows], unit="mm",
+                description="mean diameter of a part-solid lesion's solid part")
+    _add_column(table, vtkStringArray, "Lung-RADS", [row.lung_rads or "" for row in rows],
+                description="category suggested by the size rule (size and type only); none for lesions "
+                            "passing only the high operating point")
     _add_column(table, vtkStringArray, "Malignancy estimate",
                 ["" if row.malignancy is None else f"{row.malignancy:.2f}" for row in rows],
                 description=f"probability of malignancy, {ESTIMATE_LABEL}")
-    _add_column(table, vtkDoubleArray, "Detection score", [row.detection_score for row in rows],
-                description="detector confidence, compared with the operating point")
+    if any(row.characteristics for row in rows):
+        _add_column(table, vtkStringArray, CHARACTERISTICS_COLUMN, [row.characteristics for row in rows])
+    _add_column(table, vtkStringArray, "Location", [row.location for row in rows])
+    _add_column(table, vtkStringArray, "Score", [row.score_text for row in rows],
+                description="detection score and the strictest operating point it passed; masses are "
+                            "found by the mass rule and shown at every operating point")
+    _add_column(table, vtkStringArray, "Review", [row.review for row in rows],
+                description="the reviewer's decision, and 'edited' once the segment was edited and re-measured")
     table.SetLocked(True)
-    return table
+    table.EndModify(modifying)
 
 
-def _nodule_points(points: Any, rows: Sequence[NoduleRow]) -> tuple[Any, dict[int, int]]:
-    points.CreateDefaultDisplayNodes()
+def _fill_nodule_points(points: Any, rows: Sequence[NoduleRow], rejected: Sequence[int]) -> dict[int, int]:
+    """One locked point per row (hidden for rejected lesions); returns lesion id -> point index."""
+    points.SetLocked(False)
+    points.RemoveAllControlPoints()
     index = {}
     for row in rows:
         index[row.id] = points.AddControlPoint(list(row.position_ras_mm), f"N{row.id}")
         points.SetNthControlPointDescription(index[row.id], row.description)
+        points.SetNthControlPointVisibility(index[row.id], row.id not in rejected)
     points.SetLocked(True)
-    return points, index
+    return index
 
 
 def _emphysema_table(table: Any, rows: Sequence[EmphysemaRow]) -> Any:

@@ -72,41 +72,61 @@ def find_output_files(folder: Path) -> OutputFiles:
 
 @dataclass(frozen=True)
 class NoduleRow:
-    """One nodule as the nodule table shows it (``None``: not measured).
+    """One lesion as the nodule table shows it (``None``: not measured or not given).
 
     Attributes:
-        id: the nodule's id; its segment is ``lungai.labels.nodule(id)``.
-        location: where it is, e.g. ``right lung``; empty if unknown.
-        position_ras_mm: centroid in RAS millimetres (Slicer's frame).
+        id: the lesion's id; its segment is ``lungai.labels.nodule(id)``.
+        kind: ``nodule`` or ``mass`` (long axis over 30 mm).
+        type: solid, part-solid or ground-glass.
         long_axis_mm: longest in-plane diameter.
         short_axis_mm: longest diameter perpendicular to it.
         volume_mm3: segmented volume.
-        mean_hu: mean attenuation.
-        type: solid, part-solid or ground-glass.
-        malignancy: the ensemble's malignancy estimate, 0..1; ``None`` if not run.
-        detection_score: the detector's confidence, 0..1; ``None`` for a mass (found by the
-            mass rule, shown at every operating point).
-        kind: ``nodule`` or ``mass`` (long axis over 30 mm).
+        solid_component_mm: mean diameter of a part-solid lesion's solid part.
+        lung_rads: the size-rule category (``4A``, ...); ``None`` for lesions passing only ``high``.
+        malignancy: the ensemble's malignancy estimate, 0..1; ``None`` if not run or not given.
+        characteristics: the finding's characteristics as text; empty when it has none.
+        location: where it is, e.g. ``right lung``; empty if unknown.
+        detection_score: the detector's confidence, 0..1; ``None`` for a mass found by the mass
+            rule (shown at every operating point).
+        operating_point: the strictest operating point the score passed, if any.
+        position_ras_mm: centroid in RAS millimetres (Slicer's frame).
+        review: the reviewer's verdict as shown, e.g. ``accepted, edited``; empty before review.
     """
 
     id: int
-    location: str
-    position_ras_mm: tuple[float, float, float]
+    kind: str
+    type: str
     long_axis_mm: float | None
     short_axis_mm: float | None
     volume_mm3: float | None
-    mean_hu: float | None
-    type: str
+    solid_component_mm: float | None
+    lung_rads: str | None
     malignancy: float | None
+    characteristics: str
+    location: str
     detection_score: float | None
-    kind: str = "nodule"
+    operating_point: str | None
+    position_ras_mm: tuple[float, float, float]
+    review: str = ""
+
+    @property
+    def title(self) -> str:
+        """The lesion's segment name, e.g. ``Nodule 2`` or ``Mass 1``."""
+        return f"{self.kind.capitalize()} {self.id}"
 
     @property
     def description(self) -> str:
-        """A short text for the nodule's point, e.g. ``Nodule 2: 8.1 x 6.0 mm, solid``."""
+        """A short text for the lesion's point, e.g. ``Nodule 2: 8.1 x 6.0 mm, solid``."""
         size = (f"{self.long_axis_mm:.1f} x {self.short_axis_mm:.1f} mm, "
                 if self.long_axis_mm is not None and self.short_axis_mm is not None else "")
-        return f"{self.kind.capitalize()} {self.id}: {size}{self.type}"
+        return f"{self.title}: {size}{self.type}"
+
+    @property
+    def score_text(self) -> str:
+        """The detection score with the operating point it passed, or ``mass rule``."""
+        if self.detection_score is None:
+            return "mass rule"
+        return f"{self.detection_score:.3f} ({self.operating_point or 'below high'})"
 
 
 @dataclass(frozen=True)
@@ -132,33 +152,41 @@ class EmphysemaRow:
     perc15_hu: float | None
 
 
-def nodule_rows(findings: dict[str, Any], min_detection_score: float = 0.0) -> tuple[list[NoduleRow], list[int]]:
-    """Split the nodules at the operating point.
+def characteristics_text(nodule: dict[str, Any]) -> str:
+    """A finding's ``characteristics`` as one line; empty when it has none.
 
     Args:
-        findings: the findings, as returned by :func:`lungai.io.findings.load_findings`.
-        min_detection_score: the nodule operating point; nodules whose detection score is
-            below it are left out (a nodule without a score is kept).
-
-    Returns:
-        The rows of the nodules kept, by id, and the ids of those left out.
+        nodule: one entry of the findings' ``nodules``; ``characteristics`` may be a mapping
+            (``{"calcification": "none", ...}``), a list of words, or text.
     """
-    shown: list[NoduleRow] = []
-    hidden: list[int] = []
-    for nodule in sorted(findings.get("nodules") or [], key=lambda item: item["id"]):
-        score = nodule.get("detection_score")
-        if score is not None and score < min_detection_score:
-            hidden.append(int(nodule["id"]))
-            continue
-        malignancy = nodule.get("malignancy") or {}
-        x, y, z = nodule["centroid"]["ras_mm"]
-        shown.append(NoduleRow(
-            id=int(nodule["id"]), location=nodule.get("location") or "",
-            position_ras_mm=(float(x), float(y), float(z)),
-            long_axis_mm=nodule.get("long_axis_mm"), short_axis_mm=nodule.get("short_axis_mm"),
-            volume_mm3=nodule.get("volume_mm3"), mean_hu=nodule.get("mean_hu"), type=nodule["type"],
-            malignancy=malignancy.get("probability"), detection_score=score, kind=nodule.get("kind") or "nodule"))
-    return shown, hidden
+    characteristics = nodule.get("characteristics")
+    if not characteristics:
+        return ""
+    if isinstance(characteristics, dict):
+        return ", ".join(f"{name}: {value}" for name, value in characteristics.items())
+    if isinstance(characteristics, (list, tuple)):
+        return ", ".join(str(item) for item in characteristics)
+    return str(characteristics)
+
+
+def nodule_row(nodule: dict[str, Any], review: str = "") -> NoduleRow:
+    """The table row of one lesion.
+
+    Args:
+        nodule: one entry of the findings' ``nodules`` (see :mod:`lungai.io.findings`).
+        review: the reviewer's verdict to show (see :meth:`lungai.slicer.review.Review.verdict`).
+    """
+    malignancy = nodule.get("malignancy") or {}
+    lung_rads = nodule.get("lung_rads") or {}
+    x, y, z = nodule["centroid"]["ras_mm"]
+    return NoduleRow(
+        id=int(nodule["id"]), kind=nodule.get("kind") or "nodule", type=nodule["type"],
+        long_axis_mm=nodule.get("long_axis_mm"), short_axis_mm=nodule.get("short_axis_mm"),
+        volume_mm3=nodule.get("volume_mm3"), solid_component_mm=nodule.get("solid_component_mm"),
+        lung_rads=lung_rads.get("category"), malignancy=malignancy.get("probability"),
+        characteristics=characteristics_text(nodule), location=nodule.get("location") or "",
+        detection_score=nodule.get("detection_score"), operating_point=nodule.get("operating_point"),
+        position_ras_mm=(float(x), float(y), float(z)), review=review)
 
 
 def emphysema_rows(findings: dict[str, Any]) -> list[EmphysemaRow]:
@@ -186,7 +214,8 @@ def emphysema_rows(findings: dict[str, Any]) -> list[EmphysemaRow]:
     return rows
 
 
-def summary_text(findings: dict[str, Any], shown: int, hidden: int, min_detection_score: float) -> str:
+def summary_text(findings: dict[str, Any], shown: int, hidden: int, min_detection_score: float,
+                 review: str = "") -> str:
     """The few lines shown above the result tables.
 
     Args:
@@ -194,6 +223,8 @@ def summary_text(findings: dict[str, Any], shown: int, hidden: int, min_detectio
         shown: number of nodules shown.
         hidden: number of nodules below the operating point.
         min_detection_score: the operating point used.
+        review: the review's state in a few words (see :meth:`lungai.slicer.review.Review.progress`),
+            shown after the nodules; empty before any review.
 
     Returns:
         Lines joined by newlines: lung volumes, emphysema, nodules and masses, warnings; stages
@@ -219,5 +250,7 @@ def summary_text(findings: dict[str, Any], shown: int, hidden: int, min_detectio
         if hidden:
             text += f", {hidden} below the operating point {min_detection_score:.2f} hidden"
         lines.append(text)
+    if review:
+        lines.append(f"Review: {review}")
     lines.extend(f"Warning: {warning}" for warning in findings.get("warnings") or [])
     return "\n".join(lines)

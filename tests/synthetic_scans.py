@@ -24,18 +24,21 @@ def write_image(array_zyx: np.ndarray, path: Path, spacing=(1.0, 1.0, 2.0), orig
 
 
 def write_dicom_series(folder: Path, array_zyx: np.ndarray, spacing=(0.8, 0.8, 2.5), modality: str = "CT",
-                       intercept: float = -1024.0, slope: float = 1.0, series_uid: str | None = None) -> str:
+                       intercept: float = -1024.0, slope: float = 1.0, series_uid: str | None = None,
+                       study_uid: str | None = None, **header: object) -> str:
     """Write a volume as a DICOM series, one file per slice, stored as unsigned values + rescale.
 
     Args:
         array_zyx: values in the modality's units (HU for CT); stored as (value - intercept) / slope.
+        study_uid: the StudyInstanceUID (default: a new study).
+        header: further attributes of every slice by keyword (``PatientID="P2"``, ``StudyDate=...``).
 
     Returns:
         The SeriesInstanceUID.
     """
     folder.mkdir(parents=True, exist_ok=True)
     series_uid = series_uid or generate_uid()
-    study_uid = generate_uid()
+    study_uid = study_uid or generate_uid()
     frame_uid = generate_uid()
     stored = np.round((array_zyx - intercept) / slope).astype(np.uint16)
     sop_class = CT_IMAGE_STORAGE if modality == "CT" else MR_IMAGE_STORAGE
@@ -68,6 +71,8 @@ def write_dicom_series(folder: Path, array_zyx: np.ndarray, spacing=(0.8, 0.8, 2
         ds.RescaleIntercept = intercept
         ds.RescaleSlope = slope
         ds.PixelData = plane.tobytes()
+        for keyword, value in header.items():
+            setattr(ds, keyword, value)
         ds.save_as(folder / f"slice{k:04d}.dcm", enforce_file_format=True)
     return series_uid
 

@@ -12,6 +12,7 @@ them on a derived object), so it identifies the patient exactly as the source se
 
 from __future__ import annotations
 
+import copy
 import logging
 import warnings
 from collections.abc import Sequence
@@ -43,6 +44,9 @@ DEVICE_SERIAL_NUMBER = "none"
 #: How far (in pixels) a slice's Image Position (Patient) may lie off the grid's slice axis.
 _POSITION_TOLERANCE_PIXELS = 0.1
 #: Type 3 sequences that highdicom copies from the source's patient and study modules.
+#: Patient and study attributes (type 2) a SEG copies from its source.
+_COPIED_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyID", "StudyDate", "StudyTime",
+                 "ReferringPhysicianName", "AccessionNumber")
 _OPTIONAL_REFERENCES = ("ReferencedStudySequence", "ReferencedPatientSequence")
 _REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
                   "FrameOfReferenceUID")
@@ -97,7 +101,7 @@ def _segmentation(headers: Sequence[pydicom.Dataset], pixel_array: np.ndarray,
                   descriptions: Sequence[hd.seg.SegmentDescription]) -> hd.seg.Segmentation:
     """The BINARY SEG of a label-map style array whose values are segment numbers."""
     return hd.seg.Segmentation(
-        source_images=headers,
+        source_images=_with_patient_and_study(headers),
         pixel_array=pixel_array,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
@@ -113,6 +117,22 @@ def _segmentation(headers: Sequence[pydicom.Dataset], pixel_array: np.ndarray,
         content_description=CONTENT_DESCRIPTION,
         series_description=SERIES_DESCRIPTION,
     )
+
+
+def _with_patient_and_study(headers: Sequence[pydicom.Dataset]) -> list[pydicom.Dataset]:
+    """The headers, each holding the patient and study attributes a SEG copies (empty where absent).
+
+    DICOM requires them (type 2: present, possibly empty), but some exports leave them out.
+    """
+    completed = []
+    for header in headers:
+        missing = [keyword for keyword in _COPIED_TYPE2 if keyword not in header]
+        if missing:
+            header = copy.deepcopy(header)
+            for keyword in missing:
+                setattr(header, keyword, "")
+        completed.append(header)
+    return completed
 
 
 def _drop_incomplete_references(seg: hd.seg.Segmentation) -> None:

@@ -12,7 +12,10 @@ unless asked for (``--emphysema-probability``) while the scanner's weights are d
 2.0 removes ``tumour`` (the whole-scan tumour task is gone), and adds ``detection`` (the operating
 point, its expected sensitivity and false positives, known weak spots) and, to each nodule, ``kind``
 (``nodule`` or ``mass``), ``detected_by`` and ``operating_point`` (also the last three
-``nodules.csv`` columns); a nodule's ``detection_score`` may be ``null`` (masses).
+``nodules.csv`` columns); a nodule's ``detection_score`` may be ``null`` (masses); 2.1 adds
+``provenance`` (the command or API call, operating point, threshold and expected false positives
+per scan, ``max_nodules``, tasks, and fingerprints of the input files), and ``nodules.csv``
+rounds coordinates and measurements (:data:`CSV_DECIMALS`).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from lungai.io.volume import CTVolume
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "2.0"
+SCHEMA_VERSION = "2.1"
 
 #: Keys of the per-region dicts (``lungs``, ``emphysema.densitometry``).
 REGIONS = ("right", "left", "total")
@@ -61,6 +64,9 @@ NODULE_CSV_COLUMNS = (
     "detection_score", "location", "distance_to_pleura_mm", "solid_component_mm",
     "kind", "detected_by", "operating_point",
 )
+
+#: Decimals of the millimetre and HU columns of ``nodules.csv`` (0.1 mm is finer than any CT voxel).
+CSV_DECIMALS = 1
 
 
 def lps_to_ras(point: Sequence[float]) -> Point:
@@ -333,6 +339,54 @@ class RunInfo:
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class InputFile:
+    """The fingerprint of one input the findings were computed from.
+
+    Attributes:
+        path: the file or folder, as given.
+        series_uid: the DICOM SeriesInstanceUID read from it; ``None`` for other formats.
+        files: how many files the fingerprint covers (a DICOM folder: the series' slices).
+        size_bytes: their total size.
+        sha256: the file's sha256; for a DICOM folder the sha256 of its slices' sha256 hex digests,
+            one per line in slice order; ``None`` for files too large to hash (then ``mtime_utc``).
+        mtime_utc: the latest modification time (ISO 8601 UTC) when ``sha256`` is ``None``.
+    """
+
+    path: str
+    series_uid: str | None
+    files: int
+    size_bytes: int
+    sha256: str | None = None
+    mtime_utc: str | None = None
+
+
+@dataclass
+class Provenance:
+    """How the findings were asked for, to read them later (an empty ``nodules`` list included).
+
+    Attributes:
+        command: the command line (``lungai run ...``), or ``python API: run_pipeline(RunConfig(...))``
+            with the settings that differ from the defaults.
+        operating_point: the nodule operating point (``high``, ``balanced``, ``specific``, or
+            ``custom`` for a set threshold); ``None`` when the nodules task did not run.
+        threshold: its detection score threshold; ``None`` without the nodules task.
+        expected_false_positives_per_scan: measured at that operating point on validation scans;
+            ``None`` for a custom threshold or without the nodules task.
+        max_nodules: at most this many detections were segmented and reported.
+        tasks: the tasks the run was asked for, with the tasks they need.
+        inputs: fingerprints of the input files.
+    """
+
+    command: str
+    operating_point: str | None
+    threshold: float | None
+    expected_false_positives_per_scan: float | None
+    max_nodules: int
+    tasks: list[str]
+    inputs: list[InputFile] = field(default_factory=list)
+
+
 @dataclass(kw_only=True)
 class Findings:
     """Everything one ``lungai run`` found, as written to ``findings.json``.
@@ -346,6 +400,10 @@ class Findings:
         detection: the operating point they were reported at; ``None`` if detection did not run.
         warnings: things the user should know (soft input checks, skipped stages).
         run: how the findings were produced.
+        provenance: how the run was asked for and what it read; ``None`` in findings built
+            outside :func:`lungai.pipeline.runner.run_pipeline`.
+        review: a reviewer's decisions, when the findings were reviewed in 3D Slicer
+            (:mod:`lungai.slicer.review`; docs/outputs.md); ``None`` (left out of the JSON) otherwise.
     """
 
     schema_version: str = field(default=SCHEMA_VERSION, init=False)
@@ -356,15 +414,19 @@ class Findings:
     detection: DetectionInfo | None = None
     warnings: list[str] = field(default_factory=list)
     run: RunInfo
+    provenance: Provenance | None = None
+    review: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready dict: plain types only, non-finite numbers as ``None``.
 
-        ``input.patient_id`` is left out when it is ``None``.
+        ``input.patient_id`` and ``review`` are left out when they are ``None``.
         """
         data = _plain(dataclasses.asdict(self))
         if data["input"]["patient_id"] is None:
             del data["input"]["patient_id"]
+        if data["review"] is None:
+            del data["review"]
         return data
 
 
@@ -424,6 +486,14 @@ def write_nodules_csv(nodules: Sequence[Nodule], path: Path) -> None:
     logger.info("wrote %s (%d nodules)", path, len(nodules))
 
 
+def _csv_value(column: str, value: Any) -> Any:
+    """A CSV cell: empty for ``None``; millimetres and HU rounded to :data:`CSV_DECIMALS`."""
+    value = None if value is None else _plain(value)
+    if isinstance(value, float) and column.endswith(("_mm", "_mm3", "_hu")):
+        return round(value, CSV_DECIMALS)
+    return "" if value is None else value
+
+
 def _nodule_row(nodule: Nodule) -> list[object]:
     malignancy, lung_rads = nodule.malignancy, nodule.lung_rads
     row: list[object] = [
@@ -436,7 +506,7 @@ def _nodule_row(nodule: Nodule) -> list[object]:
         nodule.detection_score, nodule.location, nodule.distance_to_pleura_mm, nodule.solid_component_mm,
         nodule.kind, nodule.detected_by, nodule.operating_point,
     ]
-    return ["" if value is None else _plain(value) for value in row]
+    return [_csv_value(column, value) for column, value in zip(NODULE_CSV_COLUMNS, row)]
 
 
 def _plain(value: Any) -> Any:

@@ -8,6 +8,7 @@ units, reoriented to LPS, with padding values (-2048, -3024, ...) clamped to -10
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -59,6 +60,49 @@ def scan_stem(path: str | Path) -> str:
     return name or "scan"
 
 
+def safe_name(text: str, limit: int = 120) -> str:
+    """``text`` made safe as a file name on every file system: letters, digits, ``.``, ``_``, ``-``."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-")
+    return name[:limit] or "scan"
+
+
+def _is_zip(path: Path) -> bool:
+    suffix = _suffix(path)
+    return path.is_file() and (suffix == ".zip" or (suffix not in IMAGE_SUFFIXES and zipfile.is_zipfile(path)))
+
+
+def scan_name(path: str | Path, series_uid: str | None = None) -> str:
+    """The base name of a scan's outputs, without reading its pixels.
+
+    For a DICOM folder or zip: ``<PatientID>_<StudyDate>_<SeriesNumber>`` of the series a run
+    would read (the parts its header has; the file or folder name for a blank PatientID), made
+    safe for file systems, so that every TCIA ``dicom.zip`` gets its own name; without any of
+    those fields, or for other formats, the file or folder name without its extension
+    (:func:`scan_stem`), as it is. A path that does not exist gets its
+    stem (reading it reports the problem).
+
+    Raises:
+        UnreadableInputError, NotCTError, AmbiguousInputError: as :func:`read_scan` would for
+            the DICOM folder or zip.
+    """
+    path = Path(path)
+    if path.is_dir():
+        found = dicom.scan_folder(path)
+    elif _is_zip(path):
+        found = dicom.scan_zip(path)
+    else:
+        return scan_stem(path)
+    return series_name(dicom.choose_series(found, path, series_uid), path)
+
+
+def series_name(series: dicom.DicomSeries, source: Path) -> str:
+    """``<PatientID>_<StudyDate>_<SeriesNumber>``, the source's stem standing in for a blank PatientID."""
+    if not (series.patient_id or series.study_date or series.series_number):
+        return scan_stem(source)
+    parts = [series.patient_id or scan_stem(source), series.study_date, series.series_number]
+    return safe_name("_".join(part for part in parts if part))
+
+
 def read_scan(path: str | Path, options: ReadOptions | None = None) -> CTVolume:
     """Read and validate a CT scan.
 
@@ -84,7 +128,7 @@ def read_scan(path: str | Path, options: ReadOptions | None = None) -> CTVolume:
     if path.stat().st_size == 0:
         raise UnreadableInputError(f"input {path} is an empty file", f"give {SUPPORTED}")
     suffix = _suffix(path)
-    if suffix == ".zip" or (suffix not in IMAGE_SUFFIXES and zipfile.is_zipfile(path)):
+    if _is_zip(path):
         with tempfile.TemporaryDirectory(prefix="lungai-zip-") as tmp:
             dicom.extract_zip(path, Path(tmp))
             volume = _read_dicom_folder(Path(tmp), path, "dicom-zip", options)
@@ -117,7 +161,8 @@ def _read_image_file(path: Path, fmt: str, options: ReadOptions) -> CTVolume:
     except RuntimeError as exc:
         raise UnreadableInputError(f"cannot read the pixel data of {path}: the file is truncated or corrupt",
                                    "re-export or re-copy the file") from exc
-    return _to_volume(image, CTVolume(image=image, source=str(path), format=fmt, modality=modality), options)
+    volume = CTVolume(image=image, source=str(path), format=fmt, modality=modality, name=scan_stem(path))
+    return _to_volume(image, volume, options)
 
 
 def _read_dicom_folder(folder: Path, source: Path, fmt: str, options: ReadOptions) -> CTVolume:
@@ -132,7 +177,7 @@ def _read_dicom_folder(folder: Path, source: Path, fmt: str, options: ReadOption
     volume = CTVolume(image=image, source=str(source), format=fmt, modality=series.modality,
                       series_uid=series.uid if series.has_uid else None, dicom_files=[str(p) for p in series.files],
                       patient_id=series.patient_id if options.include_patient_id else None,
-                      dicom_headers=headers)
+                      dicom_headers=headers, name=series_name(series, source))
     warning = dicom.uneven_spacing_warning(series)
     if warning:
         logger.warning(warning)

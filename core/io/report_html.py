@@ -1,36 +1,40 @@
-"""A self-contained HTML report of one run: tables and per-lesion image crops with contours.
+"""A self-contained HTML report of one run: impression, tables, images and provenance.
 
 ``report.html`` needs nothing but a browser: the CSS is inline and every image is a PNG data
-URI, so it can be mailed or archived as one file and opens without a network. It shows the
-scan, the LungAI version and date, the lung volumes and emphysema figures (with the warnings and
-notes that qualify them), a table of the nodules and masses, and for each an axial,
-coronal and sagittal crop of the CT in the lung window with the segmentation's outline drawn in
-the segment's colour.
+URI, so it can be mailed or archived as one file and opens without a network. From the top:
 
-Crops are shown as a radiologist reads them: axial and coronal with the patient's right on the
-left of the image, coronal and sagittal with the head at the top, sagittal with anterior on the
-left. Every model output is labelled as a model estimate and Lung-RADS as a size rule.
+- the one-line impression (:func:`lungai.io.report_text.impression`), the disclaimer and the scan;
+- the tables: lung volumes and emphysema (with the warnings and notes that qualify them), the
+  nodules and masses (with the DICOM image numbers, or slice numbers, they lie on), the Lung-RADS
+  management text of each category found (the rule applied to measurements), and the warnings;
+- the images: a coronal lung-mask check, always, and for each lesion an axial, coronal and
+  sagittal crop with its outline in the lung window, plus the mediastinal window for solid
+  lesions, each labelled with the image number it shows or passes through;
+- a footer saying how the findings were made: version, weights, operating point with its
+  expected false positives per scan, tasks and the command.
+
+Every model output is labelled as a model estimate and Lung-RADS as a size rule.
 """
 
 from __future__ import annotations
 
-import base64
 import html
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import imageio.v3 as iio
 import numpy as np
 import SimpleITK as sitk
-from skimage.segmentation import find_boundaries
-from skimage.transform import resize
+from scipy import ndimage
 
 from lungai import labels
 from lungai.io.findings import ESTIMATE_LABEL, REGIONS, Findings, Nodule
+from lungai.io.image_numbers import ImageNumbers, image_numbers
+from lungai.io.report_images import Window, coronal_size, crop, lps_planes, png_base64, render
+from lungai.io.report_text import (LUNG_RADS_MANAGEMENT_LABEL, impression, management_rows, none_found_notes,
+                                   provenance_rows)
 from lungai.io.volume import CTVolume
-from lungai.io.report_text import none_found_notes
 from lungai.labels import Structure
 
 logger = logging.getLogger(__name__)
@@ -39,18 +43,23 @@ DISCLAIMER = "Research software, not a diagnosis. Not for clinical use without l
 _REGION_NAMES = {"right": "Right lung", "left": "Left lung", "total": "Both lungs"}
 #: Crops are padded with this beyond the scan: below the window, so it shows black.
 _OUTSIDE_HU = -2000
+_ORIENTATION = {"axial": "patient's right on the left", "coronal": "head up, patient's right on the left",
+                "sagittal": "head up, anterior on the left"}
 
 
 @dataclass(frozen=True)
 class ReportConfig:
-    """How the report's image crops are made.
+    """How the report's images are made.
 
     Attributes:
-        nodule_fov_mm: smallest field of view of a nodule crop (square, mm).
-        fov_per_diameter: a nodule's field of view is at least this many times its long axis.
+        nodule_fov_mm: smallest field of view of a lesion crop (square, mm).
+        fov_per_diameter: a lesion's field of view is at least this many times its long axis.
         image_px: width and height of each crop image in pixels.
-        window_level_hu: centre of the grey-level window (lung window).
-        window_width_hu: width of the grey-level window.
+        window_level_hu: centre of the lung window.
+        window_width_hu: width of the lung window.
+        mediastinal_level_hu: centre of the mediastinal (soft-tissue) window, for solid lesions.
+        mediastinal_width_hu: width of the mediastinal window.
+        qc_width_px: width of the coronal lung-mask check in pixels (its height follows the scan).
     """
 
     nodule_fov_mm: float = 40.0
@@ -58,16 +67,31 @@ class ReportConfig:
     image_px: int = 200
     window_level_hu: float = -600.0
     window_width_hu: float = 1500.0
+    mediastinal_level_hu: float = 40.0
+    mediastinal_width_hu: float = 400.0
+    qc_width_px: int = 480
+
+    @property
+    def lung_window(self) -> Window:
+        """The lung window."""
+        return Window("lung", self.window_level_hu, self.window_width_hu)
+
+    @property
+    def mediastinal_window(self) -> Window:
+        """The mediastinal window."""
+        return Window("mediastinal", self.mediastinal_level_hu, self.mediastinal_width_hu)
 
 
 @dataclass(frozen=True)
 class _Lesion:
-    """A segmented lesion to show: its structure, centre (LPS mm) and crop size (mm)."""
+    """A lesion to show: its finding, structure, centre voxel (z, y, x), crop half-size and slice span."""
 
+    nodule: Nodule
     structure: Structure
-    title: str
-    centre_lps: tuple[float, float, float]
+    centre_zyx: np.ndarray
+    half_zyx: np.ndarray
     fov_mm: float
+    z_span: tuple[int, int] | None
 
 
 def write_report_html(findings: Findings, ct: CTVolume, label_image: sitk.Image, path: Path,
@@ -79,7 +103,7 @@ def write_report_html(findings: Findings, ct: CTVolume, label_image: sitk.Image,
         ct: the CT the findings are about.
         label_image: the run's label image on the grid of ``ct.image`` (LPS).
         path: output file.
-        config: crop sizes and grey-level window; defaults suit chest CT.
+        config: crop sizes and grey-level windows; defaults suit chest CT.
 
     Raises:
         ValueError: the label image is not on the CT's grid.
@@ -89,30 +113,34 @@ def write_report_html(findings: Findings, ct: CTVolume, label_image: sitk.Image,
         raise ValueError(f"label image size {label_image.GetSize()} differs from the CT's {ct.image.GetSize()}")
     hu = sitk.GetArrayViewFromImage(ct.image)
     label_voxels = sitk.GetArrayViewFromImage(label_image)
+    numbers = image_numbers(ct)
     lesions = _lesions(findings, label_voxels, ct.image, config)
-    figures = [_lesion_figure(lesion, hu, label_voxels, ct.image, config) for lesion in lesions]
-    body = "\n".join([_header(findings), _lung_table(findings), _nodule_table(findings),
-                      *figures, _warnings(findings)])
+    figures = [_lesion_figure(lesion, hu, label_voxels, numbers, config) for lesion in lesions]
+    body = "\n".join([_header(findings, numbers), _lung_table(findings), _nodule_table(findings, lesions, numbers),
+                      _management(findings), _warnings(findings),
+                      _qc_view(findings, hu, label_voxels, ct.image, numbers, config), *figures, _footer(findings)])
     Path(path).write_text(_PAGE.format(title=html.escape(f"LungAI report: {_scan_name(findings)}"),
                                        css=_CSS, body=body), encoding="utf-8")
-    logger.info("wrote %s (%d lesion figures)", path, len(figures))
+    logger.info("wrote %s (lung-mask check and %d lesion figures)", path, len(figures))
 
 
 def _scan_name(findings: Findings) -> str:
     return Path(findings.input.source).name or findings.input.source
 
 
-def _header(findings: Findings) -> str:
+def _header(findings: Findings, numbers: ImageNumbers) -> str:
     run, source = findings.run, findings.input
     rows = [("Scan", _scan_name(findings)),
             ("Format", source.format),
             ("Size", " x ".join(str(n) for n in source.size_xyz) + " voxels, "
              + " x ".join(f"{s:.2f}" for s in source.spacing_xyz_mm) + " mm"),
             ("Series UID", source.series_uid or "not applicable"),
-            ("Analysed", run.finished_utc or run.started_utc),
-            ("LungAI", f"version {run.lungai_version}, device {run.device}, tasks {', '.join(run.tasks) or 'lungs'}")]
+            ("Slice numbers", numbers.description),
+            ("Analysed", run.finished_utc or run.started_utc)]
     items = "".join(f"<tr><th>{html.escape(key)}</th><td>{html.escape(value)}</td></tr>" for key, value in rows)
-    return (f"<header><h1>LungAI report</h1><p class=\"disclaimer\">{html.escape(DISCLAIMER)}</p>"
+    return (f"<header><h1>LungAI report</h1>"
+            f"<p id=\"impression\"><strong>Impression:</strong> {html.escape(impression(findings))}</p>"
+            f"<p class=\"disclaimer\">{html.escape(DISCLAIMER)}</p>"
             f"<table class=\"meta\">{items}</table></header>")
 
 
@@ -163,21 +191,23 @@ def _found_by(nodule: Nodule) -> str:
     return f"{_number(nodule.detection_score, 2)} ({nodule.operating_point or 'custom'})"
 
 
-def _nodule_table(findings: Findings) -> str:
+def _nodule_table(findings: Findings, lesions: Sequence[_Lesion], numbers: ImageNumbers) -> str:
     if not findings.nodules:
         ran = "nodules" in findings.run.tasks
         text = "No nodules or masses found." if ran else "Nodule detection did not run."
         return (f"<section id=\"nodules\"><h2>Nodules and masses</h2><p>{text}</p>"
                 f"{_operating_point_note(findings)}</section>")
-    head = ["ID", "Location", "Distance to pleura (mm)", "Long axis (mm)", "Short axis (mm)", "Volume (mm³)", "Mean HU", "Type",
+    head = ["ID", "Location", "DICOM images" if numbers.kind == "instance" else "Slices",
+            "Distance to pleura (mm)", "Long axis (mm)", "Short axis (mm)", "Volume (mm³)", "Mean HU", "Type",
             "Malignancy (model estimate)", "Lung-RADS category (size rule)", "Detection score (operating point)"]
-    rows = [[f"{nodule.kind.capitalize()} {nodule.id}", nodule.location or "-", _number(nodule.distance_to_pleura_mm, 1),
+    rows = [[f"{nodule.kind.capitalize()} {nodule.id}", nodule.location or "-",
+             _span(lesion, numbers, with_noun=False), _number(nodule.distance_to_pleura_mm, 1),
              _number(nodule.long_axis_mm, 1),
              _number(nodule.short_axis_mm, 1), _number(nodule.volume_mm3, 0), _number(nodule.mean_hu, 0),
              nodule.type,
              "-" if nodule.malignancy is None else f"{nodule.malignancy.probability:.2f}",
              "-" if nodule.lung_rads is None else nodule.lung_rads.category,
-             _found_by(nodule)] for nodule in findings.nodules]
+             _found_by(nodule)] for nodule, lesion in zip(findings.nodules, lesions)]
     note = ("<p class=\"note\">Malignancy is a model estimate (trained on radiologists' suspicion ratings, "
             "not pathology), not a diagnosis. The Lung-RADS category is suggested from size and type "
             "only (a size rule), without the prior scans and findings a full assessment needs.</p>")
@@ -185,12 +215,29 @@ def _nodule_table(findings: Findings) -> str:
             f"{_operating_point_note(findings)}</section>")
 
 
+def _management(findings: Findings) -> str:
+    rows = management_rows(findings)
+    if not rows:
+        return ""
+    return (f"<section id=\"management\"><h2>Lung-RADS management (rule applied to measurements)</h2>"
+            f"<p class=\"note\">{html.escape(LUNG_RADS_MANAGEMENT_LABEL)}</p>"
+            f"{_table('management', ['Category (size rule)', 'Management Lung-RADS gives this category'], rows)}"
+            f"</section>")
+
 
 def _warnings(findings: Findings) -> str:
     if not findings.warnings:
         return ""
     items = "".join(f"<li>{html.escape(warning)}</li>" for warning in findings.warnings)
     return f"<section id=\"warnings\"><h2>Warnings</h2><ul>{items}</ul></section>"
+
+
+def _footer(findings: Findings) -> str:
+    rows = "".join(f"<tr><th>{html.escape(key)}</th><td>{html.escape(value)}</td></tr>"
+                   for key, value in provenance_rows(findings))
+    return (f"<footer id=\"provenance\"><h2>How these findings were made</h2>"
+            f"<table id=\"provenance-table\" class=\"meta\">{rows}</table>"
+            f"<p class=\"disclaimer\">{html.escape(DISCLAIMER)}</p></footer>")
 
 
 def _table(table_id: str, head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -205,76 +252,98 @@ def _number(value: float | None, decimals: int) -> str:
     return f"{value:.{decimals}f}"
 
 
-def _lesions(findings: Findings, label_voxels: np.ndarray, image: sitk.Image,
-             config: ReportConfig) -> list[_Lesion]:
-    """The nodules and masses to draw, each centred on its finding."""
-    lesions = [_nodule_lesion(nodule, config) for nodule in findings.nodules]
+def _lesions(findings: Findings, label_voxels: np.ndarray, image: sitk.Image, config: ReportConfig) -> list[_Lesion]:
+    """The nodules and masses to draw, each centred on its finding, with the slices its segment spans."""
+    boxes = ndimage.find_objects(np.asarray(label_voxels))
+    spacing_zyx = np.asarray(image.GetSpacing()[::-1])
+    lesions = []
+    for nodule in findings.nodules:
+        structure = labels.nodule(nodule.id, nodule.kind)
+        box = boxes[structure.value - 1] if structure.value <= len(boxes) else None
+        fov = max(config.nodule_fov_mm, config.fov_per_diameter * nodule.long_axis_mm)
+        centre = np.asarray(image.TransformPhysicalPointToIndex(nodule.centroid.lps_mm)[::-1])
+        lesions.append(_Lesion(nodule, structure, centre, np.maximum(1, np.round(fov / 2 / spacing_zyx)).astype(int),
+                               fov, None if box is None else (box[0].start, box[0].stop - 1)))
     return lesions
 
 
-def _nodule_lesion(nodule: Nodule, config: ReportConfig) -> _Lesion:
-    size = f"{nodule.long_axis_mm:.1f} x {nodule.short_axis_mm:.1f} mm"
-    where = f", {nodule.location}" if nodule.location else ""
-    return _Lesion(labels.nodule(nodule.id, nodule.kind), f"{nodule.kind.capitalize()} {nodule.id}{where}, {size}",
-                   nodule.centroid.lps_mm,
-                   max(config.nodule_fov_mm, config.fov_per_diameter * nodule.long_axis_mm))
+def _span(lesion: _Lesion, numbers: ImageNumbers, with_noun: bool = True) -> str:
+    """The image numbers the lesion's segment spans (``images 52-61``), or ``-``."""
+    span = None if lesion.z_span is None else numbers.span(*lesion.z_span)
+    if span is None:
+        return "-"
+    return span if with_noun else span.split(" ", 1)[1]
 
 
-def _lesion_figure(lesion: _Lesion, hu: np.ndarray, label_voxels: np.ndarray, image: sitk.Image,
+def _lesion_figure(lesion: _Lesion, hu: np.ndarray, label_voxels: np.ndarray, numbers: ImageNumbers,
                    config: ReportConfig) -> str:
-    centre = image.TransformPhysicalPointToIndex(lesion.centre_lps)
-    spacing_zyx = np.asarray(image.GetSpacing()[::-1])
-    half = np.maximum(1, np.round(lesion.fov_mm / 2 / spacing_zyx)).astype(int)
-    centre_zyx = np.asarray(centre[::-1])
-    hu_box = _crop(hu, centre_zyx, half, _OUTSIDE_HU)
-    mask_box = _crop(label_voxels, centre_zyx, half, 0) == lesion.structure.value
-    z, y, x = half
-    planes = [("axial", hu_box[z], mask_box[z], "patient's right on the left"),
-              ("coronal", hu_box[::-1, y], mask_box[::-1, y], "head up, patient's right on the left"),
-              ("sagittal", hu_box[::-1, :, x], mask_box[::-1, :, x], "head up, anterior on the left")]
-    color = np.asarray(lesion.structure.color)
-    cells = []
-    for name, hu_plane, mask_plane, orientation in planes:
-        png = _render(hu_plane, mask_plane, color, config)
-        alt = f"{lesion.structure.name}, {name} view"
-        cells.append(f"<figure><img class=\"crop\" src=\"data:image/png;base64,{png}\" width=\"{config.image_px}\" "
-                     f"height=\"{config.image_px}\" alt=\"{html.escape(alt)}\"><figcaption>{name.capitalize()} "
-                     f"({html.escape(orientation)})</figcaption></figure>")
-    if not mask_box.any():
-        cells.append("<p class=\"note\">No segmentation voxels at this position.</p>")
-    ras = (-lesion.centre_lps[0], -lesion.centre_lps[1], lesion.centre_lps[2])
-    where = ", ".join(f"{value:.1f}" for value in ras)
-    section_id = lesion.structure.key.replace("_", "-")
-    return (f"<section class=\"lesion\" id=\"{section_id}\"><h3>{html.escape(lesion.title)}</h3>"
-            f"<p>Centre R/A/S {where} mm; field of view {lesion.fov_mm:.0f} mm; outline in the segment's colour.</p>"
-            f"<div class=\"views\">{''.join(cells)}</div></section>")
+    """A lesion's section: axial, coronal and sagittal crops with its outline, per window."""
+    nodule, structure = lesion.nodule, lesion.structure
+    hu_planes = lps_planes(crop(hu, lesion.centre_zyx, lesion.half_zyx, _OUTSIDE_HU), *lesion.half_zyx)
+    mask_box = crop(label_voxels, lesion.centre_zyx, lesion.half_zyx, 0) == structure.value
+    mask_planes = lps_planes(mask_box, *lesion.half_zyx)
+    centre_label = numbers.label(lesion.centre_zyx[0])
+    windows = [config.lung_window] + ([config.mediastinal_window] if nodule.type == "solid" else [])
+    rows = []
+    for window in windows:
+        images, captions = [], []
+        for view, hu_plane in hu_planes.items():
+            rgb = render(hu_plane, mask_planes[view], {1: structure.color}, (config.image_px, config.image_px),
+                         window, outer=True, outline_px=2)
+            where = (centre_label or "axial slice without a number") if view == "axial" else \
+                f"through {centre_label or 'the centre'}"
+            images.append(_image(rgb, f"{structure.name}, {view} view, {where}, {window.name} window",
+                                 {"structure": structure.key, "view": view, "window": window.name}, "crop"))
+            captions.append(f"{view.capitalize()}, {where}, {window.name} window ({_ORIENTATION[view]})")
+        # Images and captions in rows of their own: a layout fpdf2 (report.pdf) can follow too.
+        image_row = "".join(f"<td>{image}</td>" for image in images)
+        caption_row = "".join(f"<td class=\"caption\">{html.escape(text)}</td>" for text in captions)
+        rows.append(f"<table class=\"views\"><tr>{image_row}</tr><tr>{caption_row}</tr></table>")
+    missing = "" if mask_box.any() else "<p class=\"note\">No segmentation voxels at this position.</p>"
+    size = f"{nodule.long_axis_mm:.1f} x {nodule.short_axis_mm:.1f} mm"
+    title = ", ".join([f"{nodule.kind.capitalize()} {nodule.id}", *([nodule.location] if nodule.location else []),
+                       size])
+    ras = ", ".join(f"{value:.1f}" for value in nodule.centroid.ras_mm)
+    span = _span(lesion, numbers)
+    where = [*([f"On {span}"] if span != "-" else []), *([f"centre {centre_label}"] if centre_label else []),
+             f"centre R/A/S {ras} mm", f"field of view {lesion.fov_mm:.0f} mm", "outline in the segment's colour."]
+    return (f"<section class=\"lesion\" id=\"{structure.key.replace('_', '-')}\"><h3>{html.escape(title)}</h3>"
+            f"<p>{html.escape('; '.join(where))}</p>{''.join(rows)}{missing}</section>")
 
 
-def _crop(volume: np.ndarray, centre: np.ndarray, half: np.ndarray, fill: int) -> np.ndarray:
-    """The box ``centre - half .. centre + half`` (inclusive) of a (z, y, x) array, padded with ``fill``."""
-    out = np.full(tuple(2 * half + 1), fill, dtype=volume.dtype)
-    low, high = centre - half, centre + half + 1
-    source_low, source_high = np.maximum(low, 0), np.minimum(high, volume.shape)
-    if np.any(source_high <= source_low):
-        return out
-    target_low = source_low - low
-    target_high = target_low + (source_high - source_low)
-    out[tuple(slice(a, b) for a, b in zip(target_low, target_high))] = \
-        volume[tuple(slice(a, b) for a, b in zip(source_low, source_high))]
-    return out
+def _qc_view(findings: Findings, hu: np.ndarray, label_voxels: np.ndarray, image: sitk.Image,
+             numbers: ImageNumbers, config: ReportConfig) -> str:
+    """The lung-mask check: a coronal plane through the lungs with every segment outlined."""
+    lungs = np.isin(label_voxels, (labels.LUNG_RIGHT.value, labels.LUNG_LEFT.value))
+    per_row = lungs.sum(axis=(0, 2))
+    row = int(np.argmax(per_row)) if per_row.any() else hu.shape[1] // 2
+    structures = labels.with_nodules(len(findings.nodules), [nodule.kind for nodule in findings.nodules])
+    colors = {structure.value: structure.color for structure in structures}
+    spacing_x, _, spacing_z = image.GetSpacing()
+    size = coronal_size(hu.shape[0] * spacing_z, hu.shape[2] * spacing_x, config.qc_width_px)
+    rgb = render(hu[::-1, row], label_voxels[::-1, row], colors, size, config.lung_window, fill_opacity=0.3,
+                 outline_px=2)
+    if per_row.any():
+        slices = np.flatnonzero(lungs.any(axis=(1, 2)))
+        extent = numbers.span(int(slices[0]), int(slices[-1]))
+        lung_text = f"The lung mask spans {extent}." if extent else ""
+    else:
+        lung_text = "The lung mask is empty: no lung was found in this scan."
+    caption = (f"Coronal plane {row + 1} of {hu.shape[1]} (front to back), the one with most lung; lung window; "
+               f"right lung tinted green, left lung blue, lesions in their colours "
+               f"({_ORIENTATION['coronal']}). {lung_text}")
+    figure = (f"<figure>{_image(rgb, 'Lung-mask check, coronal view', {'view': 'coronal', 'window': 'lung'}, 'qc')}"
+              f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    return (f"<section id=\"lung-mask-qc\"><h2>Lung-mask check</h2>"
+            f"<p class=\"note\">Check that the outlines follow the lungs: the volumes, emphysema figures and "
+            f"lesion search all depend on this mask.</p>{figure}</section>")
 
 
-def _render(hu_plane: np.ndarray, mask_plane: np.ndarray, color: np.ndarray, config: ReportConfig) -> str:
-    """A square RGB PNG (base64) of a CT plane in the lung window with the mask's outline."""
-    size = (config.image_px, config.image_px)
-    grey = resize(hu_plane.astype(np.float32), size, order=1, preserve_range=True, anti_aliasing=False)
-    low = config.window_level_hu - config.window_width_hu / 2
-    grey = np.clip((grey - low) / config.window_width_hu, 0.0, 1.0)
-    rgb = np.repeat(grey[..., None], 3, axis=2)
-    mask = resize(mask_plane.astype(np.float32), size, order=0, preserve_range=True, anti_aliasing=False) > 0.5
-    rgb[find_boundaries(mask, mode="outer")] = color
-    png = iio.imwrite("<bytes>", np.round(rgb * 255).astype(np.uint8), extension=".png")
-    return base64.b64encode(png).decode("ascii")
+def _image(rgb: np.ndarray, alt: str, data: dict[str, str], css_class: str) -> str:
+    """An ``<img>`` inline as a PNG data URI, with ``data-*`` attributes saying what it shows."""
+    attributes = "".join(f" data-{key}=\"{html.escape(value)}\"" for key, value in data.items())
+    return (f"<img class=\"{css_class}\" src=\"data:image/png;base64,{png_base64(rgb)}\" "
+            f"width=\"{rgb.shape[1]}\" height=\"{rgb.shape[0]}\" alt=\"{html.escape(alt)}\"{attributes}>")
 
 
 _PAGE = """<!DOCTYPE html>
@@ -294,14 +363,20 @@ _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1100px;
        color: #1b1b1b; padding: 0 1em; }
 h1 { margin-bottom: 0.2em; }
+#impression { font-size: 1.15em; margin: 0.4em 0 0.8em; }
 .disclaimer { background: #fff3cd; border: 1px solid #e0c36c; padding: 0.5em 0.8em; font-weight: 600; }
 table { border-collapse: collapse; margin: 0.6em 0; }
 th, td { border: 1px solid #c8c8c8; padding: 0.3em 0.6em; text-align: left; }
 thead th { background: #eef1f4; }
 table.meta th { background: #f6f6f6; font-weight: 600; }
 .note { color: #555; font-size: 0.92em; }
-.views { display: flex; flex-wrap: wrap; gap: 1em; }
+table.views { margin: 0 0 0.8em; }
+table.views td { border: none; padding: 0 1em 0 0; vertical-align: top; }
 figure { margin: 0; }
-figcaption { font-size: 0.85em; color: #444; text-align: center; }
-img.crop { display: block; background: #000; }
+figcaption { font-size: 0.85em; color: #444; max-width: 480px; }
+table.views td.caption { font-size: 0.85em; color: #444; max-width: 200px; text-align: center; }
+img.crop, img.qc { display: block; background: #000; }
+footer { margin-top: 2em; border-top: 2px solid #c8c8c8; padding-top: 0.5em; }
+footer td { font-family: ui-monospace, monospace; font-size: 0.9em; word-break: break-all; }
+@media print { table.views, section.lesion { break-inside: avoid; } }
 """

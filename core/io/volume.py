@@ -26,6 +26,9 @@ class CTVolume:
         original_orientation: the input's axis orientation code (e.g. ``RAS``); ``image`` is
             always reoriented to ``LPS`` and outputs are written back in this orientation.
         warnings: problems found while reading that did not stop it.
+        name: the base name of the outputs: ``<PatientID>_<StudyDate>_<SeriesNumber>`` from a
+            DICOM header (:func:`lungai.io.reader.scan_name`), else the file or folder name
+            without its extension.
     """
 
     image: sitk.Image
@@ -38,6 +41,7 @@ class CTVolume:
     dicom_headers: list[pydicom.Dataset] = field(default_factory=list, repr=False)
     original_orientation: str = "LPS"
     warnings: list[str] = field(default_factory=list)
+    name: str = "scan"
 
     @property
     def shape_xyz(self) -> tuple[int, int, int]:

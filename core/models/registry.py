@@ -103,7 +103,7 @@ MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
         _spec("convlstm_nodule", ConvLSTMNodule, NODULE_PAPER,
-              "nodule mask in a candidate ROI", (1, 10, 64, 64)),
+              "false-positive classifier: scores the ROI around a blob candidate", (1, 10, 64, 64)),
         _spec("convlstm_scanner", ConvLSTMScanner, EMPHYSEMA_PAPER,
               "emphysema present/absent from volume labels", (1, 35, 128, 128)),
         _spec("mil_max", MILCNN2d, EMPHYSEMA_PAPER,
@@ -188,6 +188,23 @@ def get_architecture(class_name: str) -> Architecture:
         return ARCHITECTURES[class_name]
     except KeyError:
         raise KeyError(f"unknown architecture {class_name!r}; known: {', '.join(ARCHITECTURES)}") from None
+
+
+def count_configured_parameters(architecture: str, config: dict[str, Any]) -> int:
+    """Trainable parameters of an architecture built from a checkpoint's or manifest's ``config``.
+
+    Built on the ``meta`` device: nothing is allocated. Shipped weights use smaller configurations
+    than the papers' (CPU-sized networks), so this differs from :func:`describe_models`' counts.
+
+    Raises:
+        KeyError: for an unknown architecture.
+    """
+    from lungai.models.checkpoint import config_from_dict
+
+    spec = get_architecture(architecture)
+    with torch.device("meta"):
+        model = spec.model_class(config_from_dict(spec.config_class, config))
+    return count_parameters(model)
 
 
 def describe_models() -> list[dict[str, Any]]:

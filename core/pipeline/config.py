@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 #: Every task LungAI knows, in pipeline order.
@@ -52,6 +52,9 @@ class RunConfig:
             its probability when its weights are demonstration weights (the shipped ones are: trained
             on simulated emphysema, not validated on real scans), with that caveat; the run then
             needs those weights. Weights not marked as demonstration weights run without it.
+        command: how the run was asked for, recorded in ``findings.json`` ``provenance.command``:
+            the command line for ``lungai run``; ``None`` for a Python API call, recorded as
+            :func:`describe_call` describes it.
     """
 
     input: Path
@@ -68,6 +71,19 @@ class RunConfig:
     manifest: Path | None = None
     emphysema_map: bool = False
     emphysema_probability: bool = False
+    command: str | None = None
+
+
+def describe_call(config: RunConfig) -> str:
+    """``python API: run_pipeline(RunConfig(...))`` with the settings that differ from the defaults."""
+    defaults = RunConfig(input=Path(), output=Path())
+    settings = []
+    for each in fields(RunConfig):
+        value = getattr(config, each.name)
+        if each.name == "command" or (each.name not in ("input", "output") and value == getattr(defaults, each.name)):
+            continue
+        settings.append(f"{each.name}={str(value) if isinstance(value, Path) else value!r}")
+    return f"python API: run_pipeline(RunConfig({', '.join(settings)}))"
 
 
 def with_needed(tasks: tuple[str, ...] | list[str]) -> tuple[str, ...]:

@@ -27,6 +27,16 @@ from lungai.weights.resolver import resolve, weights_info
 
 logger = logging.getLogger(__name__)
 
+#: What ``lungai run`` uses each shipped network for (``lungai info --models``).
+RUN_ROLES: dict[str, str] = {
+    "convlstm_nodule": "nodules: false-positive classifier, scores the ROI around each blob candidate",
+    "resunet3d": "nodules: segments each detected nodule",
+    "resnet50_3d": "malignancy: 3D member of the two-model estimate",
+    "nodule_cnn2d": "malignancy: 2D member of the two-model estimate",
+    "convlstm_scanner": "emphysema probability, only with --emphysema-probability (demonstration weights)",
+    "r3d_denseunet": "not used by lungai run (tumour segmentation model, `lungai evaluate nodule-seg`)",
+}
+
 
 def load_run_manifest(path: Path | None) -> Manifest:
     """The manifest a run uses: ``path``, or the one installed with LungAI."""
@@ -35,7 +45,10 @@ def load_run_manifest(path: Path | None) -> Manifest:
 
 @dataclass
 class ModelStore:
-    """Loads each model at most once per run and remembers what it loaded.
+    """Loads each model at most once and remembers which models a run used.
+
+    One store can serve many runs (``run_pipeline(..., models=store)``, ``lungai batch``'s
+    workers): models stay loaded, and :meth:`start_run` resets what the next run records.
 
     Attributes:
         device: where models are put.
@@ -46,6 +59,7 @@ class ModelStore:
     manifest: Manifest
     _models: dict[str, nn.Module] = field(default_factory=dict)
     _headers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _used: list[str] = field(default_factory=list)
 
     def get(self, name: str) -> nn.Module:
         """The model ``name`` in eval mode on :attr:`device`.
@@ -59,7 +73,18 @@ class ModelStore:
             logger.info("loading %s (%s, revision %s)", name, resolved.source.value, resolved.entry.revision_label)
             self._headers[name] = read_header(resolved.folder)
             self._models[name] = load_model(resolved.folder, self.device)
+        if name not in self._used:
+            self._used.append(name)
         return self._models[name]
+
+    def start_run(self) -> None:
+        """Forget which models the previous run used; they stay loaded."""
+        self._used.clear()
+
+    @property
+    def loaded(self) -> tuple[str, ...]:
+        """The names of the models loaded so far by this store."""
+        return tuple(self._models)
 
     def inference(self, name: str) -> dict[str, Any]:
         """The ``inference`` block of the model's ``config.json`` (``{}`` if none); loads the model."""
@@ -83,8 +108,8 @@ class ModelStore:
 
     @property
     def weights(self) -> list[WeightsInfo]:
-        """Name, revision and sha256 of every model loaded so far, in loading order."""
-        return [weights_info(name, self.manifest) for name in self._models]
+        """Name, revision and sha256 of every model this run used, in the order first used."""
+        return [weights_info(name, self.manifest) for name in self._used]
 
 
 def require_weights(tasks: tuple[str, ...], models: ModelStore) -> None:

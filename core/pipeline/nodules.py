@@ -22,7 +22,8 @@ one, or a blob detection's that grew far beyond its blob is dropped
 region. Masks are pasted into one label grid in that order: a voxel already claimed stays with the
 earlier lesion, so lesions never overlap; a detection left without voxels is dropped. The
 survivors are measured (:mod:`lungai.preprocessing.measurements`), numbered 1, 2, ... (masses
-first, then by decreasing detection score), and a lesion over :data:`MASS_FROM_MM` is a mass.
+first, then by decreasing detection score), and a lesion over
+:data:`~lungai.pipeline.lesion_record.MASS_FROM_MM` is a mass.
 """
 
 from __future__ import annotations
@@ -39,11 +40,10 @@ from torch import nn
 from lungai.data.roi import roi_spec
 from lungai.inference.nodule_roi import Voi, voi_box
 from lungai.inference.voi_segmentation import VoiInference, predict_voi_probability
-from lungai.io.findings import Centroid, Nodule
 from lungai.pipeline.detection import Detection
 from lungai.preprocessing.lesion_region import (MAX_OUTSIDE_FRACTION, lesion_plausibility,
                                                 outside_fraction, overgrown)
-from lungai.preprocessing.measurements import LesionMeasurements, axial_diameters
+from lungai.preprocessing.measurements import axial_diameters
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +51,6 @@ SEGMENTATION_MODEL = "resunet3d"
 DEFAULT_THRESHOLD = 0.5
 #: How often a VOI may grow when the mask reaches its side.
 MAX_GROWTH = 2
-#: A lesion whose long axis exceeds this (mm) is a mass (Fleischner glossary: a nodule is at most 3 cm).
-MASS_FROM_MM = 30.0
 #: A mask component counts as the detection's when it lies within this many radii of its centre.
 NEAR_RADII = 1.5
 
@@ -204,15 +202,3 @@ def segment_detections(model: nn.Module, hu: np.ndarray, image: sitk.Image, dete
         taken[nodule.box] |= nodule.mask
         kept.append(nodule)
     return kept
-
-
-def nodule_finding(index: int, measured: LesionMeasurements, image: sitk.Image, detection: Detection) -> Nodule:
-    """The findings record of lesion ``index`` (1-based): a mass when its long axis exceeds :data:`MASS_FROM_MM`."""
-    return Nodule(id=index, centroid=Centroid.from_lps(measured.centroid_lps, image),
-                  long_axis_mm=measured.diameters.long_axis_mm, short_axis_mm=measured.diameters.short_axis_mm,
-                  volume_mm3=measured.volume_mm3, mean_hu=measured.mean_hu, type=measured.type,
-                  detection_score=None if detection.score is None else round(float(detection.score), 4),
-                  location=measured.location, distance_to_pleura_mm=measured.distance_to_pleura_mm,
-                  solid_component_mm=measured.solid_component_mm,
-                  kind="mass" if measured.diameters.long_axis_mm > MASS_FROM_MM else "nodule",
-                  detected_by=detection.source)

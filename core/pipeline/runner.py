@@ -9,6 +9,7 @@ succeeded, so a failed or interrupted run leaves nothing behind.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -32,7 +33,9 @@ from lungai.io.findings import (
     Findings,
     InputInfo,
     LungVolume,
+    InputFile,
     Nodule,
+    Provenance,
     RunInfo,
     utc_timestamp,
     write_findings_json,
@@ -40,11 +43,13 @@ from lungai.io.findings import (
 )
 from lungai.io.dicom_seg import SegReferenceError, write_dicom_seg
 from lungai.io.output import check_output_target, staged_output
-from lungai.io.reader import ReadOptions, read_scan, scan_stem, to_original_orientation
+from lungai.io.provenance import input_fingerprints
+from lungai.io.reader import ReadOptions, read_scan, to_original_orientation
 from lungai.io.report_html import write_report_html
+from lungai.io.report_pdf import write_report_pdf
 from lungai.io.segmentation import write_segmentation_files
 from lungai.io.volume import CTVolume
-from lungai.pipeline.config import RunConfig, with_needed
+from lungai.pipeline.config import RunConfig, describe_call, with_needed
 from lungai.pipeline.detection import Detection, DetectionConfig, detect_nodules, threshold_of
 from lungai.pipeline.operating_points import (KNOWN_LIMITATIONS, is_categorised, operating_point,
                                               passed_operating_point)
@@ -52,7 +57,8 @@ from lungai.pipeline.lung_rads import lung_rads_category
 from lungai.pipeline.malignancy import nodules_malignancy
 from lungai.pipeline.availability import default_tasks
 from lungai.pipeline.models import ModelStore, load_run_manifest, require_weights
-from lungai.pipeline.nodules import DEFAULT_THRESHOLD, SEGMENTATION_MODEL, SegmentedNodule, nodule_finding, segment_detections
+from lungai.pipeline.lesion_record import nodule_finding
+from lungai.pipeline.nodules import DEFAULT_THRESHOLD, SEGMENTATION_MODEL, SegmentedNodule, segment_detections
 from lungai.pipeline.progress import ProgressCallback, ProgressEvent, ignore_progress
 from lungai.preprocessing.densitometry import measure_densitometry
 from lungai.preprocessing.candidates import Candidate, find_candidates
@@ -63,6 +69,10 @@ from lungai.preprocessing.measurements import lung_z_ranges, measure_lesion
 logger = logging.getLogger(__name__)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+StepCallback = Callable[[str, float], None]
+"""Reports progress inside a stage: what it is doing, and the part of the stage done (0..1)."""
 
 
 @dataclass
@@ -82,6 +92,8 @@ class RunState:
     candidates: list[Candidate] | None = None
     lesion_region: LesionRegion | None = None
     warnings: list[str] = field(default_factory=list)
+    inputs: list[InputFile] = field(default_factory=list)
+    step: StepCallback = field(default=lambda _message, _part: None)
 
 
 @dataclass
@@ -97,13 +109,12 @@ def _read(state: RunState) -> None:
                           include_patient_id=state.config.include_patient_id, force=state.config.force)
     state.volume = read_scan(state.config.input, options)
     state.warnings.extend(state.volume.warnings)
+    state.inputs = input_fingerprints(state.volume, Path(state.config.input))
 
 
 def _lungs(state: RunState) -> None:
     assert state.volume is not None
-    state.lungs = segment_lungs(state.volume.image)
-    for warning in state.lungs.warnings:
-        logger.warning(warning)
+    state.lungs = segment_lungs(state.volume.image)  # logs its warnings itself
     state.warnings.extend(state.lungs.warnings)
 
 
@@ -135,8 +146,11 @@ def _lesion_detections(state: RunState) -> list[Detection]:
     """Blob detections at the operating point, and the masses of the lesion search region."""
     assert state.volume is not None and state.lungs is not None and state.lesion_region is not None
     image = state.volume.image
+    state.step("finding blob candidates", 0.05)
+    candidates = _candidates(state)
+    state.step(f"scoring {len(candidates)} candidates", 0.15)
     detections = detect_nodules(image, state.lungs.labels, _detection_config(state.config), state.device,
-                                classifier=state.models.get("convlstm_nodule"), candidates=_candidates(state))
+                                classifier=state.models.get("convlstm_nodule"), candidates=candidates)
     if len(detections) > state.config.max_nodules:
         message = (f"{len(detections)} nodule detections at this operating point; only the "
                    f"{state.config.max_nodules} strongest were segmented (--max-nodules)")
@@ -164,6 +178,7 @@ def _nodules(state: RunState) -> None:
     image = state.volume.image
     state.models.check_roi(SEGMENTATION_MODEL, roi_spec(SEGMENTATION_MODEL))
     logger.info("%s", describe_operating_point(state.config))
+    state.step("finding the lesion search region and masses", 0.0)
     state.lesion_region = lesion_region(image, state.lungs.labels)
     detections = _lesion_detections(state)
     hu = sitk.GetArrayViewFromImage(image)
@@ -179,12 +194,16 @@ def _nodules(state: RunState) -> None:
         box, mask = mass_mask(candidates[detection.centre_lps_mm], image, region)
         return SegmentedNodule(detection, box, mask)
 
+    masses = sum(detection.source == "mass" for detection in detections)
+    state.step(f"segmenting {len(detections)} detections ({masses} by the mass rule)", 0.3)
     state.nodule_masks = segment_detections(state.models.get(SEGMENTATION_MODEL), hu, image, detections, inference,
                                             region, mass_segmenter)
     z_ranges = lung_z_ranges(lung_labels)
     for index, segmented in enumerate(state.nodule_masks, start=1):
+        state.step(f"measuring lesion {index} of {len(state.nodule_masks)}", 0.9 + 0.1 * (index - 1) / len(state.nodule_masks))
         measured = measure_lesion(segmented.mask, hu, lung_labels, image, segmented.box, z_ranges)
-        nodule = nodule_finding(index, measured, image, segmented.detection)
+        detection = segmented.detection
+        nodule = nodule_finding(index, measured, image, detection.score, detection.source)
         nodule.operating_point = passed_operating_point(segmented.detection.score)
         if is_categorised(nodule):
             nodule.lung_rads = lung_rads_category(measured.type, measured.diameters.mean_mm,
@@ -275,7 +294,18 @@ def _findings(state: RunState, timings: dict[str, float], started: str) -> Findi
                   weights=state.models.weights, timings_s=timings)
     detection = detection_info(state.config) if "nodules" in state.tasks else None
     return Findings(input=InputInfo.from_volume(state.volume), lungs=lungs, emphysema=state.emphysema,
-                    nodules=state.nodules, detection=detection, warnings=state.warnings, run=run)
+                    nodules=state.nodules, detection=detection, warnings=state.warnings, run=run,
+                    provenance=_provenance(state, detection))
+
+
+def _provenance(state: RunState, detection: DetectionInfo | None) -> Provenance:
+    """How the run was asked for (command or API call, operating point, limits, tasks) and what it read."""
+    config = state.config
+    return Provenance(command=config.command or describe_call(config),
+                      operating_point=None if detection is None else detection.operating_point,
+                      threshold=None if detection is None else detection.threshold,
+                      expected_false_positives_per_scan=None if detection is None else detection.expected_fp_per_scan,
+                      max_nodules=config.max_nodules, tasks=list(state.tasks), inputs=state.inputs)
 
 
 def label_image(state: RunState) -> sitk.Image:
@@ -292,7 +322,7 @@ def label_image(state: RunState) -> sitk.Image:
 
 def _write(state: RunState, findings: Findings) -> None:
     assert state.volume is not None and state.lungs is not None
-    name = scan_stem(state.volume.source)
+    name = state.volume.name
     lps_labels = label_image(state)
     structures = labels.with_nodules(len(findings.nodules), [n.kind for n in findings.nodules])
     labelled = to_original_orientation(lps_labels, state.volume)
@@ -301,6 +331,7 @@ def _write(state: RunState, findings: Findings) -> None:
     if state.volume.dicom_headers:
         _write_dicom_seg(state, findings, lps_labels, structures, state.staging / f"{name}.seg.dcm")
     write_report_html(findings, state.volume, lps_labels, state.staging / "report.html")
+    write_report_pdf(state.staging / "report.html", state.staging / "report.pdf")
 
 
 def _write_dicom_seg(state: RunState, findings: Findings, lps_labels: sitk.Image,
@@ -315,14 +346,32 @@ def _write_dicom_seg(state: RunState, findings: Findings, lps_labels: sitk.Image
         findings.warnings.append(message)
 
 
+class _FinalPaths(logging.Filter):
+    """Names the final output folder in log messages instead of the temporary one it is staged in."""
+
+    def __init__(self, staging: Path, output: Path) -> None:
+        super().__init__()
+        self.staging, self.output = str(staging), str(Path(output).absolute())
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.staging in message:
+            record.msg, record.args = message.replace(self.staging, self.output), None
+        return True
+
+
 @contextmanager
-def _run_log(path: Path):
-    """Copy everything LungAI logs during the run into ``run.log``."""
-    handler = logging.FileHandler(path, encoding="utf-8")
+def _run_log(staging: Path, output: Path):
+    """Copy everything LungAI logs during the run into ``run.log``, paths named as they will be."""
+    handler = logging.FileHandler(staging / "run.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.setLevel(logging.DEBUG)
     package_logger = logging.getLogger("lungai")
     previous_level = package_logger.level
+    final_paths = _FinalPaths(staging, output)
+    handlers = [*package_logger.handlers, handler]
+    for each in handlers:
+        each.addFilter(final_paths)
     package_logger.addHandler(handler)
     if package_logger.getEffectiveLevel() > logging.INFO:
         package_logger.setLevel(logging.INFO)
@@ -330,6 +379,8 @@ def _run_log(path: Path):
         yield
     finally:
         package_logger.removeHandler(handler)
+        for each in handlers:
+            each.removeFilter(final_paths)
         package_logger.setLevel(previous_level)
         handler.close()
 
@@ -342,12 +393,27 @@ def _refuse_output_holding_input(config: RunConfig) -> None:
                                 "choose an output folder outside the input with -o")
 
 
-def run_pipeline(config: RunConfig, on_event: ProgressCallback = ignore_progress) -> RunResult:
+def model_store(config: RunConfig) -> ModelStore:
+    """An empty model store for ``config``'s device and weights manifest, to reuse across runs.
+
+    Example (each model loads once for the whole loop)::
+
+        store = model_store(RunConfig(input=Path(), output=Path()))
+        for scan in scans:
+            run_pipeline(RunConfig(input=scan, output=out / scan.stem), models=store)
+    """
+    return ModelStore(device=resolve_device(config.device), manifest=load_run_manifest(config.manifest))
+
+
+def run_pipeline(config: RunConfig, on_event: ProgressCallback = ignore_progress,
+                 models: ModelStore | None = None) -> RunResult:
     """Analyse one scan and write its outputs.
 
     Args:
         config: what to run and where to write.
         on_event: receives a :class:`ProgressEvent` as each stage starts and finishes.
+        models: an already-loaded store (:func:`model_store`) to reuse; its device and manifest
+            then replace ``config.device`` and ``config.manifest``. ``None``: a new store.
 
     Returns:
         The findings and the output folder.
@@ -360,28 +426,29 @@ def run_pipeline(config: RunConfig, on_event: ProgressCallback = ignore_progress
     started = utc_timestamp()
     check_output_target(config.output, config.overwrite)
     _refuse_output_holding_input(config)
-    device = resolve_device(config.device)
-    manifest = load_run_manifest(config.manifest)
+    models = model_store(config) if models is None else models
+    models.start_run()
+    device, manifest = models.device, models.manifest
     tasks = with_needed(config.tasks) if config.tasks is not None else default_tasks(manifest)
-    models = ModelStore(device=device, manifest=manifest)
     require_weights(tasks, models)  # missing or damaged weights fail here, before any work
     stages = plan_stages(tasks)
     total = len(stages) + 1
     on_event(ProgressEvent(event="start", total=total, message=f"lungai {__version__} on {config.input}",
                            data={"input": str(config.input), "output": str(config.output)}))
 
-    def emit(index: int, stage: str, status: str) -> None:
-        done = index if status == "finished" else index - 1
+    def emit(index: int, stage: str, status: str, message: str = "", part: float = 0.0) -> None:
+        done = index if status == "finished" else index - 1 + min(max(part, 0.0), 1.0)
         on_event(ProgressEvent(event="stage", stage=stage, status=status, index=index, total=total,
-                               fraction=done / total, elapsed_s=time.perf_counter() - start))
+                               fraction=done / total, elapsed_s=time.perf_counter() - start, message=message))
 
     timings: dict[str, float] = {}
-    with staged_output(config.output, config.overwrite) as staging, _run_log(staging / "run.log"):
+    with staged_output(config.output, config.overwrite) as staging, _run_log(staging, config.output):
         logger.info("lungai %s: %s -> %s (tasks %s, device %s)", __version__, config.input, config.output,
                     ",".join(tasks), device)
         state = RunState(config=config, device=device, staging=staging, models=models, tasks=tasks)
         for index, (name, stage) in enumerate(stages, start=1):
             emit(index, name, "started")
+            state.step = functools.partial(emit, index, name, "running")
             t0 = time.perf_counter()
             stage(state)
             timings[name] = round(time.perf_counter() - t0, 3)

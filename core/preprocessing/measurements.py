@@ -20,8 +20,9 @@ Conventions (all on the LPS scan grid that :func:`lungai.io.reader.read_scan` re
   nodule, less one voxel's width along that direction); 0 for a nodule that reaches the
   mask's edge (juxtapleural). The lung mask's edge is the pleura and the mediastinal surface
   alike.
-- **Location**: the lung holding most nodule voxels (the nearest lung when none), and the
-  third (upper / middle / lower) of that lung's craniocaudal extent holding the centroid.
+- **Location**: the lung holding most nodule voxels (the nearest lung when none), and the zone
+  (upper / middle / lower third of that lung's craniocaudal extent) holding the centroid. Zones,
+  not lobes: the lung mask has no fissures, and "middle third" read like "middle lobe".
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class LesionMeasurements:
         solid_fraction: fraction of (eroded) mask voxels at or above :data:`SOLID_HU`.
         solid_component_mm: mean diameter of the solid part (part-solid nodules), else ``None``.
         distance_to_pleura_mm: shortest distance to the lung mask's edge.
-        location: e.g. ``"right lung, upper third"``.
+        location: e.g. ``"right lung, upper zone"``.
     """
 
     centroid_lps: tuple[float, float, float]
@@ -255,7 +256,7 @@ def _nearest_lung(centre: np.ndarray, box: tuple[slice, ...], lung_labels: np.nd
 def location(mask: np.ndarray, box: tuple[slice, slice, slice], lung_labels: np.ndarray,
              centroid_index: np.ndarray, spacing_zyx: tuple[float, float, float],
              z_ranges: dict[int, tuple[int, int]] | None = None) -> str:
-    """``"<side> lung, <upper|middle|lower> third"``; see the module docstring.
+    """``"<side> lung, <upper|middle|lower> zone"``; see the module docstring.
 
     Args:
         mask: the nodule's mask inside ``box``.
@@ -278,7 +279,7 @@ def location(mask: np.ndarray, box: tuple[slice, slice, slice], lung_labels: np.
     # LPS z grows towards the head: the upper third has the largest z indices
     relative = 0.5 if high == low else (float(centroid_index[0]) - low) / (high - low)
     third = "upper" if relative >= 2 / 3 else "middle" if relative >= 1 / 3 else "lower"
-    return f"{side} lung, {third} third"
+    return f"{side} lung, {third} zone"
 
 
 def measure_lesion(mask: np.ndarray, hu: np.ndarray, lung_labels: np.ndarray, image: sitk.Image,

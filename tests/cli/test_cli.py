@@ -31,7 +31,7 @@ def test_run_writes_every_output(phantom_scan: Path, tmp_path: Path, capsys) -> 
                                "--progress", "none"], capsys)
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == ["chest.seg.nrrd", "chest_labels.nii.gz", "findings.json",
-                                                    "nodules.csv", "report.html", "run.log"]
+                                                    "nodules.csv", "report.html", "report.pdf", "run.log"]
     findings = load_findings(out / "findings.json")
     assert findings["run"]["tasks"] == ["lungs", "emphysema"]
     assert set(findings["run"]["timings_s"]) == {"read", "lungs", "emphysema", "write"}
@@ -144,3 +144,26 @@ def test_exit_code_doc_matches_the_code() -> None:
 def test_python_m_entry_point(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "lungai.cli", "run", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--progress" in result.stdout
+
+
+def test_info_models_shows_the_shipped_networks_beside_the_papers(capsys) -> None:
+    from lungai.models.checkpoint import load_model
+    from lungai.models.summary import count_parameters
+    from lungai.weights.resolver import resolve
+
+    shipped = count_parameters(load_model(resolve("convlstm_nodule").folder))
+    code, stdout, _ = run_cli(["info", "--models"], capsys)
+    assert code == 0
+    assert re.search(rf"convlstm_nodule\s+{shipped:,} shipped\s+182,075 paper\s+nodules: false-positive classifier",
+                     stdout)
+    assert "nodule mask in a candidate ROI" not in stdout
+
+
+def test_weights_list_names_no_folder_that_does_not_exist(tmp_path: Path, monkeypatch, capsys) -> None:
+    folder = tmp_path / "weights"
+    monkeypatch.setenv("LUNGAI_WEIGHTS_DIR", str(folder))
+    code, stdout, _ = run_cli(["weights", "list"], capsys)
+    assert code == 0 and f"User weights folder: none yet (`lungai weights import` creates {folder})" in stdout
+    folder.mkdir()
+    code, stdout, _ = run_cli(["weights", "list"], capsys)
+    assert code == 0 and f"User weights folder: {folder}\n" in stdout

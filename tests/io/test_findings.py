@@ -73,9 +73,9 @@ def test_json_round_trip(tmp_path: Path) -> None:
     write_findings_json(findings, tmp_path / "findings.json")
     loaded = load_findings(tmp_path / "findings.json")
     assert loaded == findings.to_dict()
-    assert loaded["schema_version"] == SCHEMA_VERSION == "2.0"
+    assert loaded["schema_version"] == SCHEMA_VERSION == "2.1"
     assert list(loaded) == ["schema_version", "input", "lungs", "emphysema", "nodules", "detection",
-                            "warnings", "run"]
+                            "warnings", "run", "provenance"]
     assert loaded["input"] == {"source": "/data/scan.nrrd", "format": "nrrd", "modality": "CT",
                                "series_uid": None, "size_xyz": [20, 20, 10],
                                "spacing_xyz_mm": [0.5, 0.5, 2.0]}
@@ -169,11 +169,12 @@ def test_nodule_validation() -> None:
 def test_summary_lines() -> None:
     text = summarize(make_findings([make_nodule()]))
     lines = text.splitlines()
-    assert lines[0] == "Right lung: 2.41 L, LAA-950 3.1 %"
-    assert lines[1] == "Left lung: 2.21 L, LAA-950 2.5 %"
-    assert lines[2] == "Both lungs: 4.62 L, LAA-950 2.8 %, Perc15 -912 HU"
-    assert lines[3] == "Nodules and masses: 1 found"
-    assert lines[4].startswith("  Nodule 1: 8.2 x 6.1 mm, 212 mm3, solid, detection score 0.93 (custom), "
+    assert lines[0].startswith("Impression: 1 nodule, largest 8 mm")  # the impression: tests/io/test_report_text.py
+    assert lines[1] == "Right lung: 2.41 L, LAA-950 3.1 %"
+    assert lines[2] == "Left lung: 2.21 L, LAA-950 2.5 %"
+    assert lines[3] == "Both lungs: 4.62 L, LAA-950 2.8 %, Perc15 -912 HU"
+    assert lines[4] == "Nodules and masses: 1 found"
+    assert lines[5].startswith("  Nodule 1: 8.2 x 6.1 mm, 212 mm3, solid, detection score 0.93 (custom), "
                                "right lung, malignancy 0.12 (model estimate, not a diagnosis)")
     assert lines[-1] == "Warning: slice thickness 5 mm is above 2.5 mm"
 

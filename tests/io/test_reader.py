@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from pydicom.uid import generate_uid
 
 from shared_data import require
 from lungai.errors import NotCTError, UnreadableInputError
@@ -74,8 +75,9 @@ def test_ras_nifti_reoriented_to_lps_and_back(tmp_path: Path) -> None:
 
 def test_dicom_folder_with_rescale_and_nested_series(tmp_path: Path) -> None:
     hu = box_phantom(shape=(12, 32, 32))
-    uid = write_dicom_series(tmp_path / "study" / "ct", hu, intercept=-1024.0, slope=1.0)
-    write_dicom_series(tmp_path / "study" / "ct_short", hu[:11], series_uid=None)  # fewer slices
+    study = generate_uid()
+    uid = write_dicom_series(tmp_path / "study" / "ct", hu, intercept=-1024.0, slope=1.0, study_uid=study)
+    write_dicom_series(tmp_path / "study" / "ct_short", hu[:11], study_uid=study)  # fewer slices
     (tmp_path / "study" / "README.txt").write_text("not dicom")
     volume = read_scan(tmp_path / "study")
     assert volume.series_uid == uid

@@ -23,7 +23,7 @@ def run(scan: Path, output: Path) -> dict:
 def test_dicom_folder_gets_seg_and_report(lidc20_folder: Path, tmp_path: Path) -> None:
     output = tmp_path / "out"
     findings = run(lidc20_folder, output)
-    seg = hd.seg.segread(output / "dicom.seg.dcm")
+    seg = hd.seg.segread(output / "LIDC-IDRI-0001_20000101_3000566.seg.dcm")
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == findings["input"]["series_uid"]
     assert [seg.get_segment_description(n).segment_label for n in seg.segment_numbers] == ["Right lung", "Left lung"]
     report = (output / "report.html").read_text(encoding="utf-8")

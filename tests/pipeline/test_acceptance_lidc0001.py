@@ -73,7 +73,7 @@ def outcome(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Outcom
     out = tmp_path_factory.mktemp("lidc0001") / "out"
     run_pipeline(RunConfig(input=scan, output=out, tasks=("nodules",), sensitivity="balanced", device="cpu"))
     findings = load_findings(out / "findings.json")
-    written = sitk.DICOMOrient(sitk.ReadImage(str(out / "dicom_labels.nii.gz")), "LPS")
+    written = sitk.DICOMOrient(sitk.ReadImage(str(out / "LIDC-IDRI-0001_20000101_3000566_labels.nii.gz")), "LPS")
     label_array = sitk.GetArrayFromImage(written)
     reference = truth.mask.astype(bool)
     overlapping = [n for n in findings["nodules"]

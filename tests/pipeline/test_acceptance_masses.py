@@ -34,7 +34,7 @@ def a0001(data_root: Path, tmp_path_factory: pytest.TempPathFactory):
     scan = folder / "dicom.zip"
     out = tmp_path_factory.mktemp("a0001") / "out"
     run_pipeline(RunConfig(input=scan, output=out, tasks=("lungs", "nodules"), device="cpu"))
-    labels_image = sitk.DICOMOrient(sitk.ReadImage(str(out / "dicom_labels.nii.gz")), "LPS")
+    labels_image = sitk.DICOMOrient(sitk.ReadImage(str(out / "Lung_Dx-A0001_20070404_2_labels.nii.gz")), "LPS")
     return folder, read_scan(scan).image, load_findings(out / "findings.json"), sitk.GetArrayFromImage(labels_image)
 
 

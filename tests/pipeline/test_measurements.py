@@ -130,14 +130,14 @@ def test_distance_to_pleura_and_location() -> None:
     gap = lateral_edge - x[mask].max()
     assert measured.distance_to_pleura_mm == pytest.approx(gap, abs=spacing[0])
     assert 9.0 < measured.distance_to_pleura_mm < 14.0
-    assert measured.location == "left lung, upper third"
+    assert measured.location == "left lung, upper zone"
     # a juxtapleural nodule in the right lung, low down: distance 0
     touching = ellipsoid(z, y, x, (20.0, 50.0, 30.0), (4.0, 4.0, 4.0))
     lungs_cut = lungs.copy()
     lungs_cut[(x > 30) & (x < 55)] = 0  # the lung edge runs through the nodule's centre
     measured = measure_lesion(touching, np.where(touching, SOLID_HU, LUNG_HU).astype(np.int16), lungs_cut, image)
     assert measured.distance_to_pleura_mm == 0.0
-    assert measured.location == "right lung, lower third"
+    assert measured.location == "right lung, lower zone"
 
 
 def test_empty_mask_is_refused() -> None:

@@ -20,7 +20,7 @@ SCANS = {
     "LIDC-IDRI-0001": Path("lidc_scans/LIDC-IDRI-0001/dicom.zip"),
     "LIDC-IDRI-0002": Path("lidc_scans/LIDC-IDRI-0002/LIDC-IDRI-0002.nrrd"),
 }
-STEMS = {"LIDC-IDRI-0001": "dicom", "LIDC-IDRI-0002": "LIDC-IDRI-0002"}
+STEMS = {"LIDC-IDRI-0001": "LIDC-IDRI-0001_20000101_3000566", "LIDC-IDRI-0002": "LIDC-IDRI-0002"}
 
 
 @pytest.fixture(scope="module", params=sorted(SCANS))

@@ -168,12 +168,11 @@ def test_one_table_row_and_one_point_per_nodule(scene: Any, output: Path, volume
     assert column(table, "Short axis") == [4.0, 5.0]
     assert column(table, "Volume") == [30.0, 60.0]
     assert column(table, "Malignancy estimate") == ["0.37", ""]
-    assert column(table, "Detection score") == [0.92, 0.31]
+    assert column(table, "Score") == ["0.920 (below high)", "0.310 (below high)"]
+    assert column(table, "Review") == ["", ""]
     assert table.GetColumnUnitLabel("Long axis") == "mm"
     assert "not a diagnosis" in table.GetColumnDescription("Malignancy estimate")
-    for row, nodule in enumerate(findings["nodules"]):
-        ras = [column(table, axis)[row] for axis in ("R", "A", "S")]
-        np.testing.assert_allclose(ras, nodule["centroid"]["ras_mm"])
+    for nodule in findings["nodules"]:
         index = results.point_index[nodule["id"]]
         np.testing.assert_allclose(points.GetNthControlPointPosition(index), nodule["centroid"]["ras_mm"])
         assert points.GetNthControlPointLabel(index) == f"N{nodule['id']}"
@@ -278,7 +277,7 @@ def test_lidc_segmentation_matches_its_seg_nrrd(lidc_results: tuple[LoadedResult
     assert nodules, "the shipped detector finds the scan's 24 mm nodule"
     assert [segment.GetName() for segment in segments(results.segmentation).values()] == \
         ["Right lung", "Left lung", *(f"{nodule['kind'].capitalize()} {nodule['id']}" for nodule in nodules)]
-    assert_matches_seg_nrrd(results.segmentation, output / "dicom.seg.nrrd")
+    assert_matches_seg_nrrd(results.segmentation, output / "LIDC-IDRI-0001_20000101_3000566.seg.nrrd")
     matrix, extent = reference_geometry(results.segmentation)
     ijk_to_ras_volume = vtkMatrix4x4()
     volume.GetIJKToRASMatrix(ijk_to_ras_volume)
@@ -299,3 +298,28 @@ def test_lidc_tables_and_points_match_the_findings(lidc_results: tuple[LoadedRes
     assert column(results.emphysema_table, "Lung volume") == [findings["lungs"][region]["volume_ml"]
                                                               for region in ("right", "left", "total")]
     assert results.summary.startswith("Lungs: right 2.")
+
+
+@pytest.mark.slow
+def test_lidc_review_at_balanced_saves_what_the_panel_shows(lidc_output: tuple[Path, Path], scene: Any,
+                                                            tmp_path: Path) -> None:
+    """The real run reviewed: the balanced operating point, the first finding rejected, the report saved."""
+    from lungai.pipeline.operating_points import OPERATING_POINTS
+    from lungai.slicer.report import save_review
+
+    scan, output = lidc_output
+    ct = read_scan(scan)
+    volume = add_volume_node(scene, to_original_orientation(ct.image, ct), "LIDC-IDRI-0001")
+    results = load_results(scene, output, volume)
+    machine = load_findings(output / "findings.json")["nodules"]
+    balanced = OPERATING_POINTS["balanced"].threshold
+    results.set_operating_point(balanced)
+    listed = column(results.nodule_table, NODULE_ID_COLUMN)
+    assert listed == [n["id"] for n in machine if n["detection_score"] is None or n["detection_score"] >= balanced]
+    results.decide(listed[0], "rejected")
+    save_review(results, tmp_path)
+    saved = load_findings(tmp_path / f"{results.files.stem}_findings.json")
+    table = dict(zip(listed, column(results.nodule_table, "Long axis")))
+    assert [n["id"] for n in saved["nodules"]] == listed[1:]
+    assert [n["long_axis_mm"] for n in saved["nodules"]] == [table[row_id] for row_id in listed[1:]]
+    assert saved["review"]["operating_point"]["name"] == "balanced"

@@ -1,4 +1,4 @@
-"""Output files, the nodule and emphysema rows, the summary, and saving the report (no MRML)."""
+"""Output files, the nodule and emphysema rows, the summary, and the review's state (no MRML)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from lungai.slicer.report import save_report
+from lungai.pipeline.operating_points import OPERATING_POINTS
 from lungai.slicer.results import (EmphysemaRow, NoduleRow, OutputFiles, emphysema_rows, find_output_files,
-                                   nodule_rows, summary_text)
+                                   nodule_row, summary_text)
+from lungai.slicer.review import Review, operating_point_name
 
 NODULE = {
     "id": 1, "centroid": {"lps_mm": [7.0, -15.0, -90.0], "ras_mm": [-7.0, 15.0, -90.0], "voxel_index": [6, 10, 5]},
@@ -66,28 +67,96 @@ def test_an_incomplete_output_folder_is_refused(tmp_path: Path, names: list[str]
         find_output_files(tmp_path)
 
 
-def test_nodule_rows() -> None:
-    shown, hidden = nodule_rows(findings_with(nodules=[NODULE]))
-    assert hidden == []
-    assert shown == [NoduleRow(id=1, location="right lung", position_ras_mm=(-7.0, 15.0, -90.0), long_axis_mm=8.24,
-                               short_axis_mm=6.1, volume_mm3=212.0, mean_hu=-35.5, type="solid", malignancy=0.12,
-                               detection_score=0.93)]
-    assert shown[0].description == "Nodule 1: 8.2 x 6.1 mm, solid"
+def test_nodule_row() -> None:
+    row = nodule_row(NODULE)
+    assert row == NoduleRow(id=1, kind="nodule", type="solid", long_axis_mm=8.24, short_axis_mm=6.1, volume_mm3=212.0,
+                            solid_component_mm=None, lung_rads=None, malignancy=0.12, characteristics="",
+                            location="right lung", detection_score=0.93, operating_point=None,
+                            position_ras_mm=(-7.0, 15.0, -90.0))
+    assert row.description == "Nodule 1: 8.2 x 6.1 mm, solid"
+    assert row.score_text == "0.930 (below high)"
 
 
-def test_the_operating_point_splits_the_nodules_by_detection_score() -> None:
-    findings = findings_with(nodules=[nodule(3, 0.2), nodule(1, 0.9), nodule(2, 0.5), nodule(4, None)])
-    shown, hidden = nodule_rows(findings, min_detection_score=0.5)
-    assert [row.id for row in shown] == [1, 2, 4]
-    assert hidden == [3]
-    assert [row.id for row in nodule_rows(findings)[0]] == [1, 2, 3, 4]
+def test_a_mass_row_and_its_category() -> None:
+    row = nodule_row(nodule(2, None, kind="mass", type="part-solid", solid_component_mm=9.5,
+                            lung_rads={"category": "4B", "rule": "size rule"}), "accepted")
+    assert (row.title, row.score_text, row.lung_rads, row.solid_component_mm, row.review) == (
+        "Mass 2", "mass rule", "4B", 9.5, "accepted")
+
+
+@pytest.mark.parametrize(("characteristics", "text"), [
+    ({"calcification": "absent", "spiculation": "marked"}, "calcification: absent, spiculation: marked"),
+    (["spiculated", "lobulated"], "spiculated, lobulated"),
+    ("perifissural", "perifissural"),
+    (None, ""),
+])
+def test_characteristics_are_shown_as_one_line(characteristics: Any, text: str) -> None:
+    assert nodule_row(nodule(1, 0.9, characteristics=characteristics)).characteristics == text
 
 
 def test_missing_nodule_measurements_stay_missing() -> None:
-    shown, _ = nodule_rows(findings_with(nodules=[nodule(1, 0.8, long_axis_mm=None, location=None,
-                                                         malignancy=None)]))
-    assert (shown[0].long_axis_mm, shown[0].location, shown[0].malignancy) == (None, "", None)
-    assert shown[0].description == "Nodule 1: solid"
+    row = nodule_row(nodule(1, 0.8, long_axis_mm=None, location=None, malignancy=None))
+    assert (row.long_axis_mm, row.location, row.malignancy) == (None, "", None)
+    assert row.description == "Nodule 1: solid"
+
+
+# The review's state ---------------------------------------------------------------------------
+
+def review_of(*nodules: dict[str, Any], min_detection_score: float = 0.5) -> Review:
+    return Review.of(findings_with(nodules=list(nodules)), min_detection_score)
+
+
+def test_the_operating_point_lists_by_score_and_always_lists_masses() -> None:
+    review = review_of(nodule(3, 0.2), nodule(1, 0.9), nodule(2, 0.5), nodule(4, None))
+    assert review.listed() == [1, 2, 4] and review.hidden() == [3]
+    review.set_operating_point(0.95)
+    assert review.listed() == [4] and review.hidden() == [1, 2, 3]
+    review.set_operating_point(0.0)
+    assert review.listed() == review.reported() == [1, 2, 3, 4]
+
+
+def test_decisions_list_accepted_and_leave_out_rejected() -> None:
+    review = review_of(nodule(1, 0.9), nodule(2, 0.3), nodule(3, 0.7))
+    review.decide(2, "accepted")
+    review.decide(3, "rejected")
+    assert review.listed() == [1, 2, 3] and review.reported() == [1, 2]
+    assert [review.status(i) for i in (1, 2, 3)] == ["unreviewed", "accepted", "rejected"]
+    assert review.progress() == "1 accepted, 1 rejected, 1 to review"
+    review.decide(2, None)
+    assert review.listed() == [1, 3] and review.status(2) == "below operating point"
+    with pytest.raises(KeyError):
+        review.decide(9, "accepted")
+    with pytest.raises(ValueError):
+        review.decide(1, "maybe")
+
+
+def test_an_edit_replaces_the_record_and_keeps_the_machine_one() -> None:
+    review = review_of(nodule(1, 0.9))
+    review.replace({**nodule(1, 0.9), "volume_mm3": 100.0})
+    assert review.nodules[1]["volume_mm3"] == 100.0 and review.verdict(1) == "edited"
+    assert review.machine["nodules"][0]["volume_mm3"] == 212.0
+    review.decide(1, "accepted")
+    assert review.verdict(1) == "accepted, edited" and review.progress() == "1 accepted, 1 edited"
+
+
+def test_the_reviewed_findings_hold_what_is_reported_and_the_review_block() -> None:
+    review = review_of(nodule(1, 0.9), nodule(2, 0.3), nodule(3, 0.7), min_detection_score=OPERATING_POINTS[
+        "balanced"].threshold)
+    review.decide(3, "rejected")
+    reviewed = review.reviewed_findings("2025-02-01T09:30:00Z", "scan_findings_machine.json")
+    assert [item["id"] for item in reviewed["nodules"]] == [1]
+    assert reviewed["review"]["operating_point"] == {"name": "balanced",
+                                                     "threshold": OPERATING_POINTS["balanced"].threshold}
+    assert [(item["id"], item["status"]) for item in reviewed["review"]["nodules"]] == [
+        (1, "unreviewed"), (2, "below operating point"), (3, "rejected")]
+    assert [item["id"] for item in review.machine["nodules"]] == [1, 2, 3] and "review" not in review.machine
+
+
+@pytest.mark.parametrize(("score", "name"), [(OPERATING_POINTS["high"].threshold, "high"),
+                                             (round(OPERATING_POINTS["specific"].threshold, 4), "specific"),
+                                             (0.5, "custom")])
+def test_operating_point_names(score: float, name: str) -> None:
+    assert operating_point_name(score) == name
 
 
 def test_emphysema_rows() -> None:
@@ -125,31 +194,7 @@ def test_summary_says_when_nothing_was_found() -> None:
     assert summary_text(findings, 0, 0, 0.5).splitlines()[1:] == ["Nodules: none found"]
 
 
-def test_save_report_copies_the_files_named_after_the_scan(tmp_path: Path) -> None:
-    output = tmp_path / "results"
-    output.mkdir()
-    for name, text in [("scan.seg.nrrd", "seg"), ("findings.json", "{}"), ("nodules.csv", "id\n"),
-                       ("report.html", "<html/>")]:
-        (output / name).write_text(text)
-    destination = tmp_path / "reports"
-    destination.mkdir()
-    copies = save_report(find_output_files(output), destination)
-    assert copies == [destination / "scan_report.html", destination / "scan_findings.json",
-                      destination / "scan_nodules.csv"]
-    assert (destination / "scan_findings.json").read_text() == "{}"
-    assert sorted(path.name for path in destination.iterdir()) == sorted(path.name for path in copies)
-
-
-def test_save_report_without_a_report_html(tmp_path: Path) -> None:
-    (tmp_path / "scan.seg.nrrd").write_text("seg")
-    (tmp_path / "findings.json").write_text("{}")
-    destination = tmp_path / "out"
-    destination.mkdir()
-    assert save_report(find_output_files(tmp_path), destination) == [destination / "scan_findings.json"]
-
-
-def test_save_report_needs_an_existing_folder(tmp_path: Path) -> None:
-    (tmp_path / "scan.seg.nrrd").write_text("seg")
-    (tmp_path / "findings.json").write_text("{}")
-    with pytest.raises(NotADirectoryError):
-        save_report(find_output_files(tmp_path), tmp_path / "missing")
+def test_summary_shows_the_review_after_the_nodules() -> None:
+    findings = findings_with(run={"tasks": ["lungs", "nodules"]}, emphysema=None, warnings=["thick slices"])
+    assert summary_text(findings, 2, 0, 0.5, "1 accepted, 1 to review").splitlines()[1:] == [
+        "Nodules: 2 shown", "Review: 1 accepted, 1 to review", "Warning: thick slices"]

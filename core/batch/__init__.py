@@ -1,0 +1,1 @@
+"""Cohort scale: ``lungai batch`` runs many scans on Dask and writes cohort tables."""

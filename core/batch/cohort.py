@@ -1,0 +1,99 @@
+"""The cohort tables of a batch: ``cohort.csv``, ``cohort_nodules.csv`` and ``batch.json``.
+
+Each is rewritten whole from the manifest's entries (through a temporary file and a rename, so
+a reader never sees half a table) as cases finish and once more at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from lungai.io.findings import NODULE_CSV_COLUMNS, Findings
+
+#: One row per case in ``cohort.csv``.
+COHORT_COLUMNS: tuple[str, ...] = (
+    "case_id", "status", "exit_code", "error", "input", "series_uid",
+    "lung_volume_right_ml", "lung_volume_left_ml", "lung_volume_total_ml", "laa_950_percent",
+    "emphysema_probability", "nodule_count", "mass_count", "largest_nodule_mm", "highest_lung_rads",
+    "highest_malignancy", "largest_mass_volume_mm3", "seconds", "worker", "finished_utc",
+)
+#: ``cohort_nodules.csv``: the case id, then the columns of each case's ``nodules.csv``.
+COHORT_NODULE_COLUMNS: tuple[str, ...] = ("case_id", *NODULE_CSV_COLUMNS)
+#: Lung-RADS size-rule categories from lowest to highest.
+LUNG_RADS_ORDER: tuple[str, ...] = ("1", "2", "3", "4A", "4B", "4X")
+
+
+def summarize_findings(findings: Findings) -> dict[str, Any]:
+    """A case's cohort numbers from its findings: lung volumes, LAA-950, nodules and masses."""
+    lungs = findings.lungs
+    emphysema = findings.emphysema
+    total = emphysema.densitometry.get("total") if emphysema is not None else None
+    nodules = [n for n in findings.nodules if n.kind != "mass"]
+    masses = [n for n in findings.nodules if n.kind == "mass"]
+    categories = [n.lung_rads.category for n in findings.nodules if n.lung_rads is not None]
+    malignancy = [n.malignancy.probability for n in findings.nodules if n.malignancy is not None]
+    return {
+        "lung_volume_right_ml": _rounded(lungs.get("right") and lungs["right"].volume_ml),
+        "lung_volume_left_ml": _rounded(lungs.get("left") and lungs["left"].volume_ml),
+        "lung_volume_total_ml": _rounded(lungs.get("total") and lungs["total"].volume_ml),
+        "laa_950_percent": _rounded(total and total.laa_950_percent),
+        "emphysema_probability": _rounded(emphysema and emphysema.model_probability, 3),
+        "nodule_count": len(nodules) if "nodules" in findings.run.tasks else None,
+        "mass_count": len(masses) if "nodules" in findings.run.tasks else None,
+        "largest_nodule_mm": _rounded(max((n.long_axis_mm for n in nodules), default=None)),
+        "highest_lung_rads": max(categories, key=_lung_rads_rank, default=None),
+        "highest_malignancy": _rounded(max(malignancy, default=None), 3),
+        "largest_mass_volume_mm3": _rounded(max((n.volume_mm3 for n in masses), default=None)),
+    }
+
+
+def _lung_rads_rank(category: str) -> int:
+    return LUNG_RADS_ORDER.index(category) if category in LUNG_RADS_ORDER else -1
+
+
+def _rounded(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def read_nodule_rows(nodules_csv: Path) -> list[dict[str, str]]:
+    """The rows of a case's ``nodules.csv``."""
+    with nodules_csv.open(newline="", encoding="utf-8") as stream:
+        return list(csv.DictReader(stream))
+
+
+def write_cohort_tables(out_dir: Path, entries: Iterable[dict[str, Any]]) -> None:
+    """Write ``cohort.csv`` and ``cohort_nodules.csv`` from the manifest entries, sorted by case id."""
+    ordered = sorted(entries, key=lambda entry: entry["case_id"])
+    _write_csv(out_dir / "cohort.csv", COHORT_COLUMNS, (_cohort_row(entry) for entry in ordered))
+    nodule_rows = ({"case_id": entry["case_id"], **row} for entry in ordered if entry.get("status") == "done"
+                   for row in entry.get("nodules", []))
+    _write_csv(out_dir / "cohort_nodules.csv", COHORT_NODULE_COLUMNS, nodule_rows)
+
+
+def _cohort_row(entry: dict[str, Any]) -> dict[str, Any]:
+    row = {column: entry.get(column) for column in COHORT_COLUMNS}
+    row.update(entry.get("summary") or {})
+    return row
+
+
+def _write_csv(path: Path, columns: tuple[str, ...], rows: Iterable[dict[str, Any]]) -> None:
+    staging = path.with_name(f".{path.name}.tmp")
+    with staging.open("w", newline="", encoding="utf-8") as stream:
+        writer = csv.DictWriter(stream, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: "" if value is None else value for key, value in row.items()})
+    os.replace(staging, path)
+
+
+def write_batch_json(out_dir: Path, info: dict[str, Any]) -> None:
+    """Write ``batch.json`` (settings, version, weights, counts, start and end) atomically."""
+    path = out_dir / "batch.json"
+    staging = path.with_name(".batch.json.tmp")
+    staging.write_text(json.dumps(info, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(staging, path)
