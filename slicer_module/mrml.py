@@ -218,7 +218,7 @@ def _fill_nodule_table(table: Any, rows: Sequence[NoduleRow]) -> None:
                 description="mean diameter of a part-solid lesion's solid part")
     _add_column(table, vtkStringArray, "Lung-RADS", [row.lung_rads or "" for row in rows],
                 description="category suggested by the size rule (size and type only); none for lesions "
-                            "passing only the high operating point")
+                            "below the specific operating point")
     _add_column(table, vtkStringArray, "Malignancy estimate",
                 ["" if row.malignancy is None else f"{row.malignancy:.2f}" for row in rows],
                 description=f"probability of malignancy, {ESTIMATE_LABEL}")

@@ -82,7 +82,7 @@ class NoduleRow:
         short_axis_mm: longest diameter perpendicular to it.
         volume_mm3: segmented volume.
         solid_component_mm: mean diameter of a part-solid lesion's solid part.
-        lung_rads: the size-rule category (``4A``, ...); ``None`` for lesions passing only ``high``.
+        lung_rads: the size-rule category (``4A``, ...); ``None`` for lesions below ``specific``.
         malignancy: the ensemble's malignancy estimate, 0..1; ``None`` if not run or not given.
         characteristics: the finding's characteristics as text; empty when it has none.
         location: where it is, e.g. ``right lung``; empty if unknown.

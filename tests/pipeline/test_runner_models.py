@@ -120,12 +120,15 @@ def test_nodules_in_findings_label_map_and_csv_agree(full_run) -> None:
         assert 0 <= i < array.shape[2] and 0 <= j < array.shape[1] and 0 <= k < array.shape[0]
         assert nodule["long_axis_mm"] >= nodule["short_axis_mm"] > 0
         assert nodule["distance_to_pleura_mm"] >= 0
-        malignancy = nodule["malignancy"]
-        assert 0 <= malignancy["probability"] <= 1 and malignancy["label"] == ESTIMATE_LABEL
-        assert malignancy["models"] == ["resnet50_3d", "nodule_cnn2d"]
-        mean = (nodule["long_axis_mm"] + nodule["short_axis_mm"]) / 2
-        expected = lung_rads_category(nodule["type"], mean, nodule["solid_component_mm"])
-        assert nodule["lung_rads"] == {"category": expected.category, "rule": "size rule"}
+        if nodule["detected_by"] == "blob" and nodule["operating_point"] != "specific":
+            assert nodule["malignancy"] is None and nodule["lung_rads"] is None  # listed for review only
+        else:
+            malignancy = nodule["malignancy"]
+            assert 0 <= malignancy["probability"] <= 1 and malignancy["label"] == ESTIMATE_LABEL
+            assert malignancy["models"] == ["resnet50_3d", "nodule_cnn2d"]
+            mean = (nodule["long_axis_mm"] + nodule["short_axis_mm"]) / 2
+            expected = lung_rads_category(nodule["type"], mean, nodule["solid_component_mm"])
+            assert nodule["lung_rads"] == {"category": expected.category, "rule": "size rule"}
         assert nodule["kind"] == ("mass" if nodule["long_axis_mm"] > 30 else "nodule")
     with (out / "nodules.csv").open() as stream:
         rows = list(csv.DictReader(stream))

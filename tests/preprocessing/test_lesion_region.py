@@ -8,12 +8,15 @@ import SimpleITK as sitk
 
 from lungai import labels
 from lungai.preprocessing.lesion_region import (
+    MIN_SOLIDITY,
     MIN_THICKNESS_RATIO,
     inscribed_diameter_mm,
     lesion_plausibility,
     lesion_region,
     mass_mask,
+    solidity,
 )
+from lungai.preprocessing.measurements import axial_diameters
 
 SPACING = 2.0  # mm, isotropic
 SHAPE = (60, 80, 100)  # z, y, x voxels
@@ -92,6 +95,33 @@ def test_a_tube_is_implausible_a_ball_is_not(length_mm):
     ball[(z - 35) ** 2 + (y - 35) ** 2 + (x - 35) ** 2 <= 10 ** 2] = True
     assert inscribed_diameter_mm(ball, spacing) / 21.0 > MIN_THICKNESS_RATIO
     assert lesion_plausibility(ball, box, region, spacing, long_axis_mm=21.0) is None
+
+
+def _arm(points: np.ndarray, direction: tuple[int, int, int], radius: float, length: float) -> np.ndarray:
+    """Voxels within ``radius`` of a segment from the origin along ``direction``."""
+    unit = np.asarray(direction, float) / np.linalg.norm(direction)
+    along = np.clip(points @ unit, 0.0, length)
+    return np.linalg.norm(points - along[..., None] * unit, axis=-1) <= radius
+
+
+def test_a_thick_branching_is_implausible_an_elongated_nodule_is_not():
+    spacing = (1.0, 1.0, 1.0)
+    points = np.stack(np.mgrid[:60, :60, :60], axis=-1).astype(float) - 30.0
+    branching = np.linalg.norm(points, axis=-1) <= 4.5  # a thick junction with four branches
+    for direction in ((1, 1, 1), (1, -1, -1), (-1, 1, -1), (-1, -1, 1)):
+        branching |= _arm(points, direction, 2.0, 20.0)
+    region, box = np.ones(branching.shape, bool), (slice(0, 60),) * 3
+    long_axis = axial_diameters(branching, spacing).long_axis_mm
+    assert inscribed_diameter_mm(branching, spacing) / long_axis > MIN_THICKNESS_RATIO  # thick enough
+    assert solidity(branching, spacing) < MIN_SOLIDITY
+    assert "branching" in lesion_plausibility(branching, box, region, spacing, long_axis_mm=long_axis)
+    ellipsoid = ((points / (6.0, 10.0, 6.0)) ** 2).sum(axis=-1) <= 1.0
+    assert solidity(ellipsoid, spacing) > 0.75
+    assert lesion_plausibility(ellipsoid, box, region, spacing, long_axis_mm=21.0) is None
+
+
+def test_solidity_of_a_single_voxel_is_one():
+    assert solidity(np.ones((1, 1, 1), bool), (2.5, 0.7, 0.7)) == pytest.approx(1.0)
 
 
 def test_a_lesion_mostly_outside_the_region_is_implausible():

@@ -125,7 +125,7 @@ def test_the_table_columns(results: LoadedResults) -> None:
     findings = results.review.machine["nodules"]
     assert column(table, "Type") == ["solid", "solid", "mass, solid"]
     assert column(table, "Long axis") == [nodule["long_axis_mm"] for nodule in findings]
-    assert column(table, "Lung-RADS") == ["4A", "", "4B"]  # lesion 2 passes only high: no category
+    assert column(table, "Lung-RADS") == ["4A", "", "4B"]  # lesion 2 is below specific: no category
     assert column(table, "Malignancy estimate") == ["0.20", "", "0.60"]
     assert column(table, "Score") == ["0.850 (specific)", f"{HIGH + 0.005:.3f} (high)", "mass rule"]
     assert column(table, "Location") == [nodule["location"] for nodule in findings]
