@@ -6,7 +6,10 @@ panel and the saved report read the same state:
 - a lesion is *listed* (a table row) when it is a mass (no detection score: shown at every
   operating point), its detection score reaches the operating point, or the reviewer accepted it;
 - a listed lesion is *reported* (segment shown, saved in the reviewed findings) unless rejected;
-- an edited lesion's record is replaced by its re-measurement; the machine's record is kept.
+- an edited lesion's record is replaced by its re-measurement; the machine's record is kept;
+- an accepted lesion that the machine left without a Lung-RADS category (its detection score is
+  below ``specific``, :data:`lungai.pipeline.operating_points.CATEGORISED_POINTS`) gets the size
+  rule's category, marked :data:`ACCEPTED_RULE`; taking the acceptance back removes it.
 
 The run's own findings are never changed: :meth:`Review.reviewed_findings` returns a new dict
 with the reported lesions and a ``review`` block (documented in ``docs/outputs.md``).
@@ -19,6 +22,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from lungai.pipeline.lung_rads import lung_rads_category
 from lungai.pipeline.operating_points import OPERATING_POINTS
 
 logger = logging.getLogger(__name__)
@@ -31,6 +35,8 @@ DECISIONS = (ACCEPTED, REJECTED)
 UNREVIEWED = "unreviewed"
 #: The status of a lesion that was not listed at the operating point shown.
 BELOW_OPERATING_POINT = "below operating point"
+#: The ``lung_rads.rule`` of a category given because the reviewer accepted the lesion.
+ACCEPTED_RULE = "size rule, lesion accepted by the reviewer"
 #: Scores within this of a named operating point's threshold are that point (the slider rounds).
 _THRESHOLD_TOLERANCE = 5e-5
 
@@ -108,7 +114,19 @@ class Review:
             self.decisions[nodule_id] = decision
         else:
             raise ValueError(f"a decision is one of {', '.join(DECISIONS)}, got {decision!r}")
+        self._categorise(nodule_id)
         logger.info("lesion %d: %s", nodule_id, decision or "decision taken back")
+
+    def _categorise(self, nodule_id: int) -> None:
+        """Give an accepted, uncategorised lesion the size rule's category; take a reviewer's one back otherwise."""
+        record = self.nodules[nodule_id]
+        given = (record.get("lung_rads") or {}).get("rule") == ACCEPTED_RULE
+        if self.decisions.get(nodule_id) == ACCEPTED and (record.get("lung_rads") is None or given):
+            mean = (record["long_axis_mm"] + record["short_axis_mm"]) / 2
+            category = lung_rads_category(record["type"], mean, record.get("solid_component_mm"))
+            record["lung_rads"] = {"category": category.category, "rule": ACCEPTED_RULE}
+        elif given:
+            record["lung_rads"] = None
 
     def replace(self, record: dict[str, Any]) -> None:
         """Put the re-measured record of an edited lesion in place of its current one.
@@ -121,6 +139,7 @@ class Review:
             raise KeyError(f"no lesion {nodule_id} in these findings")
         self.nodules[nodule_id] = record
         self.edited.add(nodule_id)
+        self._categorise(nodule_id)
 
     def status(self, nodule_id: int) -> str:
         """``accepted``, ``rejected``, :data:`UNREVIEWED` or :data:`BELOW_OPERATING_POINT`."""

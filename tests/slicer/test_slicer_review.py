@@ -36,6 +36,7 @@ from lungai.slicer.mrml import CHARACTERISTICS_COLUMN, NODULE_ID_COLUMN, LoadedR
 from lungai.slicer.remeasure import remeasure  # noqa: E402
 from lungai.slicer.report import (REVIEWED_SERIES_DESCRIPTION, findings_from_dict, save_review,  # noqa: E402
                                   save_reviewed_report)
+from lungai.slicer.review import ACCEPTED_RULE  # noqa: E402
 from lungai.slicer.scene_images import label_image, segment_mask, volume_image  # noqa: E402
 from vtkmodules.util import numpy_support  # noqa: E402
 
@@ -171,6 +172,22 @@ def test_an_accepted_lesion_stays_listed_above_its_score(results: LoadedResults)
     assert column(results.nodule_table, NODULE_ID_COLUMN) == [1, 3]
     with pytest.raises(ValueError, match="accepted, rejected"):
         results.decide(1, "maybe")
+
+
+def test_accepting_an_uncategorised_lesion_gives_it_the_size_rule_and_taking_it_back_removes_it(
+        results: LoadedResults) -> None:
+    record = results.review.nodules[2]
+    assert record["lung_rads"] is None  # below specific: the machine gave no category
+    results.decide(2, "accepted")
+    mean = (record["long_axis_mm"] + record["short_axis_mm"]) / 2
+    expected = lung_rads_category(record["type"], mean, record["solid_component_mm"]).category
+    assert results.review.nodules[2]["lung_rads"] == {"category": expected, "rule": ACCEPTED_RULE}
+    assert column(results.nodule_table, "Lung-RADS")[1] == expected
+    results.decide(2, "rejected")
+    assert results.review.nodules[2]["lung_rads"] is None
+    assert results.review.machine["nodules"][1]["lung_rads"] is None  # the machine's record is untouched
+    results.decide(1, "accepted")  # a machine category stays the machine's
+    assert results.review.nodules[1]["lung_rads"]["rule"] == "size rule"
 
 
 # Edit and re-measure --------------------------------------------------------------------------
