@@ -32,12 +32,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from skimage import measure
 from scipy import ndimage, optimize, spatial
 from scipy.special import expit, logit
+from skimage import measure
 
 from lungai.data.lidc_vois import VOICase
-from lungai.data.roi import roi_spec
 from lungai.evaluation.baselines import DiameterLogistic
 from lungai.evaluation.cases import evaluation_cases, reference_cases
 from lungai.evaluation.malignancy_eval import paired_auc_difference
@@ -45,6 +44,7 @@ from lungai.evaluation.metrics import roc_auc, roc_auc_ci
 from lungai.evaluation.predictions import load_nodule_model, malignancy_probabilities, roi_dataset
 from lungai.inference.voi_segmentation import VoiInference, predict_voi_probability
 from lungai.preprocessing.measurements import axial_diameters, largest_component
+from lungai.preprocessing.roi import roi_spec
 from lungai.weights.resolver import resolve
 
 logger = logging.getLogger("malignancy_size_features")

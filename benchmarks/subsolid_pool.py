@@ -36,9 +36,10 @@ from scipy import ndimage
 
 from lungai.evaluation.detection_eval import EvalCase, inserted_cases
 from lungai.models.checkpoint import load_model
-from lungai.pipeline.detection import combined_score, extract_rois, roi_scores
+from lungai.pipeline.detection import combined_score, roi_scores
 from lungai.pipeline.operating_points import OPERATING_POINTS
 from lungai.preprocessing.candidates import CandidateConfig, find_candidates, strength_score
+from lungai.preprocessing.detection_rois import extract_rois
 from lungai.preprocessing.lung_mask import segment_lungs
 
 logger = logging.getLogger("subsolid_pool")

@@ -27,12 +27,12 @@ from scipy import stats
 
 from lungai.baselines.process import run_measured
 from lungai.data.lidc_vois import VOICase
-from lungai.data.volume_arrays import read_array
 from lungai.errors import ExternalToolError, InputNotFoundError, UnreadableInputError
 from lungai.evaluation.cases import evaluation_cases
 from lungai.evaluation.metrics import dice, precision, recall
 from lungai.evaluation.predictions import nodule_model_name
 from lungai.evaluation.segmentation_eval import SIZE_SPLIT_MM, checkpoint_inference
+from lungai.io.volume_arrays import read_array
 
 logger = logging.getLogger(__name__)
 

@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from lungai.data.roi import roi_spec
 from lungai.evaluation.cases import evaluation_cases
 from lungai.evaluation.predictions import load_nodule_model
-from lungai.inference.voi_segmentation import predict_voi_probability, with_overrides
 from lungai.evaluation.segmentation_eval import checkpoint_inference
+from lungai.inference.voi_segmentation import predict_voi_probability, with_overrides
 from lungai.preprocessing.measurements import largest_component
+from lungai.preprocessing.roi import roi_spec
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from lungai.data.roi import centre_offset
+from lungai.preprocessing.roi import centre_offset
 
 
 @dataclass(frozen=True)
@@ -81,10 +81,10 @@ def augment_roi(image: np.ndarray, mask: np.ndarray | None, out_shape: tuple[int
 
     Args:
         image: the resampled VOI, already normalised to [0, 1] (see
-            :func:`lungai.data.roi.normalize_hu`), ``(z, y, x)``.
+            :func:`lungai.preprocessing.roi.normalize_hu`), ``(z, y, x)``.
         mask: the resampled soft mask on the same grid, ``(z, y, x)``, or several stacked on a
             leading channel axis ``(c, z, y, x)`` (e.g. the mask and
-            :func:`lungai.data.roi.support_mask`), or ``None``.
+            :func:`lungai.preprocessing.roi.support_mask`), or ``None``.
         out_shape: the model's input grid.
         rng: source of every random draw.
         config: ranges and probabilities.
@@ -96,7 +96,7 @@ def augment_roi(image: np.ndarray, mask: np.ndarray | None, out_shape: tuple[int
     matrix, shift = _geometry(rng, config, out_shape)
     centre_out = (np.asarray(out_shape) - 1) / 2
     # input = matrix @ (o - centre_out) + centre_out + window offset + shift; identity reproduces
-    # lungai.data.roi.centre_pad_crop exactly.
+    # lungai.preprocessing.roi.centre_pad_crop exactly.
     offset = centre_out + centre_offset(image.shape, out_shape) + shift - matrix @ centre_out
     out = _warp(image, matrix, offset, out_shape, "nearest")
     out_mask = None if mask is None else _warp_masks(mask, matrix, offset, out_shape)

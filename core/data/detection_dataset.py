@@ -37,8 +37,8 @@ from torch.utils.data import Dataset
 
 from lungai.data.lesion_insertion import Background, augment_voi, place_nodules
 from lungai.data.lidc_vois import VOICase
-from lungai.pipeline.detection import DETECTION_ROI, extract_rois, roi_grid
 from lungai.preprocessing.candidates import CandidateConfig, find_candidates
+from lungai.preprocessing.detection_rois import DETECTION_ROI, extract_rois, roi_grid
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,7 @@
-"""The emphysema paper's preprocessing, a patient-level split and the training dataset.
+"""The emphysema models' training cases, a patient-level split and the training dataset.
 
-Preprocessing (the paper's, used alike by training, evaluation and ``lungai run``): the lung
+Preprocessing (the paper's, :mod:`lungai.preprocessing.emphysema_input`, used alike by training,
+evaluation and ``lungai run``): the lung
 mask of :func:`lungai.preprocessing.lung_mask.segment_lungs`; everything outside it is set to
 the top of the intensity window (it reads as soft tissue); the volume is cropped to the lungs'
 bounding box and resized to 35 slices (about 9 mm apart for an adult's lungs) of 128x128
@@ -19,85 +20,23 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 import torch
-from scipy import ndimage
 from torch.utils.data import Dataset
 
-from lungai.data.emphysema_sim import image_arrays, laa_percent
-from lungai.data.roi import resample
 from lungai.data.splits import SplitConfig, make_split
-from lungai.data.volume_arrays import to_lps
 from lungai.data.weak_labels import WeakLabelCase
+from lungai.inference.emphysema import to_tensor
+from lungai.io.volume_arrays import to_lps
+from lungai.preprocessing.emphysema_input import PreparedVolume, image_arrays, prepare_arrays
 from lungai.preprocessing.lung_mask import segment_lungs
 
 logger = logging.getLogger(__name__)
 
-HU_WINDOW = (-1024.0, -400.0)
-SLICES = 35
 SPLIT_FRACTIONS = (0.6, 0.2, 0.2)
-
-
-def input_shape(model_config: object) -> tuple[int, int, int]:
-    """``(35, 16 gh, 16 gw)`` for a model whose last feature grid is ``(.., gh, gw)``."""
-    grid = getattr(model_config, "feature_grid")
-    return (SLICES, 16 * int(grid[-2]), 16 * int(grid[-1]))
-
-
-@dataclass(frozen=True)
-class PreparedVolume:
-    """A scan made ready for the emphysema models.
-
-    Attributes:
-        volume: ``(35, H, W)`` uint8, the window scaled to 0..255 (stored small; see :func:`to_tensor`).
-        laa950_percent: LAA-950 of the whole lung mask at native resolution (the densitometry baseline).
-    """
-
-    volume: np.ndarray
-    laa950_percent: float
-
-
-def to_tensor(volume: np.ndarray) -> torch.Tensor:
-    """A prepared ``uint8`` volume as the model's ``(1, D, H, W)`` float input in [0, 1]."""
-    return torch.from_numpy(volume.astype(np.float32) / 255.0)[None]
-
-
-def prepare_volume(image: sitk.Image, lung_labels: sitk.Image, shape: tuple[int, int, int]) -> PreparedVolume:
-    """Lung-mask, crop, window and resize a CT (the paper's preprocessing).
-
-    Args:
-        image: CT in HU.
-        lung_labels: its lung labels (any non-zero value is lung), same grid.
-        shape: the model's input ``(D, H, W)``.
-
-    Returns:
-        The prepared volume and the scan's LAA-950.
-
-    Raises:
-        ValueError: the lung labels are empty.
-    """
-    hu, lung, _ = image_arrays(image, lung_labels)
-    return prepare_arrays(hu, lung, shape)
-
-
-def prepare_arrays(hu: np.ndarray, lung: np.ndarray, shape: tuple[int, int, int]) -> PreparedVolume:
-    """:func:`prepare_volume` on LPS ``(z, y, x)`` arrays: HU and a boolean lung mask."""
-    laa = laa_percent(hu, lung)
-    occupied = np.nonzero(lung)
-    box = tuple(slice(int(a.min()), int(a.max()) + 1) for a in occupied)
-    low, high = HU_WINDOW
-    scaled = (np.clip(hu[box].astype(np.float32), low, high) - low) / (high - low)
-    scaled[~lung[box]] = 1.0
-    factors = [n / s for n, s in zip(scaled.shape[1:], shape[1:])]
-    sigma = [0.0] + [0.5 * f if f > 1 else 0.0 for f in factors]
-    if any(sigma):
-        scaled = ndimage.gaussian_filter(scaled, sigma, mode="nearest")
-    resized = resample(scaled, shape, order=1)
-    return PreparedVolume(np.clip(np.rint(resized * 255.0), 0, 255).astype(np.uint8), laa)
 
 
 def _cache_key(path: Path) -> str:

@@ -28,7 +28,7 @@ LAA-950 is within ``tolerance_pp`` of the requested value. A severity below the 
 LAA-950 (its noise already puts some voxels below -950 HU) cannot be produced.
 
 Arrays are ``(z, y, x)`` with axis 0 running inferior -> superior (LPS, as
-:mod:`lungai.data.volume_arrays` makes them), so "upper" is high ``z``.
+:mod:`lungai.io.volume_arrays` makes them), so "upper" is high ``z``.
 """
 
 from __future__ import annotations
@@ -38,15 +38,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import SimpleITK as sitk
 from scipy import ndimage
 
-from lungai.data.volume_arrays import to_lps
+from lungai.preprocessing.emphysema_input import LAA_THRESHOLD_HU, laa_percent
 
 logger = logging.getLogger(__name__)
 
 PATTERNS = ("centrilobular", "panlobular", "paraseptal")
-LAA_THRESHOLD_HU = -950
 AIR_HU = -1000.0
 _HU_MIN, _HU_MAX = -1024, 3071
 
@@ -115,12 +113,7 @@ class SimulationResult:
     texture: ScanTexture
 
 
-def laa_percent(hu: np.ndarray, lung: np.ndarray, threshold_hu: float = LAA_THRESHOLD_HU) -> float:
-    """Percentage of lung voxels strictly below ``threshold_hu`` (as the densitometry counts)."""
-    values = hu[lung]
-    if values.size == 0:
-        raise ValueError("the lung mask is empty")
-    return float(np.count_nonzero(values < threshold_hu)) * 100.0 / values.size
+
 
 
 def estimate_texture(hu: np.ndarray, lung: np.ndarray, spacing_zyx: tuple[float, float, float]) -> ScanTexture:
@@ -330,11 +323,3 @@ def simulate_emphysema(hu: np.ndarray, lung: np.ndarray, spacing_zyx: tuple[floa
                  target, amount)
     return SimulationResult(hu=result, lesion=lesion, pattern=spec.pattern, requested_percent=target,
                             baseline_percent=baseline, achieved_percent=achieved, amount=amount, texture=texture)
-
-
-def image_arrays(image: sitk.Image, lung_labels: sitk.Image) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
-    """A CT and its lung labels as LPS ``(z, y, x)`` arrays (HU int16, bool mask) and the spacing."""
-    image, lung_labels = to_lps(image), to_lps(lung_labels)
-    spacing = image.GetSpacing()
-    return (sitk.GetArrayFromImage(image).astype(np.int16), sitk.GetArrayFromImage(lung_labels) > 0,
-            (spacing[2], spacing[1], spacing[0]))

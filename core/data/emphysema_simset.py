@@ -37,16 +37,11 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from lungai.data.emphysema_sim import (
-    PATTERNS,
-    EmphysemaSpec,
-    estimate_texture,
-    laa_percent,
-    simulate_emphysema,
-)
+from lungai.data.emphysema_sim import PATTERNS, EmphysemaSpec, estimate_texture, simulate_emphysema
 from lungai.data.holdout import WHOLE_SCAN_TEST_PATIENTS, is_held_out
 from lungai.errors import UnreadableInputError
 from lungai.io.reader import read_scan, scan_stem
+from lungai.preprocessing.emphysema_input import laa_percent
 from lungai.preprocessing.lung_mask import segment_lungs
 
 logger = logging.getLogger(__name__)

@@ -41,10 +41,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lungai.data.holdout import is_held_out
-from lungai.data.volume_arrays import read_array, same_grid
 from lungai.data.csv_table import read_csv_rows
+from lungai.data.holdout import is_held_out
 from lungai.errors import InputNotFoundError, UnreadableInputError
+from lungai.io.volume_arrays import read_array, same_grid
 
 logger = logging.getLogger(__name__)
 

@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from lungai.data.roi import RoiSpec, normalize_hu, resample, resampled_shape
 from lungai.errors import NotCTError
 from lungai.io.reader import read_scan
 from lungai.preprocessing.lesion_region import NEAR_LUNG_MM, near_lungs
 from lungai.preprocessing.lung_mask import segment_lungs
+from lungai.preprocessing.roi import RoiSpec, normalize_hu, resample, resampled_shape
 
 logger = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lungai.data.volume_arrays import VolumeArray, read_array, same_grid
 from lungai.errors import InputNotFoundError, UnreadableInputError
+from lungai.io.volume_arrays import VolumeArray, read_array, same_grid
 
 logger = logging.getLogger(__name__)
 

@@ -31,13 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from lungai.data.roi import roi_spec
 from lungai.evaluation.cases import evaluation_cases
 from lungai.evaluation.predictions import nodule_model_name
-from lungai.models.checkpoint import load_model, read_header
 from lungai.evaluation.segmentation_eval import DEFAULT_THRESHOLD, THRESHOLDS, mean_dice
 from lungai.inference.voi_segmentation import MAX_SCALE, probabilities_by_threshold, recorded_inference, with_overrides
-from lungai.training.checkpointing import write_inference_settings
+from lungai.models.checkpoint import load_model, read_header, write_inference_settings
+from lungai.preprocessing.roi import roi_spec
 from lungai.training.recipes import models_for_task
 from lungai.weights.resolver import installed_folders
 

@@ -12,11 +12,11 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from lungai.data.lidc_vois import VOICase
-from lungai.data.roi import ROI_SPECS, roi_spec
+from lungai.data.roi_dataset import NoduleROIDataset
 from lungai.errors import WeightsError
 from lungai.models.checkpoint import load_model, read_header
 from lungai.models.registry import get_spec
-from lungai.training.datasets import NoduleROIDataset
+from lungai.preprocessing.roi import ROI_SPECS, roi_spec
 
 
 def centre_crop_like(target: Tensor, shape: torch.Size) -> Tensor:

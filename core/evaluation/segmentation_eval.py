@@ -25,14 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from lungai.data.roi import RoiSpec, roi_spec, roi_to_native
-from lungai.inference.voi_segmentation import VoiInference, predict_voi_probability, recorded_inference, with_overrides
 from lungai.evaluation.baselines import threshold_segmentation
 from lungai.evaluation.cases import evaluation_cases
 from lungai.evaluation.metrics import dice, precision, recall
 from lungai.evaluation.predictions import load_nodule_model
+from lungai.inference.voi_segmentation import VoiInference, predict_voi_probability, recorded_inference, with_overrides
 from lungai.models.checkpoint import read_header
 from lungai.preprocessing.measurements import axial_diameters, largest_component
+from lungai.preprocessing.roi import RoiSpec, roi_spec, roi_to_native
 
 logger = logging.getLogger(__name__)
 

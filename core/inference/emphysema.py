@@ -20,8 +20,7 @@ import torch
 from torch import nn
 
 from lungai import labels
-from lungai.data.emphysema_dataset import input_shape, prepare_volume, to_tensor
-from lungai.data.emphysema_sim import LAA_THRESHOLD_HU
+from lungai.preprocessing.emphysema_input import LAA_THRESHOLD_HU, input_shape, prepare_volume
 from lungai.weights.manifest import Manifest, ModelEntry
 
 SCANNER_MODEL = "convlstm_scanner"
@@ -37,6 +36,11 @@ DEMONSTRATION_CAVEAT = "demonstration weights trained on simulated emphysema, no
 PROBABILITY_CUTOFF = 0.5
 LOW_LAA_950_PERCENT = 5.0
 HIGH_LAA_950_PERCENT = 10.0
+
+
+def to_tensor(volume: np.ndarray) -> torch.Tensor:
+    """A prepared ``uint8`` volume as the model's ``(1, D, H, W)`` float input in [0, 1]."""
+    return torch.from_numpy(volume.astype(np.float32) / 255.0)[None]
 
 
 def is_demonstration(entry: ModelEntry) -> bool:

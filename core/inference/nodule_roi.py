@@ -4,7 +4,7 @@ The nodule models were trained on LIDC VOIs (``lidc_vois/``): boxes centred on t
 at least about 30 mm wide in-plane (about 10 mm wider than large nodules) and just covering
 the nodule's slices in z. At inference a VOI of the same geometry is cut from the scan around
 the nodule (:func:`voi_box`), and then goes through exactly the training preprocessing
-(:func:`lungai.data.roi.extract_roi`: resampling to the model's spacing, edge padding, HU
+(:func:`lungai.preprocessing.roi.extract_roi`: resampling to the model's spacing, edge padding, HU
 window). Segmentation models run through :mod:`lungai.inference.voi_segmentation`.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lungai.data.roi import RoiSpec, extract_roi
+from lungai.preprocessing.roi import RoiSpec, extract_roi
 
 #: Smallest in-plane side of a VOI (mm), as in the training VOIs.
 MIN_VOI_MM = 30.0

@@ -39,9 +39,16 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from lungai.data.roi import (RoiSpec, centre_offset, centre_pad_crop, normalize_hu, resample, resample_to_spec,
-                             roi_to_resampled)
 from lungai.preprocessing.measurements import largest_component
+from lungai.preprocessing.roi import (
+    RoiSpec,
+    centre_offset,
+    centre_pad_crop,
+    normalize_hu,
+    resample,
+    resample_to_spec,
+    roi_to_resampled,
+)
 
 #: Tiles are at most this fraction of an ROI apart along each axis.
 TILE_STEP_FRACTION = 0.5

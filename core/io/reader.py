@@ -18,9 +18,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from lungai.errors import InputNotFoundError, NotCTError, UnreadableInputError
-from lungai.io import dicom
+from lungai.io import dicom, validation
 from lungai.io.volume import CTVolume
-from lungai.preprocessing import validation
 
 logger = logging.getLogger(__name__)
 

@@ -163,3 +163,17 @@ def load_model(directory: str | os.PathLike[str], device: str | torch.device = "
         raise WeightsError(f"{weights} does not fit its config.json ({detail})", "re-export the model") from None
     logger.info("loaded %s from %s", header["architecture"], directory)
     return model.eval()
+
+
+def write_inference_settings(folder: Path, settings: dict[str, Any]) -> None:
+    """Record how the checkpoint in ``folder`` is meant to be applied, in its ``config.json``.
+
+    The settings (e.g. the validation-chosen probability threshold and the ROI) go under the
+    ``inference`` key, so they travel with the weights; the file is replaced atomically.
+    """
+    path = folder / "config.json"
+    header = json.loads(path.read_text(encoding="utf-8"))
+    header["inference"] = settings
+    tmp = folder / ".config.json.tmp"
+    tmp.write_text(json.dumps(header, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

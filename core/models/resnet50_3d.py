@@ -102,7 +102,7 @@ class ResNet50_3d(nn.Module):  # noqa: N801 - the model's name has the digits
     * "No pooling layers" is read as no max-pooling in the feature extractor; the head
       still averages the last feature map globally before the FC layer, as ResNet-50 does,
       so the classifier accepts any ROI size.
-    * LungAI's LIDC ROI (:mod:`lungai.data.roi`) is 16x48x48 at 1.5 x 0.75 x 0.75 mm, half
+    * LungAI's LIDC ROI (:mod:`lungai.preprocessing.roi`) is 16x48x48 at 1.5 x 0.75 x 0.75 mm, half
       the paper's 3 x 1.5 x 1.5 mm: the LIDC VOIs are tight 30 mm crops and most nodules are
       under 10 mm, so at the paper's spacing a nodule is a few voxels across.
       ``--size cpu``: widths 8 / 16 / 32 / 64, stem 8.

@@ -81,7 +81,7 @@ class ResUNet3d(nn.Module):
       back, so any size works. In training the padded input must keep at least 2 voxels at
       the bottom (instance norm needs more than one), e.g. at least 17 along one axis.
     * The head returns logits; apply a sigmoid for probabilities.
-    * Trained on the LIDC VOIs (:mod:`lungai.data.roi`): ROI 16 x 48 x 48 at
+    * Trained on the LIDC VOIs (:mod:`lungai.preprocessing.roi`): ROI 16 x 48 x 48 at
       1.25 x 0.7 x 0.7 mm (near the VOIs' native spacing; the paper's 3 x 1.5 x 1.5 mm would
       leave a 6 mm nodule 2 slices thick), not the paper's 48 x 192 x 192 context, which the
       tight VOIs do not have. The loss (BCE + Dice, see :mod:`lungai.training.recipes`) counts

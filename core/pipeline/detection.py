@@ -14,7 +14,7 @@
 
 Where LungAI deviates from the nodule paper, and why:
 
-* The paper's ROIs are 64x64 pixels; here they are :data:`DETECTION_ROI`, 10 x 32 x 32 voxels
+* The paper's ROIs are 64x64 pixels; here they are :data:`~lungai.preprocessing.detection_rois.DETECTION_ROI`, 10 x 32 x 32 voxels
   at 2.5 x 1.6 x 1.6 mm: the same 25 x 51 x 51 mm field of view at half the in-plane
   resolution, so one ROI costs about a twentieth as much on a CPU (about 50 ms with the
   CPU-sized network instead of about a second) and a scan's candidates fit in seconds.
@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,14 +41,11 @@ import SimpleITK as sitk
 import torch
 from torch import nn
 
-from lungai.data.roi import RoiSpec, normalize_hu
 from lungai.pipeline.operating_points import operating_point
 from lungai.preprocessing.candidates import Candidate, CandidateConfig, find_candidates, strength_score
+from lungai.preprocessing.detection_rois import extract_rois
 
 logger = logging.getLogger(__name__)
-
-DETECTION_ROI = RoiSpec((10, 32, 32), (2.5, 1.6, 1.6))
-"""The classifier's input around a candidate: (z, y, x) voxels and mm, centred on it."""
 
 CENTRE_HALF_SIZE = (2, 6, 6)
 """Half size (z, y, x) in output voxels of the ROI centre whose largest logit is the score."""
@@ -102,37 +98,6 @@ def threshold_of(config: DetectionConfig, with_classifier: bool = True) -> float
     if config.threshold is not None:
         return float(config.threshold)
     return operating_point(config.operating_point, with_classifier).threshold
-
-
-def roi_grid(centre_lps_mm: Sequence[float], spec: RoiSpec = DETECTION_ROI) -> sitk.Image:
-    """An empty LPS-aligned image whose grid is the ROI centred on a point (for resampling)."""
-    size_xyz = [int(v) for v in spec.shape[::-1]]
-    spacing_xyz = [float(v) for v in spec.spacing[::-1]]
-    origin = np.asarray(centre_lps_mm, float) - (np.asarray(size_xyz) - 1) / 2.0 * np.asarray(spacing_xyz)
-    grid = sitk.Image(size_xyz, sitk.sitkUInt8)
-    grid.SetSpacing(spacing_xyz)
-    grid.SetOrigin(origin.tolist())
-    return grid
-
-
-def extract_rois(image: sitk.Image, centres_lps_mm: Sequence[Sequence[float]],
-                 spec: RoiSpec = DETECTION_ROI) -> np.ndarray:
-    """Cut the classifier's input around each centre (linear interpolation, -1000 HU outside).
-
-    Args:
-        image: CT in HU.
-        centres_lps_mm: ROI centres, LPS mm.
-        spec: the ROI (shape and spacing, both z, y, x).
-
-    Returns:
-        ``(N, z, y, x)`` float32, HU-normalised as :func:`lungai.data.roi.normalize_hu` does.
-    """
-    out = np.empty((len(centres_lps_mm), *spec.shape), np.float32)
-    for i, centre in enumerate(centres_lps_mm):
-        roi = sitk.Resample(image, roi_grid(centre, spec), sitk.Transform(), sitk.sitkLinear, -1000.0,
-                            sitk.sitkFloat32)
-        out[i] = normalize_hu(sitk.GetArrayViewFromImage(roi))
-    return out
 
 
 def centre_max_logit(logits: torch.Tensor) -> torch.Tensor:

@@ -14,11 +14,11 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from lungai.data.roi import roi_spec
 from lungai.inference.nodule_roi import predict_voi_malignancies, voi_box
 from lungai.io.findings import Malignancy
 from lungai.pipeline.models import ModelStore
 from lungai.pipeline.nodules import SegmentedNodule
+from lungai.preprocessing.roi import roi_spec
 
 #: The ensemble, and whether each member reads a 2D slice.
 ENSEMBLE: dict[str, bool] = {"resnet50_3d": False, "nodule_cnn2d": True}

@@ -17,11 +17,11 @@ from typing import Any
 
 from torch import nn
 
-from lungai.data.roi import RoiSpec
 from lungai.errors import WeightsError
 from lungai.io.findings import WeightsInfo
 from lungai.models.checkpoint import load_model, read_header
 from lungai.pipeline.config import TASK_MODELS, with_needed
+from lungai.preprocessing.roi import RoiSpec
 from lungai.weights.manifest import Manifest, read_manifest
 from lungai.weights.resolver import resolve, weights_info
 

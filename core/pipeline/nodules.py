@@ -37,13 +37,12 @@ import SimpleITK as sitk
 from scipy import ndimage
 from torch import nn
 
-from lungai.data.roi import roi_spec
 from lungai.inference.nodule_roi import Voi, voi_box
 from lungai.inference.voi_segmentation import VoiInference, predict_voi_probability
 from lungai.pipeline.detection import Detection
-from lungai.preprocessing.lesion_region import (MAX_OUTSIDE_FRACTION, lesion_plausibility,
-                                                outside_fraction, overgrown)
+from lungai.preprocessing.lesion_region import MAX_OUTSIDE_FRACTION, lesion_plausibility, outside_fraction, overgrown
 from lungai.preprocessing.measurements import axial_diameters
+from lungai.preprocessing.roi import roi_spec
 
 logger = logging.getLogger(__name__)
 

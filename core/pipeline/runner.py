@@ -22,18 +22,18 @@ import numpy as np
 import SimpleITK as sitk
 
 from lungai import __version__, labels
-from lungai.data.roi import roi_spec
 from lungai.errors import OutputExistsError, WeightsError
 from lungai.inference.device import resolve_device
 from lungai.inference.voi_segmentation import recorded_inference
+from lungai.io.dicom_seg import SegReferenceError, write_dicom_seg
 from lungai.io.findings import (
     Densitometry,
     DetectionInfo,
     Emphysema,
     Findings,
+    InputFile,
     InputInfo,
     LungVolume,
-    InputFile,
     Nodule,
     Provenance,
     RunInfo,
@@ -41,7 +41,6 @@ from lungai.io.findings import (
     write_findings_json,
     write_nodules_csv,
 )
-from lungai.io.dicom_seg import SegReferenceError, write_dicom_seg
 from lungai.io.output import check_output_target, staged_output
 from lungai.io.provenance import input_fingerprints
 from lungai.io.reader import ReadOptions, read_scan, to_original_orientation
@@ -49,22 +48,22 @@ from lungai.io.report_html import write_report_html
 from lungai.io.report_pdf import write_report_pdf
 from lungai.io.segmentation import write_segmentation_files
 from lungai.io.volume import CTVolume
+from lungai.pipeline.availability import default_tasks
 from lungai.pipeline.config import RunConfig, describe_call, with_needed
 from lungai.pipeline.detection import Detection, DetectionConfig, detect_nodules, threshold_of
-from lungai.pipeline.operating_points import (KNOWN_LIMITATIONS, is_categorised, operating_point,
-                                              passed_operating_point)
+from lungai.pipeline.lesion_record import nodule_finding
 from lungai.pipeline.lung_rads import lung_rads_category
 from lungai.pipeline.malignancy import nodules_malignancy
-from lungai.pipeline.availability import default_tasks
 from lungai.pipeline.models import ModelStore, load_run_manifest, require_weights
-from lungai.pipeline.lesion_record import nodule_finding
 from lungai.pipeline.nodules import DEFAULT_THRESHOLD, SEGMENTATION_MODEL, SegmentedNodule, segment_detections
+from lungai.pipeline.operating_points import KNOWN_LIMITATIONS, is_categorised, operating_point, passed_operating_point
 from lungai.pipeline.progress import ProgressCallback, ProgressEvent, ignore_progress
-from lungai.preprocessing.densitometry import measure_densitometry
 from lungai.preprocessing.candidates import Candidate, find_candidates
+from lungai.preprocessing.densitometry import measure_densitometry
 from lungai.preprocessing.lesion_region import LesionRegion, lesion_region, mass_mask
 from lungai.preprocessing.lung_mask import LungMask, segment_lungs
 from lungai.preprocessing.measurements import lung_z_ranges, measure_lesion
+from lungai.preprocessing.roi import roi_spec
 
 logger = logging.getLogger(__name__)
 
@@ -231,8 +230,14 @@ def _emphysema(state: RunState) -> None:
     """
     from dataclasses import replace
 
-    from lungai.inference.emphysema import (SCANNER_MODEL, disagreement_warning, emphysema_probability,
-                                            probability_caveat, scanner_by_default, with_low_attenuation)
+    from lungai.inference.emphysema import (
+        SCANNER_MODEL,
+        disagreement_warning,
+        emphysema_probability,
+        probability_caveat,
+        scanner_by_default,
+        with_low_attenuation,
+    )
     from lungai.preprocessing.densitometry import densitometry_notes, densitometry_warnings, describe_acquisition
     from lungai.weights.resolver import weights_info
 

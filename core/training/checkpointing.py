@@ -120,17 +120,3 @@ def load_training_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.
     if scheduler is not None and payload.get("scheduler") is not None:
         scheduler.load_state_dict(payload["scheduler"])
     return payload["trainer"]
-
-
-def write_inference_settings(folder: Path, settings: dict[str, Any]) -> None:
-    """Record how the checkpoint in ``folder`` is meant to be applied, in its ``config.json``.
-
-    The settings (e.g. the validation-chosen probability threshold and the ROI) go under the
-    ``inference`` key, so they travel with the weights; the file is replaced atomically.
-    """
-    path = folder / "config.json"
-    header = json.loads(path.read_text(encoding="utf-8"))
-    header["inference"] = settings
-    tmp = folder / ".config.json.tmp"
-    tmp.write_text(json.dumps(header, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)

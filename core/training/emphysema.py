@@ -31,7 +31,6 @@ from torch import nn
 from lungai.data.emphysema_dataset import (
     SPLIT_FRACTIONS,
     EmphysemaVolumeDataset,
-    input_shape,
     prepare_case,
     split_cases,
     split_fingerprint,
@@ -41,6 +40,7 @@ from lungai.evaluation.metrics import roc_auc, youden_point
 from lungai.inference.device import resolve_device
 from lungai.models.checkpoint import config_from_dict, save_model
 from lungai.models.registry import build_model, get_spec
+from lungai.preprocessing.emphysema_input import input_shape
 from lungai.training.checkpointing import has_training_state, load_training_state, save_training_state
 from lungai.training.trainer import (
     LOG_FILE,

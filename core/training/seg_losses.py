@@ -1,6 +1,6 @@
 """Segmentation losses scored only inside the VOI (the ROI's padding carries no label).
 
-The nodule-seg targets of :class:`lungai.training.datasets.NoduleROIDataset` have two
+The nodule-seg targets of :class:`lungai.data.roi_dataset.NoduleROIDataset` have two
 channels: the mask and the support (1 where the ROI holds VOI content, 0 in padding). Edge
 padding repeats the VOI's border slices, nodule included, under a mask of 0, so a loss over
 the whole ROI teaches the model that nodule-looking voxels are background and makes it

@@ -8,7 +8,7 @@ bit-identical when repeated on the same machine and thread count, and a run resu
 probability threshold that maximises it on the validation split) is saved as ``config.json`` +
 ``model.safetensors`` + ``metrics.json`` in the run folder; ``train.log`` records every epoch.
 Its ``config.json`` also records the validation-chosen threshold and the ROI under
-``inference`` (:func:`lungai.training.checkpointing.write_inference_settings`), so evaluation
+``inference`` (:func:`lungai.models.checkpoint.write_inference_settings`), so evaluation
 and the pipeline apply it as validated. Segmentation losses ignore the ROI's padding
 (:mod:`lungai.training.seg_losses`).
 """
@@ -31,20 +31,19 @@ from torch import nn
 from lungai.data.augment import AugmentConfig
 from lungai.data.lidc_vois import VOICase, list_vois
 from lungai.data.negative_rois import NegativeScan, negative_volumes
-from lungai.data.roi import roi_spec
+from lungai.data.roi_dataset import NoduleROIDataset
 from lungai.data.splits import cases_for_split, load_split
 from lungai.errors import WeightsError
 from lungai.evaluation.metrics import roc_auc, youden_point
 from lungai.evaluation.predictions import centre_crop_like, malignancy_probabilities, mask_probabilities
 from lungai.evaluation.segmentation_eval import choose_threshold, mean_dice, to_native
 from lungai.inference.device import resolve_device
-from lungai.models.checkpoint import config_from_dict, load_model, save_model
+from lungai.models.checkpoint import config_from_dict, load_model, save_model, write_inference_settings
 from lungai.models.losses import ScheduledLoss, balanced_class_weights, build_loss
 from lungai.models.registry import build_model, get_spec
-from lungai.training.checkpointing import (has_training_state, load_training_state, save_training_state,
-                                          write_inference_settings)
+from lungai.preprocessing.roi import roi_spec
+from lungai.training.checkpointing import has_training_state, load_training_state, save_training_state
 from lungai.training.config import TrainConfig
-from lungai.training.datasets import NoduleROIDataset
 from lungai.training.seg_losses import build_masked_loss
 
 logger = logging.getLogger(__name__)

@@ -9,15 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from cli_runner import run_cli
+from mini_vois import mini_vois
 from shared_data import require
-from lungai.models.checkpoint import save_model
+
+from lungai.models.checkpoint import save_model, write_inference_settings
 from lungai.models.registry import build_model
 from lungai.models.resunet3d import ResUNet3dConfig
-from lungai.training.checkpointing import write_inference_settings
 from lungai.weights.resolver import resolve
-from mini_vois import mini_vois
 
 PROBABILITY = 0.55  # the model's output everywhere
 STORED_THRESHOLD = 0.6  # above it: the checkpoint's own threshold gives empty masks, 0.5 gives full ones

@@ -8,22 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from shared_data import require
 
-from lungai.data.emphysema_sim import (
-    PATTERNS,
-    EmphysemaSpec,
-    estimate_texture,
-    image_arrays,
-    laa_percent,
-    simulate_emphysema,
-)
+from lungai.data.emphysema_sim import PATTERNS, EmphysemaSpec, estimate_texture, simulate_emphysema
 from lungai.data.emphysema_simset import COLUMNS, SimulationSetConfig, check_source, make_simulation_set
 from lungai.data.weak_labels import read_weak_labels
 from lungai.errors import UnreadableInputError
 from lungai.io.reader import read_scan
 from lungai.preprocessing.densitometry import measure_densitometry
+from lungai.preprocessing.emphysema_input import image_arrays, laa_percent
 from lungai.preprocessing.lung_mask import segment_lungs
-from shared_data import require
 
 
 @pytest.fixture(scope="module")

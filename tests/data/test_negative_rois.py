@@ -6,13 +6,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import require
 
 from lungai import labels as structures
-from lungai.data.negative_rois import (SOFT_TISSUE_HU, NegativeScan, _allowed_centres, _cut_shape, _work_grid,
-                                       negative_volumes)
-from lungai.data.roi import normalize_hu, roi_spec
-from lungai.training.datasets import NoduleROIDataset
-from shared_data import require
+from lungai.data.negative_rois import (
+    SOFT_TISSUE_HU,
+    NegativeScan,
+    _allowed_centres,
+    _cut_shape,
+    _work_grid,
+    negative_volumes,
+)
+from lungai.data.roi_dataset import NoduleROIDataset
+from lungai.preprocessing.roi import normalize_hu, roi_spec
 
 SPEC = roi_spec("r3d_denseunet")
 

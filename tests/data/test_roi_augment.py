@@ -6,9 +6,17 @@ import numpy as np
 import pytest
 
 from lungai.data.augment import AugmentConfig, augment_roi
-from lungai.data.roi import (ROI_SPECS, RoiSpec, centre_pad_crop, extract_roi, normalize_hu, resample_to_spec,
-                             roi_to_native, support_mask)
 from lungai.evaluation.metrics import dice
+from lungai.preprocessing.roi import (
+    ROI_SPECS,
+    RoiSpec,
+    centre_pad_crop,
+    extract_roi,
+    normalize_hu,
+    resample_to_spec,
+    roi_to_native,
+    support_mask,
+)
 
 
 def _ball_voi(spacing: tuple[float, float, float], radius_mm: float = 5.0, extent_mm: float = 30.0):

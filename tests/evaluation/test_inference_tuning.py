@@ -8,17 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from cli_runner import run_cli
-from lungai.evaluation.inference_tuning import TuningConfig, best_setting, scale_sets
-from lungai.evaluation.segmentation_eval import THRESHOLDS, checkpoint_inference
-from lungai.models.checkpoint import save_model
-from lungai.models.registry import build_model
-from lungai.models.resunet3d import ResUNet3dConfig
-from lungai.training.checkpointing import write_inference_settings
-from lungai.weights.resolver import resolve
 from mini_vois import mini_vois
 from shared_data import require
+
+from lungai.evaluation.inference_tuning import TuningConfig, best_setting, scale_sets
+from lungai.evaluation.segmentation_eval import THRESHOLDS, checkpoint_inference
+from lungai.models.checkpoint import save_model, write_inference_settings
+from lungai.models.registry import build_model
+from lungai.models.resunet3d import ResUNet3dConfig
+from lungai.weights.resolver import resolve
 
 
 def test_scale_sets_always_hold_the_trained_spacing() -> None:

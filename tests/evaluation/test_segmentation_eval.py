@@ -6,18 +6,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import require
 
 from lungai.evaluation import report
 from lungai.evaluation.baselines import threshold_segmentation
 from lungai.evaluation.metrics import dice
-from lungai.evaluation.segmentation_eval import (SegmentationEvalConfig, checkpoint_inference, choose_threshold,
-                                                evaluate_segmentation, largest_component, long_axis_mm, long_axis_summary,
-                                                mean_dice)
-from lungai.models.checkpoint import save_model
+from lungai.evaluation.segmentation_eval import (
+    SegmentationEvalConfig,
+    checkpoint_inference,
+    choose_threshold,
+    evaluate_segmentation,
+    largest_component,
+    long_axis_mm,
+    long_axis_summary,
+    mean_dice,
+)
+from lungai.models.checkpoint import save_model, write_inference_settings
 from lungai.models.registry import build_model
 from lungai.models.resunet3d import ResUNet3dConfig
-from lungai.training.checkpointing import write_inference_settings
-from shared_data import require
 
 
 def test_threshold_baseline_keeps_the_central_component() -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from detection_cases import inserted_small_scan
+
 from lungai.models.convlstm_nodule import ConvLSTMNoduleConfig
 from lungai.models.registry import build_model
-from lungai.pipeline.detection import DETECTION_ROI, DetectionConfig, detect_nodules, extract_rois
+from lungai.pipeline.detection import DetectionConfig, detect_nodules
 from lungai.pipeline.operating_points import operating_point
 from lungai.preprocessing.candidates import find_candidates
+from lungai.preprocessing.detection_rois import DETECTION_ROI, extract_rois
 from lungai.preprocessing.lung_mask import segment_lungs
 
 pytestmark = pytest.mark.slow  # real scans (cip_small, lidc_vois)

@@ -7,12 +7,18 @@ import pytest
 import torch
 from torch import nn
 
-from lungai.data.roi import RoiSpec
 from lungai.evaluation.metrics import dice
-from lungai.inference.voi_segmentation import (VoiInference, predict_rois, predict_voi_probability,
-                                               probabilities_by_threshold, recorded_inference, scaled_spec,
-                                               with_overrides)
+from lungai.inference.voi_segmentation import (
+    VoiInference,
+    predict_rois,
+    predict_voi_probability,
+    probabilities_by_threshold,
+    recorded_inference,
+    scaled_spec,
+    with_overrides,
+)
 from lungai.preprocessing.measurements import largest_component
+from lungai.preprocessing.roi import RoiSpec
 
 SPEC = RoiSpec((8, 16, 16), (1.0, 1.0, 1.0))
 SPACING = (1.0, 1.0, 1.0)

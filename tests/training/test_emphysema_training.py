@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from cli_runner import run_cli
-from lungai.data.emphysema_dataset import input_shape
+from shared_data import require
+
 from lungai.data.emphysema_simset import SimulationSetConfig, make_simulation_set
 from lungai.models.checkpoint import load_model
+from lungai.preprocessing.emphysema_input import input_shape
 from lungai.training.emphysema import EMPHYSEMA_MODELS
-from shared_data import require
 
 pytestmark = pytest.mark.slow
 

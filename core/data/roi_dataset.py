@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 
 from lungai.data.augment import AugmentConfig, augment_roi
 from lungai.data.lidc_vois import VOICase
-from lungai.data.roi import RoiSpec, normalize_hu, resample_to_spec, support_mask
+from lungai.preprocessing.roi import RoiSpec, normalize_hu, resample_to_spec, support_mask
 
 
 class NoduleROIDataset(Dataset):
