@@ -1,9 +1,9 @@
 """The package's layers, checked over the real import graph (DEVELOPERS.md, "Layers").
 
 Every ``import lungai.x`` or ``from lungai.x import ...`` in the package's source, at module level
-or inside a function, must point to the importing subpackage's own layer or one below it. The
-few imports that still point upward are listed in :data:`KNOWN_UPWARD` with the reason; the test
-fails both for a new upward import and for a listed one that is gone (remove it from the list).
+or inside a function, must point to the importing subpackage's own layer or one below it. An
+exception would be listed in :data:`KNOWN_UPWARD` with its reason (there is none); the test fails
+both for a new upward import and for a listed one that is gone.
 """
 
 from __future__ import annotations
@@ -29,14 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli",),
 )
 #: (importing module, imported module): upward imports not yet moved, and why they remain.
-KNOWN_UPWARD = {
-    # The emphysema evaluation reuses the training module's cached training parts, logits and
-    # Youden threshold; they move with the one training engine.
-    ("lungai.evaluation.emphysema_eval", "lungai.training.emphysema"),
-    # Inference tuning accepts the models trained for nodule segmentation, which the training
-    # recipes list.
-    ("lungai.evaluation.inference_tuning", "lungai.training.recipes"),
-}
+KNOWN_UPWARD: set[tuple[str, str]] = set()
 
 
 def _rank(module: str) -> int:

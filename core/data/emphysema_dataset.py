@@ -25,10 +25,11 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 import torch
+from torch import nn
 from torch.utils.data import Dataset
 
 from lungai.data.splits import SplitConfig, make_split
-from lungai.data.weak_labels import WeakLabelCase
+from lungai.data.weak_labels import WeakLabelCase, read_weak_labels
 from lungai.inference.emphysema import to_tensor
 from lungai.io.volume_arrays import to_lps
 from lungai.preprocessing.emphysema_input import PreparedVolume, image_arrays, prepare_arrays
@@ -142,3 +143,37 @@ class EmphysemaVolumeDataset(Dataset):
         counts = torch.bincount(labels, minlength=2).clamp(min=1).float()
         weights = (1.0 / counts)[labels]
         return torch.multinomial(weights, len(self.labels), replacement=True, generator=generator).tolist()
+
+
+def default_cache_dir(csv_path: Path) -> Path:
+    """``<csv folder>/.lungai_cache``: prepared volumes, shared by every run on that CSV."""
+    return Path(csv_path).parent / ".lungai_cache"
+
+
+def load_parts(data: Path, split_seed: int = 0, max_cases: int | None = None) -> dict[str, list[WeakLabelCase]]:
+    """The CSV's cases split by patient (the first ``max_cases`` of each part when given)."""
+    parts = split_cases(read_weak_labels(data), seed=split_seed, fractions=SPLIT_FRACTIONS)
+    if max_cases is not None:
+        parts = {part: _first_with_both_labels(items, max_cases) for part, items in parts.items()}
+    return parts
+
+
+def _first_with_both_labels(cases: list[WeakLabelCase], n: int) -> list[WeakLabelCase]:
+    chosen = cases[:n]
+    for label in (0, 1):
+        if not any(int(c.label > 0) == label for c in chosen):
+            other = next((c for c in cases if int(c.label > 0) == label), None)
+            if other is not None and len(chosen) > 1:
+                chosen = [c for c in chosen if c is not chosen[-1]] + [other]
+    return chosen
+
+
+def predict_logits(model: nn.Module, dataset: EmphysemaVolumeDataset, device: str, batch_size: int = 4) -> np.ndarray:
+    """Volume logits of a dataset, in order."""
+    model.eval()
+    outputs = []
+    with torch.inference_mode():
+        for start in range(0, len(dataset), batch_size):
+            x = torch.stack([dataset[i][0] for i in range(start, min(start + batch_size, len(dataset)))]).to(device)
+            outputs.append(model(x).float().cpu().reshape(-1))
+    return torch.cat(outputs).numpy().astype(np.float64)

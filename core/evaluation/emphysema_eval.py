@@ -21,15 +21,21 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from lungai.data.emphysema_dataset import EmphysemaVolumeDataset, prepare_case, split_fingerprint
+from lungai.data.emphysema_dataset import (
+    EmphysemaVolumeDataset,
+    default_cache_dir,
+    load_parts,
+    predict_logits,
+    prepare_case,
+    split_fingerprint,
+)
 from lungai.data.weak_labels import WeakLabelCase, read_weak_labels
-from lungai.evaluation.metrics import f1_score, roc_auc_ci
+from lungai.evaluation.metrics import f1_score, roc_auc_ci, youden_threshold
 from lungai.evaluation.report import markdown_table
 from lungai.inference.device import resolve_device
 from lungai.models.checkpoint import load_model
 from lungai.models.summary import count_parameters
 from lungai.preprocessing.emphysema_input import input_shape
-from lungai.training.emphysema import default_cache_dir, load_parts, predict_logits, youden_threshold
 
 #: The paper's test AUCs (weakly supervised emphysema detection with a ConvLSTM scanner).
 PAPER_AUC = {"convlstm_scanner": 0.83, "mil_max": 0.69, "mil_mean": 0.70, "mil_product": 0.76, "cnn3d": 0.77}

@@ -37,10 +37,13 @@ from lungai.evaluation.segmentation_eval import DEFAULT_THRESHOLD, THRESHOLDS, m
 from lungai.inference.voi_segmentation import MAX_SCALE, probabilities_by_threshold, recorded_inference, with_overrides
 from lungai.models.checkpoint import load_model, read_header, write_inference_settings
 from lungai.preprocessing.roi import roi_spec
-from lungai.training.recipes import models_for_task
 from lungai.weights.resolver import installed_folders
 
 logger = logging.getLogger(__name__)
+
+#: The models tuned here: those trained for the ``nodule-seg`` task (the training recipes' list;
+#: ``tests/evaluation/test_inference_tuning.py`` checks the two agree).
+NODULE_SEG_MODELS = ("resunet3d", "convlstm_nodule", "r3d_denseunet")
 
 #: Candidate factors of the ROI spacing searched by default, besides the trained one (1).
 DEFAULT_CANDIDATES = (0.7, 0.8, 0.9)
@@ -129,9 +132,9 @@ def tune_inference(config: TuningConfig, on_case: Callable[[int, int], None] | N
             or no validation cases in ``config.data``.
     """
     name = nodule_model_name(config.weights)
-    if name not in models_for_task("nodule-seg"):
+    if name not in NODULE_SEG_MODELS:
         raise ValueError(f"{config.weights} holds {name}, not a nodule segmentation model "
-                         f"({', '.join(models_for_task('nodule-seg'))})")
+                         f"({', '.join(NODULE_SEG_MODELS)})")
     _refuse_installed(config.weights, name)
     block = read_header(config.weights).get("inference") or {}
     previous = recorded_inference(block, DEFAULT_THRESHOLD)

@@ -277,3 +277,9 @@ def roc_auc_ci(
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(aucs, [tail, 100 - tail])
     return AUCWithCI(auc=roc_auc(s, y), low=float(low), high=float(high), confidence=confidence, n_bootstrap=len(aucs))
+
+
+def youden_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The Youden threshold, made finite: "nothing is positive" becomes just above the highest score."""
+    threshold = youden_point(scores, labels).threshold
+    return threshold if np.isfinite(threshold) else float(np.nextafter(np.max(scores), np.inf))

@@ -29,14 +29,14 @@ import torch
 from torch import nn
 
 from lungai.data.emphysema_dataset import (
-    SPLIT_FRACTIONS,
     EmphysemaVolumeDataset,
+    default_cache_dir,
+    load_parts,
+    predict_logits,
     prepare_case,
-    split_cases,
     split_fingerprint,
 )
-from lungai.data.weak_labels import WeakLabelCase, read_weak_labels
-from lungai.evaluation.metrics import roc_auc, youden_point
+from lungai.evaluation.metrics import roc_auc, youden_threshold
 from lungai.inference.device import resolve_device
 from lungai.models.checkpoint import config_from_dict, save_model
 from lungai.models.registry import build_model, get_spec
@@ -122,45 +122,11 @@ class EmphysemaTrainConfig:
         return {key: str(value) if isinstance(value, Path) else value for key, value in vars(self).items()}
 
 
-def default_cache_dir(csv_path: Path) -> Path:
-    """``<csv folder>/.lungai_cache``: prepared volumes, shared by every run on that CSV."""
-    return Path(csv_path).parent / ".lungai_cache"
-
-
 def build_emphysema_model(config: EmphysemaTrainConfig) -> nn.Module:
     """The model of a run: the registry name's default configuration with the run's overrides."""
     spec = get_spec(config.model)
     values = {**dataclasses.asdict(spec.default_config()), **config.model_config}
     return build_model(config.model, config_from_dict(spec.architecture.config_class, values))
-
-
-def load_parts(data: Path, split_seed: int = 0, max_cases: int | None = None) -> dict[str, list[WeakLabelCase]]:
-    """The CSV's cases split by patient (the first ``max_cases`` of each part when given)."""
-    parts = split_cases(read_weak_labels(data), seed=split_seed, fractions=SPLIT_FRACTIONS)
-    if max_cases is not None:
-        parts = {part: _first_with_both_labels(items, max_cases) for part, items in parts.items()}
-    return parts
-
-
-def _first_with_both_labels(cases: list[WeakLabelCase], n: int) -> list[WeakLabelCase]:
-    chosen = cases[:n]
-    for label in (0, 1):
-        if not any(int(c.label > 0) == label for c in chosen):
-            other = next((c for c in cases if int(c.label > 0) == label), None)
-            if other is not None and len(chosen) > 1:
-                chosen = [c for c in chosen if c is not chosen[-1]] + [other]
-    return chosen
-
-
-def predict_logits(model: nn.Module, dataset: EmphysemaVolumeDataset, device: str, batch_size: int = 4) -> np.ndarray:
-    """Volume logits of a dataset, in order."""
-    model.eval()
-    outputs = []
-    with torch.inference_mode():
-        for start in range(0, len(dataset), batch_size):
-            x = torch.stack([dataset[i][0] for i in range(start, min(start + batch_size, len(dataset)))]).to(device)
-            outputs.append(model(x).float().cpu().reshape(-1))
-    return torch.cat(outputs).numpy().astype(np.float64)
 
 
 def _validate(model: nn.Module, val: EmphysemaVolumeDataset, device: str) -> dict[str, float]:
@@ -169,12 +135,6 @@ def _validate(model: nn.Module, val: EmphysemaVolumeDataset, device: str) -> dic
     if labels.min() == labels.max():
         return {"val_auc": float("nan"), "val_threshold": 0.5}
     return {"val_auc": roc_auc(probabilities, labels), "val_threshold": youden_threshold(probabilities, labels)}
-
-
-def youden_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
-    """The Youden threshold, made finite: "nothing is positive" becomes just above the highest score."""
-    threshold = youden_point(scores, labels).threshold
-    return threshold if np.isfinite(threshold) else float(np.nextafter(np.max(scores), np.inf))
 
 
 def train_emphysema(config: EmphysemaTrainConfig, on_event: Callable[[TrainEvent], None] | None = None,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lungai.evaluation.emphysema_eval import PAPER_AUC, binary_metrics, comparison_markdown
-from lungai.training.emphysema import youden_threshold
+from lungai.evaluation.metrics import youden_threshold
 
 
 def test_binary_metrics_count_by_hand() -> None:

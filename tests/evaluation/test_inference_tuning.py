@@ -121,3 +121,10 @@ def test_tune_refuses_a_classifier(data_root: Path, tmp_path: Path, capsys: pyte
     write_inference_settings(classifier, {"threshold": 0.5})  # a run of its own, not the released files
     code, _, err = run_cli(["tune", "nodule-seg", "--weights", str(classifier), "--data", str(vois)], capsys)
     assert code == 2 and "not a nodule segmentation model" in err and "Traceback" not in err
+
+
+def test_the_tuned_models_are_the_nodule_seg_recipes():
+    from lungai.evaluation.inference_tuning import NODULE_SEG_MODELS
+    from lungai.training.recipes import models_for_task
+
+    assert sorted(NODULE_SEG_MODELS) == sorted(models_for_task("nodule-seg"))
