@@ -88,7 +88,7 @@ def _list_cases(found: Discovery) -> None:
 
 @click.command()
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-@click.option("-o", "--output", type=click.Path(path_type=Path, file_okay=False), required=True,
+@click.option("-o", "--output", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Batch folder: one folder per case (as `lungai run` writes it), cohort.csv, "
                    "cohort_nodules.csv, batch.json and manifest.jsonl. Rerunning into it resumes.")
 @click.option("--dry-run", is_flag=True, help="List the cases found (and what is skipped) without running anything.")
@@ -96,7 +96,8 @@ def _list_cases(found: Discovery) -> None:
               help="Every CT series of a DICOM study is a case (default: the one with most slices, as `lungai run`).")
 @click.option("--retry-failed", is_flag=True, help="Run again the cases that failed in an earlier run of this batch.")
 @click.option("--workers", type=click.IntRange(1), default=None,
-              help="Worker processes of the local Dask cluster (default: one per core, at most one per 4 GiB of memory).")
+              help="Worker processes of the local Dask cluster "
+                   "(default: one per core, at most one per 4 GiB of memory).")
 @click.option("--threads-per-worker", type=click.IntRange(1), default=1, show_default=True,
               help="Cases each worker runs side by side (their run.log files then share each other's log lines).")
 @click.option("--memory-limit", default="auto", show_default=True, metavar="SIZE",
@@ -110,7 +111,8 @@ def _list_cases(found: Discovery) -> None:
 @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]|mps",
               callback=device_callback, help="Where models run, in each worker.")
 @click.option("--progress", type=click.Choice(["bar", "jsonl", "none"]), default="bar", show_default=True,
-              help="bar: a bar over cases on stderr; jsonl: one JSON event per case start, finish and failure on stdout.")
+              help="bar: a bar over cases on stderr; "
+                   "jsonl: one JSON event per case start, finish and failure on stdout.")
 @click.option("--force", is_flag=True, help="Skip soft input checks (e.g. intensities that do not look like HU).")
 @click.option("--patient-id", "include_patient_id", is_flag=True, help="Copy the DICOM PatientID into findings.json.")
 @click.option("--sensitivity", type=click.Choice(SENSITIVITIES), default="balanced", show_default=True,
@@ -125,7 +127,7 @@ def _list_cases(found: Discovery) -> None:
 @click.option("--emphysema-probability", is_flag=True,
               help="Also report the convlstm_scanner emphysema probability (demonstration weights, not validated).")
 @click.pass_context
-def batch(ctx: click.Context, inputs: tuple[str, ...], output: Path, dry_run: bool, all_series: bool,
+def batch(ctx: click.Context, inputs: tuple[str, ...], output: Path | None, dry_run: bool, all_series: bool,
           retry_failed: bool, workers: int | None, threads_per_worker: int, memory_limit: str, scheduler: str | None,
           tasks: tuple[str, ...] | None, device: str, progress: str, force: bool, include_patient_id: bool,
           sensitivity: str, detection_threshold: float | None, max_nodules: int, weights_manifest: Path | None,
@@ -138,11 +140,13 @@ def batch(ctx: click.Context, inputs: tuple[str, ...], output: Path, dry_run: bo
     that fails is a failed row of cohort.csv and the others go on; rerunning the same command
     skips the finished cases and redoes those whose input or settings changed.
     """
+    if output is None and not dry_run:
+        raise click.UsageError("give the batch folder with -o (only --dry-run runs without one)")
     from lungai.batch.cases import discover
     from lungai.batch.engine import EngineOptions, RunOptions, run_batch
 
     found = discover(list(inputs), all_series=all_series)
-    if dry_run:
+    if dry_run or output is None:
         _list_cases(found)
         return
     options = RunOptions(tasks=tasks, device=device, force=force, include_patient_id=include_patient_id,
@@ -151,11 +155,13 @@ def batch(ctx: click.Context, inputs: tuple[str, ...], output: Path, dry_run: bo
                          emphysema_map=emphysema_map, emphysema_probability=emphysema_probability)
     engine = EngineOptions(workers=workers, threads_per_worker=threads_per_worker, memory_limit=memory_limit,
                            scheduler=scheduler)
+    ctx.find_root().obj["interrupted"] = (f"the cases that ended are kept in {output} (cohort.csv lists them); "
+                                          "the same command resumes the batch")
     with _reporter(progress_mode(ctx, progress)) as reporter:
         outcome = run_batch(found.cases, output.absolute(), options, engine, retry_failed=retry_failed,
                             command=command_line(ctx), on_event=reporter)
-    click.echo(f"{outcome.done} of {outcome.total} cases done ({outcome.skipped} from an earlier run), "
-               f"{len(outcome.failed)} failed; cohort.csv in {output}", err=progress == "jsonl")
+    click.echo(f"{outcome.done} of {outcome.total} cases done, {len(outcome.failed)} failed "
+               f"({outcome.skipped} kept from an earlier run); cohort.csv in {output}", err=progress == "jsonl")
     if outcome.failed:
         shown = ", ".join(outcome.failed[:5]) + (", ..." if len(outcome.failed) > 5 else "")
         raise CasesFailedError(f"{len(outcome.failed)} of {outcome.total} cases failed ({shown})",

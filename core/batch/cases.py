@@ -142,7 +142,8 @@ def _add_dicom_series(folder: Path, all_series: bool, found: Discovery) -> None:
         chosen = ordered if all_series else ordered[:1]
         for series in chosen:
             source = _series_folder(series)
-            found.cases.append(Case(case_id=series_name(series, source), path=source, series_uid=series.uid,
+            found.cases.append(Case(case_id=series_name(series, source), path=source,
+                                    series_uid=series.uid if series.has_uid else None,
                                     slices=series.num_slices, files=tuple(series.files)))
         for series in ordered[len(chosen):]:
             found.skipped.append((_series_folder(series).as_posix(), f"series {series.uid}: "

@@ -37,12 +37,13 @@ def summarize_findings(findings: Findings) -> dict[str, Any]:
     masses = [n for n in findings.nodules if n.kind == "mass"]
     categories = [n.lung_rads.category for n in findings.nodules if n.lung_rads is not None]
     malignancy = [n.malignancy.probability for n in findings.nodules if n.malignancy is not None]
+    volumes = {side: lung.volume_ml for side, lung in lungs.items() if lung is not None}
     return {
-        "lung_volume_right_ml": _rounded(lungs.get("right") and lungs["right"].volume_ml),
-        "lung_volume_left_ml": _rounded(lungs.get("left") and lungs["left"].volume_ml),
-        "lung_volume_total_ml": _rounded(lungs.get("total") and lungs["total"].volume_ml),
-        "laa_950_percent": _rounded(total and total.laa_950_percent),
-        "emphysema_probability": _rounded(emphysema and emphysema.model_probability, 3),
+        "lung_volume_right_ml": _rounded(volumes.get("right")),
+        "lung_volume_left_ml": _rounded(volumes.get("left")),
+        "lung_volume_total_ml": _rounded(volumes.get("total")),
+        "laa_950_percent": _rounded(None if total is None else total.laa_950_percent),
+        "emphysema_probability": _rounded(None if emphysema is None else emphysema.model_probability, 3),
         "nodule_count": len(nodules) if "nodules" in findings.run.tasks else None,
         "mass_count": len(masses) if "nodules" in findings.run.tasks else None,
         "largest_nodule_mm": _rounded(max((n.long_axis_mm for n in nodules), default=None)),

@@ -1,10 +1,10 @@
 """Run a batch of cases on Dask: an embedded LocalCluster, or an existing cluster's scheduler.
 
-The client sends each worker a case's paths and settings, never a volume. A worker process
-keeps one :class:`~lungai.pipeline.models.ModelStore` per device and weights manifest
-(:func:`worker_models`), so each model loads once per worker process, not once per scan. A
-case runs :func:`lungai.pipeline.runner.run_pipeline`, the same code and the same atomic
-writer as ``lungai run``, into ``OUT_DIR/<case_id>``. A user error in a case (a bad scan)
+The client sends each worker a case's paths and settings, never a volume. A worker keeps one
+:class:`~lungai.pipeline.models.ModelStore` per device, weights manifest and thread
+(:func:`worker_models`), so each model loads once per worker process (with one thread, the
+default), not once per scan. A case runs :func:`lungai.pipeline.runner.run_pipeline`, the same
+code and the same atomic writer as ``lungai run``, into ``OUT_DIR/<case_id>``. A user error in a case (a bad scan)
 makes it a ``failed`` entry with its exit code and message, and the batch goes on. As each
 case ends the client appends it to the manifest (:mod:`lungai.batch.manifest`) and rewrites
 the cohort tables (:mod:`lungai.batch.cohort`).
@@ -14,21 +14,26 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lungai import __version__
 from lungai.batch.cases import Case
 from lungai.batch.cohort import read_nodule_rows, summarize_findings, write_batch_json, write_cohort_tables
 from lungai.batch.manifest import append_entry, case_key, is_current, read_manifest
-from lungai.errors import LungAIError
+from lungai.errors import LungAIError, ResourceError
 from lungai.io.findings import utc_timestamp
+from lungai.io.output import TEMP_PREFIX
 from lungai.pipeline.progress import ProgressCallback, ProgressEvent, ignore_progress
+
+if TYPE_CHECKING:
+    from lungai.pipeline.models import ModelStore
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +44,7 @@ CASE_TOPIC = "lungai-case"
 #: Seconds between rewrites of the cohort tables while cases finish (they are always written at the end).
 TABLES_EVERY_S = 5.0
 
-_STORES: dict[tuple[str, str | None], Any] = {}
+_STORES: dict[tuple[str, str | None, int], ModelStore] = {}
 _STORES_LOCK = threading.Lock()
 
 
@@ -95,13 +100,17 @@ def default_workers() -> int:
     return max(1, min(cores, psutil.virtual_memory().total // MEMORY_PER_WORKER_BYTES))
 
 
-def worker_models(device: str, manifest: str | None) -> Any:
-    """This process's model store for ``device`` and ``manifest``, made on first use and then reused."""
+def worker_models(device: str, manifest: str | None) -> ModelStore:
+    """This worker thread's model store for ``device`` and ``manifest``, made on first use and then reused.
+
+    A store records which models its current run uses, so runs side by side (``--threads-per-worker``
+    above 1) each get their own: models load once per worker thread, once per process by default.
+    """
     from lungai.pipeline.config import RunConfig
     from lungai.pipeline.runner import model_store
 
     with _STORES_LOCK:
-        key = (device, manifest)
+        key = (device, manifest, threading.get_ident())
         if key not in _STORES:
             config = RunConfig(input=Path(), output=Path(), device=device,
                                manifest=Path(manifest) if manifest else None)
@@ -155,7 +164,7 @@ def run_case(case: Case, output: str, options: RunOptions, command: str | None) 
     try:
         result = run_pipeline(config, models=store)
     except LungAIError as error:
-        entry.update(status="failed", exit_code=error.exit_code, error=error.message)
+        entry.update(status="failed", exit_code=error.exit_code, error=" ".join(error.message.split()))
     else:
         entry.update(status="done", exit_code=0, error=None, summary=summarize_findings(result.findings),
                      nodules=read_nodule_rows(result.output / "nodules.csv"))
@@ -165,10 +174,20 @@ def run_case(case: Case, output: str, options: RunOptions, command: str | None) 
 
 
 def _lost_case(case: Case, error: BaseException) -> dict[str, Any]:
-    """The entry of a case whose task failed outside the pipeline (a worker died, an internal error)."""
-    message = f"{type(error).__name__}: {error}".splitlines()[0]
+    """The entry of a case whose task failed outside the pipeline: workers kept dying running it
+    (Dask gave up after ``distributed.scheduler.allowed-failures`` retries), or an internal error."""
+    from distributed import KilledWorker
+
+    if isinstance(error, KilledWorker):
+        code = ResourceError.exit_code
+        tries = getattr(error, "allowed_failures", None)
+        message = (f"every worker that ran this case died ({'' if tries is None else tries + 1} tries); out of "
+                   "memory? give workers more with --memory-limit, or run fewer with --workers")
+    else:
+        code, message = 1, f"internal error ({type(error).__name__}: {error})"
     return {"case_id": case.case_id, "input": str(case.path), "series_uid": case.series_uid, "status": "failed",
-            "exit_code": 1, "error": message, "seconds": None, "worker": None, "finished_utc": utc_timestamp()}
+            "exit_code": code, "error": " ".join(message.split()), "seconds": None, "worker": None,
+            "finished_utc": utc_timestamp()}
 
 
 @contextmanager
@@ -223,6 +242,9 @@ def run_batch(cases: list[Case], out_dir: Path, options: RunOptions, engine: Eng
         on_event: receives ``start``, ``case`` (``started``, ``done``, ``failed``) and ``done`` events.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(out_dir)
+    if engine.workers is None and engine.scheduler is None:
+        engine = replace(engine, workers=default_workers())
     settings = asdict(options)
     previous = read_manifest(out_dir)
     keys = {case.case_id: case_key(case, settings) for case in cases}
@@ -240,9 +262,12 @@ def run_batch(cases: list[Case], out_dir: Path, options: RunOptions, engine: Eng
     on_event(ProgressEvent(event="start", total=len(cases), message=f"lungai {__version__} batch of {len(cases)} cases",
                            data={"output": str(out_dir), "cases": len(cases), "to_run": len(todo),
                                  "skipped": len(kept)}))
-    if todo:
-        _run_cases(todo, out_dir, options, engine, command, keys, tables, outcome, on_event, start)
-    tables.flush()
+    try:
+        if todo:
+            _run_cases(todo, out_dir, options, engine, command, keys, tables, outcome, on_event, start)
+    finally:  # stopped or not: the tables hold every case that ended, and no case is half written
+        tables.flush()
+        remove_stale_staging(out_dir)
     outcome.done = sum(entry["status"] == "done" for entry in tables.entries.values())
     outcome.failed = sorted(case_id for case_id, entry in tables.entries.items() if entry["status"] != "done")
     write_batch_json(out_dir, {**info, "finished_utc": utc_timestamp(), "weights": _weights(out_dir, tables.entries),
@@ -252,6 +277,16 @@ def run_batch(cases: list[Case], out_dir: Path, options: RunOptions, engine: Eng
                            data={"output": str(out_dir), "done": outcome.done, "failed": len(outcome.failed),
                                  "skipped": outcome.skipped}))
     return outcome
+
+
+def remove_stale_staging(out_dir: Path) -> None:
+    """Delete the staging folders of cases whose worker or client was killed (SIGKILL, out of memory).
+
+    Only while no case of this batch runs: a batch owns its folder, so none is in use then.
+    """
+    for staging in out_dir.glob(f"{TEMP_PREFIX}*"):
+        logger.info("removing %s, left by a case that was killed", staging)
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _run_cases(todo: list[Case], out_dir: Path, options: RunOptions, engine: EngineOptions, command: str | None,
