@@ -17,6 +17,7 @@ from pathlib import Path
 
 import qt
 import slicer
+from LungAILib import dependencies
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -24,8 +25,6 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
-
-from LungAILib import dependencies
 
 
 class LungAI(ScriptedLoadableModule):
@@ -383,8 +382,8 @@ class LungAILogic(ScriptedLoadableModuleLogic):
             raise ValueError("choose an input volume")
         folder = RunFolder.create(self.workFolder, volumeNode.GetName())
         try:
-            request = RunRequest(scan=folder.scan, output=folder.output, tasks=selected_tasks(tasks, self._availableTasks()),
-                                 device=device_argument(device))
+            request = RunRequest(scan=folder.scan, output=folder.output,
+                                 tasks=selected_tasks(tasks, self._availableTasks()), device=device_argument(device))
             command = build_run_command(pythonExecutable(), request)
             slicer.util.exportNode(volumeNode, str(folder.scan), {"useCompression": 0})
             if not folder.scan.is_file():
@@ -475,6 +474,7 @@ class LungAITest(ScriptedLoadableModuleTest):
 
     def _phantomVolume(self):
         import sitkUtils
+
         from lungai.data.phantom import PhantomConfig, make_phantom
 
         phantom = make_phantom(PhantomConfig(size=(96, 96, 50), spacing_mm=(3.0, 3.0, 5.0)))

@@ -100,7 +100,8 @@ def markdown_table(results: dict[str, list[dict[str, float]]], repeats: int) -> 
 def main() -> None:
     """Run the benchmark and print (or write) the markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("LUNGAI_TEST_DATA", REPO.parent / "shared" / "data")))
+    parser.add_argument("--data", type=Path,
+                        default=Path(os.environ.get("LUNGAI_TEST_DATA", REPO.parent / "shared" / "data")))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")

@@ -16,7 +16,8 @@ from the written label map and reports, over the slices that have a box:
 
 Usage::
 
-    python benchmarks/eval_mass_boxes.py ../shared/data/lung_pet_ct_dx/A0001 [--sensitivity balanced] [--reach R] [--json out.json]
+    python benchmarks/eval_mass_boxes.py ../shared/data/lung_pet_ct_dx/A0001 [--sensitivity balanced] [--reach R] \\
+        [--json out.json]
 """
 
 from __future__ import annotations

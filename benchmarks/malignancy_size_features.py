@@ -6,11 +6,11 @@ pipeline's inference with the settings the published features were measured with
 come the nodule's size (log volume, axial long and short axis) and its HU profile (mean, standard
 deviation, fraction above 200 HU), its shape and margin (sphericity, solidity, elongation,
 flatness, surface roughness, HU step and gradient across the margin); the two malignancy CNNs
-add their logits. L2-regularised logistic regressions on six feature sets are scored on the validation split two ways: fitted on
-the training split, and by 5-fold cross-validation within the validation split (the CNNs'
-training-split outputs are over-confident, which the second way avoids). Output: a JSON with
-every validation AUC, next to the validation AUC of the diameter baseline (``diameter_mm``, the
-readers' measurement) and of the shipped ensemble.
+add their logits. L2-regularised logistic regressions on six feature sets are scored on the
+validation split two ways: fitted on the training split, and by 5-fold cross-validation within the
+validation split (the CNNs' training-split outputs are over-confident, which the second way avoids).
+Output: a JSON with every validation AUC, next to the validation AUC of the diameter baseline
+(``diameter_mm``, the readers' measurement) and of the shipped ensemble.
 
 With ``--test SET`` the named feature set (the one chosen on validation), fitted on the training
 split, is scored once on the test split: ROC AUC with its bootstrap CI, the AUC within 8-20 mm,
@@ -20,7 +20,8 @@ malignancy`` reports them. Features are cached in ``--cache`` (an ``.npz``) betw
 Usage::
 
     python benchmarks/malignancy_size_features.py --data ../shared/data/lidc_vois --out runs/eval/val_size_features.json
-    python benchmarks/malignancy_size_features.py --data ../shared/data/lidc_vois --out runs/eval/test_size_hu.json --test "size + HU"
+    python benchmarks/malignancy_size_features.py --data ../shared/data/lidc_vois --out runs/eval/test_size_hu.json \\
+        --test "size + HU"
 """
 
 from __future__ import annotations
@@ -167,7 +168,8 @@ def _cached_features(cases: dict[str, list[VOICase]], cache: Path) -> dict[str, 
         ids = np.array([c.case_id for c in items])
         complete = all(f"{part}/{name}" in stored for name in SHAPE_FEATURES)
         if complete and f"{part}/ids" in stored and np.array_equal(stored[f"{part}/ids"], ids):
-            out[part] = {k.split("/", 1)[1]: v for k, v in stored.items() if k.startswith(f"{part}/") and k != f"{part}/ids"}
+            out[part] = {k.split("/", 1)[1]: v for k, v in stored.items()
+                         if k.startswith(f"{part}/") and k != f"{part}/ids"}
             continue
         out[part] = _features(items)
         stored.update({f"{part}/{k}": v for k, v in out[part].items()})

@@ -84,8 +84,8 @@ def warnings_after_results(hold: bool) -> Iterator[HeldWarnings]:
     """
     console_filter, handler = _Console.filter, _Console.handler
     holding = hold and console_filter is not None and handler is not None and handler.level >= logging.WARNING
-    if holding:
-        console_filter.holding = True  # type: ignore[union-attr]
+    if holding and console_filter is not None:
+        console_filter.holding = True
     held = HeldWarnings(console_filter if holding else None, handler)
     try:
         yield held
@@ -93,5 +93,5 @@ def warnings_after_results(hold: bool) -> Iterator[HeldWarnings]:
         held.release()
         raise
     finally:
-        if holding:
-            console_filter.holding = False  # type: ignore[union-attr]
+        if holding and console_filter is not None:
+            console_filter.holding = False

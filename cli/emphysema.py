@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -20,9 +21,10 @@ def train_emphysema(model: str, data: Path, out: Path | None, epochs: int | None
                     lr: float | None, patience: int | None, size: str, device: str, threads: int, seed: int,
                     max_cases: int | None, augment: bool, restart: bool, on_event: Callable[[object], None]) -> None:
     """``lungai train emphysema``: train MODEL on a weak-label CSV."""
-    from lungai.training.emphysema import EmphysemaTrainConfig, train_emphysema as run
+    from lungai.training.emphysema import EmphysemaTrainConfig
+    from lungai.training.emphysema import train_emphysema as run
 
-    overrides = {key: value for key, value in {"epochs": epochs, "batch_size": batch_size, "lr": lr,
+    overrides: dict[str, Any] = {key: value for key, value in {"epochs": epochs, "batch_size": batch_size, "lr": lr,
                                                "patience": patience}.items() if value is not None}
     try:
         config = EmphysemaTrainConfig(model=model, data=_csv(data), out=out or Path("runs") / "emphysema" / model,

@@ -141,7 +141,7 @@ def info(show_models: bool) -> None:
     devices = describe_devices()
     click.echo(f"torch {devices['torch']}; CUDA: {'yes' if devices['cuda_available'] else 'no'}; "
                f"MPS: {'yes' if devices['mps_available'] else 'no'}; default device: {devices['default']}")
-    for name in devices.get("cuda_devices", []):  # type: ignore[union-attr]
+    for name in devices.get("cuda_devices") or []:
         click.echo(f"  GPU: {name}")
     from lungai.pipeline.availability import tasks_with_weights
     from lungai.weights.manifest import read_manifest
@@ -223,13 +223,13 @@ cli.add_command(batch)
 cli.add_command(weights)
 
 
-def _interrupted(exc: BaseException) -> None:
-    """One ``error:`` line for Ctrl-C, SIGTERM or SIGHUP, and its exit code."""
+def _interrupted(exc: BaseException, outcome: str) -> None:
+    """One ``error:`` line for Ctrl-C, SIGTERM or SIGHUP, saying what was kept (``outcome``), and its exit code."""
     cause = exc if isinstance(exc, KeyboardInterrupt) else exc.__cause__ or exc.__context__
     if isinstance(cause, Stopped):
-        click.echo(f"error: stopped by {cause.name}; no output was written", err=True)
+        click.echo(f"error: stopped by {cause.name}; {outcome}", err=True)
         sys.exit(SIGNAL_EXIT_CODES[cause.name])
-    click.echo("error: interrupted; no output was written", err=True)
+    click.echo(f"error: interrupted; {outcome}", err=True)
     sys.exit(130)
 
 
@@ -237,16 +237,17 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into one line and an exit code."""
     debug = os.environ.get("LUNGAI_DEBUG") == "1"
     args = sys.argv[1:] if argv is None else list(argv)
+    obj: dict[str, object] = {"argv": args}  # a command may set "interrupted": what a stop leaves
     try:
         with stop_on_signals():
-            cli.main(args=args, prog_name="lungai", standalone_mode=False, obj={"argv": args})
+            cli.main(args=args, prog_name="lungai", standalone_mode=False, obj=obj)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:
-        _interrupted(exc)
+        _interrupted(exc, str(obj.get("interrupted", "no output was written")))
     except LungAIError as exc:
         if debug:
             raise

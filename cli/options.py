@@ -17,7 +17,8 @@ def parse_scales(text: str | None, option: str) -> tuple[float, ...] | None:
     try:
         values = tuple(float(part) for part in text.split(","))
     except ValueError:
-        raise click.BadParameter(f"{text!r} is not a comma-separated list of numbers, e.g. 1,0.8", param_hint=option) from None
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of numbers, e.g. 1,0.8",
+                                 param_hint=option) from None
     if any(not v > 0 for v in values):
         raise click.BadParameter(f"{text!r}: every factor must be above 0", param_hint=option)
     return values

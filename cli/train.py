@@ -22,14 +22,15 @@ class _EpochBar:
     def __init__(self, metric: str) -> None:
         self.metric = metric
 
-    def __call__(self, event: object) -> None:
-        step, steps = event.step, event.steps  # type: ignore[attr-defined]
+    def __call__(self, event: Any) -> None:
+        """Draw one event: a classification/segmentation or a detection training event (same fields)."""
+        step, steps = event.step, event.steps
         filled = int(self.width * step / steps)
-        val = event.val_metric  # type: ignore[attr-defined]
-        line = (f"epoch {event.epoch + 1}/{event.epochs} [{'#' * filled}{'-' * (self.width - filled)}] "  # type: ignore[attr-defined]
-                f"{step}/{steps} loss {event.loss:.4f} {self.metric} "  # type: ignore[attr-defined]
+        val = event.val_metric
+        line = (f"epoch {event.epoch + 1}/{event.epochs} [{'#' * filled}{'-' * (self.width - filled)}] "
+                f"{step}/{steps} loss {event.loss:.4f} {self.metric} "
                 f"{'-' if math.isnan(val) else f'{val:.4f}'}")
-        done = event.kind == "epoch"  # type: ignore[attr-defined]
+        done = event.kind == "epoch"
         if sys.stderr.isatty():
             click.echo(f"\r{line:<90}", err=True, nl=done)
         elif done:
@@ -119,7 +120,8 @@ def train(task: str, model: str, data: Path, out: Path | None, epochs: int | Non
         if not NegativeScan.parse(text).path.exists():
             raise click.BadParameter(f"{text}: no such scan", param_hint="--negatives")
     from lungai.training.recipes import make_config
-    from lungai.training.trainer import metric_name, train as run_training
+    from lungai.training.trainer import metric_name
+    from lungai.training.trainer import train as run_training
 
     try:
         config = make_config(task, model, data, out or Path("runs") / task / model, size=size, epochs=epochs,

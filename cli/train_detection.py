@@ -47,7 +47,8 @@ def train_detection(data_root: Path, out: Path, epochs: int, steps_per_epoch: in
     from lungai.data.lesion_insertion import BACKGROUND_NAMES, load_background
     from lungai.data.lidc_vois import list_vois
     from lungai.data.splits import cases_for_split, load_split
-    from lungai.training.detection_trainer import DetectionTrainConfig, model_of_width, train_detection as run
+    from lungai.training.detection_trainer import DetectionTrainConfig, model_of_width
+    from lungai.training.detection_trainer import train_detection as run
 
     torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,7 +75,8 @@ def train_detection(data_root: Path, out: Path, epochs: int, steps_per_epoch: in
                                   model_config=model_of_width(filters), texture_weight=texture_weight,
                                   data_config=data_configs)
     metrics = run(config, sets["train"], sets["val"], subsolid)
-    click.echo(f"best validation AUC {metrics['validation']['auc']:.4f} at epoch {metrics['best_epoch']}; saved in {out}")
+    click.echo(f"best validation AUC {metrics['validation']['auc']:.4f} at epoch {metrics['best_epoch']}; "
+               f"saved in {out}")
     if calibration_scans:
         backgrounds = backgrounds or [load_background(name, data_root) for name in BACKGROUND_NAMES]
         _calibrate(data_root, out, backgrounds, calibration_scans, seed)
@@ -82,8 +84,14 @@ def train_detection(data_root: Path, out: Path, epochs: int, steps_per_epoch: in
 
 def _calibrate(data_root: Path, out: Path, backgrounds: list, num_scans: int, seed: int) -> None:
     """Choose the operating points (with and without the classifier) on validation inserted scans."""
-    from lungai.evaluation.detection_eval import (OPERATING_TARGETS, at_threshold, choose_operating_points,
-                                                  detect_in, inserted_cases, summarize)
+    from lungai.evaluation.detection_eval import (
+        OPERATING_TARGETS,
+        at_threshold,
+        choose_operating_points,
+        detect_in,
+        inserted_cases,
+        summarize,
+    )
     from lungai.models.checkpoint import load_model
 
     cases = inserted_cases(data_root, "val", num_scans, seed=seed, backgrounds=backgrounds)

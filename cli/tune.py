@@ -1,4 +1,5 @@
-"""``lungai tune nodule-seg --weights RUN --data DIR``: the mask threshold and test-time scales, chosen on validation."""
+"""``lungai tune nodule-seg --weights RUN --data DIR``: the mask threshold and test-time scales, chosen on
+validation."""
 
 from __future__ import annotations
 
@@ -71,6 +72,7 @@ def tune(task: str, weights: Path, data: Path, candidates: str | None, max_set_s
     tiles = "mirrored" if result["tile_mirror"] else "not mirrored"
     rescored = "" if before["tile_mirror"] == result["tile_mirror"] else f", re-scored with tiles {tiles}"
     click.echo(f"threshold {result['threshold']:.2f}, scales {result['scales']}, tiles {tiles}: validation Dice "
-               f"{result['val_dice']:.4f} (was threshold {before['threshold']:.2f}, scales {before['scales']}{rescored}: "
+               f"{result['val_dice']:.4f} (was threshold {before['threshold']:.2f}, "
+               f"scales {before['scales']}{rescored}: "
                f"{before['val_dice']:.4f}); {'not recorded (--dry-run)' if dry_run else 'recorded in config.json'}; "
                f"wrote {target}")

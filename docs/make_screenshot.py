@@ -2,8 +2,9 @@
 
 Runs ``lungai run`` on the scan, reads the ``.seg.nrrd`` it wrote (segment names, colours
 and label values from the file, as 3D Slicer shows them) and renders the axial slice with
-the most nodule (or, without nodules, the most lung) the way Slicer's red slice view shows it: patient's right on the left,
-anterior up, lung window (W 1500, L -600), segments filled at 35 % with solid outlines.
+the most nodule (or, without nodules, the most lung) the way Slicer's red slice view shows it:
+patient's right on the left, anterior up, lung window (W 1500, L -600), segments filled at 35 %
+with solid outlines.
 
 Usage::
 
@@ -90,7 +91,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scan", type=Path, default=DEFAULT_SCAN, help="scan to run LungAI on")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="PNG to write")
-    parser.add_argument("--caption", default="LIDC-IDRI-0001, LungAI lungs and nodules", help="text in the top-left corner")
+    parser.add_argument("--caption", default="LIDC-IDRI-0001, LungAI lungs and nodules",
+                        help="text in the top-left corner")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     with tempfile.TemporaryDirectory() as folder:

@@ -90,9 +90,9 @@ def build_run_command(python: str, request: RunRequest) -> list[str]:
     Raises:
         ValueError: an unknown task, or one this version cannot run.
     """
-    tasks = parse_tasks(list(request.tasks) or ["lungs"])
+    tasks = parse_tasks(list(request.tasks or ()) or ["lungs"])
     return [python, "-m", "lungai.cli", "run", str(request.scan), "-o", str(request.output),
-            "--tasks", ",".join(tasks), "--device", request.device, "--sensitivity", request.sensitivity,
+            "--tasks", ",".join(tasks or ("lungs",)), "--device", request.device, "--sensitivity", request.sensitivity,
             "--progress", "jsonl"]
 
 

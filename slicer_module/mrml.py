@@ -31,8 +31,15 @@ from vtkmodules.vtkCommonCore import vtkDoubleArray, vtkIntArray, vtkStringArray
 
 from lungai import labels
 from lungai.io.findings import ESTIMATE_LABEL, load_findings
-from lungai.slicer.results import (EmphysemaRow, NoduleRow, OutputFiles, emphysema_rows, find_output_files,
-                                   nodule_row, summary_text)
+from lungai.slicer.results import (
+    EmphysemaRow,
+    NoduleRow,
+    OutputFiles,
+    emphysema_rows,
+    find_output_files,
+    nodule_row,
+    summary_text,
+)
 from lungai.slicer.review import REJECTED, Review
 
 logger = logging.getLogger(__name__)

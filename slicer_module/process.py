@@ -65,7 +65,7 @@ class BackgroundProcess:
             options["start_new_session"] = True
         self._popen = subprocess.Popen(  # noqa: S603 - the command is built by lungai.slicer.command
             list(command), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            encoding="utf-8", errors="replace", env=child_env, **options)  # type: ignore[call-overload]
+            encoding="utf-8", errors="replace", env=child_env, **options)  # type: ignore[call-overload]  # subprocess.Popen's overloads do not cover text mode with **options
         logger.info("started process %d: %s", self._popen.pid, subprocess.list2cmdline(list(command)))
         self._lines: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
         self._readers = [self._reader(self._popen.stdout, _STDOUT), self._reader(self._popen.stderr, _STDERR)]

@@ -110,11 +110,11 @@ def _update(payload: dict[str, object]) -> ProgressUpdate:
     output = data.get("output")
     return ProgressUpdate(
         event=str(payload["event"]),
-        fraction=min(1.0, max(0.0, float(payload.get("fraction", 0.0)))),  # type: ignore[arg-type]
+        fraction=min(1.0, max(0.0, float(payload.get("fraction", 0.0)))),  # type: ignore[arg-type]  # parsed JSON of the child process; a malformed value raises, and the caller reports the line
         stage=str(payload.get("stage", "")),
         status=str(payload.get("status", "")),
-        index=int(payload.get("index", 0)),  # type: ignore[call-overload]
-        total=int(payload.get("total", 0)),  # type: ignore[call-overload]
+        index=int(payload.get("index", 0)),  # type: ignore[call-overload]  # parsed JSON of the child process; a malformed value raises, and the caller reports the line
+        total=int(payload.get("total", 0)),  # type: ignore[call-overload]  # parsed JSON of the child process; a malformed value raises, and the caller reports the line
         message=str(payload.get("message", "")),
         exit_code=None if exit_code is None else int(exit_code),
         output=None if output is None else str(output),

@@ -34,8 +34,14 @@ import SimpleITK as sitk
 
 from lungai import labels
 from lungai.io.dicom_seg import SERIES_DESCRIPTION, SegReferenceError, write_dicom_seg
-from lungai.io.findings import (LESION_KINDS, DetectionInfo, Findings, utc_timestamp, write_findings_json,
-                                write_nodules_csv)
+from lungai.io.findings import (
+    LESION_KINDS,
+    DetectionInfo,
+    Findings,
+    utc_timestamp,
+    write_findings_json,
+    write_nodules_csv,
+)
 from lungai.io.report_html import write_report_html
 from lungai.io.segmentation import write_seg_nrrd
 from lungai.io.volume import CTVolume
@@ -65,7 +71,7 @@ def _from_plain(kind: Any, value: Any) -> Any:
     """``value`` (plain JSON types) as an instance of the annotated type ``kind``."""
     if value is None:
         return None
-    if dataclasses.is_dataclass(kind):
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
         hints = typing.get_type_hints(kind)
         fields = {item.name for item in dataclasses.fields(kind) if item.init}
         unknown = set(value) - fields - {"schema_version"}

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from shared_data import require
 
 from lungai.data.lesion_insertion import Background, InsertedScan, place_nodules
 from lungai.data.lidc_vois import VOISample, list_vois
 from lungai.io.reader import read_scan
 from lungai.preprocessing.lung_mask import segment_lungs
-from shared_data import require
 
 
 def small_background(data_root: Path) -> Background:

@@ -197,18 +197,18 @@ def _require(condition: bool, where: str, problem: str) -> None:
 def _text(data: dict[str, Any], key: str, where: str) -> str:
     value = data.get(key)
     _require(isinstance(value, str) and bool(value.strip()), where, f"{key!r} must be a non-empty string")
-    return value
+    return str(value)
 
 
 def _texts(data: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
     value = data.get(key)
     _require(isinstance(value, list) and bool(value) and all(isinstance(v, str) and v.strip() for v in value),
              where, f"{key!r} must be a non-empty list of strings")
-    return tuple(value)
+    return tuple(str(v) for v in value or ())
 
 
 def _files(data: dict[str, Any], where: str) -> dict[str, FileRecord]:
-    files = data.get("files")
+    files = data.get("files") or {}
     _require(isinstance(files, dict) and sorted(files) == sorted(MODEL_FILES), where,
              f"'files' must list exactly {', '.join(MODEL_FILES)}")
     records = {}

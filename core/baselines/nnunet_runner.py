@@ -214,6 +214,7 @@ def predict(paths: NnUNetPaths, config: NnUNetRunConfig, images: Path, output: P
     (output / "lungai_timing.json").write_text(json.dumps({
         "method": f"nnU-Net {config.configuration} {config.trainer} fold {config.fold}"
                   + ("" if mirroring else " no TTA"),
-        "checkpoint": checkpoint, "mirroring": mirroring, "n_cases": n_cases, "seconds": result.seconds, "peak_rss_mb": result.peak_rss_mb,
+        "checkpoint": checkpoint, "mirroring": mirroring, "n_cases": n_cases, "seconds": result.seconds,
+        "peak_rss_mb": result.peak_rss_mb,
         "device": config.device, "threads": config.threads}, indent=2), encoding="utf-8")
     return result

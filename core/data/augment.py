@@ -49,7 +49,8 @@ class AugmentConfig:
         return cls(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
-def _geometry(rng: np.random.Generator, config: AugmentConfig, out_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+def _geometry(rng: np.random.Generator, config: AugmentConfig,
+              out_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Draw the affine matrix (output -> input, voxel units) and the shift of the window."""
     angle = np.deg2rad(rng.uniform(-config.rotation_deg, config.rotation_deg))
     scale = rng.uniform(1 - config.scale, 1 + config.scale)

@@ -141,7 +141,7 @@ def estimate_texture(hu: np.ndarray, lung: np.ndarray, spacing_zyx: tuple[float,
         rho = float(np.corrcoef(a, b)[0, 1]) if a.size > 10 else 0.0
         sigma_vox = np.sqrt(-1.0 / (4.0 * np.log(rho))) if 0.0 < rho < 1.0 else 0.35
         sigmas.append(float(np.clip(sigma_vox, 0.35, 2.0)) * spacing)
-    return ScanTexture(noise_hu=noise, psf_sigma_mm=tuple(sigmas))  # type: ignore[arg-type]
+    return ScanTexture(noise_hu=noise, psf_sigma_mm=tuple(sigmas))  # type: ignore[arg-type]  # one sigma per axis (three); mypy cannot count a list's length
 
 
 class _Renderer:
@@ -235,7 +235,8 @@ class _Spots:
         return (self.first < int(round(n))).astype(np.float32)
 
 
-def _panlobular_field(lung: np.ndarray, rng: np.random.Generator, spacing_zyx: tuple[float, float, float]) -> np.ndarray:
+def _panlobular_field(lung: np.ndarray, rng: np.random.Generator,
+                      spacing_zyx: tuple[float, float, float]) -> np.ndarray:
     """Relative diffuse-loss strength: highest in the lower zones, with smooth lobular variation."""
     height = _relative_height(lung)[:, None, None]
     lower = 1.0 / (1.0 + np.exp((height - 0.45) / 0.1))
@@ -245,7 +246,8 @@ def _panlobular_field(lung: np.ndarray, rng: np.random.Generator, spacing_zyx: t
     return (lower * np.clip(1.0 + 0.25 * noise, 0.3, 1.7) * lung).astype(np.float32)
 
 
-def _bisect(laa_of: Callable[[float], float], target: float, high: float, spec: EmphysemaSpec, integer: bool) -> tuple[float, float]:
+def _bisect(laa_of: Callable[[float], float], target: float, high: float, spec: EmphysemaSpec,
+            integer: bool) -> tuple[float, float]:
     """Smallest amount in [0, high] whose LAA-950 reaches ``target`` (within the tolerance)."""
     low, best, best_laa = 0.0, high, laa_of(high)
     if best_laa < target - spec.tolerance_pp:

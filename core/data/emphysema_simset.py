@@ -194,7 +194,8 @@ def make_volume(source: _Source, k: int, config: SimulationSetConfig) -> dict[st
     baseline = laa_percent(hu, lung)
     pattern, extent = _extent(rng, config)
     if pattern != "none":
-        result = simulate_emphysema(hu, lung, spacing, EmphysemaSpec(pattern, min(baseline + extent, 90.0)), rng, texture)
+        result = simulate_emphysema(hu, lung, spacing, EmphysemaSpec(pattern, min(baseline + extent, 90.0)),
+                                    rng, texture)
         hu, achieved = result.hu, result.achieved_percent
     else:
         achieved = baseline

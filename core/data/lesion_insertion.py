@@ -152,8 +152,8 @@ def _region_of(image: sitk.Image, lower_lps: np.ndarray, upper_lps: np.ndarray) 
     return lo, hi
 
 
-def paste_weights(background: sitk.Image, sample: VOISample, centre_lps: Sequence[float],
-                  config: InsertionConfig) -> tuple[tuple[slice, slice, slice], np.ndarray, np.ndarray, np.ndarray] | None:
+def paste_weights(background: sitk.Image, sample: VOISample, centre_lps: Sequence[float], config: InsertionConfig
+                  ) -> tuple[tuple[slice, slice, slice], np.ndarray, np.ndarray, np.ndarray] | None:
     """Resample a VOI, moved to ``centre_lps``, onto the background grid around that point.
 
     Returns:
@@ -161,9 +161,9 @@ def paste_weights(background: sitk.Image, sample: VOISample, centre_lps: Sequenc
         background the VOI covers, the VOI's HU there, the blending weight and the binary
         pasted mask; ``None`` when the VOI falls outside the scan.
     """
-    shift = np.asarray(centre_lps, float) - mask_centroid_lps(sample)
+    origin = np.asarray(sample.origin_lps) + np.asarray(centre_lps, float) - mask_centroid_lps(sample)
     moved = VOISample(sample.case_id, sample.image, sample.mask, sample.spacing_zyx,
-                      tuple(float(v) for v in np.asarray(sample.origin_lps) + shift), sample.label)
+                      (float(origin[0]), float(origin[1]), float(origin[2])), sample.label)
     voi_hu, voi_mask = voi_images(moved)
     extent = (np.array(sample.mask.shape[::-1]) - 1) * np.asarray(sample.spacing_zyx[::-1])
     lower = np.asarray(moved.origin_lps)
@@ -182,7 +182,7 @@ def paste_weights(background: sitk.Image, sample: VOISample, centre_lps: Sequenc
     weight = np.maximum(weight, soft)
     mask = soft >= 0.5
     region = tuple(slice(int(a), int(b)) for a, b in zip(lo[::-1], hi[::-1]))
-    return region, hu, weight.astype(np.float32), mask  # type: ignore[return-value]
+    return region, hu, weight.astype(np.float32), mask  # type: ignore[return-value]  # find_objects gives a box of three slices for a 3D array
 
 
 def blend(array: np.ndarray, region: tuple[slice, slice, slice], voi_hu: np.ndarray, weight: np.ndarray) -> None:
@@ -244,8 +244,8 @@ def place_nodules(background: Background, samples: Sequence[VOISample], rng: np.
             centroid = (mask_index * 1.0).mean(axis=0)
             centre_lps = background.image.TransformContinuousIndexToPhysicalPoint([float(v) for v in centroid[::-1]])
             placed.append((mask_lps.mean(axis=0), radius))
-            nodules.append(PastedNodule(sample.case_id, tuple(float(v) for v in centre_lps),
-                                        _diameter(sample)))
+            nodules.append(PastedNodule(sample.case_id, (float(centre_lps[0]), float(centre_lps[1]),
+                                                         float(centre_lps[2])), _diameter(sample)))
             break
         else:
             logger.info("no site found for %s in %s", sample.case_id, background.name)
@@ -279,7 +279,7 @@ def _voc_boxes(folder: Path) -> dict[str, list[tuple[int, int, int, int]]]:
         root = ET.parse(path).getroot()
         for box in root.iter("bndbox"):
             values = tuple(int(float(box.findtext(k, "0"))) for k in ("xmin", "ymin", "xmax", "ymax"))
-            boxes.setdefault(path.stem, []).append(values)  # type: ignore[arg-type]
+            boxes.setdefault(path.stem, []).append(values)  # type: ignore[arg-type]  # the four corners are floats once the XML was checked above
     return boxes
 
 

@@ -83,7 +83,7 @@ class _Grid:
 
     def to_lps(self, index_zyx: np.ndarray) -> tuple[float, float, float]:
         """World LPS mm of a continuous (z, y, x) index."""
-        return tuple(self.image.TransformContinuousIndexToPhysicalPoint(  # type: ignore[return-value]
+        return tuple(self.image.TransformContinuousIndexToPhysicalPoint(
             [float(index_zyx[2]), float(index_zyx[1]), float(index_zyx[0])]))
 
     @property

@@ -297,7 +297,7 @@ class LIDCVOIDataset(Sequence[VOISample]):
     def __len__(self) -> int:
         return len(self.cases)
 
-    def __getitem__(self, index: int) -> VOISample:  # type: ignore[override]
+    def __getitem__(self, index: int) -> VOISample:  # type: ignore[override]  # Dataset[T].__getitem__ is typed for the base class; this one returns a VOISample
         return self.cases[index].load(self.rule)
 
     def __iter__(self) -> Iterator[VOISample]:
@@ -306,4 +306,4 @@ class LIDCVOIDataset(Sequence[VOISample]):
     @property
     def labels(self) -> list[int]:
         """The labels in item order, without reading any file (for class weights, stratification)."""
-        return [int(c.label(self.rule)) for c in self.cases]  # type: ignore[arg-type]
+        return [int(c.label(self.rule)) for c in self.cases]  # type: ignore[arg-type]  # only labelled cases are listed (the rule's None cases were filtered out)

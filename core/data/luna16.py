@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from lungai.data.holdout import is_held_out
 from lungai.data.csv_table import read_csv_rows
+from lungai.data.holdout import is_held_out
 from lungai.errors import InputNotFoundError, UnreadableInputError
 from lungai.io.reader import read_scan
 from lungai.io.volume import CTVolume

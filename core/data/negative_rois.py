@@ -82,7 +82,7 @@ def _work_grid(scan: NegativeScan, spec: RoiSpec) -> tuple[np.ndarray, np.ndarra
 def _allowed_centres(hu: np.ndarray, labels: np.ndarray, spec: RoiSpec, side: str) -> tuple[np.ndarray, np.ndarray]:
     """``(n, 3)`` voxel indices where a negative ROI may be centred: in the lungs, and outside them."""
     lungs = labels > 0
-    allowed = near_lungs(lungs, spec.spacing, step=1) & (hu >= SOFT_TISSUE_HU)
+    allowed = near_lungs(lungs, spec.spacing_mm(), step=1) & (hu >= SOFT_TISSUE_HU)
     if side != "both":
         columns = np.nonzero(lungs.any(axis=(0, 1)))[0]
         midline = (columns.min() + columns.max()) / 2.0
@@ -96,7 +96,7 @@ def _allowed_centres(hu: np.ndarray, labels: np.ndarray, spec: RoiSpec, side: st
 
 def _cut_shape(spec: RoiSpec) -> tuple[int, int, int]:
     """The shape each negative is cut in: the ROI grown by :data:`CONTEXT_FACTOR`."""
-    return tuple(int(n * CONTEXT_FACTOR) for n in spec.shape)  # type: ignore[return-value]
+    return tuple(int(n * CONTEXT_FACTOR) for n in spec.shape)  # type: ignore[return-value]  # three axes in, three out; mypy cannot count a generator's length
 
 
 def _cut(volume: np.ndarray, centre: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
@@ -130,4 +130,4 @@ def negative_volumes(scan: NegativeScan, spec: RoiSpec, count: int, seed: int) -
     shape = _cut_shape(spec)
     logger.info("%s: %d negative ROIs from %d allowed centres in and %d around the lungs", scan, count,
                 len(inside), len(outside))
-    return [normalize_hu(_cut(hu, centre, shape)) for centre in chosen]  # type: ignore[arg-type]
+    return [normalize_hu(_cut(hu, centre, shape)) for centre in chosen]

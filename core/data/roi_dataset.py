@@ -87,4 +87,4 @@ class NoduleROIDataset(Dataset):
         x = torch.from_numpy(roi if self.two_d else roi[np.newaxis])
         if self.task == "malignancy":
             return x, torch.tensor(self._labels[index], dtype=torch.long)
-        return x, torch.from_numpy(roi_mask)  # type: ignore[arg-type]
+        return x, torch.from_numpy(roi_mask)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -127,18 +128,17 @@ def load_split(path: str | Path | None = None) -> dict[str, str]:
         raise InputNotFoundError(f"split file {source} does not exist",
                                  "make it with `python -m lungai.data.splits make`")
     split: dict[str, str] = {}
-    with source.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        if tuple(reader.fieldnames or ()) != COLUMNS:
-            raise UnreadableInputError(f"split file {source} has columns {reader.fieldnames}",
-                                       f"it needs exactly {', '.join(COLUMNS)}")
-        for row in reader:
-            patient, part = row["patient_id"], row["split"]
-            if part not in SPLITS or patient in split or patient in WHOLE_SCAN_TEST_PATIENTS:
-                raise UnreadableInputError(f"split file {source} has a bad row {patient},{part}",
-                                           f"each patient once, split one of {', '.join(SPLITS)}, "
-                                           "no whole-scan test patient")
-            split[patient] = part
+    reader = csv.DictReader(io.StringIO(source.read_text(encoding="utf-8"), newline=""))
+    if tuple(reader.fieldnames or ()) != COLUMNS:
+        raise UnreadableInputError(f"split file {source} has columns {reader.fieldnames}",
+                                   f"it needs exactly {', '.join(COLUMNS)}")
+    for row in reader:
+        patient, part = row["patient_id"], row["split"]
+        if part not in SPLITS or patient in split or patient in WHOLE_SCAN_TEST_PATIENTS:
+            raise UnreadableInputError(f"split file {source} has a bad row {patient},{part}",
+                                       f"each patient once, split one of {', '.join(SPLITS)}, "
+                                       "no whole-scan test patient")
+        split[patient] = part
     return split
 
 
@@ -155,7 +155,7 @@ def cases_for_split(cases: Iterable[CaseT], split_map: Mapping[str, str], split:
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    return [c for c in cases if split_map.get(c.patient_id) == split]  # type: ignore[attr-defined]
+    return [c for c in cases if split_map.get(c.patient_id) == split]  # type: ignore[attr-defined]  # CaseT is any case type with a patient_id; the TypeVar has no bound
 
 
 def summarize(cases: Sequence[VOICase], split_map: Mapping[str, str]) -> dict[str, dict[str, float]]:

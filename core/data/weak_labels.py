@@ -20,8 +20,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from lungai.data.holdout import is_held_out
 from lungai.data.csv_table import read_csv_rows
+from lungai.data.holdout import is_held_out
 from lungai.errors import InputNotFoundError, UnreadableInputError
 from lungai.io.reader import read_scan
 from lungai.io.volume import CTVolume

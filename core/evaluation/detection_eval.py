@@ -155,12 +155,13 @@ def detect_in(cases: Sequence[EvalCase], classifier: nn.Module | None, device: s
             cache[case.scan_id] = segment_lungs(case.image).labels
         lungs = cache[case.scan_id]
         found = detect_nodules(case.image, lungs, DetectionConfig(threshold=0.0), device, classifier)
-        detections += [froc_lib.Detection(case.scan_id, d.centre_lps_mm, d.score) for d in found]
+        detections += [froc_lib.Detection(case.scan_id, d.centre_lps_mm, d.score or 0.0) for d in found]
         logger.info("%s: %d scored candidates in %.1f s", case.scan_id, len(found), time.perf_counter() - start)
     return detections
 
 
-def at_threshold(detections: Sequence[froc_lib.Detection], cases: Sequence[EvalCase], threshold: float) -> dict[str, Any]:
+def at_threshold(detections: Sequence[froc_lib.Detection], cases: Sequence[EvalCase],
+                 threshold: float) -> dict[str, Any]:
     """Sensitivity, false positives per scan and nodules found at one score threshold."""
     nodules = [n for c in cases for n in c.nodules]
     excluded = [n for c in cases for n in c.excluded]
@@ -171,7 +172,8 @@ def at_threshold(detections: Sequence[froc_lib.Detection], cases: Sequence[EvalC
             "found": int(np.isfinite(best).sum()), "nodules": len(nodules)}
 
 
-def choose_operating_points(result: froc_lib.FROCResult, targets: dict[str, float] = OPERATING_TARGETS) -> dict[str, float]:
+def choose_operating_points(result: froc_lib.FROCResult,
+                            targets: dict[str, float] = OPERATING_TARGETS) -> dict[str, float]:
     """The lowest threshold whose false positives per scan stay within each target."""
     chosen = {}
     for name, target in targets.items():
@@ -358,7 +360,8 @@ def evaluate_detection(config: DetectionEvalConfig) -> dict[str, dict[str, Any]]
     for name, summary in summaries.items():
         write_summary(summary, config.output / f"froc_{name}.json")
     froc_png([(s, n) for n, s in summaries.items()], config.output / "froc.png")
-    metrics = {name: {k: v for k, v in s.items() if k not in ("froc", "_result")} for name, s in summaries.items()}
+    metrics: dict[str, Any] = {name: {k: v for k, v in s.items() if k not in ("froc", "_result")}
+                               for name, s in summaries.items()}
     metrics["weights"] = str(config.weights) if config.weights else None
     metrics["operating_points"] = "the run's operating_points.json" if thresholds else "the shipped table"
     (config.output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")

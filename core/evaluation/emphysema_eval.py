@@ -90,7 +90,7 @@ def binary_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float, n_b
 
 def _probabilities(model: nn.Module, cases: Sequence[WeakLabelCase], config: EmphysemaEvalConfig,
                    device: str) -> np.ndarray:
-    shape = input_shape(model.config)  # type: ignore[arg-type]
+    shape = input_shape(model.config)
     cache = config.cache_dir or default_cache_dir(config.data)
     dataset = EmphysemaVolumeDataset([prepare_case(c, shape, cache) for c in cases], [c.label for c in cases])
     return 1.0 / (1.0 + np.exp(-predict_logits(model, dataset, device)))
@@ -138,16 +138,17 @@ def evaluate_models(config: EmphysemaEvalConfig) -> dict[str, Any]:
             threshold, source = float(trained["val_threshold"]), "val"
         else:
             threshold, source = youden_threshold(scores, labels), "evaluated cases"
-        shape = input_shape(model.config)  # type: ignore[arg-type]
+        shape = input_shape(model.config)
         name = str(trained.get("model") or folder.name)
-        methods.append({"name": name, "run": folder.name, "weights": str(folder), "kernels": _KERNELS.get(type(model).__name__, "?"),
+        methods.append({"name": name, "run": folder.name, "weights": str(folder),
+                        "kernels": _KERNELS.get(type(model).__name__, "?"),
                         "parameters": count_parameters(model), "paper_auc": PAPER_AUC.get(name),
                         "threshold_from": source, **binary_metrics(scores, labels, threshold, config.n_bootstrap)})
         scores_by_name[name if name not in scores_by_name else f"{name}:{folder.name}"] = scores
     laa = _laa(cases, config, shape)
     laa_threshold = youden_threshold(_laa(val_cases, config, shape), val_labels)
-    methods.append({"name": LAA_NAME, "run": LAA_NAME, "weights": None, "kernels": "-", "parameters": 0, "paper_auc": None,
-                    "threshold_from": "evaluated cases" if config.split in ("val", "all") else "val",
+    methods.append({"name": LAA_NAME, "run": LAA_NAME, "weights": None, "kernels": "-", "parameters": 0,
+                    "paper_auc": None, "threshold_from": "evaluated cases" if config.split in ("val", "all") else "val",
                     **binary_metrics(laa, labels, laa_threshold, config.n_bootstrap)})
     rows = [{"case_id": c.case_id, "patient_id": c.patient_id, "label": int(y), LAA_NAME: float(v),
              **{name: float(s[i]) for name, s in scores_by_name.items()}}

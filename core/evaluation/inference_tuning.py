@@ -106,8 +106,9 @@ def best_setting(probabilities: Probabilities, masks: list[np.ndarray], sets: li
     Returns:
         ``(the best pair, every pair)``, each a dict of ``scales``, ``threshold`` and ``dice``.
     """
-    scored = [{"scales": list(scales), "threshold": t, "dice": mean_dice(_averaged(probabilities, scales, t), masks, t)}
-              for scales in sets for t in thresholds]
+    scored: list[dict[str, Any]] = [
+        {"scales": list(scales), "threshold": t, "dice": mean_dice(_averaged(probabilities, scales, t), masks, t)}
+        for scales in sets for t in thresholds]
     best = max(scored, key=lambda r: (r["dice"], -len(r["scales"]), -abs(r["threshold"] - DEFAULT_THRESHOLD)))
     return best, scored
 
@@ -168,7 +169,8 @@ def tune_inference(config: TuningConfig, on_case: Callable[[int, int], None] | N
                            "tile_mirror": previous.tile_mirror, "val_dice": before},
               "candidates": scored}
     logger.info("%s: threshold %.2f, scales %s, validation Dice %.4f (before: threshold %.2f, scales %s, %.4f)",
-                name, best["threshold"], best["scales"], best["dice"], previous.threshold, list(previous.scales), before)
+                name, best["threshold"], best["scales"], best["dice"], previous.threshold, list(previous.scales),
+                before)
     return result
 
 

@@ -120,8 +120,9 @@ def evaluate_malignancy(config: MalignancyEvalConfig) -> tuple[dict[str, Any], d
     diameters = np.array([c.diameter_mm for c in cases])
     scores, members = ensemble_scores(config.weights, cases, rule, config.device)
     val_scores, _ = ensemble_scores(config.weights, val, rule, config.device)
-    threshold = youden_point(val_scores, [c.label(rule) for c in val]).threshold
-    baseline_model = DiameterLogistic.fit([c.diameter_mm for c in train], [c.label(rule) for c in train])
+    threshold = youden_point(val_scores, np.array([c.label(rule) for c in val], dtype=int)).threshold
+    train_labels = np.array([c.label(rule) for c in train], dtype=int)
+    baseline_model = DiameterLogistic.fit([c.diameter_mm for c in train], train_labels)
     baseline = baseline_model.predict(diameters)
     ci = roc_auc_ci(scores, labels, config.n_bootstrap, seed=config.seed)
     baseline_ci = roc_auc_ci(baseline, labels, config.n_bootstrap, seed=config.seed)

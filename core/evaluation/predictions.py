@@ -33,7 +33,7 @@ def predict_batches(model: nn.Module, dataset: Dataset, batch_size: int, device:
     """Model outputs (logits) for every item, in order, one tensor per item (on the CPU)."""
     model.eval()
     outputs: list[Tensor] = []
-    n = len(dataset)  # type: ignore[arg-type]
+    n = len(dataset)  # type: ignore[arg-type]  # torch's Dataset declares no __len__; the datasets passed here have one
     for start in range(0, n, batch_size):
         x = torch.stack([dataset[i][0] for i in range(start, min(start + batch_size, n))]).to(device)
         outputs.extend(model(x).float().cpu())
@@ -47,7 +47,8 @@ def malignancy_probabilities(model: nn.Module, dataset: Dataset, batch_size: int
     return np.array([torch.softmax(row, dim=0)[1].item() for row in logits], dtype=float)
 
 
-def mask_probabilities(model: nn.Module, dataset: Dataset, batch_size: int = 8, device: str = "cpu") -> list[np.ndarray]:
+def mask_probabilities(model: nn.Module, dataset: Dataset, batch_size: int = 8,
+                       device: str = "cpu") -> list[np.ndarray]:
     """Sigmoid mask probabilities per item, on the model's output grid, ``(z, y, x)``."""
     return [torch.sigmoid(out[0]).numpy() for out in predict_batches(model, dataset, batch_size, device)]
 
@@ -80,7 +81,8 @@ def load_nodule_model(folder: Path, device: str = "cpu") -> tuple[str, nn.Module
     return nodule_model_name(folder), load_model(folder, device)
 
 
-def roi_dataset(cases: Sequence[VOICase], model_name: str, task: str, label_rule: str = "ge2_readers_gt3") -> NoduleROIDataset:
+def roi_dataset(cases: Sequence[VOICase], model_name: str, task: str,
+                label_rule: str = "ge2_readers_gt3") -> NoduleROIDataset:
     """Centred, unaugmented ROIs of ``cases`` for ``model_name``."""
     two_d = len(get_spec(model_name).input_shape) == 3
     return NoduleROIDataset(cases, roi_spec(model_name), task, label_rule, None, 0, two_d)

@@ -27,7 +27,8 @@ def write_json(metrics: Mapping[str, Any], path: Path) -> Path:
     return path
 
 
-def _plot_line(canvas: np.ndarray, xs: np.ndarray, ys: np.ndarray, colour: tuple[int, int, int], width: int = 2) -> None:
+def _plot_line(canvas: np.ndarray, xs: np.ndarray, ys: np.ndarray, colour: tuple[int, int, int],
+               width: int = 2) -> None:
     """Draw a polyline given in [0, 1] plot coordinates, densely sampled between vertices."""
     span = _SIZE - 2 * _MARGIN
     for (x0, y0), (x1, y1) in zip(zip(xs[:-1], ys[:-1]), zip(xs[1:], ys[1:])):

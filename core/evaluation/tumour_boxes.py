@@ -68,7 +68,7 @@ def read_boxes(folder: Path, image: sitk.Image) -> list[SliceBox]:
     for path in sorted((folder / "boxes").glob("*.xml")):
         position, along_columns, along_rows = geometry[path.stem]
         for box in ET.parse(path).getroot().iter("bndbox"):
-            xmin, ymin, xmax, ymax = (float(box.findtext(tag)) for tag in ("xmin", "ymin", "xmax", "ymax"))
+            xmin, ymin, xmax, ymax = (float(box.findtext(tag) or "nan") for tag in ("xmin", "ymin", "xmax", "ymax"))
             corners = [image.TransformPhysicalPointToIndex(tuple(position + c * along_columns + r * along_rows))
                        for c, r in ((xmin, ymin), (xmax, ymax))]
             (i0, j0, k), (i1, j1, _) = corners

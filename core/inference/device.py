@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from lungai.errors import ResourceError
 
@@ -47,15 +48,15 @@ def resolve_device(spec: str = "auto") -> str:
     return f"cuda:{index}"
 
 
-def describe_devices() -> dict[str, object]:
+def describe_devices() -> dict[str, Any]:
     """What compute this machine offers (for ``lungai info``)."""
     import torch
 
-    info: dict[str, object] = {"torch": torch.__version__, "cuda_available": torch.cuda.is_available(),
+    info: dict[str, Any] = {"torch": torch.__version__, "cuda_available": torch.cuda.is_available(),
                                "cpu_threads": torch.get_num_threads()}
     if torch.cuda.is_available():
         info["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     mps = getattr(torch.backends, "mps", None)
-    info["mps_available"] = bool(mps) and mps.is_available()
+    info["mps_available"] = mps is not None and bool(mps.is_available())
     info["default"] = resolve_device("auto")
     return info

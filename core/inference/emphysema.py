@@ -103,7 +103,7 @@ def emphysema_probability(model: nn.Module, image: sitk.Image, lung_labels: sitk
     Returns:
         The probability, 0..1 (a model estimate, not a diagnosis).
     """
-    prepared = prepare_volume(image, lung_labels, input_shape(model.config))  # type: ignore[arg-type]
+    prepared = prepare_volume(image, lung_labels, input_shape(model.config))
     with torch.inference_mode():
         logit = model(to_tensor(prepared.volume)[None].to(device)).float().reshape(-1)[0]
     return float(torch.sigmoid(logit).item())

@@ -39,7 +39,7 @@ class Voi:
     @property
     def shape(self) -> tuple[int, int, int]:
         """The box's shape."""
-        return tuple(s.stop - s.start for s in self.box)  # type: ignore[return-value]
+        return tuple(s.stop - s.start for s in self.box)
 
 
 def voi_box(centre_zyx: np.ndarray, extent_mm_zyx: np.ndarray, spacing_zyx: tuple[float, float, float],
@@ -70,7 +70,7 @@ def voi_box(centre_zyx: np.ndarray, extent_mm_zyx: np.ndarray, spacing_zyx: tupl
             lo, hi = int(np.floor(c - side / s / 2 + 0.5)), int(np.floor(c + side / s / 2 + 0.5))
             hi = max(hi, lo + 1)
         box.append(slice(max(0, lo), min(n, hi)))
-    return Voi(tuple(box))  # type: ignore[arg-type]
+    return Voi((box[0], box[1], box[2]))
 
 
 def _input(hu: np.ndarray, spacing_zyx: tuple[float, float, float], spec: RoiSpec, two_d: bool) -> torch.Tensor:

@@ -115,7 +115,7 @@ def with_overrides(inference: VoiInference, **changes: Any) -> VoiInference:
 
 def scaled_spec(spec: RoiSpec, scale: float) -> RoiSpec:
     """The ROI of ``spec`` on a spacing ``scale`` times its own (native-spacing axes stay native)."""
-    return RoiSpec(spec.shape, tuple(None if s is None else s * scale for s in spec.spacing))  # type: ignore[arg-type]
+    return RoiSpec(spec.shape, tuple(None if s is None else s * scale for s in spec.spacing))  # type: ignore[arg-type]  # three axes in, three out; mypy cannot count a generator's length
 
 
 def _flips(mirror: bool) -> list[tuple[int, ...]]:
@@ -206,10 +206,11 @@ def _tiled_probability(model: nn.Module, image: np.ndarray, spec: RoiSpec, infer
     window = np.minimum(image.shape, np.ceil(max_rois * size).astype(int))
     region = tuple(slice(int(a), int(a + n)) for a, n in zip((np.array(image.shape) - window) // 2, window))
     grid = np.maximum(window, size)
-    padded = centre_pad_crop(image[region], tuple(int(v) for v in grid), "edge")
+    padded = centre_pad_crop(image[region], (int(grid[0]), int(grid[1]), int(grid[2])), "edge")
     starts = list(itertools.product(*(_tile_starts(int(n), int(s)) for n, s in zip(grid, size))))
     tiles = [normalize_hu(padded[z:z + size[0], y:y + size[1], x:x + size[2]]) for z, y, x in starts]
-    probabilities, support = predict_rois(model, tiles, spec, inference, mirror=inference.mirror and inference.tile_mirror)
+    probabilities, support = predict_rois(model, tiles, spec, inference,
+                                          mirror=inference.mirror and inference.tile_mirror)
     total = np.zeros(tuple(grid), np.float32)
     weight = np.zeros(tuple(grid), np.float32)
     for (z, y, x), probability in zip(starts, probabilities):

@@ -9,6 +9,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 import numpy as np
 import pydicom
@@ -114,7 +115,7 @@ def _new_series(uid: str, ds: pydicom.Dataset) -> DicomSeries:
         columns=int(getattr(ds, "Columns", 0) or 0))
 
 
-def _read_header(source: object) -> pydicom.Dataset | None:
+def _read_header(source: str | Path | IO[bytes]) -> pydicom.Dataset | None:
     """The header fields of one file (a path or an open binary file), ``None`` when it is not DICOM."""
     try:
         ds = pydicom.dcmread(source, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
@@ -275,7 +276,8 @@ def read_series(series: DicomSeries) -> sitk.Image:
     except RuntimeError as exc:
         first_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown reason"
         raise UnreadableInputError(f"cannot decode the pixel data of series {series.uid} ({first_line})",
-                                   "check that the DICOM files are complete and not compressed with an unsupported codec") from exc
+                                   "check that the DICOM files are complete and not compressed with an "
+                                   "unsupported codec") from exc
 
 
 def read_headers(files: list[Path]) -> list[pydicom.Dataset]:
@@ -287,7 +289,7 @@ def read_headers(files: list[Path]) -> list[pydicom.Dataset]:
     Raises:
         UnreadableInputError: a file that was readable while scanning no longer is.
     """
-    headers = []
+    headers: list[pydicom.Dataset] = []
     for path in files:
         try:
             headers.append(pydicom.dcmread(path, stop_before_pixels=True))

@@ -106,8 +106,8 @@ def _instance_numbers(ct: CTVolume) -> dict[int, int] | None:
 def _position_and_number(header: pydicom.Dataset) -> tuple[np.ndarray | None, int | None]:
     """A header's ImagePositionPatient and InstanceNumber, each ``None`` when absent or malformed."""
     try:
-        position = np.asarray([float(value) for value in header.ImagePositionPatient], dtype=float)
-        position = position if position.shape == (3,) else None
+        values = np.asarray([float(value) for value in header.ImagePositionPatient], dtype=float)
+        position = values if values.shape == (3,) else None
     except (AttributeError, TypeError, ValueError):
         position = None
     try:

@@ -32,8 +32,13 @@ from lungai import labels
 from lungai.io.findings import ESTIMATE_LABEL, REGIONS, Findings, Nodule
 from lungai.io.image_numbers import ImageNumbers, image_numbers
 from lungai.io.report_images import Window, coronal_size, crop, lps_planes, png_base64, render
-from lungai.io.report_text import (LUNG_RADS_MANAGEMENT_LABEL, impression, management_rows, none_found_notes,
-                                   provenance_rows)
+from lungai.io.report_text import (
+    LUNG_RADS_MANAGEMENT_LABEL,
+    impression,
+    management_rows,
+    none_found_notes,
+    provenance_rows,
+)
 from lungai.io.volume import CTVolume
 from lungai.labels import Structure
 
@@ -305,10 +310,10 @@ def _lesion_figure(lesion: _Lesion, hu: np.ndarray, label_voxels: np.ndarray, nu
                        size])
     ras = ", ".join(f"{value:.1f}" for value in nodule.centroid.ras_mm)
     span = _span(lesion, numbers)
-    where = [*([f"On {span}"] if span != "-" else []), *([f"centre {centre_label}"] if centre_label else []),
+    facts = [*([f"On {span}"] if span != "-" else []), *([f"centre {centre_label}"] if centre_label else []),
              f"centre R/A/S {ras} mm", f"field of view {lesion.fov_mm:.0f} mm", "outline in the segment's colour."]
     return (f"<section class=\"lesion\" id=\"{structure.key.replace('_', '-')}\"><h3>{html.escape(title)}</h3>"
-            f"<p>{html.escape('; '.join(where))}</p>{''.join(rows)}{missing}</section>")
+            f"<p>{html.escape('; '.join(facts))}</p>{''.join(rows)}{missing}</section>")
 
 
 def _qc_view(findings: Findings, hu: np.ndarray, label_voxels: np.ndarray, image: sitk.Image,

@@ -155,7 +155,7 @@ def _lung_rads_rank(category: str) -> int:
 def _emphysema_impression(findings: Findings) -> str:
     emphysema = findings.emphysema
     total = emphysema.densitometry.get("total") if emphysema is not None else None
-    if total is None:
+    if emphysema is None or total is None:
         return "emphysema not assessed"
     caveat = " (see the emphysema warnings)" if emphysema.warnings else ""
     return f"emphysema LAA-950 {total.laa_950_percent:.1f} %{caveat}"

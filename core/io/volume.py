@@ -46,9 +46,9 @@ class CTVolume:
     @property
     def shape_xyz(self) -> tuple[int, int, int]:
         """Image size as (x, y, z) voxels."""
-        return tuple(self.image.GetSize())  # type: ignore[return-value]
+        return tuple(self.image.GetSize())
 
     @property
     def spacing_xyz(self) -> tuple[float, float, float]:
         """Voxel spacing in mm as (x, y, z)."""
-        return tuple(self.image.GetSpacing())  # type: ignore[return-value]
+        return tuple(self.image.GetSpacing())

@@ -36,6 +36,12 @@ class VolumeArray:
     direction: tuple[float, ...]
 
 
+def spacing_zyx(image: sitk.Image) -> tuple[float, float, float]:
+    """An image's voxel spacing in mm as ``(z, y, x)``, the order of its array."""
+    x, y, z = image.GetSpacing()
+    return float(z), float(y), float(x)
+
+
 def to_lps(image: sitk.Image) -> sitk.Image:
     """Return ``image`` reoriented to LPS (the same image when it already is)."""
     orientation = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
@@ -56,7 +62,7 @@ def image_to_array(image: sitk.Image, dtype: np.dtype | type) -> VolumeArray:
     spacing = image.GetSpacing()
     return VolumeArray(array=sitk.GetArrayFromImage(image).astype(dtype, copy=False),
                        spacing_zyx=(spacing[2], spacing[1], spacing[0]),
-                       origin_lps=tuple(image.GetOrigin()),  # type: ignore[arg-type]
+                       origin_lps=tuple(image.GetOrigin()),
                        direction=tuple(image.GetDirection()))
 
 

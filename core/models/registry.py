@@ -231,6 +231,6 @@ def describe_models() -> list[dict[str, Any]]:
             "parameters": count_parameters(model),
             "parameters_keras": count_parameters(model, bn_statistics=True),
             "input_shape": spec.input_shape,
-            "output_activation": spec.architecture.model_class.output_activation,  # type: ignore[attr-defined]
+            "output_activation": spec.architecture.model_class.output_activation,  # type: ignore[attr-defined]  # output_activation is a class attribute of LungAI's networks, not of nn.Module
         })
     return rows

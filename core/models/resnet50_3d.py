@@ -34,7 +34,7 @@ class ResNet50_3dConfig:  # noqa: N801 - the model's name has the digits
 
 
 def _same_padding(kernel: tuple[int, int, int]) -> tuple[int, int, int]:
-    return tuple(k // 2 for k in kernel)  # type: ignore[return-value]
+    return tuple(k // 2 for k in kernel)  # type: ignore[return-value]  # three axes in, three out; mypy cannot count a generator's length
 
 
 class Bottleneck3d(nn.Module):

@@ -75,7 +75,7 @@ class FoundNodule:
         long_axis_mm: measured long axis.
         volume_mm3: measured volume.
         type: measured type.
-        detection_score: the detector's score.
+        detection_score: the detector's score (None for a mass found by the thickness rule).
     """
 
     id: int
@@ -83,7 +83,7 @@ class FoundNodule:
     long_axis_mm: float
     volume_mm3: float
     type: str
-    detection_score: float
+    detection_score: float | None
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,8 @@ def match_nodules(known: Sequence[KnownNodule], found: Sequence[FoundNodule],
 
 def found_nodules(findings: Findings) -> list[FoundNodule]:
     """The nodules of a run's findings, for :func:`match_nodules`."""
-    return [FoundNodule(id=n.id, centre_lps_mm=tuple(float(v) for v in n.centroid.lps_mm),  # type: ignore[arg-type]
+    return [FoundNodule(id=n.id, centre_lps_mm=(float(n.centroid.lps_mm[0]), float(n.centroid.lps_mm[1]),
+                                                float(n.centroid.lps_mm[2])),
                         long_axis_mm=n.long_axis_mm, volume_mm3=n.volume_mm3, type=n.type,
                         detection_score=n.detection_score)
             for n in findings.nodules]
@@ -217,6 +218,7 @@ def format_comparison(comparison: Comparison, title: str) -> str:
     rows += [(f"at {mark.name}", f) for f, mark in comparison.at_other_marks]
     rows += [("false positive", f) for f in comparison.false_positives]
     for label, f in rows:
+        found_by = "mass rule" if f.detection_score is None else f"detection score {f.detection_score:.2f}"
         lines.append(f"  {label}: #{f.id} {f.type} {f.long_axis_mm:.1f} mm, {f.volume_mm3:.0f} mm3 at LPS "
-                     f"{_point(f.centre_lps_mm)}, detection score {f.detection_score:.2f}")
+                     f"{_point(f.centre_lps_mm)}, {found_by}")
     return "\n".join(lines)

@@ -14,8 +14,8 @@
 
 Where LungAI deviates from the nodule paper, and why:
 
-* The paper's ROIs are 64x64 pixels; here they are :data:`~lungai.preprocessing.detection_rois.DETECTION_ROI`, 10 x 32 x 32 voxels
-  at 2.5 x 1.6 x 1.6 mm: the same 25 x 51 x 51 mm field of view at half the in-plane
+* The paper's ROIs are 64x64 pixels; here they are :data:`~lungai.preprocessing.detection_rois.DETECTION_ROI`,
+  10 x 32 x 32 voxels at 2.5 x 1.6 x 1.6 mm: the same 25 x 51 x 51 mm field of view at half the in-plane
   resolution, so one ROI costs about a twentieth as much on a CPU (about 50 ms with the
   CPU-sized network instead of about a second) and a scan's candidates fit in seconds.
 * The paper uses the ConvLSTM's mask for candidate detection without saying how a mask becomes
@@ -167,7 +167,7 @@ def detect_nodules(image: sitk.Image, lung_labels: sitk.Image, config: Detection
         scores = combined_score(roi_scores(classifier, rois, device, config.batch_size), strengths)
     detections = [Detection(c.centre_lps_mm, c.radius_mm, float(s)) for c, s in zip(candidates, scores)
                   if s >= threshold]
-    detections.sort(key=lambda d: -d.score)
+    detections.sort(key=lambda d: -(d.score or 0.0))
     logger.info("detection: %d of %d candidates at score >= %.3f in %.1f s", len(detections), len(candidates),
                 threshold, time.perf_counter() - start)
     return detections

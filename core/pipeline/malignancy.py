@@ -16,6 +16,7 @@ from scipy import ndimage
 
 from lungai.inference.nodule_roi import predict_voi_malignancies, voi_box
 from lungai.io.findings import Malignancy
+from lungai.io.volume_arrays import spacing_zyx
 from lungai.pipeline.models import ModelStore
 from lungai.pipeline.nodules import SegmentedNodule
 from lungai.preprocessing.roi import roi_spec
@@ -31,7 +32,8 @@ def nodules_malignancy(models: ModelStore, hu: np.ndarray, image: sitk.Image,
     Raises:
         WeightsError: a member's weights are missing or were trained on another ROI (exit code 10).
     """
-    spacing = tuple(float(s) for s in reversed(image.GetSpacing()))
+    spacing = spacing_zyx(image)
+    shape = (hu.shape[0], hu.shape[1], hu.shape[2])
     geometry = []
     for nodule in nodules:
         bbox = ndimage.find_objects(nodule.mask.astype(np.uint8))[0]
@@ -40,8 +42,7 @@ def nodules_malignancy(models: ModelStore, hu: np.ndarray, image: sitk.Image,
     per_model = []
     for name, two_d in ENSEMBLE.items():
         models.check_roi(name, roi_spec(name))
-        vois = [hu[voi_box(centre, extent, spacing, hu.shape, odd_z=two_d).box]  # type: ignore[arg-type]
-                for centre, extent in geometry]
-        per_model.append(predict_voi_malignancies(models.get(name), vois, spacing, roi_spec(name), two_d))  # type: ignore[arg-type]
+        vois = [hu[voi_box(centre, extent, spacing, shape, odd_z=two_d).box] for centre, extent in geometry]
+        per_model.append(predict_voi_malignancies(models.get(name), vois, spacing, roi_spec(name), two_d))
     return [Malignancy(probability=round(float(np.mean(votes)), 4), models=list(ENSEMBLE))
             for votes in zip(*per_model)]

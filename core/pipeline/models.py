@@ -122,7 +122,8 @@ def require_weights(tasks: tuple[str, ...], models: ModelStore) -> None:
     for task in with_needed(tasks):
         for name in TASK_MODELS[task]:
             if name not in models.manifest.models:
-                raise WeightsError(f"the {task} task needs the {name} weights, which the weights manifest does not list",
+                raise WeightsError(f"the {task} task needs the {name} weights, "
+                                   "which the weights manifest does not list",
                                    f"run without the {task} task (--tasks), or install a LungAI release that ships "
                                    "them (`lungai weights list` shows what this one has)")
             models.get(name)

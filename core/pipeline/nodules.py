@@ -39,6 +39,7 @@ from torch import nn
 
 from lungai.inference.nodule_roi import Voi, voi_box
 from lungai.inference.voi_segmentation import VoiInference, predict_voi_probability
+from lungai.io.volume_arrays import spacing_zyx
 from lungai.pipeline.detection import Detection
 from lungai.preprocessing.lesion_region import MAX_OUTSIDE_FRACTION, lesion_plausibility, outside_fraction, overgrown
 from lungai.preprocessing.measurements import axial_diameters
@@ -91,7 +92,7 @@ def _touching_sides(mask: np.ndarray, voi: Voi, shape: tuple[int, int, int]) -> 
     """Axes along which the mask reaches a VOI side that is not the scan's edge."""
     axes = []
     for axis in range(3):
-        profile = mask.any(axis=tuple(a for a in range(3) if a != axis))
+        profile = np.asarray(mask.any(axis=tuple(a for a in range(3) if a != axis)))
         side = voi.box[axis]
         if (profile[0] and side.start > 0) or (profile[-1] and side.stop < shape[axis]):
             axes.append(axis)
@@ -127,21 +128,23 @@ def segment_detection(model: nn.Module, hu: np.ndarray, image: sitk.Image, detec
         image: the scan (geometry).
         detection: what to segment.
         inference: the mask's probability threshold, mirroring (8 model inputs per ROI instead
-            of 1, in one call), tile mirroring and scales (the checkpoint's, :func:`~lungai.inference.voi_segmentation.recorded_inference`).
+            of 1, in one call), tile mirroring and scales (the checkpoint's,
+            :func:`~lungai.inference.voi_segmentation.recorded_inference`).
         region: the lesion search region (scan grid); a mask mostly outside it is not grown
             (it follows a hilar or mediastinal structure, and growing it costs minutes of tiles).
     """
     spec = roi_spec(SEGMENTATION_MODEL)
-    spacing = tuple(float(s) for s in reversed(image.GetSpacing()))
+    spacing = spacing_zyx(image)
+    shape = (hu.shape[0], hu.shape[1], hu.shape[2])
     centre = _centre_index(image, detection.centre_lps_mm)
     extent = _first_extent(detection)
     for attempt in range(MAX_GROWTH + 1):
-        voi = voi_box(centre, extent, spacing, hu.shape)  # type: ignore[arg-type]
-        probability = predict_voi_probability(model, hu[voi.box], spacing, spec, inference)  # type: ignore[arg-type]
+        voi = voi_box(centre, extent, spacing, shape)
+        probability = predict_voi_probability(model, hu[voi.box], spacing, spec, inference)
         local_centre = centre - [s.start for s in voi.box]
-        mask = _component_at(probability >= inference.threshold, local_centre, spacing, detection.radius_mm)  # type: ignore[arg-type]
+        mask = _component_at(probability >= inference.threshold, local_centre, spacing, detection.radius_mm)
         grow = _touching_sides(mask, voi, hu.shape) if mask.any() else []
-        if not grow or attempt == MAX_GROWTH or _doomed(mask, voi, region, detection, spacing):  # type: ignore[arg-type]
+        if not grow or attempt == MAX_GROWTH or _doomed(mask, voi, region, detection, spacing):
             break
         bbox = ndimage.find_objects(mask.astype(np.uint8))[0]
         mask_extent = np.array([(b.stop - b.start + 2) * s for b, s in zip(bbox, spacing)])
@@ -176,7 +179,7 @@ def segment_detections(model: nn.Module, hu: np.ndarray, image: sitk.Image, dete
     Returns:
         The non-empty lesions, in the order they were segmented.
     """
-    spacing = tuple(float(s) for s in reversed(image.GetSpacing()))
+    spacing = spacing_zyx(image)
     taken = np.zeros(hu.shape, bool)
     kept: list[SegmentedNodule] = []
     for detection in sorted(detections, key=_priority):
@@ -187,8 +190,8 @@ def segment_detections(model: nn.Module, hu: np.ndarray, image: sitk.Image, dete
         where = tuple(round(v, 1) for v in detection.centre_lps_mm)
         if region is not None and nodule.mask.any():
             blob_radius = detection.radius_mm if detection.source == "blob" else None
-            reason = lesion_plausibility(nodule.mask, nodule.box, region, spacing,  # type: ignore[arg-type]
-                                         axial_diameters(nodule.mask, spacing).long_axis_mm,  # type: ignore[arg-type]
+            reason = lesion_plausibility(nodule.mask, nodule.box, region, spacing,
+                                         axial_diameters(nodule.mask, spacing).long_axis_mm,
                                          blob_radius)
             if reason is not None:
                 logger.info("%s detection at %s dropped: %s", detection.source, where, reason)

@@ -166,7 +166,7 @@ def reference_from_lidc(dicom: Path, xml: Path) -> tuple[ReferenceNodule, tuple[
         mask[voxels] = True
         long_axes.append(axial_diameters(mask.reshape(nodule.shape_zyx), spacing_zyx).long_axis_mm)
     reference = ReferenceNodule(
-        centre_lps_mm=tuple(float(v) for v in nodule.centroid_lps),  # type: ignore[arg-type]
+        centre_lps_mm=(float(nodule.centroid_lps[0]), float(nodule.centroid_lps[1]), float(nodule.centroid_lps[2])),
         diameter_mm=nodule.diameter_mm, volume_mm3=nodule.volume_mm3,
         readers_long_axis_mm=float(np.mean(long_axes)), num_readers=nodule.num_readers,
         malignancy=tuple(sorted((m for m in nodule.malignancy.values() if m is not None), reverse=True)),

@@ -199,7 +199,8 @@ def _nodules(state: RunState) -> None:
                                             region, mass_segmenter)
     z_ranges = lung_z_ranges(lung_labels)
     for index, segmented in enumerate(state.nodule_masks, start=1):
-        state.step(f"measuring lesion {index} of {len(state.nodule_masks)}", 0.9 + 0.1 * (index - 1) / len(state.nodule_masks))
+        state.step(f"measuring lesion {index} of {len(state.nodule_masks)}",
+                   0.9 + 0.1 * (index - 1) / len(state.nodule_masks))
         measured = measure_lesion(segmented.mask, hu, lung_labels, image, segmented.box, z_ranges)
         detection = segmented.detection
         nodule = nodule_finding(index, measured, image, detection.score, detection.source)

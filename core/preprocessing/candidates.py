@@ -209,7 +209,8 @@ def _suppress(points: np.ndarray, radii: np.ndarray, order: np.ndarray, limit: i
     return kept
 
 
-def find_candidates(image: sitk.Image, lung_labels: sitk.Image, config: CandidateConfig | None = None) -> list[Candidate]:
+def find_candidates(image: sitk.Image, lung_labels: sitk.Image,
+                    config: CandidateConfig | None = None) -> list[Candidate]:
     """Find nodule candidates inside the lungs.
 
     Radii up to ``coarse_from_mm`` are searched on the ``working_spacing_mm`` grid, larger ones
@@ -238,9 +239,9 @@ def find_candidates(image: sitk.Image, lung_labels: sitk.Image, config: Candidat
         return []
     image = sitk.RegionOfInterest(image, box[1], box[0])
     lung_labels = sitk.RegionOfInterest(lung_labels, box[1], box[0])
-    fine = tuple(float(v) for v in cfg.working_spacing_mm)
-    grids = {fine: [r for r in cfg.radii_mm if r < cfg.coarse_from_mm],
-             tuple(2 * v for v in fine): [r for r in cfg.radii_mm if r >= cfg.coarse_from_mm]}
+    x, y, z = (float(v) for v in cfg.working_spacing_mm)
+    grids = {(x, y, z): [r for r in cfg.radii_mm if r < cfg.coarse_from_mm],
+             (2 * x, 2 * y, 2 * z): [r for r in cfg.radii_mm if r >= cfg.coarse_from_mm]}
     found: list[_Peaks] = []
     for spacing, radii in grids.items():
         if radii:
@@ -254,7 +255,7 @@ def find_candidates(image: sitk.Image, lung_labels: sitk.Image, config: Candidat
     strengths = np.concatenate([p.strengths for p in found])
     blob = np.concatenate([p.blobness for p in found])
     kept = _suppress(points, radii_a, np.argsort(-strengths, kind="stable"), cfg.max_candidates)
-    result = [Candidate(tuple(float(v) for v in points[i]), float(radii_a[i]), float(strengths[i]), float(blob[i]))
-              for i in kept]
+    result = [Candidate((float(points[i][0]), float(points[i][1]), float(points[i][2])), float(radii_a[i]),
+                        float(strengths[i]), float(blob[i])) for i in kept]
     logger.info("candidates: %d of %d blob peaks in %.1f s", len(result), len(points), time.perf_counter() - start)
     return result

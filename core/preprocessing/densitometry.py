@@ -158,9 +158,9 @@ def measure_densitometry(image: sitk.Image, lung_labels: sitk.Image,
     left = lungs == labels.LUNG_LEFT.value
     if not right.any() and not left.any():
         raise ValueError("the lung label image contains no lung voxels")
-    return Densitometry(right=_measure(hu[right], voxel_ml, cfg),
-                        left=_measure(hu[left], voxel_ml, cfg),
-                        total=_measure(hu[right | left], voxel_ml, cfg))
+    total = _measure(hu[right | left], voxel_ml, cfg)
+    assert total is not None  # some lung voxel exists (checked above)
+    return Densitometry(right=_measure(hu[right], voxel_ml, cfg), left=_measure(hu[left], voxel_ml, cfg), total=total)
 
 
 def _measure(values: np.ndarray, voxel_ml: float, cfg: DensitometryConfig) -> LungDensity | None:
@@ -286,7 +286,7 @@ def densitometry_notes(acquisition: Acquisition) -> list[str]:
 
 def _number(value: object) -> float | None:
     try:
-        return float(value)  # type: ignore[arg-type]
+        return float(value)  # type: ignore[arg-type]  # any header value; float() raising TypeError or ValueError is handled
     except (TypeError, ValueError):
         return None
 

@@ -20,7 +20,7 @@ DETECTION_ROI = RoiSpec((10, 32, 32), (2.5, 1.6, 1.6))
 def roi_grid(centre_lps_mm: Sequence[float], spec: RoiSpec = DETECTION_ROI) -> sitk.Image:
     """An empty LPS-aligned image whose grid is the ROI centred on a point (for resampling)."""
     size_xyz = [int(v) for v in spec.shape[::-1]]
-    spacing_xyz = [float(v) for v in spec.spacing[::-1]]
+    spacing_xyz = [float(v) for v in spec.spacing_mm()[::-1]]
     origin = np.asarray(centre_lps_mm, float) - (np.asarray(size_xyz) - 1) / 2.0 * np.asarray(spacing_xyz)
     grid = sitk.Image(size_xyz, sitk.sitkUInt8)
     grid.SetSpacing(spacing_xyz)

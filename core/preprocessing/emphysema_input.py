@@ -30,7 +30,8 @@ def laa_percent(hu: np.ndarray, lung: np.ndarray, threshold_hu: float = LAA_THRE
     return float(np.count_nonzero(values < threshold_hu)) * 100.0 / values.size
 
 
-def image_arrays(image: sitk.Image, lung_labels: sitk.Image) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+def image_arrays(image: sitk.Image, lung_labels: sitk.Image
+                 ) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
     """A CT and its lung labels as LPS ``(z, y, x)`` arrays (HU int16, bool mask) and the spacing."""
     image, lung_labels = to_lps(image), to_lps(lung_labels)
     spacing = image.GetSpacing()
@@ -49,7 +50,8 @@ class PreparedVolume:
     """A scan made ready for the emphysema models.
 
     Attributes:
-        volume: ``(35, H, W)`` uint8, the window scaled to 0..255 (stored small; see :func:`lungai.inference.emphysema.to_tensor`).
+        volume: ``(35, H, W)`` uint8, the window scaled to 0..255 (stored small; see
+            :func:`lungai.inference.emphysema.to_tensor`).
         laa950_percent: LAA-950 of the whole lung mask at native resolution (the densitometry baseline).
     """
 

@@ -152,11 +152,12 @@ def _mass_candidates(soft: np.ndarray, image: sitk.Image, origin_index: np.ndarr
         radius = float(depth[tuple(deepest)])
         near_core = ndimage.distance_transform_edt(cores != index, sampling=spacing_zyx) <= MASS_REACH * radius
         extent_box = ndimage.find_objects((near_core & soft).astype(np.uint8))[0]
-        extent = tuple(float((b.stop - b.start) * s) for b, s in zip(extent_box, spacing_zyx))
+        extent_z, extent_y, extent_x = (float((b.stop - b.start) * s) for b, s in zip(extent_box, spacing_zyx))
         lps = _to_lps(image, origin_index + deepest * step + (step - 1) / 2.0)
         core_points = np.array([_to_lps(image, origin_index + v * step + (step - 1) / 2.0)
                                 for v in np.argwhere(core) + [b.start for b in box]])
-        found.append(MassCandidate(tuple(float(v) for v in lps), round(radius, 1), extent, core_points))  # type: ignore[arg-type]
+        centre = (float(lps[0]), float(lps[1]), float(lps[2]))
+        found.append(MassCandidate(centre, round(radius, 1), (extent_z, extent_y, extent_x), core_points))
     return sorted(found, key=lambda m: -m.core_radius_mm)
 
 
@@ -228,7 +229,7 @@ def mass_mask(candidate: MassCandidate, image: sitk.Image, region: np.ndarray,
     label = components[tuple(np.clip(centre, 0, np.array(tissue.shape) - 1))] if count else 0
     if label == 0 and count:
         label = int(np.argmax(np.bincount(components[core].ravel(), minlength=count + 1)[1:])) + 1
-    return box, components == label if label else np.zeros(tissue.shape, bool)  # type: ignore[return-value]
+    return box, components == label if label else np.zeros(tissue.shape, bool)  # type: ignore[return-value]  # find_objects gives a box of three slices for a 3D array
 
 
 #: Training negatives lie within this distance (mm) of the lung mask (:func:`near_lungs`).

@@ -142,7 +142,7 @@ class _Grid:
     @property
     def spacing_zyx(self) -> tuple[float, float, float]:
         """Voxel spacing in mm in array order."""
-        return tuple(reversed(self.image.GetSpacing()))  # type: ignore[return-value]
+        return tuple(reversed(self.image.GetSpacing()))
 
     @property
     def voxel_ml(self) -> float:
@@ -336,7 +336,7 @@ def _trachea_seed(hu: np.ndarray, candidates: np.ndarray, grid: _Grid, midline_x
             section = sections == index
             if (abs(np.nonzero(section)[1].mean() - midline_x) <= max_offset
                     and np.median(hu[z][section]) < cfg.trachea_max_median_hu):
-                best, best_area = index, areas[index]
+                best, best_area = int(index), int(areas[index])
         if best:
             seed = np.zeros_like(candidates)
             seed[z] = sections == best

@@ -303,13 +303,16 @@ def measure_lesion(mask: np.ndarray, hu: np.ndarray, lung_labels: np.ndarray, im
     """
     if not mask.any():
         raise ValueError("cannot measure an empty mask")
-    spacing_zyx = tuple(float(s) for s in reversed(image.GetSpacing()))
+    x, y, z = image.GetSpacing()
+    spacing_zyx = (float(z), float(y), float(x))
     offset = [0, 0, 0] if box is None else [b.start for b in box]
     tight = ndimage.find_objects(mask.astype(np.uint8))[0]
     sub_mask = mask[tight]
-    box = tuple(slice(t.start + o, t.stop + o) for t, o in zip(tight, offset))  # type: ignore[assignment]
-    sub_hu = hu[box]
-    index = np.array([np.mean(axis) for axis in np.nonzero(sub_mask)]) + [b.start for b in box]
+    lesion_box = (slice(tight[0].start + offset[0], tight[0].stop + offset[0]),
+                  slice(tight[1].start + offset[1], tight[1].stop + offset[1]),
+                  slice(tight[2].start + offset[2], tight[2].stop + offset[2]))
+    sub_hu = hu[lesion_box]
+    index = np.array([np.mean(axis) for axis in np.nonzero(sub_mask)]) + [b.start for b in lesion_box]
     centroid = image.TransformContinuousIndexToPhysicalPoint([float(v) for v in index[::-1]])
     diameters = axial_diameters(sub_mask, spacing_zyx)
     kind, fraction, solid = classify_type(sub_hu, sub_mask)
@@ -319,12 +322,12 @@ def measure_lesion(mask: np.ndarray, hu: np.ndarray, lung_labels: np.ndarray, im
     return LesionMeasurements(
         centroid_lps=(float(centroid[0]), float(centroid[1]), float(centroid[2])),
         diameters=AxialDiameters(round(diameters.long_axis_mm, 1), round(diameters.short_axis_mm, 1),
-                                 diameters.slice_index + box[0].start),
+                                 diameters.slice_index + lesion_box[0].start),
         volume_mm3=round(float(np.count_nonzero(sub_mask)) * float(np.prod(spacing_zyx)), 1),
         mean_hu=round(float(sub_hu[sub_mask].mean()), 1),
         type=kind,
         solid_fraction=round(fraction, 3),
         solid_component_mm=solid_mm,
-        distance_to_pleura_mm=round(distance_to_pleura(sub_mask, box, lung_labels, spacing_zyx), 1),  # type: ignore[arg-type]
-        location=location(sub_mask, box, lung_labels, index, spacing_zyx, z_ranges),  # type: ignore[arg-type]
+        distance_to_pleura_mm=round(distance_to_pleura(sub_mask, lesion_box, lung_labels, spacing_zyx), 1),
+        location=location(sub_mask, lesion_box, lung_labels, index, spacing_zyx, z_ranges),
     )

@@ -21,11 +21,11 @@ model              input (z, y, x)      spacing (mm)        notes
 20 x 34 x 34 mm field of view: mapping a training mask to this grid and back keeps a mean Dice
 of about 0.95 (0.91 at the former 2 x 0.8 x 0.8 mm, 16 x 64 x 64, which cost small nodules
 most; 0.96 with 32 x 64 x 64, which fits even the largest, 40 mm, masks but costs 3.5 times
-the compute, more than the shared two-core CPU could give). ``resnet50_3d`` uses half the paper's 3 x 1.5 x 1.5 mm: at the paper's spacing a median
-(6.7 mm) nodule is 2 slices and 4-5 voxels wide and the 72 mm field of view is mostly padding
-around a 30 mm VOI; at 1.5 x 0.75 x 0.75 mm (24 x 36 x 36 mm) the VOI fills the ROI.
-``r3d_denseunet`` keeps the former spacing with
-16 slices (40 mm), so the large nodules it is trained on fit along z.
+the compute, more than the shared two-core CPU could give). ``resnet50_3d`` uses half the paper's
+3 x 1.5 x 1.5 mm: at the paper's spacing a median (6.7 mm) nodule is 2 slices and 4-5 voxels wide
+and the 72 mm field of view is mostly padding around a 30 mm VOI; at 1.5 x 0.75 x 0.75 mm
+(24 x 36 x 36 mm) the VOI fills the ROI. ``r3d_denseunet`` keeps the former spacing with 16 slices
+(40 mm), so the large nodules it is trained on fit along z.
 
 The VOIs are tight crops (median 9 mm along z; in 59 % of them the mask touches the first or
 last slice), so most of a 3D ROI is padding. Edge padding repeats the border slices, nodule
@@ -58,6 +58,17 @@ class RoiSpec:
     shape: tuple[int, int, int]
     spacing: tuple[float | None, float | None, float | None]
 
+    def spacing_mm(self) -> tuple[float, float, float]:
+        """The spacing of an ROI cut on a fixed grid (no native axis).
+
+        Raises:
+            ValueError: an axis keeps the native spacing.
+        """
+        z, y, x = self.spacing
+        if z is None or y is None or x is None:
+            raise ValueError(f"this ROI keeps the native spacing on an axis: {self.spacing}")
+        return z, y, x
+
 
 ROI_SPECS: dict[str, RoiSpec] = {
     "resnet50_3d": RoiSpec((16, 48, 48), (1.5, 0.75, 0.75)),
@@ -88,7 +99,7 @@ def normalize_hu(image: np.ndarray) -> np.ndarray:
 
 def resampled_shape(shape: tuple[int, ...], spacing: tuple[float, ...], spec: RoiSpec) -> tuple[int, int, int]:
     """The shape a VOI of ``shape`` and ``spacing`` has at the spec's spacing (at least 1 voxel)."""
-    return tuple(  # type: ignore[return-value]
+    return tuple(  # type: ignore[return-value]  # three axes in, three out; mypy cannot count a generator's length
         n if target is None else max(1, int(round(n * s / target)))
         for n, s, target in zip(shape, spacing, spec.spacing)
     )

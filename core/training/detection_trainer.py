@@ -90,10 +90,11 @@ def _batch(dataset: DetectionRoiDataset, rng: np.random.Generator, positives: np
     half = size // 2
     index = np.r_[rng.choice(positives, half, p=positive_p), rng.choice(negatives, size - half)]
     items = [dataset[int(i)] for i in index]
-    return tuple(torch.stack(parts) for parts in zip(*items))  # type: ignore[return-value]
+    return tuple(torch.stack(parts) for parts in zip(*items))  # type: ignore[return-value]  # a tuple of as many tensors as the items have parts; mypy cannot count them
 
 
-def _loss(model: nn.Module, rois: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor, mask_weight: float) -> torch.Tensor:
+def _loss(model: nn.Module, rois: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor,
+          mask_weight: float) -> torch.Tensor:
     logits = model(rois)
     bce = nn.functional.binary_cross_entropy_with_logits
     return bce(centre_max_logit(logits), labels) + mask_weight * bce(logits, masks)

@@ -103,7 +103,8 @@ def metric_name(task: str) -> str:
 
 
 def _seed_everything(seed: int, epoch: int) -> torch.Generator:
-    """Seed torch's global generator (init, dropout) for ``epoch`` (-1: initialisation), return the shuffle generator."""
+    """Seed torch's global generator (init, dropout) for ``epoch`` (-1: initialisation), return the shuffle
+    generator."""
     value = seed * 100_003 + epoch
     torch.manual_seed(value)
     return torch.Generator().manual_seed(value)
@@ -212,7 +213,8 @@ class NativeTargets:
     def of(cls, cases: list[VOICase]) -> NativeTargets:
         """Read the masks of ``cases``."""
         samples = [case.load() for case in cases]
-        return cls([s.mask for s in samples], [(tuple(s.mask.shape), tuple(s.spacing_zyx)) for s in samples])
+        grids = [((int(s.mask.shape[0]), int(s.mask.shape[1]), int(s.mask.shape[2])), s.spacing_zyx) for s in samples]
+        return cls([s.mask for s in samples], grids)
 
 
 def validate(config: TrainConfig, model: nn.Module, val: NoduleROIDataset, device: str,
@@ -239,7 +241,8 @@ def validate(config: TrainConfig, model: nn.Module, val: NoduleROIDataset, devic
     natives = natives or NativeTargets.of(val.cases)
     probabilities = to_native(mask_probabilities(model, val, device=device), natives.grids, val.spec)
     threshold, best = choose_threshold(probabilities, natives.masks)
-    return {"val_dice": best, "val_threshold": threshold, "val_dice_at_0_5": mean_dice(probabilities, natives.masks, 0.5)}
+    return {"val_dice": best, "val_threshold": threshold,
+            "val_dice_at_0_5": mean_dice(probabilities, natives.masks, 0.5)}
 
 
 class _RunLog:

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from cli_runner import run_cli
 from shared_data import require
+
 from lungai.baselines.compare import paired_test
 from lungai.evaluation.cases import evaluation_cases
 

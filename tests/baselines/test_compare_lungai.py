@@ -1,4 +1,5 @@
-"""``lungai compare`` on a LungAI checkpoint scores exactly what ``lungai evaluate`` scores, with the checkpoint's threshold and scales."""
+"""``lungai compare`` on a LungAI checkpoint scores exactly what ``lungai evaluate`` scores, with the checkpoint's
+threshold and scales."""
 
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from shared_data import require
+
 from lungai.baselines.nnunet_export import NnUNetExportConfig, export_nnunet_raw
 from lungai.data.splits import load_split
 from lungai.errors import OutputExistsError
@@ -63,4 +63,5 @@ def test_split_is_lungai_patient_split(exported) -> None:
 def test_existing_dataset_is_not_overwritten(exported) -> None:
     vois, result = exported
     with pytest.raises(OutputExistsError):
-        export_nnunet_raw(NnUNetExportConfig(data=vois, out=result.folder.parent, dataset_id=977, name="Smoke", limit=1))
+        export_nnunet_raw(NnUNetExportConfig(data=vois, out=result.folder.parent, dataset_id=977, name="Smoke",
+                                             limit=1))

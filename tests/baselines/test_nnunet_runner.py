@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from cli_runner import run_cli
+
 from lungai.baselines import nnunet_runner
 from lungai.baselines.nnunet_runner import NnUNetPaths, NnUNetRunConfig, child_environment
 from lungai.errors import ExternalToolError, MissingExtraError

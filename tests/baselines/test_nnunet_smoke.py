@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from cli_runner import run_cli
+from mini_vois import mini_vois
 from shared_data import REPO_ROOT, require
+
 from lungai.baselines.nnunet_runner import find_command
 from lungai.errors import MissingExtraError
-from mini_vois import mini_vois
 
 TRAINER_DIR = REPO_ROOT / "core" / "baselines" / "nnunet_trainers"
 CASES_PER_SPLIT = 3

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
-from shared_data import require
 from cli_runner import run_cli
+from shared_data import require
+from synthetic_scans import box_phantom, write_dicom_series, write_image
+
 from lungai.errors import (
     InputNotFoundError,
     NoLungsFoundError,
@@ -27,7 +28,6 @@ from lungai.errors import (
     SuspiciousInputError,
     UnreadableInputError,
 )
-from synthetic_scans import box_phantom, write_dicom_series, write_image
 
 
 def assert_rejected(scan: Path, out: Path, capsys, code: int, pattern: str, extra: list[str] | None = None) -> None:
@@ -214,7 +214,8 @@ def test_unavailable_gpu_is_a_clear_error(tmp_path, capsys):
 def test_no_traceback_in_a_real_process(tmp_path):
     (tmp_path / "bad.nii.gz").write_bytes(b"\x1f\x8b" + os.urandom(200))
     result = subprocess.run([sys.executable, "-m", "lungai.cli", "run", str(tmp_path / "bad.nii.gz"),
-                             "-o", str(tmp_path / "o"), "--device", "cpu", "--progress", "none"], capture_output=True, text=True)
+                             "-o", str(tmp_path / "o"), "--device", "cpu", "--progress", "none"],
+                            capture_output=True, text=True)
     assert result.returncode == UnreadableInputError.exit_code
     assert result.stderr.strip().startswith("error: ") and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

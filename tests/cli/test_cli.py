@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import SimpleITK as sitk
-
-from shared_data import REPO_ROOT
 from cli_runner import run_cli
+from shared_data import REPO_ROOT
+
 from lungai.data.phantom import make_phantom
 from lungai.errors import EXIT_CODES
 from lungai.io.findings import load_findings
@@ -27,8 +27,8 @@ def phantom_scan(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_run_writes_every_output(phantom_scan: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
-    code, stdout, _ = run_cli(["run", str(phantom_scan), "-o", str(out), "--tasks", "lungs,emphysema", "--device", "cpu",
-                               "--progress", "none"], capsys)
+    code, stdout, _ = run_cli(["run", str(phantom_scan), "-o", str(out), "--tasks", "lungs,emphysema",
+                               "--device", "cpu", "--progress", "none"], capsys)
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == ["chest.seg.nrrd", "chest_labels.nii.gz", "findings.json",
                                                     "nodules.csv", "report.html", "report.pdf", "run.log"]
@@ -106,7 +106,8 @@ def test_output_inside_input_folder_is_refused(tmp_path: Path, capsys) -> None:
 
 def test_default_output_is_in_the_current_folder(phantom_scan: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
-    code, _, _ = run_cli(["run", str(phantom_scan), "--tasks", "lungs", "--device", "cpu", "--progress", "none"], capsys)
+    code, _, _ = run_cli(["run", str(phantom_scan), "--tasks", "lungs", "--device", "cpu", "--progress", "none"],
+                         capsys)
     assert code == 0 and (tmp_path / "chest_lungai" / "findings.json").exists()
 
 

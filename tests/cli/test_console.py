@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import SimpleITK as sitk
-
 from cli_runner import run_cli
+
 from lungai.cli.console import setup_logging, warnings_after_results
 from lungai.data.phantom import make_phantom
 

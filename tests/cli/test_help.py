@@ -8,8 +8,8 @@ import sys
 
 import click
 import pytest
-
 from cli_runner import run_cli
+
 from lungai.cli.group import LAZY_COMMANDS, SECTIONS
 from lungai.cli.main import cli
 
@@ -32,6 +32,7 @@ def imported_by(args: list[str]) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("args, code", [(["--help"], 0), (["run", "--help"], 0), (["run"], 2),
+                                        (["batch", "--help"], 0), (["batch", "scan.nrrd"], 2),
                                         (["run", "scan.nrrd", "--device", "tpu"], 2), (["nosuchcommand"], 2)])
 def test_help_and_usage_errors_import_no_torch(args: list[str], code: int) -> None:
     outcome = imported_by(args)
@@ -46,7 +47,8 @@ def test_help_lists_user_commands_apart_from_developer_commands(capsys) -> None:
     listed = {line.split()[0]: user < stdout.index(line) < developer
               for line in stdout.splitlines() if line.startswith("  ") and line.split()
               and line.split()[0] in {name for _, names in SECTIONS for name in names}}
-    assert {name for name, in_user_section in listed.items() if in_user_section} == {"run", "demo", "info", "weights"}
+    assert {name for name, in_user_section in listed.items()
+            if in_user_section} == {"run", "batch", "demo", "info", "weights"}
     assert {name for name, in_user_section in listed.items() if not in_user_section} == set(LAZY_COMMANDS)
 
 

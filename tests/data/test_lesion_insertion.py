@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from detection_cases import inserted_small_scan, large_voi, small_background
 from scipy import ndimage
 
-from detection_cases import inserted_small_scan, large_voi, small_background
 from lungai.data.lesion_insertion import Background, augment_voi, place_nodules
 from lungai.data.lidc_vois import VOISample
 

@@ -8,11 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
-from lungai.data.lidc_vois import (LABEL_RULES, REQUIRED_COLUMNS, LIDCVOIDataset, label_from_row, list_vois,
-                                   reader_ratings)
-from lungai.errors import UnreadableInputError
 from shared_data import require
+
+from lungai.data.lidc_vois import (
+    LABEL_RULES,
+    REQUIRED_COLUMNS,
+    LIDCVOIDataset,
+    label_from_row,
+    list_vois,
+    reader_ratings,
+)
+from lungai.errors import UnreadableInputError
 
 
 def _row(diagnosis: int = 0, malignancy: int = 3, readers: str = "") -> dict[str, str]:

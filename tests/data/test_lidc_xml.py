@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from scipy import ndimage
+from shared_data import require
 
 from lungai.data.lidc_consensus import ConsensusNodule, consensus_nodules, reader_mask
 from lungai.data.lidc_xml import ReaderAnnotation, parse_lidc_xml
 from lungai.errors import InputNotFoundError, UnreadableInputError
 from lungai.io.reader import read_scan
-from shared_data import require
 
 
 def _roi(z: float, points: list[tuple[int, int]], inclusion: bool = True) -> str:

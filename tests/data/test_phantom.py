@@ -8,9 +8,20 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from lungai import labels
-from lungai.data.phantom import (_LUNGS, AIR_HU, GROUND_GLASS_HU, LUNG_HU, PARENCHYMA_TEXTURE_SD_HU,
-                                 PART_SOLID_GLASS_HU, RIB_HU, SOLID_HU, Phantom, PhantomConfig, _hilum,
-                                 make_phantom)
+from lungai.data.phantom import (
+    _LUNGS,
+    AIR_HU,
+    GROUND_GLASS_HU,
+    LUNG_HU,
+    PARENCHYMA_TEXTURE_SD_HU,
+    PART_SOLID_GLASS_HU,
+    RIB_HU,
+    SOLID_HU,
+    Phantom,
+    PhantomConfig,
+    _hilum,
+    make_phantom,
+)
 
 RIGHT, LEFT = labels.LUNG_RIGHT.value, labels.LUNG_LEFT.value
 

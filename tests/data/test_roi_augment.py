@@ -70,7 +70,8 @@ def test_no_augmentation_equals_the_plain_roi() -> None:
     spec = RoiSpec((10, 64, 64), (2.5, 0.8, 0.8))
     resampled, soft = resample_to_spec(image, mask, spacing, spec)
     plain, target = extract_roi(image, mask, spacing, spec)
-    out, out_mask = augment_roi(normalize_hu(resampled), soft, spec.shape, np.random.default_rng(0), AugmentConfig.off())
+    out, out_mask = augment_roi(normalize_hu(resampled), soft, spec.shape, np.random.default_rng(0),
+                                AugmentConfig.off())
     np.testing.assert_allclose(out, plain, atol=1e-6)
     assert np.array_equal(out_mask, target)
 

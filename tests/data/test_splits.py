@@ -9,13 +9,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import REPO_ROOT, require
 
 from lungai.data.holdout import WHOLE_SCAN_TEST_PATIENTS
 from lungai.data.lidc_vois import list_vois
-from lungai.data.splits import (SPLITS, SplitConfig, cases_for_split, load_split, main, make_split,
-                                patient_labels, summarize, write_split)
+from lungai.data.splits import (
+    SPLITS,
+    SplitConfig,
+    cases_for_split,
+    load_split,
+    main,
+    make_split,
+    patient_labels,
+    summarize,
+    write_split,
+)
 from lungai.errors import InputNotFoundError, UnreadableInputError
-from shared_data import REPO_ROOT, require
 
 COMMITTED = REPO_ROOT / "core" / "data" / "splits" / "lidc_vois_split.csv"
 

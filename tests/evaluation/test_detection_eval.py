@@ -5,12 +5,21 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from detection_cases import inserted_small_scan
-from lungai.evaluation import froc as froc_lib
-from lungai.evaluation.detection_eval import (EvalCase, at_threshold, breakdown, choose_operating_points, detect_in,
-                                              froc_png, markdown, summarize, write_summary)
 from cli_runner import run_cli
+from detection_cases import inserted_small_scan
+
+from lungai.evaluation import froc as froc_lib
+from lungai.evaluation.detection_eval import (
+    EvalCase,
+    at_threshold,
+    breakdown,
+    choose_operating_points,
+    detect_in,
+    froc_png,
+    markdown,
+    summarize,
+    write_summary,
+)
 
 pytestmark = pytest.mark.slow  # real scans (cip_small, lidc_vois)
 

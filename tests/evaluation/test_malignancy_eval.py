@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import require
 from sklearn.linear_model import LogisticRegression
 
 from lungai.evaluation import report
@@ -15,7 +16,6 @@ from lungai.evaluation.malignancy_eval import MalignancyEvalConfig, evaluate_mal
 from lungai.models.checkpoint import save_model
 from lungai.models.nodule_cnn2d import NoduleCNN2dConfig
 from lungai.models.registry import build_model
-from shared_data import require
 
 
 def test_diameter_logistic_matches_unpenalised_sklearn() -> None:
@@ -57,8 +57,9 @@ def test_evaluation_report_on_the_validation_split(data_root: Path, tmp_path: Pa
 
 
 def test_roc_png_is_written(tmp_path: Path) -> None:
-    from lungai.evaluation.metrics import roc_curve
     import imageio.v3 as iio
+
+    from lungai.evaluation.metrics import roc_curve
 
     curve = roc_curve([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
     image = iio.imread(report.roc_png([(curve, "blue")], tmp_path / "roc.png"))

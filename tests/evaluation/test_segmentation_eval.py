@@ -76,7 +76,8 @@ def test_long_axis_errors_leave_out_and_count_the_missed_nodules() -> None:
             {"diameter_mm": 8.0, "long_axis_mm": 0.0, "reference_long_axis_mm": 8.0}]
     summary = long_axis_summary(rows)
     assert summary["long_axis_missed"] == 1
-    assert summary["long_axis_error_mm"] == pytest.approx(-0.5) and summary["long_axis_abs_error_mm"] == pytest.approx(1.5)
+    assert (summary["long_axis_error_mm"] == pytest.approx(-0.5)
+            and summary["long_axis_abs_error_mm"] == pytest.approx(1.5))
     assert summary["long_axis_error_ge10mm_mm"] == pytest.approx(-2.0)
     nothing = long_axis_summary(rows[2:])
     assert nothing["long_axis_error_mm"] is None and nothing["long_axis_missed"] == 1

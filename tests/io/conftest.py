@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from outputs_cases import LIDC_0001_ZIP, Case, build_case, extract_slices
 from shared_data import require
 

@@ -23,8 +23,19 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from lungai import __version__, labels
-from lungai.io.findings import (REGIONS, Centroid, Densitometry, Emphysema, Findings, InputInfo, LungRads,
-                                LungVolume, Malignancy, Nodule, RunInfo)
+from lungai.io.findings import (
+    REGIONS,
+    Centroid,
+    Densitometry,
+    Emphysema,
+    Findings,
+    InputInfo,
+    LungRads,
+    LungVolume,
+    Malignancy,
+    Nodule,
+    RunInfo,
+)
 from lungai.io.reader import read_scan
 from lungai.io.volume import CTVolume
 from lungai.preprocessing.densitometry import measure_densitometry

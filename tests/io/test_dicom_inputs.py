@@ -11,13 +11,13 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from pydicom.uid import generate_uid
-
 from cli_runner import run_cli
+from pydicom.uid import generate_uid
+from synthetic_scans import box_phantom, write_dicom_series
+
 from lungai.data.phantom import make_phantom
 from lungai.errors import AmbiguousInputError
 from lungai.io.reader import ReadOptions, read_scan, safe_name, scan_name
-from synthetic_scans import box_phantom, write_dicom_series
 
 
 def add_localizer(series: Path, *, image_type: list[str], name: str = "localizer.dcm") -> Path:
@@ -57,7 +57,8 @@ def test_a_localizer_in_the_series_is_left_out(lidc20_folder: Path, lidc_copy: P
 
 
 def test_a_series_of_localizers_only_is_kept(tmp_path: Path) -> None:
-    write_dicom_series(tmp_path / "scout", box_phantom(shape=(12, 32, 32)), ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"])
+    write_dicom_series(tmp_path / "scout", box_phantom(shape=(12, 32, 32)),
+                       ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"])
     assert read_scan(tmp_path / "scout").shape_xyz == (32, 32, 12)
 
 

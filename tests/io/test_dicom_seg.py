@@ -12,12 +12,12 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from outputs_cases import CASE_STRUCTURES, LIDC_0001_ZIP, PET_CT_ZIP, Case, build_case, require_program
+from shared_data import require
 
 from lungai import __version__, labels
 from lungai.io.dicom_seg import SegReferenceError, write_dicom_seg
 from lungai.io.reader import read_scan
-from outputs_cases import CASE_STRUCTURES, LIDC_0001_ZIP, PET_CT_ZIP, Case, build_case, require_program
-from shared_data import require
 
 EXPECTED_SEGMENTS = ["Right lung", "Left lung", "Nodule 1", "Nodule 2", "Mass 3"]
 

@@ -11,10 +11,26 @@ import pytest
 import SimpleITK as sitk
 
 from lungai.errors import UnreadableInputError
-from lungai.io.findings import (NODULE_CSV_COLUMNS, SCHEMA_VERSION, Centroid, Densitometry, DetectionInfo,
-                                Emphysema, Findings, InputInfo, LungRads, LungVolume, Malignancy,
-                                Nodule, RunInfo, WeightsInfo, load_findings, lps_to_ras,
-                                write_findings_json, write_nodules_csv)
+from lungai.io.findings import (
+    NODULE_CSV_COLUMNS,
+    SCHEMA_VERSION,
+    Centroid,
+    Densitometry,
+    DetectionInfo,
+    Emphysema,
+    Findings,
+    InputInfo,
+    LungRads,
+    LungVolume,
+    Malignancy,
+    Nodule,
+    RunInfo,
+    WeightsInfo,
+    load_findings,
+    lps_to_ras,
+    write_findings_json,
+    write_nodules_csv,
+)
 from lungai.io.report_text import summarize
 from lungai.io.volume import CTVolume
 

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 import SimpleITK as sitk
-
 from cli_runner import run_cli
+from synthetic_scans import write_dicom_series
+
 from lungai.data.phantom import make_phantom
 from lungai.io import provenance
-from lungai.io.findings import (SCHEMA_VERSION, Centroid, Nodule, load_findings, write_nodules_csv)
+from lungai.io.findings import SCHEMA_VERSION, Centroid, Nodule, load_findings, write_nodules_csv
 from lungai.pipeline.config import RunConfig
 from lungai.pipeline.operating_points import operating_point
 from lungai.pipeline.runner import run_pipeline
-from synthetic_scans import write_dicom_series
 
 
 def sha256(data: bytes) -> str:

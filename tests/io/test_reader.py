@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from pydicom.uid import generate_uid
-
 from shared_data import require
+from synthetic_scans import box_phantom, write_dicom_series, write_image
+
 from lungai.errors import NotCTError, UnreadableInputError
 from lungai.io.reader import ReadOptions, read_scan, to_original_orientation
-from synthetic_scans import box_phantom, write_dicom_series, write_image
 
 
 @pytest.mark.parametrize("suffix", [".nrrd", ".nii.gz", ".nii", ".mha", ".mhd"])

@@ -15,11 +15,11 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from outputs_cases import Case, require_program
 
 from lungai import labels
 from lungai.io.report_html import ReportConfig, write_report_html
 from lungai.io.report_text import LUNG_RADS_MANAGEMENT, impression
-from outputs_cases import Case, require_program
 
 #: Headless Chromium with everything that would reach a network or a profile turned off.
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

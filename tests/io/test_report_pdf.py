@@ -10,11 +10,11 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
+from outputs_cases import Case
 
 from lungai.io.report_html import write_report_html
 from lungai.io.report_pdf import write_report_pdf
 from lungai.io.report_text import impression
-from outputs_cases import Case
 
 
 def pdf_text(pdf: bytes) -> str:

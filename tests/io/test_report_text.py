@@ -6,12 +6,11 @@ import dataclasses
 from types import SimpleNamespace
 
 import pytest
+from test_findings import make_findings, make_nodule
 
 from lungai.io.findings import DetectionInfo, LungRads
-from lungai.io.report_text import (LUNG_RADS_MANAGEMENT, impression, management_rows, provenance_rows,
-                                   summarize)
+from lungai.io.report_text import LUNG_RADS_MANAGEMENT, impression, management_rows, provenance_rows, summarize
 from lungai.pipeline.lung_rads import lung_rads_category
-from test_findings import make_findings, make_nodule
 
 BALANCED = DetectionInfo("balanced", 0.8, expected_sensitivity=0.64, expected_fp_per_scan=0.67,
                          known_limitations=["ground-glass nodules"])

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import highdicom as hd
 import pydicom
+from shared_data import require
 
 from lungai.pipeline.config import RunConfig
 from lungai.pipeline.runner import run_pipeline
-from shared_data import require
 
 TASKS = ("lungs", "emphysema")
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import slicerio
+from outputs_cases import CASE_STRUCTURES, Case
 
 from lungai import labels
 from lungai.io.segmentation import write_segmentation_files
-from outputs_cases import CASE_STRUCTURES, Case
 
 
 @pytest.fixture(scope="module")

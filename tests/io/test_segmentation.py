@@ -10,8 +10,14 @@ import SimpleITK as sitk
 import slicerio
 
 from lungai import labels
-from lungai.io.segmentation import (ANATOMIC_CONTEXT, CATEGORY_CONTEXT, ijk_to_lps,
-                                    write_label_nifti, write_seg_nrrd, write_segmentation_files)
+from lungai.io.segmentation import (
+    ANATOMIC_CONTEXT,
+    CATEGORY_CONTEXT,
+    ijk_to_lps,
+    write_label_nifti,
+    write_seg_nrrd,
+    write_segmentation_files,
+)
 
 ALL_STRUCTURES = [*labels.STRUCTURES, labels.nodule(1), labels.nodule(2)]
 

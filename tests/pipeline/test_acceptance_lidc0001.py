@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from shared_data import require
 
 from lungai import labels
 from lungai.data.lidc_consensus import consensus_nodules
@@ -28,7 +29,6 @@ from lungai.pipeline.config import TASK_MODELS, RunConfig
 from lungai.pipeline.runner import run_pipeline
 from lungai.preprocessing.measurements import axial_diameters
 from lungai.weights.manifest import read_manifest
-from shared_data import require
 
 pytestmark = pytest.mark.slow
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from shared_data import require
 
 from lungai import labels
 from lungai.evaluation.tumour_boxes import box_overlap, read_boxes
@@ -21,7 +22,6 @@ from lungai.io.reader import read_scan
 from lungai.pipeline.config import RunConfig
 from lungai.pipeline.runner import run_pipeline
 from lungai.preprocessing.lesion_region import near_lungs
-from shared_data import require
 
 pytestmark = pytest.mark.slow
 

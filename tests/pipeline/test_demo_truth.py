@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lungai.pipeline.demo_truth import (MIN_MATCH_RADIUS_MM, FoundNodule, KnownNodule, format_comparison,
-                                        match_nodules)
+from lungai.pipeline.demo_truth import MIN_MATCH_RADIUS_MM, FoundNodule, KnownNodule, format_comparison, match_nodules
 
 
 def _found(nodule_id: int, centre: tuple[float, float, float], long_axis: float = 10.0,

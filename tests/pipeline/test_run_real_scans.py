@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import slicerio
+from shared_data import require
 
 from lungai import labels
 from lungai.io.findings import load_findings
 from lungai.io.reader import read_scan
 from lungai.pipeline.config import RunConfig
 from lungai.pipeline.runner import run_pipeline
-from shared_data import require
 
 SCANS = {
     "LIDC-IDRI-0001": Path("lidc_scans/LIDC-IDRI-0001/dicom.zip"),

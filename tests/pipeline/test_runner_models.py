@@ -14,20 +14,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from shared_data import require
+from tiny_weights import PIPELINE_MODELS, release, train_tiny
 
 from lungai import labels
 from lungai.cli.main import main
 from lungai.data.phantom import make_phantom
 from lungai.errors import WeightsError
 from lungai.io.findings import ESTIMATE_LABEL, load_findings
+from lungai.pipeline.availability import default_tasks, tasks_with_weights
 from lungai.pipeline.config import ALL_TASKS, RunConfig
 from lungai.pipeline.lung_rads import lung_rads_category
-from lungai.pipeline.availability import default_tasks, tasks_with_weights
 from lungai.pipeline.runner import run_pipeline
 from lungai.preprocessing.candidates import find_candidates
 from lungai.weights.manifest import read_manifest
-from shared_data import require
-from tiny_weights import PIPELINE_MODELS, release, train_tiny
 
 pytestmark = pytest.mark.slow
 
@@ -197,9 +197,9 @@ def test_weights_trained_on_another_roi_are_refused(tiny_release: Path, phantom_
 
 def test_each_detection_keeps_its_own_mask_when_segmented_together(tiny_release: Path) -> None:
     from lungai.data.phantom import NODULES
+    from lungai.inference.voi_segmentation import VoiInference
     from lungai.pipeline.detection import Detection
     from lungai.pipeline.models import ModelStore
-    from lungai.inference.voi_segmentation import VoiInference
     from lungai.pipeline.nodules import segment_detection, segment_detections
 
     phantom = make_phantom()

@@ -11,16 +11,23 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from shared_data import require
+from synthetic_scans import box_phantom, write_dicom_series, write_image
 
 from lungai import labels
 from lungai.data.phantom import LUNG_HU, make_phantom
 from lungai.io.reader import read_scan
 from lungai.io.volume import CTVolume
-from lungai.preprocessing.densitometry import (LAA_856_NOTE, NO_HEADER_NOTE, DensitometryConfig, densitometry_notes,
-                                               densitometry_warnings, describe_acquisition, is_sharp_kernel,
-                                               measure_densitometry)
-from shared_data import require
-from synthetic_scans import box_phantom, write_dicom_series, write_image
+from lungai.preprocessing.densitometry import (
+    LAA_856_NOTE,
+    NO_HEADER_NOTE,
+    DensitometryConfig,
+    densitometry_notes,
+    densitometry_warnings,
+    describe_acquisition,
+    is_sharp_kernel,
+    measure_densitometry,
+)
 
 RIGHT, LEFT = labels.LUNG_RIGHT.value, labels.LUNG_LEFT.value
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from scipy import ndimage
-
 from shared_data import require
+
 from lungai import labels
 from lungai.data.phantom import Phantom, PhantomConfig, make_phantom
 from lungai.errors import NoLungsFoundError

@@ -16,11 +16,20 @@ import numpy as np
 import SimpleITK as sitk
 
 from lungai import labels
-from lungai.io.findings import (Densitometry, DetectionInfo, Emphysema, Findings, InputInfo, LungVolume, Malignancy,
-                                RunInfo, write_findings_json)
+from lungai.io.findings import (
+    Densitometry,
+    DetectionInfo,
+    Emphysema,
+    Findings,
+    InputInfo,
+    LungVolume,
+    Malignancy,
+    RunInfo,
+    write_findings_json,
+)
 from lungai.io.segmentation import write_seg_nrrd
-from lungai.pipeline.lung_rads import lung_rads_category
 from lungai.pipeline.lesion_record import nodule_finding
+from lungai.pipeline.lung_rads import lung_rads_category
 from lungai.pipeline.operating_points import OPERATING_POINTS, is_categorised, passed_operating_point
 from lungai.preprocessing.measurements import measure_lesion
 

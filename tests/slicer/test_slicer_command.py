@@ -10,10 +10,18 @@ from lungai.cli.main import cli
 from lungai.pipeline.availability import tasks_with_weights
 from lungai.pipeline.config import ALL_TASKS
 from lungai.pipeline.operating_points import OPERATING_POINTS
-from lungai.slicer.command import (DEFAULT_MIN_DETECTION_SCORE, DEVICE_CHOICES, LOWEST_DETECTION_SCORE, RunRequest,
-                                   build_run_command, device_argument, selected_tasks, task_availability)
-from lungai.weights.manifest import Manifest, read_manifest
+from lungai.slicer.command import (
+    DEFAULT_MIN_DETECTION_SCORE,
+    DEVICE_CHOICES,
+    LOWEST_DETECTION_SCORE,
+    RunRequest,
+    build_run_command,
+    device_argument,
+    selected_tasks,
+    task_availability,
+)
 from lungai.slicer.run_folder import RunFolder, safe_stem
+from lungai.weights.manifest import Manifest, read_manifest
 
 
 def test_the_command_runs_the_cli_module_with_jsonl_progress(tmp_path: Path) -> None:

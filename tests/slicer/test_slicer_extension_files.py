@@ -11,10 +11,10 @@ from pathlib import Path
 
 import imageio.v3 as iio
 import pytest
+from shared_data import REPO_ROOT
 
 from lungai.pipeline.config import ALL_TASKS
 from lungai.slicer.command import DEVICE_CHOICES, device_argument
-from shared_data import REPO_ROOT
 
 MODULE = REPO_ROOT / "LungAI"
 MODULE_CMAKE = (MODULE / "CMakeLists.txt").read_text()

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-
 from fake_process import FakeProcess, event_line
+
 from lungai.slicer.job import AnalysisJob
 from lungai.slicer.run_folder import RunFolder
 from lungai.slicer.runner import RunOutcome, RunStatus

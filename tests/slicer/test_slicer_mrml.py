@@ -15,23 +15,35 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import slicerio
+from mrml_helpers import SLICER_CORE_MISSING, add_volume_node, ijk_to_ras, vtk_matrix_array
+from shared_data import require
 
 from lungai import labels
-from lungai.io.findings import (Centroid, Densitometry, Emphysema, Findings, InputInfo, LungVolume, Malignancy,
-                                Nodule, RunInfo, load_findings, write_findings_json)
+from lungai.io.findings import (
+    Centroid,
+    Densitometry,
+    Emphysema,
+    Findings,
+    InputInfo,
+    LungVolume,
+    Malignancy,
+    Nodule,
+    RunInfo,
+    load_findings,
+    write_findings_json,
+)
 from lungai.io.reader import read_scan, to_original_orientation
 from lungai.io.segmentation import write_seg_nrrd
 from lungai.pipeline.config import RunConfig
 from lungai.pipeline.runner import run_pipeline
-from mrml_helpers import SLICER_CORE_MISSING, add_volume_node, ijk_to_ras, vtk_matrix_array
-from shared_data import require
 
 pytestmark = pytest.mark.slicer_core
 slicer = pytest.importorskip("slicer", reason=SLICER_CORE_MISSING)
 
-from lungai.slicer.mrml import NODULE_ID_COLUMN, LoadedResults, load_results  # noqa: E402 - needs VTK
 from vtkmodules.util import numpy_support  # noqa: E402
 from vtkmodules.vtkCommonMath import vtkMatrix4x4  # noqa: E402
+
+from lungai.slicer.mrml import NODULE_ID_COLUMN, LoadedResults, load_results  # noqa: E402 - needs VTK
 
 NODULES = {  # id: (voxel box (z, y, x) slices, detection score, type)
     1: ((slice(4, 6), slice(10, 13), slice(8, 11)), 0.92, "solid"),

@@ -9,8 +9,15 @@ from typing import Any
 import pytest
 
 from lungai.pipeline.operating_points import OPERATING_POINTS
-from lungai.slicer.results import (EmphysemaRow, NoduleRow, OutputFiles, emphysema_rows, find_output_files,
-                                   nodule_row, summary_text)
+from lungai.slicer.results import (
+    EmphysemaRow,
+    NoduleRow,
+    OutputFiles,
+    emphysema_rows,
+    find_output_files,
+    nodule_row,
+    summary_text,
+)
 from lungai.slicer.review import Review, operating_point_name
 
 NODULE = {

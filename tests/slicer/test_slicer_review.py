@@ -17,6 +17,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import slicerio
+from mrml_helpers import SLICER_CORE_MISSING, add_volume_node
+from review_case import LESIONS, SPACING_XYZ, lesion_mask, machine_findings, make_ct, on_lps_grid, write_case
+from shared_data import require
 
 from lungai import labels
 from lungai.io.findings import load_findings, write_findings_json
@@ -25,20 +28,17 @@ from lungai.io.segmentation import write_seg_nrrd
 from lungai.io.volume import CTVolume
 from lungai.pipeline.lung_rads import lung_rads_category
 from lungai.pipeline.operating_points import OPERATING_POINTS
-from mrml_helpers import SLICER_CORE_MISSING, add_volume_node
-from review_case import LESIONS, SPACING_XYZ, lesion_mask, machine_findings, make_ct, on_lps_grid, write_case
-from shared_data import require
 
 pytestmark = pytest.mark.slicer_core
 slicer = pytest.importorskip("slicer", reason=SLICER_CORE_MISSING)
 
+from vtkmodules.util import numpy_support  # noqa: E402
+
 from lungai.slicer.mrml import CHARACTERISTICS_COLUMN, NODULE_ID_COLUMN, LoadedResults, load_results  # noqa: E402
 from lungai.slicer.remeasure import remeasure  # noqa: E402
-from lungai.slicer.report import (REVIEWED_SERIES_DESCRIPTION, findings_from_dict, save_review,  # noqa: E402
-                                  save_reviewed_report)
+from lungai.slicer.report import REVIEWED_SERIES_DESCRIPTION, findings_from_dict, save_review, save_reviewed_report  # noqa: E402
 from lungai.slicer.review import ACCEPTED_RULE  # noqa: E402
 from lungai.slicer.scene_images import label_image, segment_mask, volume_image  # noqa: E402
-from vtkmodules.util import numpy_support  # noqa: E402
 
 BALANCED = OPERATING_POINTS["balanced"].threshold
 HIGH = OPERATING_POINTS["high"].threshold

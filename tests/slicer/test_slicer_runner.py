@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 import SimpleITK as sitk
+from fake_process import FakeProcess, event_line
 
 from lungai.data.phantom import PhantomConfig, make_phantom
 from lungai.slicer.command import RunRequest, build_run_command
 from lungai.slicer.process import BackgroundProcess
 from lungai.slicer.progress import ProgressUpdate
 from lungai.slicer.runner import CliRun, RunOutcome, RunStatus, failure_message
-from fake_process import FakeProcess, event_line
 
 OUTPUT = Path("/runs/1/results")
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from click.testing import CliRunner
 import pytest
+from click.testing import CliRunner
+from shared_data import require
 
 from lungai.cli.main import cli
 from lungai.models.checkpoint import load_model
-from shared_data import require
 
 pytestmark = pytest.mark.slow
 

@@ -156,7 +156,8 @@ def test_the_scanner_checkpoint_runs_in_lungai_run(data_root: Path, tiny_csv: Pa
     low = label_map == labels.LOW_ATTENUATION.value
     assert low.any() and (hu[low] < -950).all()
     assert np.count_nonzero(low) == pytest.approx(np.count_nonzero(label_map > 0)
-                                                  * emphysema["densitometry"]["total"]["laa_950_percent"] / 100, rel=0.01)
+                                                  * emphysema["densitometry"]["total"]["laa_950_percent"] / 100,
+                                                  rel=0.01)
 
     without = run_pipeline(RunConfig(input=scan, output=tmp_path / "plain", tasks=("emphysema",), device="cpu",
                                      manifest=_manifest_with(None, tmp_path / "empty")))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from shared_data import require
+
 from lungai.data.holdout import WHOLE_SCAN_TEST_PATIENTS
 from lungai.data.splits import load_split
 from lungai.training.recipes import make_config
 from lungai.training.trainer import _split_cases
-from shared_data import require
 
 
 def test_split_parts_are_patient_disjoint() -> None:

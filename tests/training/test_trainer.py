@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
+from shared_data import require
 
 from lungai.errors import WeightsError
 from lungai.models.checkpoint import load_model
 from lungai.training.recipes import make_config
 from lungai.training.trainer import TrainEvent, _make_datasets, _split_cases, train
-from shared_data import require
 
 TINY_CNN = {"filters": (4, 8, 8), "hidden": 16}
 TINY_UNET = {"filters": (2, 4, 8, 16), "bottom_filters": 16}

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cli_runner import run_cli
 from weights_helpers import NAME, flip_last_byte
 
-from cli_runner import run_cli
 from lungai.weights.manifest import Manifest
 from lungai.weights.resolver import weights_dir
 

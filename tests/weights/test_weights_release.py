@@ -21,7 +21,8 @@ from lungai.weights.resolver import Source, locate, resolve, weights_info
 def _release_file(tmp_path: Path, run: Path, metrics_file: Path) -> Path:
     spec = {"name": NAME, "run": str(run), "dtype": "float16", "repo_id": "lungai/nodule_cnn2d-lidc",
             "license": "apache-2.0", "training_data": ["LIDC-IDRI (train split)"],
-            "evaluation_data": "a tiny test", "metrics_file": str(metrics_file), "metrics": ["auc", "test.cpm", "methods.1.auc"],
+            "evaluation_data": "a tiny test", "metrics_file": str(metrics_file),
+            "metrics": ["auc", "test.cpm", "methods.1.auc"],
             "metrics_command": "lungai evaluate malignancy --weights weights/nodule_cnn2d ...",
             "intended_use": "Testing releases.", "limitations": ["Random weights."],
             "inference": {"threshold": 0.4}}
@@ -55,7 +56,8 @@ def test_manifest_needs_the_evaluation_then_verifies(tmp_path: Path, tiny_model:
                                         "methods": [{"auc": 0.1}, {"auc": 0.9}]}))
     manifest = read_manifest(write_manifest(specs, package))
     entry = manifest.get(NAME)
-    assert entry.metrics == {"auc": 0.8765, "test_cpm": 0.5, "methods_1_auc": 0.9} and entry.dtype == "float16" and not entry.published
+    assert (entry.metrics == {"auc": 0.8765, "test_cpm": 0.5, "methods_1_auc": 0.9} and entry.dtype == "float16"
+            and not entry.published)
     resolved = locate(NAME, manifest)
     assert resolved is not None and resolved.source is Source.BUNDLED
     assert "not on the Hugging Face Hub yet" in (package / NAME / "README.md").read_text()

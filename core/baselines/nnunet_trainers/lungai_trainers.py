@@ -32,7 +32,8 @@ class nnUNetTrainer_LungAISmoke(nnUNetTrainerNoMirroring):  # noqa: N801 - nnU-N
 
 
 class nnUNetTrainer_LungAIShortCPU(nnUNetTrainer):  # noqa: N801 - nnU-Net's trainer naming
-    """Ten epochs of 25 iterations (a tenth of one default epoch each): a baseline for about half an hour of one CPU core."""
+    """Ten epochs of 25 iterations (a tenth of one default epoch each): a baseline for about half an hour of one CPU
+    core."""
 
     # nnU-Net reads the parameter names of __init__ to save them: they must be spelled out.
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
