@@ -167,7 +167,8 @@ MassSegmenter = Callable[[Detection], SegmentedNodule]
 
 def segment_detections(model: nn.Module, hu: np.ndarray, image: sitk.Image, detections: Sequence[Detection],
                        inference: VoiInference = VoiInference(), region: np.ndarray | None = None,
-                       mass_segmenter: MassSegmenter | None = None) -> list[SegmentedNodule]:
+                       mass_segmenter: MassSegmenter | None = None,
+                       on_segmented: Callable[[int, int], None] | None = None) -> list[SegmentedNodule]:
     """Segment every detection, drop what is not a lung lesion, and resolve overlaps.
 
     Masses are segmented first (by ``mass_segmenter`` when given, else like a nodule), then blob
@@ -176,17 +177,21 @@ def segment_detections(model: nn.Module, hu: np.ndarray, image: sitk.Image, dete
     :func:`~lungai.preprocessing.lesion_region.lesion_plausibility` drops hilar, mediastinal,
     tubular and overgrown segmentations.
 
+    ``on_segmented(done, total)`` is called after each detection (progress).
+
     Returns:
         The non-empty lesions, in the order they were segmented.
     """
     spacing = spacing_zyx(image)
     taken = np.zeros(hu.shape, bool)
     kept: list[SegmentedNodule] = []
-    for detection in sorted(detections, key=_priority):
+    for done, detection in enumerate(sorted(detections, key=_priority), start=1):
         if detection.source == "mass" and mass_segmenter is not None:
             nodule = mass_segmenter(detection)
         else:
             nodule = segment_detection(model, hu, image, detection, inference, region)
+        if on_segmented is not None:
+            on_segmented(done, len(detections))
         where = tuple(round(v, 1) for v in detection.centre_lps_mm)
         if region is not None and nodule.mask.any():
             blob_radius = detection.radius_mm if detection.source == "blob" else None

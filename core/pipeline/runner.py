@@ -172,6 +172,13 @@ def detection_info(config: RunConfig) -> DetectionInfo:
     return DetectionInfo(config.sensitivity, point.threshold, point.sensitivity, fp, limits)
 
 
+def _time_left(elapsed_s: float, done: int, total: int) -> str:
+    """``, about N s left`` at the pace so far (detections differ in cost: a rough estimate), or nothing."""
+    if done >= total or done == 0:
+        return ""
+    return f", about {elapsed_s / done * (total - done):.0f} s left"
+
+
 def _nodules(state: RunState) -> None:
     assert state.volume is not None and state.lungs is not None
     image = state.volume.image
@@ -195,8 +202,14 @@ def _nodules(state: RunState) -> None:
 
     masses = sum(detection.source == "mass" for detection in detections)
     state.step(f"segmenting {len(detections)} detections ({masses} by the mass rule)", 0.3)
+    started = time.perf_counter()
+
+    def report_segmented(done: int, total: int) -> None:
+        state.step(f"segmented {done} of {total} detections{_time_left(time.perf_counter() - started, done, total)}",
+                   0.3 + 0.6 * done / total)
+
     state.nodule_masks = segment_detections(state.models.get(SEGMENTATION_MODEL), hu, image, detections, inference,
-                                            region, mass_segmenter)
+                                            region, mass_segmenter, report_segmented)
     z_ranges = lung_z_ranges(lung_labels)
     for index, segmented in enumerate(state.nodule_masks, start=1):
         state.step(f"measuring lesion {index} of {len(state.nodule_masks)}",

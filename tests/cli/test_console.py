@@ -64,8 +64,20 @@ def test_progress_inside_the_nodules_stage(tmp_path: Path, capsys) -> None:
     assert steps[0] == "finding the lesion search region and masses"
     assert any(step.startswith("scoring ") and step.endswith(" candidates") for step in steps)
     assert any(step.startswith("segmenting ") for step in steps)
+    segmented = [step for step in steps if step.startswith("segmented ")]
+    assert segmented and segmented[-1].endswith(" detections")  # the last one: no time left to estimate
+    if len(segmented) > 1:
+        assert " s left" in segmented[0]
     fractions = [e["fraction"] for e in events]
     assert fractions == sorted(fractions)
+
+
+def test_the_time_left_is_the_pace_so_far() -> None:
+    from lungai.pipeline.runner import _time_left
+
+    assert _time_left(10.0, 2, 6) == ", about 20 s left"
+    assert _time_left(10.0, 6, 6) == ""
+    assert _time_left(0.0, 0, 6) == ""
 
 
 def test_held_warnings_are_printed_when_the_run_fails(capsys) -> None:
