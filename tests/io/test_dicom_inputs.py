@@ -3,6 +3,7 @@ one folder, every download named ``dicom.zip``."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import zipfile
 from pathlib import Path
@@ -54,6 +55,26 @@ def test_a_localizer_in_the_series_is_left_out(lidc20_folder: Path, lidc_copy: P
     assert with_scout.warnings == clean.warnings == []
     assert [h.SOPInstanceUID for h in with_scout.dicom_headers] == [h.SOPInstanceUID for h in clean.dicom_headers]
     assert str(localizer) not in with_scout.dicom_files
+
+
+def test_a_run_with_a_localizer_in_the_series_finds_and_writes_the_same(lidc20_folder: Path, lidc_copy: Path,
+                                                                          tmp_path: Path) -> None:
+    from lungai.pipeline.config import RunConfig
+    from lungai.pipeline.runner import run_pipeline
+
+    add_localizer(lidc_copy, image_type=["ORIGINAL", "PRIMARY", "LOCALIZER"])
+    results = {}
+    for name, series in (("clean", lidc20_folder), ("scout", lidc_copy)):
+        out = tmp_path / name
+        run_pipeline(RunConfig(input=series, output=out, tasks=("lungs", "emphysema"), device="cpu"))
+        findings = json.loads((out / "findings.json").read_text())
+        assert list(out.glob("*.seg.dcm")), f"no DICOM SEG written for the {name} series"
+        results[name] = findings
+    clean, scout = results["clean"], results["scout"]
+    assert scout["lungs"] == clean["lungs"] and scout["emphysema"] == clean["emphysema"]
+    for key in ("size_xyz", "spacing_xyz_mm", "series_uid"):
+        assert scout["input"][key] == clean["input"][key]
+    assert scout["warnings"] == clean["warnings"]
 
 
 def test_a_series_of_localizers_only_is_kept(tmp_path: Path) -> None:
