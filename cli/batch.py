@@ -90,7 +90,7 @@ def _list_cases(found: Discovery) -> None:
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("-o", "--output", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Batch folder: one folder per case (as `lungai run` writes it), cohort.csv, "
-                   "cohort_nodules.csv, batch.json and manifest.jsonl. Rerunning into it resumes.")
+                   "cohort_nodules.csv, cohort.html, batch.json and manifest.jsonl. Rerunning into it resumes.")
 @click.option("--dry-run", is_flag=True, help="List the cases found (and what is skipped) without running anything.")
 @click.option("--all-series", is_flag=True,
               help="Every CT series of a DICOM study is a case (default: the one with most slices, as `lungai run`).")

@@ -1,4 +1,4 @@
-"""The cohort tables of a batch: ``cohort.csv``, ``cohort_nodules.csv`` and ``batch.json``.
+"""The cohort tables of a batch: ``cohort.csv``, ``cohort_nodules.csv``, ``cohort.html`` and ``batch.json``.
 
 Each is rewritten whole from the manifest's entries (through a temporary file and a rename, so
 a reader never sees half a table) as cases finish and once more at the end.
@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from lungai.batch.cohort_html import write_cohort_html
 from lungai.io.findings import NODULE_CSV_COLUMNS, Findings
 
 #: One row per case in ``cohort.csv``.
@@ -67,13 +68,19 @@ def read_nodule_rows(nodules_csv: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(stream))
 
 
-def write_cohort_tables(out_dir: Path, entries: Iterable[dict[str, Any]]) -> None:
-    """Write ``cohort.csv`` and ``cohort_nodules.csv`` from the manifest entries, sorted by case id."""
+def write_cohort_tables(out_dir: Path, entries: Iterable[dict[str, Any]],
+                        batch: dict[str, Any] | None = None) -> None:
+    """Write ``cohort.csv``, ``cohort_nodules.csv`` and ``cohort.html`` from the manifest entries, by case id.
+
+    ``batch`` is the data of ``batch.json`` (plus ``skipped``) for the header of ``cohort.html``.
+    """
     ordered = sorted(entries, key=lambda entry: entry["case_id"])
-    _write_csv(out_dir / "cohort.csv", COHORT_COLUMNS, (_cohort_row(entry) for entry in ordered))
+    rows = [_cohort_row(entry) for entry in ordered]
+    _write_csv(out_dir / "cohort.csv", COHORT_COLUMNS, rows)
     nodule_rows = ({"case_id": entry["case_id"], **row} for entry in ordered if entry.get("status") == "done"
                    for row in entry.get("nodules", []))
     _write_csv(out_dir / "cohort_nodules.csv", COHORT_NODULE_COLUMNS, nodule_rows)
+    write_cohort_html(out_dir / "cohort.html", rows, batch)
 
 
 def _cohort_row(entry: dict[str, Any]) -> dict[str, Any]:

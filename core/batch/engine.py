@@ -7,7 +7,7 @@ default), not once per scan. A case runs :func:`lungai.pipeline.runner.run_pipel
 code and the same atomic writer as ``lungai run``, into ``OUT_DIR/<case_id>``. A user error in a case (a bad scan)
 makes it a ``failed`` entry with its exit code and message, and the batch goes on. As each
 case ends the client appends it to the manifest (:mod:`lungai.batch.manifest`) and rewrites
-the cohort tables (:mod:`lungai.batch.cohort`).
+the cohort tables and page (:mod:`lungai.batch.cohort`, :mod:`lungai.batch.cohort_html`).
 """
 
 from __future__ import annotations
@@ -210,10 +210,13 @@ def dask_client(engine: EngineOptions) -> Iterator[Any]:
 
 
 class _Tables:
-    """Rewrites the cohort tables at most every :data:`TABLES_EVERY_S` seconds, and on :meth:`flush`."""
+    """Rewrites the cohort tables at most every :data:`TABLES_EVERY_S` seconds, and on :meth:`flush`.
 
-    def __init__(self, out_dir: Path, entries: dict[str, dict[str, Any]]) -> None:
-        self.out_dir, self.entries, self._written = out_dir, entries, 0.0
+    ``batch`` is the data of ``batch.json`` (plus ``skipped``) that heads ``cohort.html``.
+    """
+
+    def __init__(self, out_dir: Path, entries: dict[str, dict[str, Any]], batch: dict[str, Any]) -> None:
+        self.out_dir, self.entries, self.batch, self._written = out_dir, entries, batch, 0.0
 
     def update(self, entry: dict[str, Any]) -> None:
         """Record a finished case and rewrite the tables when they are due."""
@@ -223,7 +226,7 @@ class _Tables:
 
     def flush(self) -> None:
         """Rewrite the tables now."""
-        write_cohort_tables(self.out_dir, self.entries.values())
+        write_cohort_tables(self.out_dir, self.entries.values(), self.batch)
         self._written = time.monotonic()
 
 
@@ -255,9 +258,10 @@ def run_batch(cases: list[Case], out_dir: Path, options: RunOptions, engine: Eng
     outcome = BatchOutcome(total=len(cases), skipped=len(kept))
     info = {"lungai_version": __version__, "settings": settings, "engine": asdict(engine), "command": command,
             "started_utc": utc_timestamp(), "finished_utc": None}
-    tables = _Tables(out_dir, kept)
+    counts = _counts(kept.values(), len(cases))
+    tables = _Tables(out_dir, kept, {**info, "counts": counts, "skipped": len(kept)})
     tables.flush()
-    write_batch_json(out_dir, {**info, "counts": _counts(kept.values(), len(cases))})
+    write_batch_json(out_dir, {**info, "counts": counts})
     start = time.perf_counter()
     on_event(ProgressEvent(event="start", total=len(cases), message=f"lungai {__version__} batch of {len(cases)} cases",
                            data={"output": str(out_dir), "cases": len(cases), "to_run": len(todo),
@@ -270,8 +274,11 @@ def run_batch(cases: list[Case], out_dir: Path, options: RunOptions, engine: Eng
         remove_stale_staging(out_dir)
     outcome.done = sum(entry["status"] == "done" for entry in tables.entries.values())
     outcome.failed = sorted(case_id for case_id, entry in tables.entries.items() if entry["status"] != "done")
-    write_batch_json(out_dir, {**info, "finished_utc": utc_timestamp(), "weights": _weights(out_dir, tables.entries),
-                               "counts": _counts(tables.entries.values(), len(cases))})
+    final = {**info, "finished_utc": utc_timestamp(), "weights": _weights(out_dir, tables.entries),
+             "counts": _counts(tables.entries.values(), len(cases))}
+    write_batch_json(out_dir, final)
+    tables.batch = {**final, "skipped": outcome.skipped}
+    tables.flush()  # once more, so that cohort.html shows the end of the batch
     on_event(ProgressEvent(event="done", index=len(cases), total=len(cases), fraction=1.0,
                            elapsed_s=time.perf_counter() - start,
                            data={"output": str(out_dir), "done": outcome.done, "failed": len(outcome.failed),

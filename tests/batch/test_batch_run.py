@@ -103,6 +103,15 @@ def test_batch_json_records_settings_counts_and_weights(first_batch) -> None:
     assert info["started_utc"] <= info["finished_utc"] and info["lungai_version"]
 
 
+def test_cohort_html_summarises_the_batch(first_batch) -> None:
+    out, _, _ = first_batch
+    page = (out / "cohort.html").read_text(encoding="utf-8")
+    assert page.count("data:image/png;base64,") == 2  # lung volume and LAA-950; no nodules task
+    assert "<script" not in page and "LungAI cohort summary" in page
+    assert all(f"<td>{case}</td>" in page for case in ("corrupt", "no_lungs", "chest_a"))
+    assert json.loads((out / "batch.json").read_text())["finished_utc"] in page
+
+
 def test_jsonl_progress_has_one_event_per_case_start_and_end(first_batch) -> None:
     _, _, events = first_batch
     assert events[0]["event"] == "start" and events[0]["data"]["to_run"] == 5
