@@ -195,6 +195,7 @@ def dask_client(engine: EngineOptions) -> Iterator[Any]:
     """A Dask client: to ``engine.scheduler``, or to a LocalCluster of worker processes started here."""
     import importlib.util
 
+    import dask
     from distributed import Client, LocalCluster
 
     if engine.scheduler:
@@ -203,10 +204,24 @@ def dask_client(engine: EngineOptions) -> Iterator[Any]:
         return
     dashboard = ":8787" if importlib.util.find_spec("bokeh") else None
     workers = engine.workers or default_workers()
-    with LocalCluster(n_workers=workers, threads_per_worker=engine.threads_per_worker,
-                      memory_limit=engine.memory_limit, processes=True, dashboard_address=dashboard) as cluster, \
+    spawn_env = {**dask.config.get("distributed.nanny.pre-spawn-environ"),
+                 **native_threads_env(workers, engine.threads_per_worker)}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env}), \
+            LocalCluster(n_workers=workers, threads_per_worker=engine.threads_per_worker,
+                         memory_limit=engine.memory_limit, processes=True, dashboard_address=dashboard) as cluster, \
             Client(cluster) as client:
         yield client
+
+
+def native_threads_env(workers: int, threads_per_worker: int) -> dict[str, int]:
+    """Native thread counts (torch, BLAS) for local workers: the machine's cores shared among their cases.
+
+    Dask starts workers with one native thread each (``OMP_NUM_THREADS=1``), which leaves cores idle
+    when there are fewer case slots than cores (``--workers 1`` on two cores ran 0.67 times as fast
+    as a loop of ``lungai run``, benchmarks/bench_batch.py).
+    """
+    threads = max(1, (os.cpu_count() or 1) // max(1, workers * threads_per_worker))
+    return {name: threads for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
 
 
 class _Tables:

@@ -159,3 +159,15 @@ def test_rerun_skips_done_cases_redoes_changed_ones_and_retries_failed_on_reques
     code, events, _ = run_batch_process([str(tree), "-o", str(out), "--tasks", "lungs", "--device", "cpu",
                                          *ENGINE_ARGS])
     assert events[0]["data"]["to_run"] == 5  # other settings: every case again
+
+
+def test_local_workers_share_the_cores_among_their_case_slots() -> None:
+    from lungai.batch.engine import EngineOptions, dask_client, native_threads_env
+
+    cores = os.cpu_count() or 1
+    assert native_threads_env(1, 1)["OMP_NUM_THREADS"] == cores
+    assert native_threads_env(cores, 1)["OMP_NUM_THREADS"] == 1
+    assert native_threads_env(4 * cores, 2)["OMP_NUM_THREADS"] == 1
+    with dask_client(EngineOptions(workers=1, threads_per_worker=1)) as client:
+        threads = client.run(lambda: __import__("torch").get_num_threads())
+    assert list(threads.values()) == [cores]
