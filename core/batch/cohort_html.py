@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lungai.io.report_html import html_page
+
 logger = logging.getLogger(__name__)
 
 #: Rows of the slowest-cases table.
@@ -74,7 +76,7 @@ def cohort_page(rows: Sequence[dict[str, Any]], batch: dict[str, Any]) -> str:
     body = "\n".join([_header(rows, done, failed, batch),
                       *(_histogram_section(spec, done) for spec in _HISTOGRAMS),
                       _slowest_section(rows), _failed_section(failed)])
-    return _PAGE.format(title=html.escape("LungAI cohort summary"), css=_CSS, body=body)
+    return html_page("LungAI cohort summary", _CSS, body)
 
 
 def _header(rows: Sequence[dict[str, Any]], done: Sequence[dict[str, Any]], failed: Sequence[dict[str, Any]],
@@ -196,19 +198,6 @@ def _text(value: Any, missing: str) -> str:
     """A cell as text, ``missing`` when it is empty."""
     return missing if value is None or value == "" else str(value)
 
-
-_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>{title}</title>
-<style>{css}</style>
-</head>
-<body>
-{body}
-</body>
-</html>
-"""
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1100px;

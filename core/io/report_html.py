@@ -124,8 +124,7 @@ def write_report_html(findings: Findings, ct: CTVolume, label_image: sitk.Image,
     body = "\n".join([_header(findings, numbers), _lung_table(findings), _nodule_table(findings, lesions, numbers),
                       _management(findings), _warnings(findings),
                       _qc_view(findings, hu, label_voxels, ct.image, numbers, config), *figures, _footer(findings)])
-    Path(path).write_text(_PAGE.format(title=html.escape(f"LungAI report: {_scan_name(findings)}"),
-                                       css=_CSS, body=body), encoding="utf-8")
+    Path(path).write_text(html_page(f"LungAI report: {_scan_name(findings)}", _CSS, body), encoding="utf-8")
     logger.info("wrote %s (lung-mask check and %d lesion figures)", path, len(figures))
 
 
@@ -363,6 +362,12 @@ _PAGE = """<!DOCTYPE html>
 </body>
 </html>
 """
+
+
+def html_page(title: str, css: str, body: str) -> str:
+    """A whole offline HTML page: ``title`` (escaped here), inline ``css`` and the ``body`` markup."""
+    return _PAGE.format(title=html.escape(title), css=css, body=body)
+
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1100px;
