@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from lungai.cli.options import command_line, device_callback, progress_mode, tasks_callback
+from lungai.cli.options import analysis_options, command_line, device_callback, progress_mode, tasks_callback
 from lungai.errors import CasesFailedError
-from lungai.pipeline.config import ALL_TASKS, SENSITIVITIES
+from lungai.pipeline.config import ALL_TASKS
 from lungai.pipeline.progress import ProgressCallback, ProgressEvent
 
 if TYPE_CHECKING:
@@ -115,17 +115,7 @@ def _list_cases(found: Discovery) -> None:
                    "jsonl: one JSON event per case start, finish and failure on stdout.")
 @click.option("--force", is_flag=True, help="Skip soft input checks (e.g. intensities that do not look like HU).")
 @click.option("--patient-id", "include_patient_id", is_flag=True, help="Copy the DICOM PatientID into findings.json.")
-@click.option("--sensitivity", type=click.Choice(SENSITIVITIES), default="balanced", show_default=True,
-              help="Nodule detection operating point.")
-@click.option("--detection-threshold", type=click.FloatRange(0.0, 1.0), default=None, metavar="SCORE",
-              help="Report nodules with a detection score at or above SCORE (overrides --sensitivity).")
-@click.option("--max-nodules", type=click.IntRange(0), default=30, show_default=True,
-              help="Segment and report at most this many nodules per case.")
-@click.option("--weights-manifest", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
-              help="A weights manifest.json to use instead of the installed one.")
-@click.option("--emphysema-map", is_flag=True, help="Add the low-attenuation (< -950 HU) segment to each segmentation.")
-@click.option("--emphysema-probability", is_flag=True,
-              help="Also report the convlstm_scanner emphysema probability (demonstration weights, not validated).")
+@analysis_options
 @click.pass_context
 def batch(ctx: click.Context, inputs: tuple[str, ...], output: Path | None, dry_run: bool, all_series: bool,
           retry_failed: bool, workers: int | None, threads_per_worker: int, memory_limit: str, scheduler: str | None,

@@ -21,12 +21,12 @@ from lungai import __version__
 from lungai.cli.batch import batch
 from lungai.cli.console import setup_logging, warnings_after_results
 from lungai.cli.group import SectionedGroup
-from lungai.cli.options import command_line, device_callback, progress_mode, tasks_callback
+from lungai.cli.options import analysis_options, command_line, device_callback, progress_mode, tasks_callback
 from lungai.cli.progress import make_reporter
 from lungai.cli.signals import Stopped, stop_on_signals
 from lungai.cli.weights import weights
 from lungai.errors import EXIT_CODES, SIGNAL_EXIT_CODES, LungAIError
-from lungai.pipeline.config import ALL_TASKS, SENSITIVITIES, RunConfig
+from lungai.pipeline.config import ALL_TASKS, RunConfig
 
 if TYPE_CHECKING:
     from lungai.weights.manifest import Manifest
@@ -83,20 +83,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 @click.option("--patient-id", "include_patient_id", is_flag=True,
               help="Copy the DICOM PatientID into findings.json (off: findings.json, nodules.csv and "
                    "report.html carry no identifier; a DICOM SEG always carries the source's patient and study).")
-@click.option("--sensitivity", type=click.Choice(SENSITIVITIES), default="balanced", show_default=True,
-              help="Nodule detection operating point (its expected false positives per scan are printed).")
-@click.option("--detection-threshold", type=click.FloatRange(0.0, 1.0), default=None, metavar="SCORE",
-              help="Report nodules with a detection score at or above SCORE (overrides --sensitivity).")
-@click.option("--max-nodules", type=click.IntRange(0), default=30, show_default=True,
-              help="Segment and report at most this many nodules (the highest detection scores).")
-@click.option("--weights-manifest", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
-              help="A weights manifest.json to use instead of the installed one (site-specific releases).")
-@click.option("--emphysema-map", is_flag=True,
-              help="Add a segment of the lung voxels below -950 HU (low-attenuation areas) to the segmentation.")
-@click.option("--emphysema-probability", is_flag=True,
-              help="With the emphysema task, also report the convlstm_scanner emphysema probability. Its shipped "
-                   "weights are demonstration weights trained on simulated emphysema, not validated on real scans: "
-                   "the number is shown with that caveat and is not in the default outputs.")
+@analysis_options
 @click.pass_context
 def run(ctx: click.Context, scan: Path, output: Path | None, tasks: tuple[str, ...] | None, device: str, progress: str,
         overwrite: bool, force: bool, series_uid: str | None, include_patient_id: bool, sensitivity: str,
