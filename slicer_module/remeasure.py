@@ -24,8 +24,6 @@ import SimpleITK as sitk
 from lungai import labels
 from lungai.io.findings import Nodule
 from lungai.pipeline.lesion_record import nodule_finding
-from lungai.pipeline.lung_rads import lung_rads_category
-from lungai.pipeline.operating_points import is_categorised
 from lungai.preprocessing.measurements import LesionMeasurements, measure_lesion
 from lungai.slicer.mrml import LoadedResults
 from lungai.slicer.scene_images import segment_mask, volume_image
@@ -53,9 +51,6 @@ def measured_record(machine: dict[str, Any], measured: LesionMeasurements, grid:
     """
     nodule: Nodule = nodule_finding(int(machine["id"]), measured, grid, machine.get("detection_score"),
                                     machine.get("detected_by") or "blob")
-    nodule.operating_point = machine.get("operating_point")
-    if is_categorised(nodule):
-        nodule.lung_rads = lung_rads_category(measured.type, measured.diameters.mean_mm, measured.solid_component_mm)
     record = json.loads(json.dumps(dataclasses.asdict(nodule)))
     record["malignancy"] = machine.get("malignancy")
     return record

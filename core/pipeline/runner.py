@@ -52,11 +52,10 @@ from lungai.pipeline.availability import default_tasks
 from lungai.pipeline.config import RunConfig, describe_call, with_needed
 from lungai.pipeline.detection import Detection, DetectionConfig, detect_nodules, threshold_of
 from lungai.pipeline.lesion_record import nodule_finding
-from lungai.pipeline.lung_rads import lung_rads_category
 from lungai.pipeline.malignancy import nodules_malignancy
 from lungai.pipeline.models import ModelStore, load_run_manifest, require_weights
 from lungai.pipeline.nodules import DEFAULT_THRESHOLD, SEGMENTATION_MODEL, SegmentedNodule, segment_detections
-from lungai.pipeline.operating_points import KNOWN_LIMITATIONS, is_categorised, operating_point, passed_operating_point
+from lungai.pipeline.operating_points import KNOWN_LIMITATIONS, is_categorised, operating_point
 from lungai.pipeline.progress import ProgressCallback, ProgressEvent, ignore_progress
 from lungai.preprocessing.candidates import Candidate, find_candidates
 from lungai.preprocessing.densitometry import measure_densitometry
@@ -217,10 +216,6 @@ def _nodules(state: RunState) -> None:
         measured = measure_lesion(segmented.mask, hu, lung_labels, image, segmented.box, z_ranges)
         detection = segmented.detection
         nodule = nodule_finding(index, measured, image, detection.score, detection.source)
-        nodule.operating_point = passed_operating_point(segmented.detection.score)
-        if is_categorised(nodule):
-            nodule.lung_rads = lung_rads_category(measured.type, measured.diameters.mean_mm,
-                                                  measured.solid_component_mm)
         state.nodules.append(nodule)
     logger.info("nodules: %d lesions (%d masses) of %d detections", len(state.nodules),
                 sum(n.kind == "mass" for n in state.nodules), len(detections))

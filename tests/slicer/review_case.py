@@ -29,8 +29,7 @@ from lungai.io.findings import (
 )
 from lungai.io.segmentation import write_seg_nrrd
 from lungai.pipeline.lesion_record import nodule_finding
-from lungai.pipeline.lung_rads import lung_rads_category
-from lungai.pipeline.operating_points import OPERATING_POINTS, is_categorised, passed_operating_point
+from lungai.pipeline.operating_points import OPERATING_POINTS, is_categorised
 from lungai.preprocessing.measurements import measure_lesion
 
 SIZE_XYZ = (80, 70, 40)
@@ -134,10 +133,7 @@ def machine_findings(ct: sitk.Image, lungs: np.ndarray | None = None,
     for nodule_id, (mask, score) in lesions.items():
         measured = measure_lesion(on_lps_grid(ct, mask).astype(bool), hu, lungs, lps)
         nodule = nodule_finding(nodule_id, measured, lps, score, "blob" if score is not None else "mass")
-        nodule.operating_point = passed_operating_point(score)
         if is_categorised(nodule):
-            nodule.lung_rads = lung_rads_category(measured.type, measured.diameters.mean_mm,
-                                                  measured.solid_component_mm)
             nodule.malignancy = Malignancy(0.2 * nodule_id, ["nodule_cnn2d", "resnet50_3d"])
         nodules.append(nodule)
     high = OPERATING_POINTS["high"]
