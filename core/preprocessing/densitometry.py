@@ -42,6 +42,7 @@ import SimpleITK as sitk
 
 from lungai import labels
 from lungai.io.volume import CTVolume
+from lungai.preprocessing.emphysema_input import LAA_THRESHOLD_HU
 
 #: Thicker slices than this (mm) get a warning: the usual densitometry reference is <= 3 mm.
 MAX_SLICE_THICKNESS_MM = 3.0
@@ -77,7 +78,7 @@ class DensitometryConfig:
         percentile: the percentile of lung density reported (15 for Perc15).
     """
 
-    laa_thresholds_hu: tuple[int, ...] = (-950, -910, -856)
+    laa_thresholds_hu: tuple[int, ...] = (LAA_THRESHOLD_HU, -910, -856)
     percentile: float = 15.0
 
 
