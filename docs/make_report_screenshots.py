@@ -18,7 +18,6 @@ Exit status 0 on success; 1, with the reason logged, when the data, a run or Chr
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -27,16 +26,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import types
-import typing
 from pathlib import Path
-from typing import Any
 
 import SimpleITK as sitk
 from PIL import Image
 
 from lungai.errors import LungAIError
-from lungai.io.findings import Findings
+from lungai.io.findings import findings_from_dict
 from lungai.io.reader import read_scan
 from lungai.io.report_html import write_report_html
 
@@ -75,34 +71,6 @@ def run_scan(scan: Path, folder: Path) -> None:
         raise ScreenshotError(f"lungai run on {scan} exited {result.returncode}: {result.stderr.strip()[-500:]}")
 
 
-def load_findings_object(path: Path) -> Findings:
-    """A run's ``findings.json`` as a :class:`Findings`; fields this LungAI does not define stay as plain data."""
-    return _build(Findings, json.loads(path.read_text(encoding="utf-8")))
-
-
-def _build(kind: Any, value: Any) -> Any:
-    """``value`` (parsed JSON) as an instance of the type annotation ``kind``."""
-    if value is None:
-        return None
-    origin, arguments = typing.get_origin(kind), typing.get_args(kind)
-    if origin in (typing.Union, types.UnionType):
-        return _build(next(argument for argument in arguments if argument is not type(None)), value)
-    if dataclasses.is_dataclass(kind):
-        hints = typing.get_type_hints(kind)
-        init = {field.name for field in dataclasses.fields(kind) if field.init}
-        built = kind(**{key: _build(hints[key], item) for key, item in value.items() if key in init})
-        for key in value.keys() - {field.name for field in dataclasses.fields(kind)}:
-            setattr(built, key, value[key])
-        return built
-    if origin is list:
-        return [_build(arguments[0], item) for item in value]
-    if origin is dict:
-        return {key: _build(arguments[1], item) for key, item in value.items()}
-    if origin is tuple:
-        return tuple(value)
-    return value
-
-
 def render_report(scan: Path, run: Path, page: Path) -> None:
     """Write the report of the run in ``run`` to ``page`` with the current report code."""
     ct = read_scan(scan)
@@ -111,7 +79,8 @@ def render_report(scan: Path, run: Path, page: Path) -> None:
         raise ScreenshotError(f"no *_labels.nii.gz in {run}")
     label_image = sitk.DICOMOrient(sitk.ReadImage(str(label_path)), "LPS")
     label_image.CopyInformation(ct.image)
-    write_report_html(load_findings_object(run / "findings.json"), ct, label_image, page)
+    write_report_html(findings_from_dict(json.loads((run / "findings.json").read_text(encoding="utf-8"))), ct,
+                      label_image, page)
 
 
 def screenshot(chromium: str, page: Path, png: Path, width: int, colors: int) -> None:

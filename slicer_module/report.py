@@ -24,8 +24,6 @@ import logging
 import os
 import shutil
 import tempfile
-import types
-import typing
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +35,7 @@ from lungai.io.dicom_seg import SERIES_DESCRIPTION, SegReferenceError, write_dic
 from lungai.io.findings import (
     LESION_KINDS,
     DetectionInfo,
-    Findings,
+    findings_from_dict,
     utc_timestamp,
     write_findings_json,
     write_nodules_csv,
@@ -57,38 +55,6 @@ logger = logging.getLogger(__name__)
 MACHINE_FINDINGS_SUFFIX = "_findings_machine.json"
 #: Series description of a reviewed DICOM SEG.
 REVIEWED_SERIES_DESCRIPTION = f"{SERIES_DESCRIPTION}, reviewed"
-
-
-def findings_from_dict(data: dict[str, Any]) -> Findings:
-    """The :class:`~lungai.io.findings.Findings` of a findings dict (the layout of ``Findings.to_dict``).
-
-    Keys the dataclasses do not have are left out (with a debug log line).
-    """
-    return _from_plain(Findings, data)
-
-
-def _from_plain(kind: Any, value: Any) -> Any:
-    """``value`` (plain JSON types) as an instance of the annotated type ``kind``."""
-    if value is None:
-        return None
-    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
-        hints = typing.get_type_hints(kind)
-        fields = {item.name for item in dataclasses.fields(kind) if item.init}
-        unknown = set(value) - fields - {"schema_version"}
-        if unknown:
-            logger.debug("%s: left out %s", kind.__name__, ", ".join(sorted(unknown)))
-        return kind(**{name: _from_plain(hints[name], item) for name, item in value.items() if name in fields})
-    origin, arguments = typing.get_origin(kind), typing.get_args(kind)
-    if origin in (typing.Union, types.UnionType):
-        return _from_plain(next(argument for argument in arguments if argument is not type(None)), value)
-    if origin is list:
-        return [_from_plain(arguments[0], item) for item in value]
-    if origin is tuple:
-        return tuple(_from_plain(arguments[0] if arguments[-1] is Ellipsis else arguments[index], item)
-                     for index, item in enumerate(value))
-    if origin is dict:
-        return {key: _from_plain(arguments[1], item) for key, item in value.items()}
-    return value
 
 
 def detection_shown(detection: dict[str, Any] | None, min_detection_score: float) -> dict[str, Any] | None:

@@ -25,6 +25,8 @@ import dataclasses
 import json
 import logging
 import math
+import types
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -522,4 +524,36 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         logger.warning("a non-finite measurement (%s) is written as null", value)
         return None
+    return value
+
+
+def findings_from_dict(data: dict[str, Any]) -> Findings:
+    """The :class:`~lungai.io.findings.Findings` of a findings dict (the layout of ``Findings.to_dict``).
+
+    Keys the dataclasses do not have are left out (with a debug log line).
+    """
+    return _from_plain(Findings, data)
+
+
+def _from_plain(kind: Any, value: Any) -> Any:
+    """``value`` (plain JSON types) as an instance of the annotated type ``kind``."""
+    if value is None:
+        return None
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+        hints = typing.get_type_hints(kind)
+        fields = {item.name for item in dataclasses.fields(kind) if item.init}
+        unknown = set(value) - fields - {"schema_version"}
+        if unknown:
+            logger.debug("%s: left out %s", kind.__name__, ", ".join(sorted(unknown)))
+        return kind(**{name: _from_plain(hints[name], item) for name, item in value.items() if name in fields})
+    origin, arguments = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        return _from_plain(next(argument for argument in arguments if argument is not type(None)), value)
+    if origin is list:
+        return [_from_plain(arguments[0], item) for item in value]
+    if origin is tuple:
+        return tuple(_from_plain(arguments[0] if arguments[-1] is Ellipsis else arguments[index], item)
+                     for index, item in enumerate(value))
+    if origin is dict:
+        return {key: _from_plain(arguments[1], item) for key, item in value.items()}
     return value

@@ -22,7 +22,7 @@ from review_case import LESIONS, SPACING_XYZ, lesion_mask, machine_findings, mak
 from shared_data import require
 
 from lungai import labels
-from lungai.io.findings import load_findings, write_findings_json
+from lungai.io.findings import findings_from_dict, load_findings, write_findings_json
 from lungai.io.reader import ReadOptions, read_scan
 from lungai.io.segmentation import write_seg_nrrd
 from lungai.io.volume import CTVolume
@@ -36,7 +36,7 @@ from vtkmodules.util import numpy_support  # noqa: E402
 
 from lungai.slicer.mrml import CHARACTERISTICS_COLUMN, NODULE_ID_COLUMN, LoadedResults, load_results  # noqa: E402
 from lungai.slicer.remeasure import remeasure  # noqa: E402
-from lungai.slicer.report import REVIEWED_SERIES_DESCRIPTION, findings_from_dict, save_review, save_reviewed_report  # noqa: E402
+from lungai.slicer.report import REVIEWED_SERIES_DESCRIPTION, save_review, save_reviewed_report  # noqa: E402
 from lungai.slicer.review import ACCEPTED_RULE  # noqa: E402
 from lungai.slicer.scene_images import label_image, segment_mask, volume_image  # noqa: E402
 
