@@ -23,6 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("inference",),
     ("data",),
     ("pipeline",),
+    ("followup",),
     ("evaluation",),
     ("training",),
     ("baselines", "batch", "slicer"),
