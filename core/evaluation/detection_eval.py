@@ -136,7 +136,7 @@ def inserted_cases(data_root: str | Path, split: str, num_scans: int, nodules_pe
 
 
 def detect_in(cases: Sequence[EvalCase], classifier: nn.Module | None, device: str = "cpu",
-              lung_cache: dict[str, sitk.Image] | None = None) -> list[froc_lib.Detection]:
+              lung_cache: dict[str, sitk.Image] | None = None) -> list[froc_lib.ScanDetection]:
     """Every scored candidate of every case (threshold 0), as FROC detections.
 
     Args:
@@ -155,12 +155,12 @@ def detect_in(cases: Sequence[EvalCase], classifier: nn.Module | None, device: s
             cache[case.scan_id] = segment_lungs(case.image).labels
         lungs = cache[case.scan_id]
         found = detect_nodules(case.image, lungs, DetectionConfig(threshold=0.0), device, classifier)
-        detections += [froc_lib.Detection(case.scan_id, d.centre_lps_mm, d.score or 0.0) for d in found]
+        detections += [froc_lib.ScanDetection(case.scan_id, d.centre_lps_mm, d.score or 0.0) for d in found]
         logger.info("%s: %d scored candidates in %.1f s", case.scan_id, len(found), time.perf_counter() - start)
     return detections
 
 
-def at_threshold(detections: Sequence[froc_lib.Detection], cases: Sequence[EvalCase],
+def at_threshold(detections: Sequence[froc_lib.ScanDetection], cases: Sequence[EvalCase],
                  threshold: float) -> dict[str, Any]:
     """Sensitivity, false positives per scan and nodules found at one score threshold."""
     nodules = [n for c in cases for n in c.nodules]
@@ -202,7 +202,7 @@ def breakdown(groups: Sequence[str], best: np.ndarray, thresholds: dict[str, flo
     return out
 
 
-def summarize(cases: Sequence[EvalCase], detections: Sequence[froc_lib.Detection],
+def summarize(cases: Sequence[EvalCase], detections: Sequence[froc_lib.ScanDetection],
               with_classifier: bool = True, thresholds: dict[str, float] | None = None) -> dict[str, Any]:
     """FROC, CPM, sensitivity at 1/2/4 FP per scan, each operating point's numbers, by size and texture.
 

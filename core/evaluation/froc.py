@@ -28,8 +28,8 @@ CPM_FP_RATES: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 @dataclass(frozen=True)
-class Detection:
-    """A detected nodule candidate.
+class ScanDetection:
+    """A detected nodule candidate and the scan it was found in.
 
     Attributes:
         scan_id: the scan it was found in.
@@ -78,7 +78,7 @@ class FROCResult:
     cpm: float
 
 
-def _hits(detection: Detection, findings: Sequence[Finding]) -> list[int]:
+def _hits(detection: ScanDetection, findings: Sequence[Finding]) -> list[int]:
     point = np.asarray(detection.center_mm, dtype=float)
     return [
         index for index, finding in enumerate(findings)
@@ -87,7 +87,7 @@ def _hits(detection: Detection, findings: Sequence[Finding]) -> list[int]:
 
 
 def match_detections(
-    detections: Iterable[Detection], nodules: Sequence[Finding], excluded: Sequence[Finding] = ()
+    detections: Iterable[ScanDetection], nodules: Sequence[Finding], excluded: Sequence[Finding] = ()
 ) -> tuple[np.ndarray, np.ndarray]:
     """Apply LUNA16's hit rules.
 
@@ -143,7 +143,7 @@ def sensitivity_at(fps_per_scan: np.ndarray, sensitivity: np.ndarray, rates: Seq
 
 
 def froc(
-    detections: Iterable[Detection],
+    detections: Iterable[ScanDetection],
     nodules: Sequence[Finding],
     num_scans: int,
     excluded: Sequence[Finding] = (),

@@ -183,7 +183,7 @@ def roc_curve(scores: ArrayLike, labels: ArrayLike) -> ROCCurve:
 
 
 @dataclass(frozen=True)
-class OperatingPoint:
+class RocPoint:
     """A threshold and the rates it gives.
 
     Attributes:
@@ -197,7 +197,7 @@ class OperatingPoint:
     specificity: float
 
 
-def youden_point(scores: ArrayLike, labels: ArrayLike) -> OperatingPoint:
+def youden_point(scores: ArrayLike, labels: ArrayLike) -> RocPoint:
     """The operating point that maximises Youden's J = sensitivity + specificity - 1.
 
     Ties go to the strictest threshold (the first on the curve).
@@ -215,7 +215,7 @@ def youden_point(scores: ArrayLike, labels: ArrayLike) -> OperatingPoint:
     curve = roc_curve(scores, labels)
     j = curve.tpr - curve.fpr
     best = int(np.flatnonzero(j >= j.max() - 1e-12)[0])  # tolerance: equal J computed differently
-    return OperatingPoint(
+    return RocPoint(
         threshold=float(curve.thresholds[best]),
         sensitivity=float(curve.tpr[best]),
         specificity=float(1 - curve.fpr[best]),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lungai.evaluation.froc import CPM_FP_RATES, Detection, Finding, froc, match_detections, sensitivity_at
+from lungai.evaluation.froc import CPM_FP_RATES, Finding, ScanDetection, froc, match_detections, sensitivity_at
 
 NODULES = [
     Finding("A", (0.0, 0.0, 0.0), 10.0),  # n1, radius 5
@@ -14,14 +14,14 @@ NODULES = [
 ]
 EXCLUDED = [Finding("B", (30.0, 30.0, 30.0), 10.0)]
 DETECTIONS = [
-    Detection("A", (1.0, 1.0, 1.0), 0.9),  # hits n1
-    Detection("A", (2.0, 0.0, 0.0), 0.8),  # hits n1 again: neither TP nor FP
-    Detection("A", (20.0, 20.0, 20.0), 0.7),  # FP
-    Detection("B", (31.0, 30.0, 30.0), 0.6),  # inside the excluded finding: ignored
-    Detection("B", (0.0, 0.0, 3.0), 0.5),  # hits n3 (3 mm <= 4 mm)
-    Detection("B", (100.0, 0.0, 0.0), 0.4),  # FP
-    Detection("A", (50.0, 50.0, 54.0), 0.3),  # 4 mm from n2, outside its 3 mm radius: FP
-    Detection("A", (50.0, 50.0, 52.0), 0.2),  # hits n2
+    ScanDetection("A", (1.0, 1.0, 1.0), 0.9),  # hits n1
+    ScanDetection("A", (2.0, 0.0, 0.0), 0.8),  # hits n1 again: neither TP nor FP
+    ScanDetection("A", (20.0, 20.0, 20.0), 0.7),  # FP
+    ScanDetection("B", (31.0, 30.0, 30.0), 0.6),  # inside the excluded finding: ignored
+    ScanDetection("B", (0.0, 0.0, 3.0), 0.5),  # hits n3 (3 mm <= 4 mm)
+    ScanDetection("B", (100.0, 0.0, 0.0), 0.4),  # FP
+    ScanDetection("A", (50.0, 50.0, 54.0), 0.3),  # 4 mm from n2, outside its 3 mm radius: FP
+    ScanDetection("A", (50.0, 50.0, 52.0), 0.2),  # hits n2
 ]
 
 
@@ -32,7 +32,7 @@ def test_matching_by_hand() -> None:
 
 
 def test_detections_only_hit_nodules_of_their_own_scan() -> None:
-    best, false_positives = match_detections([Detection("C", (0.0, 0.0, 0.0), 0.9)], NODULES)
+    best, false_positives = match_detections([ScanDetection("C", (0.0, 0.0, 0.0), 0.9)], NODULES)
     assert np.all(np.isneginf(best))
     np.testing.assert_allclose(false_positives, [0.9])
 
@@ -51,7 +51,7 @@ def test_froc_curve_and_cpm_by_hand() -> None:
 
 
 def test_perfect_detector_has_cpm_one_and_missed_nodules_cap_sensitivity() -> None:
-    perfect = [Detection(n.scan_id, n.center_mm, 0.9) for n in NODULES]
+    perfect = [ScanDetection(n.scan_id, n.center_mm, 0.9) for n in NODULES]
     assert froc(perfect, NODULES, num_scans=2).cpm == pytest.approx(1.0)
     one_found = froc(perfect[:1], NODULES, num_scans=2)
     np.testing.assert_allclose(one_found.sensitivities_at_rates, [1 / 3] * 7)
