@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 
 from lungai.data.splits import SplitConfig, make_split
 from lungai.data.weak_labels import WeakLabelCase, read_weak_labels
+from lungai.inference.batches import batched_outputs
 from lungai.inference.emphysema import to_tensor
 from lungai.io.volume_arrays import to_lps
 from lungai.preprocessing.emphysema_input import PreparedVolume, image_arrays, prepare_arrays
@@ -171,9 +172,6 @@ def _first_with_both_labels(cases: list[WeakLabelCase], n: int) -> list[WeakLabe
 def predict_logits(model: nn.Module, dataset: EmphysemaVolumeDataset, device: str, batch_size: int = 4) -> np.ndarray:
     """Volume logits of a dataset, in order."""
     model.eval()
-    outputs = []
-    with torch.inference_mode():
-        for start in range(0, len(dataset), batch_size):
-            x = torch.stack([dataset[i][0] for i in range(start, min(start + batch_size, len(dataset)))]).to(device)
-            outputs.append(model(x).float().cpu().reshape(-1))
+    outputs = [logits.reshape(-1) for logits in batched_outputs(
+        model, len(dataset), lambda items: torch.stack([dataset[i][0] for i in items]), batch_size, device)]
     return torch.cat(outputs).numpy().astype(np.float64)

@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 from lungai.data.lidc_vois import VOICase
 from lungai.data.roi_dataset import NoduleROIDataset
 from lungai.errors import WeightsError
+from lungai.inference.batches import batched_outputs
 from lungai.models.checkpoint import load_model, read_header
 from lungai.models.registry import get_spec
 from lungai.preprocessing.roi import ROI_SPECS, roi_spec
@@ -28,15 +29,14 @@ def centre_crop_like(target: Tensor, shape: torch.Size) -> Tensor:
     return target[tuple(slices)]
 
 
-@torch.no_grad()
 def predict_batches(model: nn.Module, dataset: Dataset, batch_size: int, device: str) -> list[Tensor]:
     """Model outputs (logits) for every item, in order, one tensor per item (on the CPU)."""
     model.eval()
-    outputs: list[Tensor] = []
     n = len(dataset)  # type: ignore[arg-type]  # torch's Dataset declares no __len__; the datasets passed here have one
-    for start in range(0, n, batch_size):
-        x = torch.stack([dataset[i][0] for i in range(start, min(start + batch_size, n))]).to(device)
-        outputs.extend(model(x).float().cpu())
+    outputs: list[Tensor] = []
+    for batch in batched_outputs(model, n, lambda items: torch.stack([dataset[i][0] for i in items]), batch_size,
+                                 device):
+        outputs.extend(batch)
     return outputs
 
 

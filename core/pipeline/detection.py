@@ -41,6 +41,7 @@ import SimpleITK as sitk
 import torch
 from torch import nn
 
+from lungai.inference.batches import batched_outputs
 from lungai.pipeline.operating_points import operating_point
 from lungai.preprocessing.candidates import Candidate, CandidateConfig, find_candidates, strength_score
 from lungai.preprocessing.detection_rois import extract_rois
@@ -121,12 +122,12 @@ def roi_scores(classifier: nn.Module, rois: np.ndarray, device: str = "cpu", bat
     Returns:
         ``(N,)`` float scores.
     """
-    scores = np.empty(len(rois), np.float64)
-    with torch.inference_mode():
-        for start in range(0, len(rois), batch_size):
-            batch = torch.from_numpy(rois[start:start + batch_size][:, None]).to(device)
-            scores[start:start + len(batch)] = torch.sigmoid(centre_max_logit(classifier(batch))).double().cpu().numpy()
-    return scores
+    def batch(items: range) -> torch.Tensor:
+        return torch.from_numpy(rois[items.start:items.stop][:, None])
+
+    batches = batched_outputs(classifier, len(rois), batch, batch_size, device)
+    return np.concatenate([torch.sigmoid(centre_max_logit(logits)).double().numpy() for logits in batches]
+                          or [np.empty(0, np.float64)])
 
 
 def combined_score(roi_score: np.ndarray, strength: np.ndarray) -> np.ndarray:
