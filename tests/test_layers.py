@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("followup",),
     ("evaluation",),
     ("training",),
-    ("baselines", "batch", "slicer"),
+    ("api", "baselines", "batch", "slicer"),
     ("cli",),
 )
 #: (importing module, imported module): upward imports not yet moved, and why they remain.
