@@ -263,13 +263,25 @@ def _diameter(sample: VOISample) -> float:
 
 
 def _sphere(image: sitk.Image, centre: Sequence[float], radius: float) -> np.ndarray:
-    size = image.GetSize()
-    zz, yy, xx = np.meshgrid(*[np.arange(n) for n in size[::-1]], indexing="ij")
+    """The voxels within ``radius`` mm of ``centre`` (physical), as a bool ``(z, y, x)`` mask.
+
+    Only the sphere's bounding box is evaluated (an orthonormal direction keeps each index within
+    ``radius / spacing`` of the centre's), not a coordinate grid of the whole scan.
+    """
+    size = np.array(image.GetSize())
     origin, spacing = np.array(image.GetOrigin()), np.array(image.GetSpacing())
     direction = np.array(image.GetDirection()).reshape(3, 3)
-    index = np.stack([xx, yy, zz], axis=-1).reshape(-1, 3) * spacing
-    points = origin + index @ direction.T
-    return (np.linalg.norm(points - np.asarray(centre), axis=1) <= radius).reshape(size[::-1])
+    middle = np.array(image.TransformPhysicalPointToContinuousIndex([float(c) for c in centre]))
+    low = np.clip(np.floor(middle - radius / spacing).astype(int), 0, size)
+    high = np.clip(np.ceil(middle + radius / spacing).astype(int) + 1, 0, size)
+    mask = np.zeros(size[::-1], bool)
+    if np.any(high <= low):
+        return mask
+    xx, yy, zz = np.meshgrid(*[np.arange(a, b) for a, b in zip(low, high)], indexing="ij")
+    points = origin + (np.stack([xx, yy, zz], axis=-1).reshape(-1, 3) * spacing) @ direction.T
+    inside = (np.linalg.norm(points - np.asarray(centre), axis=1) <= radius).reshape(xx.shape)
+    mask[low[2]:high[2], low[1]:high[1], low[0]:high[0]] = inside.transpose(2, 1, 0)
+    return mask
 
 
 def _voc_boxes(folder: Path) -> dict[str, list[tuple[int, int, int, int]]]:

@@ -74,3 +74,22 @@ def test_a_ground_glass_nodule_keeps_its_faint_density(data_root):
     after = sitk.GetArrayFromImage(scan.image)
     assert abs(float(np.median(after[mask])) - (-600.0)) < 40
     assert after[mask].max() < -400  # no solid core appears
+
+
+@pytest.mark.parametrize("direction", [(1, 0, 0, 0, 1, 0, 0, 0, 1), (1, 0, 0, 0, -1, 0, 0, 0, -1),
+                                       (0.8, -0.6, 0, 0.6, 0.8, 0, 0, 0, 1)])
+def test_the_excluded_sphere_is_every_voxel_within_its_radius(direction):
+    from lungai.data.lesion_insertion import _sphere
+
+    image = sitk.Image([40, 36, 24], sitk.sitkInt16)
+    image.SetSpacing([0.7, 0.9, 2.5])
+    image.SetOrigin([-12.0, 30.0, -40.0])
+    image.SetDirection(direction)
+    centre = np.array(image.TransformContinuousIndexToPhysicalPoint([35.5, 3.0, 20.2]))  # near a corner
+    indices = np.stack(np.meshgrid(*[np.arange(n) for n in image.GetSize()], indexing="ij"), -1).reshape(-1, 3)
+    points = np.array([image.TransformIndexToPhysicalPoint([int(i) for i in index]) for index in indices])
+    expected = (np.linalg.norm(points - centre, axis=1) <= 9.0).reshape(image.GetSize()).transpose(2, 1, 0)
+    mask = _sphere(image, centre, 9.0)
+    assert mask.shape == expected.shape and mask.any()
+    assert np.array_equal(mask, expected)
+    assert not _sphere(image, centre + 500.0, 9.0).any()  # wholly outside the scan
