@@ -103,8 +103,14 @@ def train(task: str, model: str, data: Path, out: Path | None, epochs: int | Non
     model.safetensors + metrics.json, with train.log; last/ holds the resumable state.
     """
     if task == "emphysema":
-        if init_weights is not None:
-            raise click.BadParameter("is not supported for emphysema models", param_hint="--init-weights")
+        unsupported = {"--init-weights": init_weights is not None, "--model-config": model_config is not None,
+                       "--min-diameter-mm": min_diameter_mm is not None, "--shift-fraction": shift_fraction is not None,
+                       "--negatives": bool(negative_scans), "--negatives-per-scan": negatives_per_scan is not None}
+        given = [name for name, used in unsupported.items() if used]
+        if given:
+            raise click.BadParameter("is not supported for emphysema models (they take --model, --data, --out, "
+                                     "--epochs, --batch-size, --lr, --patience, --size, --device, --threads, "
+                                     "--seed, --max-cases, --no-augment, --restart)", param_hint=", ".join(given))
         from lungai.cli.emphysema import train_emphysema
 
         train_emphysema(model, data, out, epochs, batch_size, lr, patience, size, device, threads, seed, max_cases,

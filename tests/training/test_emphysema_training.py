@@ -101,6 +101,16 @@ def test_emphysema_training_needs_a_csv(tiny_csv: Path, tmp_path: Path, capsys: 
     assert code == 2 and "not an emphysema model" in err
 
 
+@pytest.mark.parametrize("option", [["--model-config", "{}"], ["--min-diameter-mm", "15"], ["--shift-fraction", "0.3"],
+                                    ["--negatives", "scan.nrrd"], ["--negatives-per-scan", "5"]])
+def test_options_of_the_nodule_models_are_refused_not_ignored(option: list[str], tiny_csv: Path, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["train", "emphysema", "--model", "convlstm_scanner", "--data", str(tiny_csv),
+                            "--out", str(tmp_path / "x"), *option], capsys)
+    assert code == 2 and option[0] in err and "not supported for emphysema models" in err
+    assert not (tmp_path / "x").exists()
+
+
 def _manifest_with(folder: Path | None, package: Path) -> Path:
     """A weights manifest in ``package`` that bundles ``folder`` as convlstm_scanner (none when ``None``)."""
     import shutil
