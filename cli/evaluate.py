@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from lungai.evaluation.segmentation_eval import SegmentationEvalConfig
 
 EVAL_TASKS = ("malignancy", "nodule-seg", "emphysema", "detection")
-SHIPPED = {"malignancy": ("resnet50_3d", "nodule_cnn2d"), "nodule-seg": ("resunet3d",)}
+SHIPPED = {"malignancy": ("measured_nodule",), "nodule-seg": ("resunet3d",)}
 
 
 def _shipped_weights(task: str) -> tuple[Path, ...]:
@@ -95,14 +95,39 @@ def _malignancy(folders: tuple[Path, ...], data: Path, split: str, reference: Pa
                 device: str) -> dict:
     from lungai.evaluation import report
     from lungai.evaluation.malignancy_eval import MalignancyEvalConfig, evaluate_malignancy
+    from lungai.evaluation.measured_eval import is_measured_checkpoint
     from lungai.evaluation.metrics import roc_curve
 
+    if len(folders) == 1 and is_measured_checkpoint(folders[0]):
+        return _measured(folders[0], data, split, reference, output)
     metrics, arrays = evaluate_malignancy(MalignancyEvalConfig(folders, data, split, reference, device=device))
     report.roc_png([(roc_curve(arrays["scores"], arrays["labels"]), "blue"),
                     (roc_curve(arrays["baseline"], arrays["labels"]), "orange")], output / "roc.png")
     (output / "report.md").write_text(report.malignancy_markdown(metrics, "roc.png"), encoding="utf-8")
     click.echo(f"AUC {metrics['auc']:.3f} ({metrics['auc_ci_low']:.3f}-{metrics['auc_ci_high']:.3f}); "
                f"8-20 mm {metrics['auc_8_20mm']}; diameter baseline {metrics['auc_diameter_baseline']:.3f}")
+    return metrics
+
+
+def _measured(folder: Path, data: Path, split: str, reference: Path | None, output: Path) -> dict:
+    """The measured scorer: suspicion of malignancy with calibration, and the characteristics."""
+    from lungai.evaluation import report
+    from lungai.evaluation.calibration import reliability_png
+    from lungai.evaluation.measured_eval import MeasuredEvalConfig, evaluate_measured, measured_markdown
+    from lungai.evaluation.metrics import roc_curve
+
+    metrics, arrays = evaluate_measured(MeasuredEvalConfig(folder, data, split, reference))
+    labels = arrays["labels"]
+    report.roc_png([(roc_curve(arrays["scores"], labels), "blue"), (roc_curve(arrays["baseline"], labels), "orange"),
+                    (roc_curve(arrays["size_scores"], labels), "green")], output / "roc.png")
+    reliability_png(arrays["scores"], labels, output / "reliability.png",
+                    f"radiologists' suspicion on LIDC ({split} split)")
+    (output / "report.md").write_text(measured_markdown(metrics, "roc.png", "reliability.png"), encoding="utf-8")
+    band = metrics["vs_diameter"]["8_20mm"]
+    click.echo(f"AUC {metrics['auc']:.3f} ({metrics['auc_ci_low']:.3f}-{metrics['auc_ci_high']:.3f}); "
+               f"8-20 mm {format(band['auc'], '.3f') if band else 'n/a'}; "
+               f"diameter baseline {metrics['auc_diameter_baseline']:.3f}; "
+               f"ECE {metrics['ece']:.3f}, Brier {metrics['brier']:.3f}")
     return metrics
 
 

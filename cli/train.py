@@ -13,6 +13,21 @@ import click
 from lungai.data.negative_rois import NegativeScan
 from lungai.training.config import TASKS
 
+#: The shipped malignancy scorer: logistic regressions on measured features (lungai.training.measured).
+MEASURED_MODEL = "measured_nodule"
+
+
+def _train_measured(data: Path, out: Path, threads: int) -> None:
+    """Fit the measured scorer and its characteristic heads, each chosen on the validation split."""
+    import torch
+
+    from lungai.training.measured import MeasuredTrainConfig, train_measured
+
+    torch.set_num_threads(threads)
+    report = train_measured(MeasuredTrainConfig(data=data, out=out))
+    chosen = ", ".join(f"{head}: {block['feature_set']}" for head, block in report["heads"].items())
+    click.echo(f"validation-chosen feature sets: {chosen}; saved in {out}")
+
 
 class _EpochBar:
     """One progress line per epoch on stderr: steps, running loss, last validation metric."""
@@ -52,8 +67,9 @@ def _model_config(text: str | None) -> dict[str, Any] | None:
 
 @click.command("train")
 @click.argument("task", type=click.Choice((*TASKS, "emphysema")))
-@click.option("--model", "model", required=True, help="Model name (malignancy: nodule_cnn2d, resnet50_3d; "
-              "nodule-seg: resunet3d, convlstm_nodule, r3d_denseunet).")
+@click.option("--model", "model", required=True,
+              help="Model name (malignancy: measured_nodule, nodule_cnn2d, resnet50_3d; "
+                   "nodule-seg: resunet3d, convlstm_nodule, r3d_denseunet).")
 @click.option("--data", type=click.Path(path_type=Path, exists=True), required=True,
               help="Folder laid out like lidc_vois/ (image/, mask/, nodules.csv); emphysema: a weak-label CSV "
                    "(path,label[,patient_id]).")
@@ -118,6 +134,9 @@ def train(task: str, model: str, data: Path, out: Path | None, epochs: int | Non
         return
     if not data.is_dir():
         raise click.BadParameter(f"{data} is not a folder laid out like lidc_vois/", param_hint="--data")
+    if task == "malignancy" and model == MEASURED_MODEL:
+        _train_measured(data, out or Path("runs") / task / model, threads)
+        return
     if negatives_per_scan is not None and not negative_scans:
         raise click.BadParameter("needs --negatives", param_hint="--negatives-per-scan")
     if shift_fraction is not None and no_augment:

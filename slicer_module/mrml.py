@@ -19,18 +19,19 @@ its segment and point are hidden. When loading fails, the nodes created so far a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nrrd
 from vtkmodules.vtkCommonCore import vtkDoubleArray, vtkIntArray, vtkStringArray
 
 from lungai import labels
-from lungai.io.findings import ESTIMATE_LABEL, load_findings
+from lungai.io.findings import CHARACTERISTICS_LABEL, ESTIMATE_LABEL, SUSPICION_LABEL, load_findings
 from lungai.slicer.results import (
     EmphysemaRow,
     NoduleRow,
@@ -42,12 +43,20 @@ from lungai.slicer.results import (
 )
 from lungai.slicer.review import REJECTED, Review
 
+if TYPE_CHECKING:
+    from lungai.slicer.follow_up import FollowUpRow
+
 logger = logging.getLogger(__name__)
 
 #: Column name of the nodule id in the nodule table.
 NODULE_ID_COLUMN = "ID"
 #: Column name of the characteristics, present only when a listed lesion has some.
 CHARACTERISTICS_COLUMN = "Characteristics"
+#: Column name of the malignancy estimate: it names what the number estimates.
+MALIGNANCY_COLUMN = "Malignancy (radiologists' suspicion on LIDC)"
+#: Column names of a follow-up: the status (matched, new, resolved) and the prior nodule's id.
+FOLLOW_UP_STATUS_COLUMN = "Follow-up"
+PRIOR_NODULE_COLUMN = "Prior nodule"
 
 
 @dataclass
@@ -104,7 +113,8 @@ class LoadedResults:
 
 
 def load_results(scene: Any, output: Path, reference_volume: Any | None = None, *,
-                 segmentation_node: Any | None = None, min_detection_score: float = 0.0) -> LoadedResults:
+                 segmentation_node: Any | None = None, min_detection_score: float = 0.0,
+                 segmentation_file: Path | None = None) -> LoadedResults:
     """Turn a ``lungai run`` output folder into nodes of ``scene``.
 
     Args:
@@ -114,6 +124,8 @@ def load_results(scene: Any, output: Path, reference_volume: Any | None = None, 
             segmentation's reference geometry, and the new nodes follow its transform.
         segmentation_node: an existing segmentation node to load into; default a new one.
         min_detection_score: the nodule operating point (lowest detection score listed).
+        segmentation_file: a ``.seg.nrrd`` to read instead of the folder's own (a follow-up's, whose
+            segment names carry the matches).
 
     Returns:
         The nodes created, named after the reference volume (or the outputs), showing a review
@@ -125,6 +137,8 @@ def load_results(scene: Any, output: Path, reference_volume: Any | None = None, 
         RuntimeError: the segmentation file cannot be read.
     """
     files = find_output_files(output)
+    if segmentation_file is not None:
+        files = dataclasses.replace(files, segmentation=Path(segmentation_file))
     review = Review.of(load_findings(files.findings), min_detection_score)
     density = emphysema_rows(review.machine)
     base_name = reference_volume.GetName() if reference_volume is not None else files.stem
@@ -224,19 +238,61 @@ def _fill_nodule_table(table: Any, rows: Sequence[NoduleRow]) -> None:
     _add_column(table, vtkDoubleArray, "Solid component", [row.solid_component_mm for row in rows], unit="mm",
                 description="mean diameter of a part-solid lesion's solid part")
     _add_column(table, vtkStringArray, "Lung-RADS", [row.lung_rads or "" for row in rows],
-                description="category suggested by the size rule (size and type only); none for lesions "
-                            "below the specific operating point")
-    _add_column(table, vtkStringArray, "Malignancy estimate",
+                description="category suggested by the size rule (size and type only), or 1 by the benign "
+                            "calcification rule; none for lesions below the specific operating point")
+    _add_column(table, vtkStringArray, MALIGNANCY_COLUMN,
                 ["" if row.malignancy is None else f"{row.malignancy:.2f}" for row in rows],
-                description=f"probability of malignancy, {ESTIMATE_LABEL}")
+                description=f"probability of malignancy as {SUSPICION_LABEL}, {ESTIMATE_LABEL}")
     if any(row.characteristics for row in rows):
-        _add_column(table, vtkStringArray, CHARACTERISTICS_COLUMN, [row.characteristics for row in rows])
+        _add_column(table, vtkStringArray, CHARACTERISTICS_COLUMN, [row.characteristics for row in rows],
+                    description="texture and the characteristics present (probability >= 0.5), "
+                                f"{CHARACTERISTICS_LABEL}")
     _add_column(table, vtkStringArray, "Location", [row.location for row in rows])
     _add_column(table, vtkStringArray, "Score", [row.score_text for row in rows],
                 description="detection score and the strictest operating point it passed; masses are "
                             "found by the mass rule and shown at every operating point")
     _add_column(table, vtkStringArray, "Review", [row.review for row in rows],
                 description="the reviewer's decision, and 'edited' once the segment was edited and re-measured")
+    table.SetLocked(True)
+    table.EndModify(modifying)
+
+
+def add_follow_up_columns(table: Any, rows: Sequence[FollowUpRow | None]) -> None:
+    """Add the comparison with the prior to a filled nodule table, and a row for each comparison beyond its rows.
+
+    Args:
+        table: the nodule table, filled by :func:`_fill_nodule_table`.
+        rows: the comparison of each table row (``None``: none), then those of lesions the table does
+            not list (resolved nodules, lesions segmented at a mapped position): these are appended
+            with their current lesion's id (0 for a nodule only on the prior) and other cells empty.
+    """
+    modifying = table.StartModify()
+    cells = table.GetTable()
+    for row in rows[table.GetNumberOfRows():]:
+        index = table.AddEmptyRow()
+        for column in range(cells.GetNumberOfColumns()):
+            if isinstance(cells.GetColumn(column), vtkDoubleArray):
+                cells.GetColumn(column).SetValue(index, math.nan)
+        cells.GetColumnByName(NODULE_ID_COLUMN).SetValue(index, 0 if row is None else row.current_id or 0)
+    _add_column(table, vtkStringArray, FOLLOW_UP_STATUS_COLUMN, ["" if row is None else row.status for row in rows],
+                description="matched with a nodule of the prior scan, new, or resolved (on the prior scan only; "
+                            "its row has ID 0)")
+    _add_column(table, vtkStringArray, PRIOR_NODULE_COLUMN,
+                ["" if row is None or row.prior_id is None else str(row.prior_id) for row in rows],
+                description="the matched nodule's id on the prior scan")
+    _add_column(table, vtkDoubleArray, "Prior size", [None if row is None else row.prior_mean_diameter_mm
+                                                      for row in rows], unit="mm",
+                description="mean diameter on the prior scan")
+    _add_column(table, vtkDoubleArray, "Diameter change", [None if row is None else row.mean_diameter_change_mm
+                                                           for row in rows], unit="mm",
+                description="mean diameter now minus on the prior scan")
+    _add_column(table, vtkDoubleArray, "Volume change", [None if row is None else row.volume_change_pct
+                                                         for row in rows], unit="%",
+                description="volume change in per cent of the prior volume")
+    _add_column(table, vtkDoubleArray, "VDT", [None if row is None else row.vdt_days for row in rows], unit="days",
+                description="volume doubling time; empty unless the nodule grew and the interval is known")
+    _add_column(table, vtkStringArray, "Lung-RADS follow-up", ["" if row is None else row.category for row in rows],
+                description="Lung-RADS category from the comparison (growth, new, stable), rules on the measurements")
     table.SetLocked(True)
     table.EndModify(modifying)
 

@@ -42,7 +42,7 @@ def lung_labels(segmentation_node: Any, grid: sitk.Image) -> np.ndarray:
 
 
 def measured_record(machine: dict[str, Any], measured: LesionMeasurements, grid: sitk.Image) -> dict[str, Any]:
-    """The findings record of a re-measured lesion, keeping the machine record's detection and malignancy.
+    """A re-measured lesion's findings record, keeping the machine record's detection, malignancy and characteristics.
 
     Args:
         machine: the lesion's record as the run wrote it.
@@ -53,6 +53,7 @@ def measured_record(machine: dict[str, Any], measured: LesionMeasurements, grid:
                                     machine.get("detected_by") or "blob")
     record = json.loads(json.dumps(dataclasses.asdict(nodule)))
     record["malignancy"] = machine.get("malignancy")
+    record["characteristics"] = machine.get("characteristics")
     return record
 
 

@@ -6,11 +6,13 @@ Everything here works on the files and on the plain dict of ``findings.json`` (s
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lungai.io.findings import ESTIMATE_LABEL, REGIONS
+from lungai.io.findings import ESTIMATE_LABEL, REGIONS, Characteristics
+from lungai.io.report_text import characteristics_text as estimated_characteristics
 
 SEGMENTATION_SUFFIX = ".seg.nrrd"
 FINDINGS_FILE = "findings.json"
@@ -156,12 +158,16 @@ def characteristics_text(nodule: dict[str, Any]) -> str:
     """A finding's ``characteristics`` as one line; empty when it has none.
 
     Args:
-        nodule: one entry of the findings' ``nodules``; ``characteristics`` may be a mapping
-            (``{"calcification": "none", ...}``), a list of words, or text.
+        nodule: one entry of the findings' ``nodules``; ``characteristics`` may be the estimates
+            ``lungai run`` writes (:class:`lungai.io.findings.Characteristics`: shown as the report
+            shows them), another mapping (``{"calcification": "none", ...}``), a list of words, or text.
     """
     characteristics = nodule.get("characteristics")
     if not characteristics:
         return ""
+    if isinstance(characteristics, dict) and "present" in characteristics:
+        known = {f.name for f in dataclasses.fields(Characteristics)}
+        return estimated_characteristics(Characteristics(**{k: v for k, v in characteristics.items() if k in known}))
     if isinstance(characteristics, dict):
         return ", ".join(f"{name}: {value}" for name, value in characteristics.items())
     if isinstance(characteristics, (list, tuple)):

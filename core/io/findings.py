@@ -15,7 +15,11 @@ point, its expected sensitivity and false positives, known weak spots) and, to e
 ``nodules.csv`` columns); a nodule's ``detection_score`` may be ``null`` (masses); 2.1 adds
 ``provenance`` (the command or API call, operating point, threshold and expected false positives
 per scan, ``max_nodules``, tasks, and fingerprints of the input files), and ``nodules.csv``
-rounds coordinates and measurements (:data:`CSV_DECIMALS`).
+rounds coordinates and measurements (:data:`CSV_DECIMALS`); 2.2 adds ``malignancy.estimates`` (what the
+number estimates: :data:`SUSPICION_LABEL`) and ``malignancy.calibration``, each nodule's ``characteristics``
+(texture, calcification, spiculation, lobulation, ill-defined margin: model estimates of LIDC readers'
+ratings) and ``lung_rads.rule`` may name the benign-calcification rule (category 1); ``nodules.csv``
+gains the last eight columns of :data:`NODULE_CSV_COLUMNS`.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from lungai.io.volume import CTVolume
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "2.1"
+SCHEMA_VERSION = "2.2"
 
 #: Keys of the per-region dicts (``lungs``, ``emphysema.densitometry``).
 REGIONS = ("right", "left", "total")
@@ -54,6 +58,12 @@ LESION_KINDS = ("nodule", "mass")
 #: What every model probability is, in the words shown to users.
 ESTIMATE_LABEL = "model estimate, not a diagnosis"
 
+#: What the malignancy number estimates (LIDC's malignancy labels are readers' ratings, not pathology).
+SUSPICION_LABEL = "radiologists' suspicion on LIDC"
+
+#: What the characteristics are.
+CHARACTERISTICS_LABEL = "model estimates of LIDC readers' ratings, not a diagnosis"
+
 Point = tuple[float, float, float]
 
 NODULE_CSV_COLUMNS = (
@@ -65,6 +75,8 @@ NODULE_CSV_COLUMNS = (
     "malignancy_probability", "malignancy_models", "lung_rads_category",
     "detection_score", "location", "distance_to_pleura_mm", "solid_component_mm",
     "kind", "detected_by", "operating_point",
+    "malignancy_estimates", "lung_rads_rule", "texture", "texture_probability", "calcification_probability",
+    "spiculation_probability", "lobulation_probability", "ill_defined_margin_probability",
 )
 
 #: Decimals of the millimetre and HU columns of ``nodules.csv`` (0.1 mm is finer than any CT voxel).
@@ -203,17 +215,51 @@ class Centroid:
 
 @dataclass
 class Malignancy:
-    """The ensemble's malignancy estimate for a nodule.
+    """The malignancy estimate for a nodule: radiologists' suspicion on LIDC, not pathology.
 
     Attributes:
-        probability: estimated probability of malignancy, 0..1.
-        models: names of the models that voted.
+        probability: estimated probability that LIDC radiologists would rate the nodule
+            suspicious (at least 2 readers rating malignancy > 3), 0..1.
+        models: names of the models that gave it.
         label: states what the number is.
+        estimates: what it estimates (:data:`SUSPICION_LABEL`).
+        calibration: how the probability was calibrated; ``None`` if it was not.
     """
 
     probability: float
     models: list[str]
     label: str = ESTIMATE_LABEL
+    estimates: str = SUSPICION_LABEL
+    calibration: str | None = None
+
+
+@dataclass
+class Characteristics:
+    """What radiologists read beside size, estimated from the nodule's measured features.
+
+    Each probability estimates the LIDC readers' consensus rating (``lungai.data.lidc_characteristics``):
+    texture ground-glass (rated 1-2), part-solid (3-4) or solid (5); calcification (any pattern);
+    spiculation and lobulation (rated 3 or more); an ill-defined margin (rated 1-2).
+
+    Attributes:
+        texture: the most probable texture, one of :data:`NODULE_TYPES`.
+        texture_probability: its probability.
+        calcification_probability: probability of calcification.
+        spiculation_probability: probability of spiculation.
+        lobulation_probability: probability of lobulation.
+        ill_defined_margin_probability: probability of an ill-defined margin.
+        present: the binary characteristics whose probability is at least 0.5, in the order above.
+        label: states what the numbers are (:data:`CHARACTERISTICS_LABEL`).
+    """
+
+    texture: str
+    texture_probability: float
+    calcification_probability: float
+    spiculation_probability: float
+    lobulation_probability: float
+    ill_defined_margin_probability: float
+    present: list[str] = field(default_factory=list)
+    label: str = CHARACTERISTICS_LABEL
 
 
 @dataclass
@@ -221,8 +267,8 @@ class LungRads:
     """A Lung-RADS category suggested from the nodule's size and type only.
 
     Attributes:
-        category: ``"2"``, ``"3"``, ``"4A"``, ``"4B"``...
-        rule: which part of Lung-RADS was applied.
+        category: ``"1"``, ``"2"``, ``"3"``, ``"4A"``, ``"4B"``...
+        rule: which part of Lung-RADS was applied (``size rule``, or the benign-calcification rule).
     """
 
     category: str
@@ -244,7 +290,7 @@ class Nodule:
         detection_score: detector confidence, 0..1; ``None`` for a lesion found by the mass
             rule (thick soft tissue in the lungs' search region), which no classifier scores.
         location: where it is, e.g. ``"right lung"``; ``None`` if unknown.
-        malignancy: the ensemble's estimate; ``None`` if not run.
+        malignancy: the estimate of radiologists' suspicion on LIDC; ``None`` if not run.
         lung_rads: suggested category; ``None`` if not computed.
         distance_to_pleura_mm: gap between the nodule and the lung mask's edge (0: touching).
         solid_component_mm: mean diameter of a part-solid nodule's solid part, else ``None``.
@@ -252,6 +298,8 @@ class Nodule:
         detected_by: ``blob`` (blob candidate scored by the classifier) or ``mass`` (the mass rule).
         operating_point: the strictest operating point (``specific``, ``balanced``, ``high``) its
             detection score passes; ``None`` for the mass rule or a score below them all.
+        characteristics: texture, calcification, spiculation, lobulation and margin estimates;
+            ``None`` if not computed (like ``malignancy``).
 
     Raises:
         ValueError: ``type`` is not one of :data:`NODULE_TYPES`, ``kind`` not one of
@@ -274,6 +322,7 @@ class Nodule:
     kind: str = "nodule"
     detected_by: str = "blob"
     operating_point: str | None = None
+    characteristics: Characteristics | None = None
 
     def __post_init__(self) -> None:
         if self.type not in NODULE_TYPES:
@@ -497,7 +546,7 @@ def _csv_value(column: str, value: Any) -> Any:
 
 
 def _nodule_row(nodule: Nodule) -> list[object]:
-    malignancy, lung_rads = nodule.malignancy, nodule.lung_rads
+    malignancy, lung_rads, features = nodule.malignancy, nodule.lung_rads, nodule.characteristics
     row: list[object] = [
         nodule.id,
         *nodule.centroid.lps_mm, *nodule.centroid.ras_mm, *nodule.centroid.voxel_index,
@@ -507,6 +556,11 @@ def _nodule_row(nodule: Nodule) -> list[object]:
         None if lung_rads is None else lung_rads.category,
         nodule.detection_score, nodule.location, nodule.distance_to_pleura_mm, nodule.solid_component_mm,
         nodule.kind, nodule.detected_by, nodule.operating_point,
+        None if malignancy is None else malignancy.estimates, None if lung_rads is None else lung_rads.rule,
+        *((None,) * 6 if features is None else (
+            features.texture, features.texture_probability, features.calcification_probability,
+            features.spiculation_probability, features.lobulation_probability,
+            features.ill_defined_margin_probability)),
     ]
     return [_csv_value(column, value) for column, value in zip(NODULE_CSV_COLUMNS, row)]
 

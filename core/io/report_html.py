@@ -34,6 +34,7 @@ from lungai.io.image_numbers import ImageNumbers, image_numbers
 from lungai.io.report_images import Window, coronal_size, crop, lps_planes, png_base64, render
 from lungai.io.report_text import (
     LUNG_RADS_MANAGEMENT_LABEL,
+    characteristics_text,
     impression,
     management_rows,
     none_found_notes,
@@ -203,18 +204,23 @@ def _nodule_table(findings: Findings, lesions: Sequence[_Lesion], numbers: Image
                 f"{_operating_point_note(findings)}</section>")
     head = ["ID", "Location", "DICOM images" if numbers.kind == "instance" else "Slices",
             "Distance to pleura (mm)", "Long axis (mm)", "Short axis (mm)", "Volume (mm³)", "Mean HU", "Type",
-            "Malignancy (model estimate)", "Lung-RADS category (size rule)", "Detection score (operating point)"]
+            "Malignancy (radiologists' suspicion on LIDC, model estimate)", "Characteristics (model estimates)",
+            "Lung-RADS category (rule)", "Detection score (operating point)"]
     rows = [[f"{nodule.kind.capitalize()} {nodule.id}", nodule.location or "-",
              _span(lesion, numbers, with_noun=False), _number(nodule.distance_to_pleura_mm, 1),
              _number(nodule.long_axis_mm, 1),
              _number(nodule.short_axis_mm, 1), _number(nodule.volume_mm3, 0), _number(nodule.mean_hu, 0),
              nodule.type,
              "-" if nodule.malignancy is None else f"{nodule.malignancy.probability:.2f}",
-             "-" if nodule.lung_rads is None else nodule.lung_rads.category,
+             "-" if nodule.characteristics is None else characteristics_text(nodule.characteristics),
+             "-" if nodule.lung_rads is None else f"{nodule.lung_rads.category} ({nodule.lung_rads.rule})",
              _found_by(nodule)] for nodule, lesion in zip(findings.nodules, lesions)]
-    note = ("<p class=\"note\">Malignancy is a model estimate (trained on radiologists' suspicion ratings, "
-            "not pathology), not a diagnosis. The Lung-RADS category is suggested from size and type "
-            "only (a size rule), without the prior scans and findings a full assessment needs.</p>")
+    note = ("<p class=\"note\">Malignancy is a model estimate of radiologists' suspicion on LIDC (trained on "
+            "their ratings, not pathology), not a diagnosis. Characteristics (texture, calcification, spiculation, "
+            "lobulation, ill-defined margin) are model estimates of LIDC readers' ratings from the nodule's "
+            "measurements. The Lung-RADS category is suggested from size and type (the size rule), or is 1 when "
+            "calcification is estimated (the benign calcification rule), without the prior scans and findings a "
+            "full assessment needs.</p>")
     return (f"<section id=\"nodules\"><h2>Nodules and masses</h2>{_table('nodules', head, rows)}{note}"
             f"{_operating_point_note(findings)}</section>")
 

@@ -8,7 +8,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lungai.io.findings import ESTIMATE_LABEL, DetectionInfo, Findings, Nodule
+from lungai.io.findings import ESTIMATE_LABEL, Characteristics, DetectionInfo, Findings, Nodule
 
 _REGION_NAMES = {"right": "Right lung", "left": "Left lung", "total": "Both lungs"}
 
@@ -18,6 +18,8 @@ LUNG_RADS_ORDER = ("0", "1", "2", "3", "4A", "4B", "4X")
 #: Management Lung-RADS v2022 gives each category the size rule can assign
 #: (``lungai.pipeline.lung_rads``), worded as in the ACR's table.
 LUNG_RADS_MANAGEMENT: dict[str, str] = {
+    "1": ("Negative (here: calcification estimated, the benign calcification rule): continue annual screening with "
+          "LDCT in 12 months."),
     "2": "Benign appearance or behaviour: continue annual screening with LDCT in 12 months.",
     "3": "Probably benign: 6-month LDCT.",
     "4A": ("Suspicious: 3-month LDCT; PET/CT may be considered if there is a solid nodule or solid "
@@ -104,10 +106,26 @@ def _nodule_line(nodule: Nodule) -> str:
     if nodule.location:
         parts.append(nodule.location)
     if nodule.malignancy is not None:
-        parts.append(f"malignancy {nodule.malignancy.probability:.2f} ({nodule.malignancy.label})")
+        parts.append(f"malignancy {nodule.malignancy.probability:.2f} ({nodule.malignancy.estimates}; "
+                     f"{nodule.malignancy.label})")
+    if nodule.characteristics is not None:
+        parts.append(f"characteristics: {characteristics_text(nodule.characteristics)}")
     if nodule.lung_rads is not None:
         parts.append(f"Lung-RADS {nodule.lung_rads.category} ({nodule.lung_rads.rule})")
     return f"{nodule.kind.capitalize()} {nodule.id}: {', '.join(parts)}"
+
+
+def characteristics_text(characteristics: Characteristics) -> str:
+    """The characteristics in one phrase: the texture, then each binary characteristic that is present.
+
+    E.g. ``texture solid 0.93; calcification 0.88`` or ``texture part-solid 0.61; none of calcification,
+    spiculation, lobulation, ill-defined margin``.
+    """
+    texture = f"texture {characteristics.texture} {characteristics.texture_probability:.2f}"
+    present = [f"{name.replace('_', ' ')} {getattr(characteristics, name + '_probability'):.2f}"
+               for name in characteristics.present]
+    absent = "none of calcification, spiculation, lobulation, ill-defined margin"
+    return f"{texture}; {', '.join(present) if present else absent}"
 
 
 def impression(findings: Findings) -> str:
@@ -137,9 +155,10 @@ def _lesion_impression(findings: Findings) -> str:
     where = f", {largest.location}" if largest.location else ""
     text = (f"{' and '.join(count for count in counts if count)}, largest {largest.long_axis_mm:.0f} mm "
             f"({largest.kind} {largest.id}{where})")
-    categories = [nodule.lung_rads.category for nodule in nodules if nodule.lung_rads is not None]
+    categories = [nodule.lung_rads for nodule in nodules if nodule.lung_rads is not None]
     if categories:
-        return f"{text}, Lung-RADS {max(categories, key=_lung_rads_rank)} (size rule)"
+        top = max(categories, key=lambda lung_rads: _lung_rads_rank(lung_rads.category))
+        return f"{text}, Lung-RADS {top.category} ({top.rule})"
     return f"{text}, no Lung-RADS category (candidates for review only)"
 
 

@@ -18,6 +18,7 @@ from torch import nn
 from lungai.models.convlstm_nodule import ConvLSTMNodule, ConvLSTMNoduleConfig
 from lungai.models.convlstm_scanner import ConvLSTMScanner, ConvLSTMScannerConfig
 from lungai.models.emphysema_baselines import CNN3d, CNN3dConfig, MILCNN2d, MILCNN2dConfig
+from lungai.models.measured_nodule import MeasuredNodule, MeasuredNoduleConfig
 from lungai.models.nodule_cnn2d import NoduleCNN2d, NoduleCNN2dConfig
 from lungai.models.r3d_denseunet import R3DDenseUNet, R3DDenseUNetConfig
 from lungai.models.resnet50_3d import ResNet50_3d, ResNet50_3dConfig
@@ -87,6 +88,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture(NoduleCNN2d, NoduleCNN2dConfig),
         Architecture(ResUNet3d, ResUNet3dConfig),
         Architecture(ResNet50_3d, ResNet50_3dConfig),
+        Architecture(MeasuredNodule, MeasuredNoduleConfig),
     )
 }
 

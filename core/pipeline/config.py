@@ -13,7 +13,7 @@ AVAILABLE_TASKS: tuple[str, ...] = ALL_TASKS
 TASK_MODELS: dict[str, tuple[str, ...]] = {
     "lungs": (),
     "nodules": ("convlstm_nodule", "resunet3d"),
-    "malignancy": ("resnet50_3d", "nodule_cnn2d"),
+    "malignancy": ("measured_nodule",),
     "emphysema": (),  # densitometry; convlstm_scanner only with RunConfig.emphysema_probability (or validated weights)
 }
 #: Tasks earlier versions had, and why they are gone (``parse_tasks`` says so instead of "unknown").

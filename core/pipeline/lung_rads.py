@@ -11,16 +11,24 @@ part-solid       total < 6 mm                total >= 6 mm, solid < 6 mm  solid 
 ground-glass     < 30 mm                     >= 30 mm
 ===============  ==========================  ==========================  ====================  ==============
 
-Everything else Lung-RADS weighs (growth against a prior scan, benign calcification or fat,
-perifissural or airway location, the 4X features) is outside this rule, so the category is
-only a suggestion from the measurements; :attr:`LungRads.rule` says so.
+Everything else Lung-RADS weighs (growth against a prior scan, fat, perifissural or airway
+location, the 4X features) is outside this rule, so the category is only a suggestion from the
+measurements; :attr:`LungRads.rule` says so. One more rule is applied where the malignancy stage
+has estimated the nodule's characteristics (:func:`with_characteristics`): **benign
+calcification** -> category 1, when the estimated probability of calcification reaches the
+threshold chosen on the validation split (kept at least 98 % specific there; LIDC's calcified
+nodules are almost all of the benign patterns: solid, central, laminated, popcorn). Fat is not
+estimated (LIDC has no fat-containing nodule to learn it from), so the fat rule is never applied.
 """
 
 from __future__ import annotations
 
-from lungai.io.findings import LungRads
+from typing import Any
+
+from lungai.io.findings import Characteristics, LungRads, Nodule
 
 RULE = "size rule"
+CALCIFICATION_RULE = "benign calcification rule (calcification estimated from measured features)"
 
 
 def lung_rads_category(nodule_type: str, mean_diameter_mm: float, solid_component_mm: float | None = None) -> LungRads:
@@ -51,3 +59,27 @@ def lung_rads_category(nodule_type: str, mean_diameter_mm: float, solid_componen
     else:
         raise ValueError(f"unknown nodule type {nodule_type!r}")
     return LungRads(category=category, rule=RULE)
+
+
+def with_characteristics(nodule: Nodule, characteristics: Characteristics, settings: dict[str, Any]) -> LungRads | None:
+    """The category of a categorised nodule once its characteristics are estimated.
+
+    Category 1 by :data:`CALCIFICATION_RULE` when ``calcification_probability`` reaches
+    ``settings["calcified_category1_from"]``; otherwise, when ``settings["texture_for_lung_rads"]``
+    is true, the size rule with the estimated texture as the type; otherwise the nodule's category
+    as it is. Masses keep theirs (the characteristics were learnt on nodules of at most 30 mm).
+
+    Args:
+        nodule: the nodule, with its size-rule category.
+        characteristics: its estimated characteristics.
+        settings: the scorer's ``inference`` block (chosen on the validation split).
+    """
+    if nodule.kind != "nodule" or nodule.lung_rads is None:
+        return nodule.lung_rads
+    threshold = settings.get("calcified_category1_from")
+    if threshold is not None and characteristics.calcification_probability >= float(threshold):
+        return LungRads(category="1", rule=CALCIFICATION_RULE)
+    if settings.get("texture_for_lung_rads"):
+        return lung_rads_category(characteristics.texture, (nodule.long_axis_mm + nodule.short_axis_mm) / 2,
+                                  nodule.solid_component_mm)
+    return nodule.lung_rads

@@ -1,48 +1,95 @@
-"""The malignancy stage: the ``resnet50_3d`` + ``nodule_cnn2d`` ensemble on each segmented nodule.
+"""The malignancy stage: suspicion of malignancy and characteristics of each segmented nodule.
 
-Each model reads a training-like VOI around the nodule's segmentation (its bounding box plus
-the training VOIs' margins, :func:`lungai.inference.nodule_roi.voi_box`; the 2D model reads
-the VOI's central slice) through the training ROI preprocessing. The estimate is the mean
-of the two malignant-class probabilities. LIDC malignancy labels are radiologists'
-suspicion, not pathology: the number is a model estimate, never a diagnosis
-(:data:`lungai.io.findings.ESTIMATE_LABEL`).
+Each nodule's measured features (:func:`lungai.preprocessing.nodule_features.nodule_features`,
+from the scan's HU in the nodule's segmentation box and LungAI's mask: the code that training
+and evaluation run on the LIDC VOIs) go through the shipped ``measured_nodule`` regressions
+(:class:`lungai.models.measured_nodule.MeasuredNodule`): the malignancy head estimates
+**radiologists' suspicion on LIDC** (at least 2 readers rating malignancy > 3; not pathology,
+never a diagnosis), calibrated on the validation split; the other heads estimate the readers'
+texture, calcification, spiculation, lobulation and margin ratings. Every choice (feature
+sets, calibration, thresholds) was made on the validation split (docs/results.md).
+
+Lung-RADS then uses what Lung-RADS uses (:func:`lungai.pipeline.lung_rads.with_characteristics`):
+a calcification probability at or above the checkpoint's validation-chosen threshold puts the
+nodule in category 1 (benign calcification rule), and the texture head sets the nodule type
+of the size rule only where the checkpoint records that it beat the HU rule on validation.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
+import torch
 
-from lungai.inference.nodule_roi import predict_voi_malignancies, voi_box
-from lungai.io.findings import Malignancy
+from lungai.data.lidc_characteristics import TEXTURES
+from lungai.errors import WeightsError
+from lungai.io.findings import Characteristics, Malignancy, Nodule
 from lungai.io.volume_arrays import spacing_zyx
+from lungai.models.measured_nodule import MeasuredNodule
+from lungai.pipeline.lung_rads import with_characteristics
 from lungai.pipeline.models import ModelStore
 from lungai.pipeline.nodules import SegmentedNodule
-from lungai.preprocessing.roi import roi_spec
+from lungai.preprocessing.nodule_features import FEATURE_NAMES, feature_vector, nodule_features
 
-#: The ensemble, and whether each member reads a 2D slice.
-ENSEMBLE: dict[str, bool] = {"resnet50_3d": False, "nodule_cnn2d": True}
+#: The shipped scorer (weights manifest name).
+MEASURED_MODEL = "measured_nodule"
+_BINARY = ("calcification", "spiculation", "lobulation", "ill_defined_margin")
 
 
-def nodules_malignancy(models: ModelStore, hu: np.ndarray, image: sitk.Image,
-                       nodules: list[SegmentedNodule]) -> list[Malignancy]:
-    """The ensemble's estimate for each nodule, in order (each model runs in batches).
+@dataclass(frozen=True)
+class NoduleRating:
+    """What the stage says about one nodule.
+
+    Attributes:
+        malignancy: the estimate of radiologists' suspicion on LIDC.
+        characteristics: the characteristic estimates.
+    """
+
+    malignancy: Malignancy
+    characteristics: Characteristics
+
+
+def nodules_rating(models: ModelStore, hu: np.ndarray, image: sitk.Image,
+                   nodules: list[SegmentedNodule]) -> list[NoduleRating]:
+    """The rating of each nodule, in order.
 
     Raises:
-        WeightsError: a member's weights are missing or were trained on another ROI (exit code 10).
+        WeightsError: the scorer's weights are missing or were fitted on other features (exit code 10).
     """
+    if not nodules:
+        return []
+    model = models.get(MEASURED_MODEL)
+    if not isinstance(model, MeasuredNodule) or tuple(model.config.features) != FEATURE_NAMES:
+        raise WeightsError(f"the {MEASURED_MODEL} weights are not regressions on the features this LungAI measures",
+                           "use the weights released with this LungAI version")
+    settings = models.inference(MEASURED_MODEL)
     spacing = spacing_zyx(image)
-    shape = (hu.shape[0], hu.shape[1], hu.shape[2])
-    geometry = []
-    for nodule in nodules:
-        bbox = ndimage.find_objects(nodule.mask.astype(np.uint8))[0]
-        geometry.append((np.array([nodule.box[a].start + (bbox[a].start + bbox[a].stop - 1) / 2 for a in range(3)]),
-                         np.array([(b.stop - b.start) * s for b, s in zip(bbox, spacing)])))
-    per_model = []
-    for name, two_d in ENSEMBLE.items():
-        models.check_roi(name, roi_spec(name))
-        vois = [hu[voi_box(centre, extent, spacing, shape, odd_z=two_d).box] for centre, extent in geometry]
-        per_model.append(predict_voi_malignancies(models.get(name), vois, spacing, roi_spec(name), two_d))
-    return [Malignancy(probability=round(float(np.mean(votes)), 4), models=list(ENSEMBLE))
-            for votes in zip(*per_model)]
+    rows = np.stack([feature_vector(nodule_features(hu[n.box], n.mask, spacing)) for n in nodules])
+    with torch.no_grad():
+        heads = {k: v.numpy() for k, v in model.probabilities(torch.as_tensor(rows, dtype=torch.float32)).items()}
+    present_from = float(settings.get("present_from", 0.5))
+    calibration = settings.get("malignancy_calibration")
+    return [NoduleRating(Malignancy(probability=round(float(heads["malignancy"][i]), 4), models=[MEASURED_MODEL],
+                                    calibration=calibration),
+                         _characteristics({k: v[i] for k, v in heads.items()}, present_from))
+            for i in range(len(nodules))]
+
+
+def _characteristics(heads: dict[str, np.ndarray], present_from: float) -> Characteristics:
+    texture = int(np.argmax(heads["texture"]))
+    values = {name: round(float(heads[name]), 4) for name in _BINARY}
+    return Characteristics(texture=TEXTURES[texture], texture_probability=round(float(heads["texture"][texture]), 4),
+                           calcification_probability=values["calcification"],
+                           spiculation_probability=values["spiculation"], lobulation_probability=values["lobulation"],
+                           ill_defined_margin_probability=values["ill_defined_margin"],
+                           present=[name for name in _BINARY if values[name] >= present_from])
+
+
+def apply_rating(nodule: Nodule, rating: NoduleRating, settings: dict[str, Any]) -> None:
+    """Put the rating on the nodule and let it refine the nodule's Lung-RADS category (see the module docstring)."""
+    nodule.malignancy, nodule.characteristics = rating.malignancy, rating.characteristics
+    if nodule.lung_rads is not None:
+        nodule.lung_rads = with_characteristics(nodule, rating.characteristics, settings)

@@ -31,8 +31,9 @@ logger = logging.getLogger(__name__)
 RUN_ROLES: dict[str, str] = {
     "convlstm_nodule": "nodules: false-positive classifier, scores the ROI around each blob candidate",
     "resunet3d": "nodules: segments each detected nodule",
-    "resnet50_3d": "malignancy: 3D member of the two-model estimate",
-    "nodule_cnn2d": "malignancy: 2D member of the two-model estimate",
+    "measured_nodule": "malignancy: radiologists' suspicion on LIDC and characteristics, from measured features",
+    "resnet50_3d": "not used by lungai run (malignancy CNN, below the measured scorer on validation)",
+    "nodule_cnn2d": "not used by lungai run (malignancy CNN, below the measured scorer on validation)",
     "convlstm_scanner": "emphysema probability, only with --emphysema-probability (demonstration weights)",
     "r3d_denseunet": "not used by lungai run (tumour segmentation model, `lungai evaluate nodule-seg`)",
 }

@@ -52,7 +52,7 @@ from lungai.pipeline.availability import default_tasks
 from lungai.pipeline.config import RunConfig, describe_call, with_needed
 from lungai.pipeline.detection import Detection, DetectionConfig, detect_nodules, threshold_of
 from lungai.pipeline.lesion_record import nodule_finding
-from lungai.pipeline.malignancy import nodules_malignancy
+from lungai.pipeline.malignancy import MEASURED_MODEL, apply_rating, nodules_rating
 from lungai.pipeline.models import ModelStore, load_run_manifest, require_weights
 from lungai.pipeline.nodules import DEFAULT_THRESHOLD, SEGMENTATION_MODEL, SegmentedNodule, segment_detections
 from lungai.pipeline.operating_points import KNOWN_LIMITATIONS, is_categorised, operating_point
@@ -225,9 +225,10 @@ def _malignancy(state: RunState) -> None:
     assert state.volume is not None
     hu = sitk.GetArrayViewFromImage(state.volume.image)
     rated = [(nodule, mask) for nodule, mask in zip(state.nodules, state.nodule_masks) if is_categorised(nodule)]
-    estimates = nodules_malignancy(state.models, hu, state.volume.image, [mask for _, mask in rated])
-    for (nodule, _), estimate in zip(rated, estimates):
-        nodule.malignancy = estimate
+    ratings = nodules_rating(state.models, hu, state.volume.image, [mask for _, mask in rated])
+    settings = state.models.inference(MEASURED_MODEL) if ratings else {}
+    for (nodule, _), rating in zip(rated, ratings):
+        apply_rating(nodule, rating, settings)
 
 
 def _emphysema(state: RunState) -> None:

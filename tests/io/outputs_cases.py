@@ -26,6 +26,7 @@ from lungai import __version__, labels
 from lungai.io.findings import (
     REGIONS,
     Centroid,
+    Characteristics,
     Densitometry,
     Emphysema,
     Findings,
@@ -164,7 +165,11 @@ def _nodule(index: int, mask: np.ndarray, image: sitk.Image, location: str, kind
                   detection_score=None if kind == "mass" else 0.9 - 0.1 * index, location=location,
                   kind=kind, detected_by="mass" if kind == "mass" else "blob",
                   operating_point=None if kind == "mass" else "balanced",
-                  malignancy=Malignancy(probability=0.3 * index, models=["resnet50_3d", "nodule_cnn2d"]),
+                  malignancy=Malignancy(probability=0.3 * index, models=["measured_nodule"]),
+                  characteristics=Characteristics(texture="solid", texture_probability=0.8,
+                                                  calcification_probability=0.1, spiculation_probability=0.6,
+                                                  lobulation_probability=0.3, ill_defined_margin_probability=0.2,
+                                                  present=["spiculation"]),
                   lung_rads=LungRads(category="4A" if long_axis >= 8 else "3"))
 
 

@@ -15,6 +15,7 @@ from lungai.io.findings import (
     NODULE_CSV_COLUMNS,
     SCHEMA_VERSION,
     Centroid,
+    Characteristics,
     Densitometry,
     DetectionInfo,
     Emphysema,
@@ -47,8 +48,12 @@ def make_nodule(nodule_id: int = 1) -> Nodule:
     return Nodule(id=nodule_id, centroid=Centroid.from_lps((7.0, -15.0, -90.0), make_image()),
                   long_axis_mm=8.24, short_axis_mm=6.1, volume_mm3=212.0, mean_hu=-35.5,
                   type="solid", detection_score=0.93, location="right lung",
-                  malignancy=Malignancy(0.12, ["nodule_cnn2d", "resnet50_3d"]),
-                  lung_rads=LungRads("3"))
+                  malignancy=Malignancy(0.12, ["measured_nodule"]),
+                  lung_rads=LungRads("3"),
+                  characteristics=Characteristics(texture="solid", texture_probability=0.9,
+                                                  calcification_probability=0.7, spiculation_probability=0.1,
+                                                  lobulation_probability=0.2, ill_defined_margin_probability=0.05,
+                                                  present=["calcification"]))
 
 
 def make_findings(nodules: list[Nodule] | None = None, patient_id: str | None = None) -> Findings:
@@ -89,7 +94,7 @@ def test_json_round_trip(tmp_path: Path) -> None:
     write_findings_json(findings, tmp_path / "findings.json")
     loaded = load_findings(tmp_path / "findings.json")
     assert loaded == findings.to_dict()
-    assert loaded["schema_version"] == SCHEMA_VERSION == "2.1"
+    assert loaded["schema_version"] == SCHEMA_VERSION == "2.2"
     assert list(loaded) == ["schema_version", "input", "lungs", "emphysema", "nodules", "detection",
                             "warnings", "run", "provenance"]
     assert loaded["input"] == {"source": "/data/scan.nrrd", "format": "nrrd", "modality": "CT",
@@ -105,8 +110,9 @@ def test_json_round_trip(tmp_path: Path) -> None:
     nodule = loaded["nodules"][0]
     assert nodule["centroid"] == {"lps_mm": [7.0, -15.0, -90.0], "ras_mm": [-7.0, 15.0, -90.0],
                                   "voxel_index": [6, 10, 5]}
-    assert nodule["malignancy"] == {"probability": 0.12, "models": ["nodule_cnn2d", "resnet50_3d"],
-                                    "label": "model estimate, not a diagnosis"}
+    assert nodule["malignancy"] == {"probability": 0.12, "models": ["measured_nodule"],
+                                    "label": "model estimate, not a diagnosis",
+                                    "estimates": "radiologists' suspicion on LIDC", "calibration": None}
     assert nodule["lung_rads"] == {"category": "3", "rule": "size rule"}
     assert loaded["run"]["weights"] == [{"name": "resunet3d", "revision": "v1",
                                          "sha256": "ab" * 32}]
@@ -168,7 +174,11 @@ def test_nodules_csv_rows(tmp_path: Path) -> None:
     assert (first["centroid_lps_x_mm"], first["centroid_ras_x_mm"]) == ("7.0", "-7.0")
     assert (first["centroid_voxel_i"], first["centroid_voxel_j"], first["centroid_voxel_k"]) == \
         ("6", "10", "5")
-    assert first["malignancy_models"] == "nodule_cnn2d;resnet50_3d"
+    assert first["malignancy_models"] == "measured_nodule"
+    assert first["malignancy_estimates"] == "radiologists' suspicion on LIDC"
+    assert (first["texture"], first["calcification_probability"], first["lung_rads_rule"]) == \
+        ("solid", "0.7", "size rule")
+    assert (rows[1]["texture"], rows[1]["spiculation_probability"], rows[1]["malignancy_estimates"]) == ("", "", "")
     assert first["lung_rads_category"] == "3"
     assert first["type"] == "solid"
     assert (rows[1]["malignancy_probability"], rows[1]["location"]) == ("", "")
@@ -191,7 +201,8 @@ def test_summary_lines() -> None:
     assert lines[3] == "Both lungs: 4.62 L, LAA-950 2.8 %, Perc15 -912 HU"
     assert lines[4] == "Nodules and masses: 1 found"
     assert lines[5].startswith("  Nodule 1: 8.2 x 6.1 mm, 212 mm3, solid, detection score 0.93 (custom), "
-                               "right lung, malignancy 0.12 (model estimate, not a diagnosis)")
+                               "right lung, malignancy 0.12 (radiologists' suspicion on LIDC; model estimate, "
+                               "not a diagnosis), characteristics: texture solid 0.90; calcification 0.70")
     assert lines[-1] == "Warning: slice thickness 5 mm is above 2.5 mm"
 
 
@@ -215,3 +226,15 @@ def test_summary_names_masses_and_how_each_lesion_was_found() -> None:
     assert "Nodules and masses: 2 found (1 over 30 mm: mass)" in lines
     assert any(line.startswith("  Nodule 1:") and "(balanced)" in line for line in lines)
     assert any(line.startswith("  Mass 2: 45.0 x") and "found by the mass rule" in line for line in lines)
+
+
+def test_characteristics_survive_the_json_round_trip(tmp_path: Path) -> None:
+    from lungai.io.findings import findings_from_dict
+
+    write_findings_json(make_findings([make_nodule()]), tmp_path / "findings.json")
+    loaded = load_findings(tmp_path / "findings.json")
+    nodule = loaded["nodules"][0]
+    assert nodule["characteristics"]["present"] == ["calcification"]
+    assert nodule["characteristics"]["label"] == "model estimates of LIDC readers' ratings, not a diagnosis"
+    assert nodule["malignancy"]["estimates"] == "radiologists' suspicion on LIDC"
+    assert findings_from_dict(loaded).nodules[0].characteristics == make_nodule().characteristics

@@ -38,7 +38,7 @@ def test_api_run_records_the_call_and_both_files_of_a_detached_header(phantom: s
     run_pipeline(RunConfig(input=scan, output=output, tasks=("lungs",), device="cpu", max_nodules=7))
     findings = load_findings(output / "findings.json")
     record = findings["provenance"]
-    assert findings["schema_version"] == SCHEMA_VERSION == "2.1"
+    assert findings["schema_version"] == SCHEMA_VERSION == "2.2"
     assert record["command"] == (f"python API: run_pipeline(RunConfig(input='{scan}', output='{output}', "
                                  "tasks=('lungs',), device='cpu', max_nodules=7))")
     assert record["operating_point"] is record["threshold"] is record["expected_false_positives_per_scan"] is None

@@ -145,8 +145,9 @@ def test_header_and_tables(report: Path, lidc20_case: Case) -> None:
     assert first["Location"] == "right lung"
     assert (first["Long axis (mm)"], first["Short axis (mm)"]) == (f"{nodule.long_axis_mm:.1f}",
                                                                    f"{nodule.short_axis_mm:.1f}")
-    assert first["Malignancy (model estimate)"] == "0.30"
-    assert first["Lung-RADS category (size rule)"] == "4A"
+    assert first["Malignancy (radiologists' suspicion on LIDC, model estimate)"] == "0.30"
+    assert first["Characteristics (model estimates)"] == "texture solid 0.80; spiculation 0.60"
+    assert first["Lung-RADS category (rule)"] == "4A (size rule)"
     assert first["Distance to pleura (mm)"] == "-"  # not measured in this case
     assert page.sections == ["lungs", "nodules", "management", "warnings", "lung-mask-qc",
                              "nodule-1", "nodule-2", "nodule-3"]

@@ -10,7 +10,7 @@ from test_findings import make_findings, make_nodule
 
 from lungai.io.findings import DetectionInfo, LungRads
 from lungai.io.report_text import LUNG_RADS_MANAGEMENT, impression, management_rows, provenance_rows, summarize
-from lungai.pipeline.lung_rads import lung_rads_category
+from lungai.pipeline.lung_rads import CALCIFICATION_RULE, lung_rads_category
 
 BALANCED = DetectionInfo("balanced", 0.8, expected_sensitivity=0.64, expected_fp_per_scan=0.67,
                          known_limitations=["ground-glass nodules"])
@@ -27,6 +27,15 @@ def test_impression_counts_nodules_names_the_largest_and_the_highest_category() 
     findings = make_findings(two_nodules())
     assert impression(findings) == ("2 nodules, largest 21 mm (nodule 2, right lung, upper zone), "
                                     "Lung-RADS 4B (size rule); emphysema LAA-950 2.8 %")
+
+
+def test_impression_names_the_rule_of_the_highest_category() -> None:
+    calcified = dataclasses.replace(make_nodule(1), lung_rads=LungRads("1", CALCIFICATION_RULE))
+    assert impression(make_findings([calcified])).endswith(f"Lung-RADS 1 ({CALCIFICATION_RULE}); "
+                                                          "emphysema LAA-950 2.8 %")
+    _, large = two_nodules()
+    assert "Lung-RADS 4B (size rule)" in impression(make_findings([calcified, large]))
+    assert [category for category, _ in management_rows(make_findings([calcified, large]))] == ["1", "4B"]
 
 
 def test_impression_calls_masses_masses() -> None:

@@ -21,7 +21,7 @@ from lungai import labels
 from lungai.cli.main import main
 from lungai.data.phantom import make_phantom
 from lungai.errors import WeightsError
-from lungai.io.findings import ESTIMATE_LABEL, load_findings
+from lungai.io.findings import ESTIMATE_LABEL, SUSPICION_LABEL, load_findings
 from lungai.pipeline.availability import default_tasks, tasks_with_weights
 from lungai.pipeline.config import ALL_TASKS, RunConfig
 from lungai.pipeline.lung_rads import lung_rads_category
@@ -125,7 +125,8 @@ def test_nodules_in_findings_label_map_and_csv_agree(full_run) -> None:
         else:
             malignancy = nodule["malignancy"]
             assert 0 <= malignancy["probability"] <= 1 and malignancy["label"] == ESTIMATE_LABEL
-            assert malignancy["models"] == ["resnet50_3d", "nodule_cnn2d"]
+            assert malignancy["models"] == ["measured_nodule"] and malignancy["estimates"] == SUSPICION_LABEL
+            assert nodule["characteristics"]["texture"] in ("ground-glass", "part-solid", "solid")
             mean = (nodule["long_axis_mm"] + nodule["short_axis_mm"]) / 2
             expected = lung_rads_category(nodule["type"], mean, nodule["solid_component_mm"])
             assert nodule["lung_rads"] == {"category": expected.category, "rule": "size rule"}
@@ -141,11 +142,11 @@ def test_nodules_in_findings_label_map_and_csv_agree(full_run) -> None:
 def test_missing_weights_stop_the_run_before_any_output(tiny_release: Path, phantom_scan: Path,
                                                         tmp_path: Path) -> None:
     data = json.loads(tiny_release.read_text())
-    data["models"] = [m for m in data["models"] if m["name"] != "resnet50_3d"]
-    partial = tiny_release.parent / "manifest_without_resnet.json"
+    data["models"] = [m for m in data["models"] if m["name"] != "measured_nodule"]
+    partial = tiny_release.parent / "manifest_without_measured.json"
     partial.write_text(json.dumps(data))
     assert "malignancy" not in tasks_with_weights(read_manifest(partial))
-    with pytest.raises(WeightsError, match="the malignancy task needs the resnet50_3d weights") as error:
+    with pytest.raises(WeightsError, match="the malignancy task needs the measured_nodule weights") as error:
         run_pipeline(RunConfig(input=phantom_scan, output=tmp_path / "out", tasks=("malignancy",),
                                manifest=partial))
     assert error.value.exit_code == 10

@@ -43,7 +43,7 @@ slicer = pytest.importorskip("slicer", reason=SLICER_CORE_MISSING)
 from vtkmodules.util import numpy_support  # noqa: E402
 from vtkmodules.vtkCommonMath import vtkMatrix4x4  # noqa: E402
 
-from lungai.slicer.mrml import NODULE_ID_COLUMN, LoadedResults, load_results  # noqa: E402 - needs VTK
+from lungai.slicer.mrml import MALIGNANCY_COLUMN, NODULE_ID_COLUMN, LoadedResults, load_results  # noqa: E402 - needs VTK
 
 NODULES = {  # id: (voxel box (z, y, x) slices, detection score, type)
     1: ((slice(4, 6), slice(10, 13), slice(8, 11)), 0.92, "solid"),
@@ -179,11 +179,11 @@ def test_one_table_row_and_one_point_per_nodule(scene: Any, output: Path, volume
     assert column(table, "Long axis") == [5.5, 6.5]
     assert column(table, "Short axis") == [4.0, 5.0]
     assert column(table, "Volume") == [30.0, 60.0]
-    assert column(table, "Malignancy estimate") == ["0.37", ""]
+    assert column(table, MALIGNANCY_COLUMN) == ["0.37", ""]
     assert column(table, "Score") == ["0.920 (below high)", "0.310 (below high)"]
     assert column(table, "Review") == ["", ""]
     assert table.GetColumnUnitLabel("Long axis") == "mm"
-    assert "not a diagnosis" in table.GetColumnDescription("Malignancy estimate")
+    assert "not a diagnosis" in table.GetColumnDescription(MALIGNANCY_COLUMN)
     for nodule in findings["nodules"]:
         index = results.point_index[nodule["id"]]
         np.testing.assert_allclose(points.GetNthControlPointPosition(index), nodule["centroid"]["ras_mm"])

@@ -96,6 +96,10 @@ def test_a_mass_row_and_its_category() -> None:
     (["spiculated", "lobulated"], "spiculated, lobulated"),
     ("perifissural", "perifissural"),
     (None, ""),
+    ({"texture": "part-solid", "texture_probability": 0.61, "calcification_probability": 0.02,
+      "spiculation_probability": 0.74, "lobulation_probability": 0.55, "ill_defined_margin_probability": 0.1,
+      "present": ["spiculation", "lobulation"], "label": "model estimates of LIDC readers' ratings, not a diagnosis"},
+     "texture part-solid 0.61; spiculation 0.74, lobulation 0.55"),
 ])
 def test_characteristics_are_shown_as_one_line(characteristics: Any, text: str) -> None:
     assert nodule_row(nodule(1, 0.9, characteristics=characteristics)).characteristics == text

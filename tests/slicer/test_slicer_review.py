@@ -34,7 +34,13 @@ slicer = pytest.importorskip("slicer", reason=SLICER_CORE_MISSING)
 
 from vtkmodules.util import numpy_support  # noqa: E402
 
-from lungai.slicer.mrml import CHARACTERISTICS_COLUMN, NODULE_ID_COLUMN, LoadedResults, load_results  # noqa: E402
+from lungai.slicer.mrml import (  # noqa: E402
+    CHARACTERISTICS_COLUMN,
+    MALIGNANCY_COLUMN,
+    NODULE_ID_COLUMN,
+    LoadedResults,
+    load_results,
+)
 from lungai.slicer.remeasure import remeasure  # noqa: E402
 from lungai.slicer.report import REVIEWED_SERIES_DESCRIPTION, save_review, save_reviewed_report  # noqa: E402
 from lungai.slicer.review import ACCEPTED_RULE  # noqa: E402
@@ -122,12 +128,12 @@ def test_the_table_columns(results: LoadedResults) -> None:
     table = results.nodule_table
     names = [table.GetColumnName(index) for index in range(table.GetNumberOfColumns())]
     assert names == ["ID", "Type", "Long axis", "Short axis", "Volume", "Solid component", "Lung-RADS",
-                     "Malignancy estimate", "Location", "Score", "Review"]
+                     MALIGNANCY_COLUMN, "Location", "Score", "Review"]
     findings = results.review.machine["nodules"]
     assert column(table, "Type") == ["solid", "solid", "mass, solid"]
     assert column(table, "Long axis") == [nodule["long_axis_mm"] for nodule in findings]
     assert column(table, "Lung-RADS") == ["4A", "", "4B"]  # lesion 2 is below specific: no category
-    assert column(table, "Malignancy estimate") == ["0.20", "", "0.60"]
+    assert column(table, MALIGNANCY_COLUMN) == ["0.20", "", "0.60"]
     assert column(table, "Score") == ["0.850 (specific)", f"{HIGH + 0.005:.3f} (high)", "mass rule"]
     assert column(table, "Location") == [nodule["location"] for nodule in findings]
     assert results.segmentation.GetSegmentation().GetSegment("nodule_3").GetName() == "Mass 3"
@@ -140,7 +146,7 @@ def test_a_characteristics_column_when_a_lesion_has_some(scene: Any, output: Pat
     table = load_results(scene, output, volume, min_detection_score=HIGH).nodule_table
     assert column(table, CHARACTERISTICS_COLUMN) == ["calcification: absent, margin: spiculated", "", ""]
     names = [table.GetColumnName(index) for index in range(table.GetNumberOfColumns())]
-    assert names.index(CHARACTERISTICS_COLUMN) == names.index("Malignancy estimate") + 1
+    assert names.index(CHARACTERISTICS_COLUMN) == names.index(MALIGNANCY_COLUMN) + 1
 
 
 def test_the_findings_dataclasses_round_trip_a_run(output: Path) -> None:
