@@ -14,6 +14,8 @@ The scripted module in ``LungAI/`` is a thin Qt layer over these modules:
 - :mod:`lungai.slicer.scene_images`: the CT and the segments of the scene on LungAI's LPS grid.
 - :mod:`lungai.slicer.remeasure`: measuring an edited segment again with the pipeline's code.
 - :mod:`lungai.slicer.report`: saving the reviewed report where the user chooses.
+- :mod:`lungai.slicer.follow_up`: a follow-up against the prior: its command, loading its outputs (the
+  registered prior in linked side-by-side views, the follow-up table columns), centring both views on a row.
 
 Nothing here imports Qt or Slicer's application, and only re-measuring imports torch (through
 :mod:`lungai.pipeline.nodules`). :mod:`lungai.slicer.mrml` and the modules after it need VTK and
