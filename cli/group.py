@@ -49,12 +49,15 @@ LAZY_COMMANDS: dict[str, LazyCommand] = {
     "compare": LazyCommand("lungai.cli.compare:compare",
                            "Compare METHODS (LungAI checkpoint folders or nnU-Net prediction folders; the first is "
                            "the reference)."),
-    "data": LazyCommand("lungai.cli.data:data", "Make datasets (simulated emphysema)."),
+    "data": LazyCommand("lungai.cli.data:data", "Make datasets (simulated emphysema, simulated follow-up pairs)."),
+    "evaluate-follow-up": LazyCommand("lungai.cli.evaluate_follow_up:evaluate_follow_up",
+                                      "Score lungai follow-up on simulated pairs: matching, registration residual, "
+                                      "volume change, VDT, growth flag."),
 }
 
 #: The help's sections: title and command names, in the order shown.
 SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Commands", ("run", "batch", "demo", "info", "weights")),
+    ("Commands", ("run", "follow-up", "batch", "demo", "info", "weights")),
     ("Developer commands (training and evaluation)", tuple(LAZY_COMMANDS)),
 )
 

@@ -20,6 +20,7 @@ import click
 from lungai import __version__
 from lungai.cli.batch import batch
 from lungai.cli.console import setup_logging, warnings_after_results
+from lungai.cli.follow_up import follow_up, follow_up_options, run_follow_up_command
 from lungai.cli.group import SectionedGroup
 from lungai.cli.options import analysis_options, command_line, device_callback, progress_mode, tasks_callback
 from lungai.cli.progress import make_reporter
@@ -84,21 +85,36 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
               help="Copy the DICOM PatientID into findings.json (off: findings.json, nodules.csv and "
                    "report.html carry no identifier; a DICOM SEG always carries the source's patient and study).")
 @analysis_options
+@click.option("--prior", type=click.Path(path_type=Path), default=None, metavar="PRIOR",
+              help="Compare SCAN with the patient's PRIOR scan (or its LungAI output folder), as "
+                   "`lungai follow-up PRIOR SCAN -o OUTPUT` does: -o is then the follow-up's folder, and both "
+                   "scans are analysed with the tasks lungs and nodules.")
+@follow_up_options
 @click.pass_context
 def run(ctx: click.Context, scan: Path, output: Path | None, tasks: tuple[str, ...] | None, device: str, progress: str,
         overwrite: bool, force: bool, series_uid: str | None, include_patient_id: bool, sensitivity: str,
         detection_threshold: float | None, max_nodules: int, weights_manifest: Path | None,
-        emphysema_map: bool, emphysema_probability: bool) -> None:
+        emphysema_map: bool, emphysema_probability: bool, prior: Path | None, prior_date: object,
+        current_date: object, interval_days: int | None) -> None:
     """Analyse SCAN: a DICOM folder or zip, .nrrd/.nhdr, .nii/.nii.gz or .mhd/.mha.
 
     Writes <name>.seg.nrrd (for 3D Slicer), <name>_labels.nii.gz, findings.json,
     nodules.csv, report.html, run.log and, for DICOM input, <name>.seg.dcm (DICOM SEG)
     into the output folder, and prints a summary. <name> is
     <PatientID>_<StudyDate>_<SeriesNumber> from a DICOM header, else the file name.
+    With --prior it compares SCAN with the prior instead (see `lungai follow-up`).
     """
     from lungai.io.report_text import summarize
     from lungai.pipeline.runner import describe_operating_point, run_pipeline
 
+    if prior is not None:
+        run_follow_up_command(ctx, prior, scan, output, {
+            "prior_date": prior_date, "current_date": current_date, "interval_days": interval_days,
+            "device": device, "sensitivity": sensitivity, "overwrite": overwrite, "force": force,
+            "manifest": weights_manifest})
+        return
+    if prior_date is not None or current_date is not None or interval_days is not None:
+        raise click.UsageError("--prior-date, --current-date and --interval-days need --prior")
     progress = progress_mode(ctx, progress)
     with warnings_after_results(hold=progress != "jsonl") as held, make_reporter(progress) as reporter:
         config = RunConfig(input=scan, output=output or default_output(scan, series_uid), tasks=tasks,
@@ -207,6 +223,7 @@ def demo(ctx: click.Context, output: Path | None, overwrite: bool, progress: str
 
 
 cli.add_command(batch)
+cli.add_command(follow_up)
 cli.add_command(weights)
 
 

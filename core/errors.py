@@ -118,6 +118,30 @@ class CasesFailedError(LungAIError):
     exit_code = 15
 
 
+class DifferentPatientError(LungAIError):
+    """``lungai follow-up``: the prior and current scans carry different DICOM PatientIDs (``--force`` allows it)."""
+
+    exit_code = 16
+
+
+class ScanOrderError(LungAIError):
+    """``lungai follow-up``: the prior scan is dated after the current one."""
+
+    exit_code = 17
+
+
+class RegistrationError(LungAIError):
+    """``lungai follow-up``: the two scans' lungs do not overlap after registration."""
+
+    exit_code = 18
+
+
+class PriorOutputMismatchError(LungAIError):
+    """``lungai follow-up``: an output folder given as input does not match its scan, or another version wrote it."""
+
+    exit_code = 19
+
+
 #: Exit codes of a run stopped by a signal: 128 + the signal number, as shells report it.
 SIGNAL_EXIT_CODES: dict[str, int] = {"SIGHUP": 129, "SIGTERM": 143}
 
@@ -139,6 +163,11 @@ EXIT_CODES: dict[int, str] = {
     ExternalToolError.exit_code: "an external tool (nnU-Net) failed; see the log it names",
     AmbiguousInputError.exit_code: "the input holds several patients or studies; choose one series with --series",
     CasesFailedError.exit_code: "lungai batch: some cases failed, the others are done; cohort.csv gives each error",
+    DifferentPatientError.exit_code: "lungai follow-up: the two scans have different PatientIDs; --force compares them",
+    ScanOrderError.exit_code: "lungai follow-up: the prior scan is dated after the current one",
+    RegistrationError.exit_code: "lungai follow-up: the two scans' lungs do not overlap after registration",
+    PriorOutputMismatchError.exit_code: ("lungai follow-up: a LungAI output folder given as input does not match "
+                                         "its scan or was made by an incompatible version"),
     SIGNAL_EXIT_CODES["SIGHUP"]: "stopped by SIGHUP (its terminal closed), handled like Ctrl-C",
     130: "interrupted by the user (Ctrl-C)",
     SIGNAL_EXIT_CODES["SIGTERM"]: "stopped by SIGTERM (kill, timeout, SLURM, docker stop), handled like Ctrl-C",

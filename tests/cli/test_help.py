@@ -48,7 +48,7 @@ def test_help_lists_user_commands_apart_from_developer_commands(capsys) -> None:
               for line in stdout.splitlines() if line.startswith("  ") and line.split()
               and line.split()[0] in {name for _, names in SECTIONS for name in names}}
     assert {name for name, in_user_section in listed.items()
-            if in_user_section} == {"run", "batch", "demo", "info", "weights"}
+            if in_user_section} == {"run", "follow-up", "batch", "demo", "info", "weights"}
     assert {name for name, in_user_section in listed.items() if not in_user_section} == set(LAZY_COMMANDS)
 
 
