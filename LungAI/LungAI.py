@@ -41,7 +41,9 @@ class LungAI(ScriptedLoadableModule):
             "Choose the CT and the tasks, then Apply; the results appear as a segmentation, a nodule "
             "table with points, and lung and emphysema figures. Review them: move the operating point, "
             "accept or reject each finding, edit its segment and re-measure it, then save the reviewed "
-            "report. Research software: not for clinical use without local validation."
+            "report. With a prior scan (a volume or a LungAI output folder) under Follow-up, Apply compares the "
+            "two instead: the registered prior beside the current scan, and each nodule's change in the table. "
+            "Research software: not for clinical use without local validation."
         )
         self.parent.acknowledgementText = (
             "Built on the lungai Python package. Tested with data from LIDC-IDRI "
@@ -73,6 +75,8 @@ class LungAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             "emphysema": self.ui.emphysemaCheckBox,
         }
         self.ui.inputVolumeSelector.currentNodeChanged.connect(self.updateButtons)
+        self.ui.priorVolumeSelector.currentNodeChanged.connect(self.onPriorVolumeChanged)
+        self.ui.priorFolderPathLineEdit.currentPathChanged.connect(self.onPriorFolderChanged)
         self.ui.applyButton.clicked.connect(self.onApply)
         self.ui.cancelButton.clicked.connect(self.onCancel)
         self.ui.saveReportButton.clicked.connect(self.onSaveReport)
@@ -128,6 +132,7 @@ class LungAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.enabled = not running and self.ui.inputVolumeSelector.currentNode() is not None
         self.ui.cancelButton.enabled = running
         self.ui.inputsCollapsibleButton.enabled = not running
+        self.ui.followUpCollapsibleButton.enabled = not running
         self.ui.outputsCollapsibleButton.enabled = not running
 
     def onApply(self):
@@ -146,10 +151,25 @@ class LungAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.ui.inputVolumeSelector.currentNode(), checked, self.ui.deviceComboBox.currentText,
                 operatingPoint=self.ui.operatingPointSliderWidget.value,
                 segmentationNode=self.ui.outputSegmentationSelector.currentNode(),
-                onProgress=self.onProgress, onFinished=self.onFinished)
+                onProgress=self.onProgress, onFinished=self.onFinished, prior=self.priorChoice(),
+                intervalDays=int(self.ui.intervalDaysSpinBox.value) or None, force=self.ui.forceCheckBox.checked)
         if not self.logic.isRunning():
             self.ui.statusLabel.text = ""
         self.updateButtons()
+
+    def onPriorVolumeChanged(self, node):
+        """A prior volume replaces a prior folder."""
+        if node is not None:
+            self.ui.priorFolderPathLineEdit.currentPath = ""
+
+    def onPriorFolderChanged(self, path):
+        """A prior folder replaces a prior volume."""
+        if path:
+            self.ui.priorVolumeSelector.setCurrentNode(None)
+
+    def priorChoice(self):
+        """The prior to compare with: a volume node, a LungAI output folder (path), or None (a plain run)."""
+        return self.ui.priorVolumeSelector.currentNode() or (self.ui.priorFolderPathLineEdit.currentPath or None)
 
     def onCancel(self):
         self.ui.statusLabel.text = "Cancelling..."
@@ -187,7 +207,12 @@ class LungAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.openReportButton.enabled = results.files.report is not None
         self.updateReviewButtons()
         self.ui.resultsCollapsibleButton.collapsed = False
-        slicer.util.setSliceViewerLayers(background=results.volume, fit=True)
+        if getattr(results, "prior_volume", None) is None:
+            slicer.util.setSliceViewerLayers(background=results.volume, fit=True)
+        else:  # a follow-up: the loader put the current and the registered prior side by side
+            self.ui.openReportButton.enabled = results.follow_up_files.report is not None or \
+                results.files.report is not None
+            slicer.util.resetSliceViews()
 
     def updateReviewButtons(self):
         """The review buttons act on the chosen row's finding."""
@@ -212,12 +237,28 @@ class LungAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Choose the clicked row's finding (column 0 holds its id) and centre the slice views on it."""
         if self.results is None:
             return
+        if getattr(self.results, "prior_volume", None) is not None:
+            self.onFollowUpRowClicked(index)
+            return
         self.selectedNoduleId = int(index.sibling(index.row(), 0).data())
         self.updateReviewButtons()
         pointIndex = self.results.point_index.get(self.selectedNoduleId)
         if pointIndex is not None:
             slicer.modules.markups.logic().JumpSlicesToNthPointInMarkup(
                 self.results.nodule_points.GetID(), pointIndex, True)
+
+    def onFollowUpRowClicked(self, index):
+        """Choose the row's finding (if it is one of the run's) and centre both views on the nodule."""
+        from lungai.slicer.follow_up import centre_views
+        from lungai.slicer.mrml import PRIOR_NODULE_COLUMN
+
+        priorColumn = self.results.nodule_table.GetColumnIndex(PRIOR_NODULE_COLUMN)
+        priorNodule = index.sibling(index.row(), priorColumn).data() if priorColumn >= 0 else ""
+        self.selectedNoduleId, centre = self.results.row_target(int(index.sibling(index.row(), 0).data()),
+                                                                str(priorNodule or ""))
+        self.updateReviewButtons()
+        if centre is not None:
+            centre_views(slicer.mrmlScene, centre)
 
     def onDecision(self, decision):
         """Accept or reject the chosen finding, or take the decision back (``None``)."""
@@ -262,7 +303,9 @@ class LungAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onOpenReport(self):
         """Open the last saved report, or the run's own report, in the web browser."""
-        report = self.savedReport or (self.results.files.report if self.results is not None else None)
+        followUp = getattr(self.results, "follow_up_files", None)
+        report = self.savedReport or (followUp.report if followUp is not None else None) or (
+            self.results.files.report if self.results is not None else None)
         if report is not None:
             qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(report)))
 
@@ -286,6 +329,31 @@ def dicomSource(volumeNode):
     if not firstFile or not Path(firstFile).is_file():
         return None, None
     return Path(firstFile).parent, database.fileValue(firstFile, "0020,000E") or None
+
+
+def dicomSeriesFolder(volumeNode):
+    """The folder of a volume's DICOM files when it holds that series only (handed to lungai as is), else None."""
+    from lungai.slicer.follow_up import dicom_series_folder
+
+    uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split()
+    database = getattr(slicer, "dicomDatabase", None)
+    if not uids or database is None:
+        return None
+    return dicom_series_folder([Path(database.fileForInstance(uid) or "") for uid in uids])
+
+
+def exportVolume(volumeNode, path):
+    """Write a volume node as an uncompressed NRRD for the command line; returns the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    slicer.util.exportNode(volumeNode, str(path), {"useCompression": 0})
+    if not path.is_file():
+        raise RuntimeError(f"{volumeNode.GetName()} could not be written to {path}")
+    return path
+
+
+def handOver(volumeNode, path):
+    """The scan of a volume for the command line: its DICOM folder as it is, or the volume exported to ``path``."""
+    return dicomSeriesFolder(volumeNode) or exportVolume(volumeNode, path)
 
 
 def installTorch(requirement):
@@ -358,7 +426,7 @@ class LungAILogic(ScriptedLoadableModuleLogic):
         return self._job is not None
 
     def start(self, volumeNode, tasks, device, operatingPoint=0.5, segmentationNode=None,
-              onProgress=None, onFinished=None):
+              onProgress=None, onFinished=None, prior=None, intervalDays=None, force=False):
         """Export the volume and start the command line on it; returns at once.
 
         Args:
@@ -370,8 +438,14 @@ class LungAILogic(ScriptedLoadableModuleLogic):
             onProgress: called with each ``lungai.slicer.progress.ProgressUpdate``.
             onFinished: called with the ``RunOutcome`` and the ``LoadedResults`` (None unless
                 the run succeeded and its outputs were loaded).
+            prior: compare with the patient's prior scan (``lungai follow-up``, tasks lungs and
+                nodules) instead of a plain run: a volume node, or a folder (a LungAI output folder
+                of the prior, or its DICOM folder); None for a plain run.
+            intervalDays: days since the prior, when the volumes carry no DICOM dates (follow-up only).
+            force: compare volumes whose DICOM PatientIDs differ (follow-up only).
         """
         from lungai.slicer.command import RunRequest, build_run_command, device_argument, selected_tasks
+        from lungai.slicer.follow_up import follow_up_job, load_follow_up
         from lungai.slicer.job import AnalysisJob
         from lungai.slicer.mrml import load_results
         from lungai.slicer.run_folder import RunFolder
@@ -382,29 +456,49 @@ class LungAILogic(ScriptedLoadableModuleLogic):
             raise ValueError("choose an input volume")
         folder = RunFolder.create(self.workFolder, volumeNode.GetName())
         try:
-            request = RunRequest(scan=folder.scan, output=folder.output,
-                                 tasks=selected_tasks(tasks, self._availableTasks()), device=device_argument(device))
-            command = build_run_command(pythonExecutable(), request)
-            slicer.util.exportNode(volumeNode, str(folder.scan), {"useCompression": 0})
-            if not folder.scan.is_file():
-                raise RuntimeError(f"{volumeNode.GetName()} could not be written to {folder.scan}")
+            if prior is None:
+                request = RunRequest(scan=folder.scan, output=folder.output,
+                                     tasks=selected_tasks(tasks, self._availableTasks()),
+                                     device=device_argument(device))
+                command = build_run_command(pythonExecutable(), request)
+                exportVolume(volumeNode, folder.scan)
+            else:
+                command = self._followUpCommand(volumeNode, prior, folder, device, intervalDays, force)
         except Exception:
             folder.discard()
             raise
 
         def load(output):
-            return load_results(slicer.mrmlScene, output, volumeNode, segmentation_node=segmentationNode,
-                                min_detection_score=operatingPoint)
+            loader = load_results if prior is None else load_follow_up
+            return loader(slicer.mrmlScene, output, volumeNode, segmentation_node=segmentationNode,
+                          min_detection_score=operatingPoint)
 
         options = {"input_name": volumeNode.GetName()}
         if self._launcher is not None:
             options["launcher"] = self._launcher
         if onProgress is not None:
             options["on_progress"] = onProgress
-        self._job = AnalysisJob(folder, command, load, **options)
+        self._job = (AnalysisJob if prior is None else follow_up_job)(folder, command, load, **options)
         self._onFinished = onFinished
         self._job.start()
         self._timer.start()
+
+    def _followUpCommand(self, volumeNode, prior, folder, device, intervalDays, force):
+        """Hand both scans over (DICOM files as they are, other volumes exported) and build the follow-up's command."""
+        from lungai.slicer.command import FollowUpRequest, build_follow_up_command, device_argument
+        from lungai.slicer.follow_up import prior_export_path
+
+        if isinstance(prior, (str, Path)):
+            priorPath = Path(prior)
+            if not priorPath.is_dir():
+                raise ValueError(f"the prior folder {priorPath} does not exist")
+        elif prior.GetID() == volumeNode.GetID():
+            raise ValueError("choose a prior volume other than the input volume")
+        else:
+            priorPath = handOver(prior, prior_export_path(folder, prior.GetName()))
+        request = FollowUpRequest(prior=priorPath, current=handOver(volumeNode, folder.scan), output=folder.output,
+                                  device=device_argument(device), interval_days=intervalDays, force=force)
+        return build_follow_up_command(pythonExecutable(), request)
 
     def cancel(self, immediately=False):
         """Stop the running analysis; the scene is left as it was.

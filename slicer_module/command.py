@@ -1,4 +1,4 @@
-"""The command line the Slicer module runs: ``python -m lungai.cli run ... --progress jsonl``.
+"""The command lines the Slicer module runs: ``python -m lungai.cli run ... --progress jsonl`` and ``... follow-up``.
 
 The module never imports torch: the analysis runs in a separate Python process (Slicer's
 ``PythonSlicer``), and the module only builds its command line and reads its progress.
@@ -94,6 +94,57 @@ def build_run_command(python: str, request: RunRequest) -> list[str]:
     return [python, "-m", "lungai.cli", "run", str(request.scan), "-o", str(request.output),
             "--tasks", ",".join(tasks or ("lungs",)), "--device", request.device, "--sensitivity", request.sensitivity,
             "--progress", "jsonl"]
+
+
+#: The detection operating point of a follow-up started from Slicer: the command line's default, so the
+#: comparison is the one ``lungai follow-up`` reports (the slider can hide findings, not add any).
+FOLLOW_UP_SENSITIVITY = "balanced"
+
+
+@dataclass(frozen=True)
+class FollowUpRequest:
+    """What one follow-up compares and where it writes.
+
+    Attributes:
+        prior: the prior scan (exported volume, DICOM folder) or a LungAI output folder of it.
+        current: the current scan (exported volume or DICOM folder).
+        output: the output folder to create; it must not exist.
+        device: ``--device`` value (see :func:`device_argument`).
+        interval_days: days between the scans when their files carry no dates; ``None``: from the
+            DICOM headers, or unknown.
+        force: compare scans whose DICOM PatientIDs differ.
+    """
+
+    prior: Path
+    current: Path
+    output: Path
+    device: str = "auto"
+    interval_days: int | None = None
+    force: bool = False
+
+
+def build_follow_up_command(python: str, request: FollowUpRequest) -> list[str]:
+    """The command line of one follow-up (``lungai follow-up PRIOR CURRENT -o OUT``).
+
+    Args:
+        python: the Python interpreter that has ``lungai`` installed (``PythonSlicer``).
+        request: what to compare.
+
+    Returns:
+        Program and arguments.
+
+    Raises:
+        ValueError: a negative interval.
+    """
+    command = [python, "-m", "lungai.cli", "follow-up", str(request.prior), str(request.current),
+               "-o", str(request.output), "--device", request.device, "--sensitivity", FOLLOW_UP_SENSITIVITY]
+    if request.interval_days is not None:
+        if request.interval_days < 0:
+            raise ValueError(f"the interval between the scans cannot be negative ({request.interval_days} days)")
+        command += ["--interval-days", str(request.interval_days)]
+    if request.force:
+        command.append("--force")
+    return command
 
 
 def selected_tasks(checked: Sequence[str], available: Sequence[str] = ALL_TASKS) -> tuple[str, ...]:
