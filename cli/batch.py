@@ -79,7 +79,8 @@ def _list_cases(found: Discovery) -> None:
     for case in found.cases:
         series = f" series {case.series_uid}" if case.series_uid else ""
         slices = f" ({case.slices} slices)" if case.slices else ""
-        click.echo(f"  {case.case_id}\t{case.path}{series}{slices}")
+        prior = f" follow-up of prior {case.prior}" if case.prior else ""
+        click.echo(f"  {case.case_id}\t{case.path}{series}{slices}{prior}")
     if found.skipped:
         click.echo(f"skipped {len(found.skipped)}:")
         for path, why in found.skipped:
@@ -125,10 +126,12 @@ def batch(ctx: click.Context, inputs: tuple[str, ...], output: Path | None, dry_
     """Analyse many scans on Dask: folders, a CSV of case_id,path, or globs; resumable.
 
     Each INPUT is a folder (every .nrrd/.nhdr/.nii/.nii.gz/.mhd/.mha file, DICOM zip and DICOM
-    CT series in it, recursively), a CSV with columns case_id,path (optional series_uid), a scan
-    file or a glob. Each case's outputs are those of `lungai run`, in OUTPUT/<case_id>. A case
-    that fails is a failed row of cohort.csv and the others go on; rerunning the same command
-    skips the finished cases and redoes those whose input or settings changed.
+    CT series in it, recursively), a CSV with columns case_id,path (optional series_uid; and
+    prior, prior_date, current_date: a row with a prior is a follow-up, whose outputs are those of
+    `lungai follow-up PRIOR PATH`, with cohort_follow_up.csv), a scan file or a glob. Each case's
+    outputs are those of `lungai run`, in OUTPUT/<case_id>. A case that fails is a failed row of
+    cohort.csv and the others go on; rerunning the same command skips the finished cases and
+    redoes those whose input or settings changed.
     """
     if output is None and not dry_run:
         raise click.UsageError("give the batch folder with -o (only --dry-run runs without one)")

@@ -10,6 +10,7 @@ error naming both paths.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import glob
 import logging
 import os
@@ -38,6 +39,10 @@ class Case:
         series_uid: the DICOM series to read (``None``: as ``lungai run`` chooses).
         slices: the series' slice count when discovery read it (DICOM), else ``None``.
         files: the DICOM series' files, for the input fingerprint; empty for a single file or zip.
+        prior: the patient's prior scan (or a LungAI output folder of it), from a CSV's ``prior``
+            column: the case is then a follow-up (``lungai follow-up PRIOR PATH``).
+        prior_date: the prior's date (ISO) when its file has none (CSV ``prior_date``).
+        current_date: the scan's date (ISO) when its file has none (CSV ``current_date``).
     """
 
     case_id: str
@@ -45,6 +50,9 @@ class Case:
     series_uid: str | None = None
     slices: int | None = None
     files: tuple[Path, ...] = ()
+    prior: Path | None = None
+    prior_date: str | None = None
+    current_date: str | None = None
 
 
 @dataclass
@@ -156,12 +164,13 @@ def _series_folder(series: dicom.DicomSeries) -> Path:
 
 
 def read_case_csv(path: Path) -> list[Case]:
-    """The cases of a CSV with columns ``case_id,path`` (optional ``series_uid``).
+    """The cases of a CSV with columns ``case_id,path`` (optional ``series_uid``, and ``prior``,
+    ``prior_date``, ``current_date`` for follow-up cases: a row with a ``prior`` is compared with it).
 
     Relative paths are taken from the CSV's folder; ids are made safe as folder names.
 
     Raises:
-        CaseListError: the columns are missing or a row lacks an id or a path.
+        CaseListError: the columns are missing, a row lacks an id or a path, or a date is not ISO.
     """
     with path.open(newline="", encoding="utf-8-sig") as stream:
         reader = csv.DictReader(stream)
@@ -174,9 +183,29 @@ def read_case_csv(path: Path) -> list[Case]:
             case_id, scan = (row.get("case_id") or "").strip(), (row.get("path") or "").strip()
             if not case_id or not scan:
                 raise CaseListError(f"{path} line {number} lacks a case_id or a path", "fill in both columns")
+            prior = (row.get("prior") or "").strip()
             cases.append(Case(case_id=safe_name(case_id), path=path.parent / scan,
-                              series_uid=(row.get("series_uid") or "").strip() or None))
+                              series_uid=(row.get("series_uid") or "").strip() or None,
+                              prior=path.parent / prior if prior else None,
+                              prior_date=_iso_date(row, "prior_date", path, number),
+                              current_date=_iso_date(row, "current_date", path, number)))
     return cases
+
+
+def _iso_date(row: dict[str, str | None], column: str, path: Path, number: int) -> str | None:
+    """A CSV cell holding a date as ``YYYY-MM-DD`` (``None`` when empty).
+
+    Raises:
+        CaseListError: any other text.
+    """
+    text = (row.get(column) or "").strip()
+    if not text:
+        return None
+    try:
+        return dt.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise CaseListError(f"{path} line {number}: {column} {text!r} is not a date",
+                            "write dates as YYYY-MM-DD") from None
 
 
 def _refuse_duplicates(cases: list[Case]) -> None:

@@ -1,4 +1,5 @@
-"""The cohort tables of a batch: ``cohort.csv``, ``cohort_nodules.csv``, ``cohort.html`` and ``batch.json``.
+"""The cohort tables of a batch: ``cohort.csv``, ``cohort_nodules.csv``, ``cohort.html`` and ``batch.json``
+(and ``cohort_follow_up.csv`` when cases have a prior).
 
 Each is rewritten whole from the manifest's entries (through a temporary file and a rename, so
 a reader never sees half a table) as cases finish and once more at the end.
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from lungai.batch.cohort_html import write_cohort_html
+from lungai.followup.growth import LUNG_RADS_GROWTH_MM
+from lungai.followup.outputs import CSV_COLUMNS as FOLLOW_UP_CSV_COLUMNS
 from lungai.io.findings import NODULE_CSV_COLUMNS, Findings
 
 #: One row per case in ``cohort.csv``.
@@ -21,10 +24,13 @@ COHORT_COLUMNS: tuple[str, ...] = (
     "case_id", "status", "exit_code", "error", "input", "series_uid",
     "lung_volume_right_ml", "lung_volume_left_ml", "lung_volume_total_ml", "laa_950_percent",
     "emphysema_probability", "nodule_count", "mass_count", "largest_nodule_mm", "highest_lung_rads",
-    "highest_malignancy", "largest_mass_volume_mm3", "seconds", "worker", "finished_utc",
+    "highest_malignancy", "largest_mass_volume_mm3", "prior", "follow_up_matched", "follow_up_new",
+    "follow_up_resolved", "follow_up_growing", "highest_follow_up_lung_rads", "seconds", "worker", "finished_utc",
 )
 #: ``cohort_nodules.csv``: the case id, then the columns of each case's ``nodules.csv``.
 COHORT_NODULE_COLUMNS: tuple[str, ...] = ("case_id", *NODULE_CSV_COLUMNS)
+#: ``cohort_follow_up.csv``: the case id, then the columns of each follow-up case's ``follow_up.csv``.
+COHORT_FOLLOW_UP_COLUMNS: tuple[str, ...] = ("case_id", *FOLLOW_UP_CSV_COLUMNS)
 #: Lung-RADS size-rule categories from lowest to highest.
 LUNG_RADS_ORDER: tuple[str, ...] = ("1", "2", "3", "4A", "4B", "4X")
 
@@ -54,6 +60,19 @@ def summarize_findings(findings: Findings) -> dict[str, Any]:
     }
 
 
+def summarize_follow_up(rows: list[dict[str, str]]) -> dict[str, Any]:
+    """A follow-up case's cohort numbers from its ``follow_up.csv`` rows: nodules matched, new and
+    resolved, matched ones whose mean diameter grew by more than the Lung-RADS 1.5 mm, and the
+    highest Lung-RADS follow-up category."""
+    statuses = [row["status"] for row in rows]
+    grown = [row for row in rows if row["status"] == "matched" and row["mean_diameter_change_mm"]
+             and float(row["mean_diameter_change_mm"]) > LUNG_RADS_GROWTH_MM]
+    categories = [row["lung_rads_category"] for row in rows if row["lung_rads_category"]]
+    return {"follow_up_matched": statuses.count("matched"), "follow_up_new": statuses.count("new"),
+            "follow_up_resolved": statuses.count("resolved"), "follow_up_growing": len(grown),
+            "highest_follow_up_lung_rads": max(categories, key=_lung_rads_rank, default=None)}
+
+
 def _lung_rads_rank(category: str) -> int:
     return LUNG_RADS_ORDER.index(category) if category in LUNG_RADS_ORDER else -1
 
@@ -70,7 +89,8 @@ def read_nodule_rows(nodules_csv: Path) -> list[dict[str, str]]:
 
 def write_cohort_tables(out_dir: Path, entries: Iterable[dict[str, Any]],
                         batch: dict[str, Any] | None = None) -> None:
-    """Write ``cohort.csv``, ``cohort_nodules.csv`` and ``cohort.html`` from the manifest entries, by case id.
+    """Write ``cohort.csv``, ``cohort_nodules.csv``, ``cohort.html`` (and, with follow-up cases,
+    ``cohort_follow_up.csv``) from the manifest entries, by case id.
 
     ``batch`` is the data of ``batch.json`` (plus ``skipped``) for the header of ``cohort.html``.
     """
@@ -80,6 +100,10 @@ def write_cohort_tables(out_dir: Path, entries: Iterable[dict[str, Any]],
     nodule_rows = ({"case_id": entry["case_id"], **row} for entry in ordered if entry.get("status") == "done"
                    for row in entry.get("nodules", []))
     _write_csv(out_dir / "cohort_nodules.csv", COHORT_NODULE_COLUMNS, nodule_rows)
+    follow_up = [{"case_id": entry["case_id"], **row} for entry in ordered if entry.get("status") == "done"
+                 for row in entry.get("follow_up", [])]
+    if follow_up or (out_dir / "cohort_follow_up.csv").exists():
+        _write_csv(out_dir / "cohort_follow_up.csv", COHORT_FOLLOW_UP_COLUMNS, follow_up)
     write_cohort_html(out_dir / "cohort.html", rows, batch)
 
 

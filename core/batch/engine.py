@@ -25,9 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 from lungai import __version__
 from lungai.batch.cases import Case
-from lungai.batch.cohort import read_nodule_rows, summarize_findings, write_batch_json, write_cohort_tables
+from lungai.batch.cohort import (
+    read_nodule_rows,
+    summarize_findings,
+    summarize_follow_up,
+    write_batch_json,
+    write_cohort_tables,
+)
 from lungai.batch.manifest import append_entry, case_key, is_current, read_manifest
-from lungai.errors import LungAIError, ResourceError
+from lungai.errors import CaseListError, LungAIError, ResourceError
 from lungai.io.findings import utc_timestamp
 from lungai.io.output import TEMP_PREFIX
 from lungai.pipeline.progress import ProgressCallback, ProgressEvent, ignore_progress
@@ -154,6 +160,12 @@ def run_case(case: Case, output: str, options: RunOptions, command: str | None) 
     store = worker_models(options.device, options.manifest)
     loaded_before = len(store.loaded)
     entry: dict[str, Any] = {"case_id": case.case_id, "input": str(case.path), "series_uid": case.series_uid}
+    if case.prior is not None:
+        entry["prior"] = str(case.prior)
+        entry.update(_follow_up_case(case, Path(output), options, command, store))
+        entry.update(seconds=round(time.perf_counter() - start, 2), worker=_worker_name(),
+                     finished_utc=utc_timestamp(), models_loaded=len(store.loaded) - loaded_before)
+        return entry
     config = RunConfig(input=case.path, output=Path(output), tasks=options.tasks, device=options.device,
                        overwrite=True, force=options.force, series_uid=case.series_uid,
                        include_patient_id=options.include_patient_id, sensitivity=options.sensitivity,
@@ -171,6 +183,39 @@ def run_case(case: Case, output: str, options: RunOptions, command: str | None) 
     entry.update(seconds=round(time.perf_counter() - start, 2), worker=_worker_name(), finished_utc=utc_timestamp(),
                  models_loaded=len(store.loaded) - loaded_before)
     return entry
+
+
+def _follow_up_case(case: Case, output: Path, options: RunOptions, command: str | None,
+                    store: ModelStore) -> dict[str, Any]:
+    """A follow-up case (a CSV row with a ``prior``): ``lungai follow-up PRIOR PATH`` into ``output``.
+
+    Returns:
+        The entry's status fields: ``done`` with the current scan's cohort summary, its nodule
+        rows (``current/nodules.csv``), the follow-up counts and rows (``follow_up.csv``), or
+        ``failed`` with the exit code and message.
+    """
+    import datetime as dt
+
+    from lungai.followup.engine import FollowUpConfig, run_follow_up
+
+    if case.series_uid is not None:
+        return {"status": "failed", "exit_code": CaseListError.exit_code,
+                "error": "a follow-up case reads its scan as lungai follow-up does, without choosing a series: "
+                         "give the series' own folder as its path and leave series_uid empty"}
+    assert case.prior is not None
+    config = FollowUpConfig(prior=case.prior, current=case.path, output=output, overwrite=True, force=options.force,
+                            prior_date=dt.date.fromisoformat(case.prior_date) if case.prior_date else None,
+                            current_date=dt.date.fromisoformat(case.current_date) if case.current_date else None,
+                            device=options.device, sensitivity=options.sensitivity,
+                            manifest=Path(options.manifest) if options.manifest else None, command=command)
+    try:
+        result = run_follow_up(config, models=store)
+    except LungAIError as error:
+        return {"status": "failed", "exit_code": error.exit_code, "error": " ".join(error.message.split())}
+    rows = read_nodule_rows(output / "follow_up.csv")
+    return {"status": "done", "exit_code": 0, "error": None,
+            "summary": {**summarize_findings(result.current.findings), **summarize_follow_up(rows)},
+            "nodules": read_nodule_rows(output / "current" / "nodules.csv"), "follow_up": rows}
 
 
 def _lost_case(case: Case, error: BaseException) -> dict[str, Any]:

@@ -25,11 +25,14 @@ MANIFEST_NAME = "manifest.jsonl"
 
 
 def fingerprint(case: Case) -> list[list[object]]:
-    """``[path, size, mtime_ns]`` of every file the case reads (a DICOM series' files, or its one file).
+    """``[path, size, mtime_ns]`` of every file the case reads (a DICOM series' files, or its one file;
+    a follow-up case's prior file or every file under its prior folder too).
 
     A missing input gives ``[path, None, None]``: its run fails, and it is redone once it exists.
     """
-    paths = case.files or (case.path,)
+    paths = list(case.files or (case.path,))
+    if case.prior is not None:
+        paths += [p for p in case.prior.rglob("*") if p.is_file()] if case.prior.is_dir() else [case.prior]
     rows: list[list[object]] = []
     for path in sorted(paths):
         try:
@@ -45,6 +48,9 @@ def case_key(case: Case, settings: dict[str, Any]) -> str:
     """The sha256 that decides whether a previous result of ``case`` still holds."""
     payload = {"case_id": case.case_id, "series_uid": case.series_uid, "input": fingerprint(case),
                "lungai_version": __version__, "settings": settings}
+    if case.prior is not None:
+        payload["follow_up"] = {"prior": str(case.prior.absolute()), "prior_date": case.prior_date,
+                                "current_date": case.current_date}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
