@@ -1,6 +1,6 @@
 """``lungai run`` with every model stage, on the phantom, with a tiny real weights release.
 
-The models are trained for one epoch on two VOIs (:mod:`tiny_weights`), so what they find is
+The models are untrained, with seeded random weights (:mod:`tiny_weights`), so what they find is
 meaningless; these tests check the wiring: weights resolved and recorded, stages in order,
 findings, label map and CSV consistent with each other, missing weights refused up front.
 """
@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from shared_data import require
-from tiny_weights import PIPELINE_MODELS, release, train_tiny
+from tiny_weights import PIPELINE_MODELS, release, tiny_checkpoint
 
 from lungai import labels
 from lungai.cli.main import main
@@ -33,11 +32,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def tiny_release(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A manifest.json of the four pipeline models, each trained briefly."""
-    vois = require(data_root / "lidc_vois")
+def tiny_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A manifest.json of the pipeline's models, untrained."""
     root = tmp_path_factory.mktemp("tiny_weights")
-    runs = {name: train_tiny(name, vois, root / "runs" / name) for name in PIPELINE_MODELS}
+    runs = {name: tiny_checkpoint(name, root / "runs" / name) for name in PIPELINE_MODELS}
     return release(runs, root / "bundled", {"resunet3d": {"threshold": 0.5}})
 
 

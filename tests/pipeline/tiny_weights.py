@@ -1,9 +1,10 @@
-"""A real weights release of tiny, briefly trained models, for pipeline tests.
+"""A real weights release of tiny untrained models, for pipeline tests.
 
-Each model is trained by the real trainer (CPU widths, one epoch, two VOIs per split) and
-released by the real release steps (:mod:`lungai.weights.release`) into a temporary bundled
-folder with its own ``manifest.json``: the pipeline resolves and verifies them like shipped
-weights. They are far too weak to find anything reliably; tests use them for the wiring.
+Each model is built at its recipe's CPU widths with seeded random weights, saved as a checkpoint
+with the ``inference`` block a training run records (threshold and ROI), and released by the real
+release steps (:mod:`lungai.weights.release`) into a temporary bundled folder with its own
+``manifest.json``: the pipeline resolves and verifies them like shipped weights. What they find
+is meaningless; tests use them for the wiring (training itself is tested in ``tests/training``).
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 from lungai.data.lidc_characteristics import CHARACTERISTICS
-from lungai.models.checkpoint import save_model, write_inference_settings
+from lungai.models.checkpoint import config_from_dict, save_model, write_inference_settings
 from lungai.models.measured_nodule import MeasuredNodule, MeasuredNoduleConfig
+from lungai.models.registry import build_model, get_spec
 from lungai.preprocessing.nodule_features import FEATURE_NAMES
-from lungai.training.recipes import make_config
-from lungai.training.trainer import train
+from lungai.preprocessing.roi import roi_spec
+from lungai.training.recipes import recipe
 from lungai.weights.release import ReleaseSpec, convert, write_manifest
 
 #: Every model the pipeline loads, with its training task.
@@ -42,26 +46,30 @@ def untrained_measured(out: Path) -> Path:
     return out
 
 
-def train_tiny(name: str, data: Path, out: Path, cases: int = 2) -> Path:
-    """Train ``name`` for one epoch on ``cases`` VOIs per split; returns the run folder."""
+def tiny_checkpoint(name: str, out: Path, seed: int = 0) -> Path:
+    """``name`` at its recipe's CPU widths with seeded random weights, saved as a run folder would be."""
     if name == "measured_nodule":
         return untrained_measured(out)
-    config = make_config(PIPELINE_MODELS[name], name, data, out, size="cpu", epochs=1, max_cases=cases,
-                         num_threads=1, augment=False, patience=0, batch_size=2)
-    train(config, resume=False)
+    torch.manual_seed(seed)
+    config = config_from_dict(get_spec(name).architecture.config_class, dict(recipe(name).cpu_model_config))
+    save_model(build_model(name, config), out)
+    spec = roi_spec(name)
+    write_inference_settings(out, {"threshold": 0.5, "threshold_source": "test fixture (untrained)",
+                                   "roi_shape_zyx": list(spec.shape), "roi_spacing_zyx_mm": list(spec.spacing),
+                                   "min_diameter_mm": None})
     return out
 
 
 def release(runs: dict[str, Path], bundled: Path, inference: dict[str, dict] | None = None) -> Path:
-    """Release trained run folders into ``bundled``; returns the ``manifest.json`` path."""
+    """Release run folders into ``bundled``; returns the ``manifest.json`` path."""
     bundled.mkdir(parents=True, exist_ok=True)
     metrics = bundled / "metrics.json"
     metrics.write_text(json.dumps({"tiny": 0.0}))
     specs = [ReleaseSpec(name=name, run=run, dtype="float32", repo_id=f"lungai-test/{name}", license="apache-2.0",
-                         training_data=("LIDC-IDRI VOIs, 2 per split (test fixture)",),
+                         training_data=("none: seeded random weights (test fixture)",),
                          evaluation_data="none (test fixture)", metrics_file=metrics, metrics=("tiny",),
                          metrics_command="none", intended_use="Pipeline tests only.",
-                         limitations=("Trained for one epoch on two nodules.",),
+                         limitations=("Untrained.",),
                          inference=(inference or {}).get(name))
              for name, run in runs.items()]
     for spec in specs:
