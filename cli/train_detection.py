@@ -92,7 +92,8 @@ def _calibrate(data_root: Path, out: Path, backgrounds: list, num_scans: int, se
         inserted_cases,
         summarize,
     )
-    from lungai.models.checkpoint import load_model
+    from lungai.models.checkpoint import load_model, write_inference_settings
+    from lungai.pipeline.operating_points import checkpoint_operating_points
 
     cases = inserted_cases(data_root, "val", num_scans, seed=seed, backgrounds=backgrounds)
     lungs: dict = {}
@@ -112,3 +113,5 @@ def _calibrate(data_root: Path, out: Path, backgrounds: list, num_scans: int, se
     payload["data"] = (f"{len(cases)} validation inserted-nodule scans "
                        f"({sum(len(c.nodules) for c in cases)} validation-split VOIs), seed {seed}")
     (out / "operating_points.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    write_inference_settings(out, checkpoint_operating_points(payload["classifier"]["operating_points"],
+                                                              payload["data"]))

@@ -1,12 +1,20 @@
 """The nodule detector's operating points: score thresholds and what they cost.
 
-Torch-free, so the Slicer module can show them before anything heavy is imported.
+The detector's points travel with its checkpoint (``config.json`` ``inference``
+``operating_points``, written by ``lungai train-detection``); the candidate-strength points
+(no classifier) are fixed here. Torch-free, so the Slicer module can show them before anything
+heavy is imported.
 """
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from lungai.weights.manifest import packaged_dir
 
 
 @dataclass(frozen=True)
@@ -24,16 +32,63 @@ class OperatingPoint:
     sensitivity: float
 
 
-# Chosen on 6 validation inserted-nodule scans (36 validation-split VOIs, seed 0) by
-# `lungai train-detection --data-root ../shared/data --out runs/detection/convlstm_nodule --epochs 12
-# --texture-weight 3 --calibration-scans 6` (operating_points.json there): the lowest threshold with
-# at most 4, 1 and 0.25 false positives per scan (rounded down to 4 decimals; `high` reaches no more
-# than 3.67). Valid for that checkpoint (weights/convlstm_nodule) only; see docs/results.md.
-OPERATING_POINTS: dict[str, OperatingPoint] = {
-    "high": OperatingPoint(threshold=0.7439, expected_fp_per_scan=3.67, sensitivity=0.69),
-    "balanced": OperatingPoint(threshold=0.7617, expected_fp_per_scan=1.00, sensitivity=0.69),
-    "specific": OperatingPoint(threshold=0.7984, expected_fp_per_scan=0.17, sensitivity=0.64),
-}
+#: The detector checkpoint whose operating points the pipeline applies.
+DETECTOR = "convlstm_nodule"
+
+
+def points_from_inference(block: Mapping[str, Any]) -> dict[str, OperatingPoint]:
+    """The operating points a detector checkpoint records in its ``config.json`` ``inference`` block
+    (``operating_points``: name -> threshold, expected false positives per scan, sensitivity).
+
+    Raises:
+        ValueError: the block has no operating points, or one lacks a number.
+    """
+    table = block.get("operating_points")
+    if not isinstance(table, Mapping) or not table:
+        raise ValueError("the detector checkpoint records no operating points (its config.json inference block)")
+    try:
+        return {str(name): OperatingPoint(threshold=float(point["threshold"]),
+                                          expected_fp_per_scan=float(point["expected_fp_per_scan"]),
+                                          sensitivity=float(point["sensitivity"]))
+                for name, point in table.items()}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"the detector checkpoint's operating points are incomplete ({exc})") from None
+
+
+def checkpoint_operating_points(chosen: Mapping[str, Mapping[str, float]], data: str) -> dict[str, Any]:
+    """The ``inference`` block that records a detector's operating points in its checkpoint.
+
+    Args:
+        chosen: per name, the validation ``threshold``, ``fp_per_scan`` and ``sensitivity``
+            (``lungai train-detection``'s calibration).
+        data: what they were measured on.
+
+    Returns:
+        ``{"operating_points": ..., "operating_points_source": ...}``: thresholds rounded down to 4
+        decimals (a detection at the chosen score still passes), the rates to 2.
+    """
+    points = {name: {"threshold": math.floor(float(p["threshold"]) * 1e4) / 1e4,
+                     "expected_fp_per_scan": round(float(p["fp_per_scan"]), 2),
+                     "sensitivity": round(float(p["sensitivity"]), 2)} for name, p in chosen.items()}
+    return {"operating_points": points,
+            "operating_points_source": f"{data}: the lowest score threshold with at most 4 / 1 / 0.25 false "
+                                       "positives per scan, rounded down to 4 decimals"}
+
+
+def bundled_operating_points() -> dict[str, OperatingPoint]:
+    """The operating points of the detector checkpoint installed with LungAI (its ``config.json``).
+
+    They were chosen on 6 validation inserted-nodule scans (36 validation-split VOIs, seed 0) by
+    ``lungai train-detection --calibration-scans 6``, which writes them into the checkpoint: the
+    lowest threshold with at most 4, 1 and 0.25 false positives per scan (``high`` reaches no
+    more than 3.67); see docs/results.md, "Detection".
+    """
+    header = json.loads((packaged_dir() / DETECTOR / "config.json").read_text(encoding="utf-8"))
+    return points_from_inference(header.get("inference") or {})
+
+
+#: The installed detector's operating points, read from its checkpoint (valid for it only).
+OPERATING_POINTS: dict[str, OperatingPoint] = bundled_operating_points()
 
 # The same for the candidate strength alone (no classifier).
 CANDIDATE_OPERATING_POINTS: dict[str, OperatingPoint] = {

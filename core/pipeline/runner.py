@@ -55,7 +55,14 @@ from lungai.pipeline.lesion_record import nodule_finding
 from lungai.pipeline.malignancy import MEASURED_MODEL, apply_rating, nodules_rating
 from lungai.pipeline.models import ModelStore, load_run_manifest, require_weights
 from lungai.pipeline.nodules import DEFAULT_THRESHOLD, SEGMENTATION_MODEL, SegmentedNodule, segment_detections
-from lungai.pipeline.operating_points import KNOWN_LIMITATIONS, is_categorised, operating_point
+from lungai.pipeline.operating_points import (
+    DETECTOR,
+    KNOWN_LIMITATIONS,
+    OPERATING_POINTS,
+    is_categorised,
+    operating_point,
+    points_from_inference,
+)
 from lungai.pipeline.progress import ProgressCallback, ProgressEvent, ignore_progress
 from lungai.preprocessing.candidates import Candidate, find_candidates
 from lungai.preprocessing.densitometry import measure_densitometry
@@ -147,6 +154,7 @@ def _lesion_detections(state: RunState) -> list[Detection]:
     state.step("finding blob candidates", 0.05)
     candidates = _candidates(state)
     state.step(f"scoring {len(candidates)} candidates", 0.15)
+    _check_detector_points(state)
     detections = detect_nodules(image, state.lungs.labels, _detection_config(state.config), state.device,
                                 classifier=state.models.get("convlstm_nodule"), candidates=candidates)
     if len(detections) > state.config.max_nodules:
@@ -158,6 +166,20 @@ def _lesion_detections(state: RunState) -> list[Detection]:
     masses = [Detection(m.centre_lps_mm, m.core_radius_mm, None, source="mass", extent_mm_zyx=m.extent_mm_zyx)
               for m in state.lesion_region.masses]
     return masses + detections
+
+
+def _check_detector_points(state: RunState) -> None:
+    """Warn when the detector weights in use record other operating points than the installed
+    detector's, which are the ones applied (e.g. weights of another manifest)."""
+    try:
+        recorded = points_from_inference(state.models.inference(DETECTOR))
+    except ValueError:
+        recorded = None
+    if recorded != OPERATING_POINTS:
+        message = (f"the {DETECTOR} weights in use record {'other' if recorded else 'no'} operating points than "
+                   "the installed detector's, whose thresholds and expected false positives apply")
+        logger.warning(message)
+        state.warnings.append(message)
 
 
 def detection_info(config: RunConfig) -> DetectionInfo:

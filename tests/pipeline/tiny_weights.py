@@ -18,9 +18,11 @@ from lungai.data.lidc_characteristics import CHARACTERISTICS
 from lungai.models.checkpoint import config_from_dict, save_model, write_inference_settings
 from lungai.models.measured_nodule import MeasuredNodule, MeasuredNoduleConfig
 from lungai.models.registry import build_model, get_spec
+from lungai.pipeline.operating_points import DETECTOR
 from lungai.preprocessing.nodule_features import FEATURE_NAMES
 from lungai.preprocessing.roi import roi_spec
 from lungai.training.recipes import recipe
+from lungai.weights.manifest import packaged_dir
 from lungai.weights.release import ReleaseSpec, convert, write_manifest
 
 #: Every model the pipeline loads, with its training task.
@@ -54,9 +56,11 @@ def tiny_checkpoint(name: str, out: Path, seed: int = 0) -> Path:
     config = config_from_dict(get_spec(name).architecture.config_class, dict(recipe(name).cpu_model_config))
     save_model(build_model(name, config), out)
     spec = roi_spec(name)
-    write_inference_settings(out, {"threshold": 0.5, "threshold_source": "test fixture (untrained)",
-                                   "roi_shape_zyx": list(spec.shape), "roi_spacing_zyx_mm": list(spec.spacing),
-                                   "min_diameter_mm": None})
+    settings = {"threshold": 0.5, "threshold_source": "test fixture (untrained)", "roi_shape_zyx": list(spec.shape),
+                "roi_spacing_zyx_mm": list(spec.spacing), "min_diameter_mm": None}
+    if name == DETECTOR:  # the installed detector's points, as lungai train-detection records its own
+        settings = json.loads((packaged_dir() / DETECTOR / "config.json").read_text())["inference"]
+    write_inference_settings(out, settings)
     return out
 
 
