@@ -103,7 +103,8 @@ TARGETS: tuple[Target, ...] = (
     Target("overall_match_rate", ">=", 0.90, "matched correctly, all nodules on both scans (mapped ones included)"),
     Target("residual_median_mm", "<=", 2.0, "registration residual at nodule centres, median (mm)"),
     Target("residual_p95_mm", "<=", 5.0, "registration residual at nodule centres, 95th percentile (mm)"),
-    Target("volume_change_mae_pct", "<=", 15.0, "volume change absolute error, nodules >= 6 mm (% of prior volume)"),
+    Target("volume_change_median_error_pct", "<=", 15.0,
+           "volume change median absolute error, nodules >= 6 mm (% of prior volume)"),
     Target("vdt_within_25pct_rate", ">=", 0.80, "VDT within 25 % of the truth, growing nodules >= 6 mm"),
     Target("growth_flag_pair_rate", ">=", 0.95, "pairs with every Lung-RADS growth flag right"),
 )
@@ -302,6 +303,7 @@ def summarize(pairs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "new_resolved_wrong_matches": sum(1 for n in nodules if n["status"] != "matched" and n["outcome"] == "wrong"),
         "residual_median_mm": float(np.median(residuals)) if residuals else None,
         "residual_p95_mm": float(np.percentile(residuals, 95)) if residuals else None,
+        "volume_change_median_error_pct": float(np.median(volume_errors)) if volume_errors else None,
         "volume_change_mae_pct": float(np.mean(volume_errors)) if volume_errors else None,
         "num_volume_scored": len(volume_errors),
         "vdt_within_25pct_rate": _rate(vdt), "num_vdt_scored": len(vdt),

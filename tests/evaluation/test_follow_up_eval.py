@@ -162,12 +162,13 @@ def test_overall_numbers_and_targets_by_hand(fixture_dirs: tuple[Path, Path], tm
     assert o["residual_p95_mm"] == pytest.approx(np.percentile(residuals, 95))
     p2_error = abs(100 * (400 / 410 - 1))  # p2's output: 410 -> 400 mm3 where the truth is stable
     assert o["volume_change_mae_pct"] == pytest.approx((20 + 0 + p2_error) / 3)
+    assert o["volume_change_median_error_pct"] == pytest.approx(p2_error)  # median of 0, 2.4 and 20
     assert o["vdt_within_25pct_rate"] == pytest.approx(1 / 2) and o["num_vdt_scored"] == 2
     assert o["growth_flag_pair_rate"] == pytest.approx(1 / 3)  # only p2 is right; p3 has no results
     verdicts = {t["name"]: t["passed"] for t in report["targets"]}
     assert verdicts == {"both_found_match_rate": False, "new_resolved_wrong_matches": False,
                         "overall_match_rate": False, "residual_median_mm": True, "residual_p95_mm": True,
-                        "volume_change_mae_pct": True, "vdt_within_25pct_rate": False, "growth_flag_pair_rate": False}
+                        "volume_change_median_error_pct": True, "vdt_within_25pct_rate": False, "growth_flag_pair_rate": False}
     written = json.loads((tmp_path / "eval.json").read_text())
     assert written["overall"] == o and len(written["pairs"]) == 3
 
