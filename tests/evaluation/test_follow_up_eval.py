@@ -168,7 +168,8 @@ def test_overall_numbers_and_targets_by_hand(fixture_dirs: tuple[Path, Path], tm
     verdicts = {t["name"]: t["passed"] for t in report["targets"]}
     assert verdicts == {"both_found_match_rate": False, "new_resolved_wrong_matches": False,
                         "overall_match_rate": False, "residual_median_mm": True, "residual_p95_mm": True,
-                        "volume_change_median_error_pct": True, "vdt_within_25pct_rate": False, "growth_flag_pair_rate": False}
+                        "volume_change_median_error_pct": True, "vdt_within_25pct_rate": False,
+                        "growth_flag_pair_rate": False}
     written = json.loads((tmp_path / "eval.json").read_text())
     assert written["overall"] == o and len(written["pairs"]) == 3
 
