@@ -152,9 +152,6 @@ def run_case(case: Case, output: str, options: RunOptions, command: str | None) 
         and nodule rows, or ``failed`` with the exit code and the one-line message; the seconds
         it took, the worker, and ``models_loaded`` (models this call loaded in its process).
     """
-    from lungai.pipeline.config import RunConfig
-    from lungai.pipeline.runner import run_pipeline
-
     _announce(case.case_id)
     start = time.perf_counter()
     store = worker_models(options.device, options.manifest)
@@ -163,10 +160,21 @@ def run_case(case: Case, output: str, options: RunOptions, command: str | None) 
     if case.prior is not None:
         entry["prior"] = str(case.prior)
         entry.update(_follow_up_case(case, Path(output), options, command, store))
-        entry.update(seconds=round(time.perf_counter() - start, 2), worker=_worker_name(),
-                     finished_utc=utc_timestamp(), models_loaded=len(store.loaded) - loaded_before)
-        return entry
-    config = RunConfig(input=case.path, output=Path(output), tasks=options.tasks, device=options.device,
+    else:
+        entry.update(_run_case(case, Path(output), options, command, store))
+    entry.update(seconds=round(time.perf_counter() - start, 2), worker=_worker_name(), finished_utc=utc_timestamp(),
+                 models_loaded=len(store.loaded) - loaded_before)
+    return entry
+
+
+def _run_case(case: Case, output: Path, options: RunOptions, command: str | None,
+              store: ModelStore) -> dict[str, Any]:
+    """A case's ``lungai run`` into ``output``: the entry's status fields (``done`` with the cohort
+    summary and nodule rows, or ``failed`` with the exit code and message)."""
+    from lungai.pipeline.config import RunConfig
+    from lungai.pipeline.runner import run_pipeline
+
+    config = RunConfig(input=case.path, output=output, tasks=options.tasks, device=options.device,
                        overwrite=True, force=options.force, series_uid=case.series_uid,
                        include_patient_id=options.include_patient_id, sensitivity=options.sensitivity,
                        detection_threshold=options.detection_threshold, max_nodules=options.max_nodules,
@@ -176,13 +184,9 @@ def run_case(case: Case, output: str, options: RunOptions, command: str | None) 
     try:
         result = run_pipeline(config, models=store)
     except LungAIError as error:
-        entry.update(status="failed", exit_code=error.exit_code, error=" ".join(error.message.split()))
-    else:
-        entry.update(status="done", exit_code=0, error=None, summary=summarize_findings(result.findings),
-                     nodules=read_nodule_rows(result.output / "nodules.csv"))
-    entry.update(seconds=round(time.perf_counter() - start, 2), worker=_worker_name(), finished_utc=utc_timestamp(),
-                 models_loaded=len(store.loaded) - loaded_before)
-    return entry
+        return {"status": "failed", "exit_code": error.exit_code, "error": " ".join(error.message.split())}
+    return {"status": "done", "exit_code": 0, "error": None, "summary": summarize_findings(result.findings),
+            "nodules": read_nodule_rows(result.output / "nodules.csv")}
 
 
 def _follow_up_case(case: Case, output: Path, options: RunOptions, command: str | None,
