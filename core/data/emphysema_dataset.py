@@ -138,12 +138,6 @@ class EmphysemaVolumeDataset(Dataset):
             volume = np.roll(volume, (dy, dx), axis=(1, 2))
         return to_tensor(np.ascontiguousarray(volume)), torch.tensor([float(self.labels[index])])
 
-    def balanced_order(self, generator: torch.Generator) -> list[int]:
-        """One epoch of indices drawn with replacement so both classes are equally likely."""
-        labels = torch.tensor(self.labels)
-        counts = torch.bincount(labels, minlength=2).clamp(min=1).float()
-        weights = (1.0 / counts)[labels]
-        return torch.multinomial(weights, len(self.labels), replacement=True, generator=generator).tolist()
 
 
 def default_cache_dir(csv_path: Path) -> Path:

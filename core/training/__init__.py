@@ -1,1 +1,1 @@
-"""Training loops, recipes per model and checkpoints."""
+"""The training engine and its strategies per task, recipes per model, and checkpoints."""

@@ -5,11 +5,13 @@ of shipped weights) and ``last/``, the state after the latest epoch::
 
     last/config.json, last/model.safetensors   the model (lungai.models.checkpoint)
     last/optimizer.safetensors                 optimiser tensors, keyed ``<param index>.<name>``
-    last/state.json                            epoch, history, early-stopping counters, optimiser
+    last/state.json                            the engine's TrainState (epoch, history, early-
+                                               stopping counters) under ``trainer``, optimiser
                                                scalars and param groups, scheduler state
 
-Random generator states are not saved: the trainer reseeds from ``(seed, epoch)`` at every
-epoch, so resuming after epoch ``e`` replays exactly what an uninterrupted run does.
+Random generator states are not saved: the training engine (:mod:`lungai.training.engine`)
+reseeds from ``(seed, epoch)`` at every epoch, so resuming after epoch ``e`` replays exactly
+what an uninterrupted run does.
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ def save_training_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.
         model: the model.
         optimizer: its optimiser.
         scheduler: an LR scheduler (its ``state_dict`` must be JSON-serialisable) or ``None``.
-        trainer_state: the trainer's counters and history (JSON-serialisable).
+        trainer_state: the run's counters and history as JSON-ready values
+            (:meth:`lungai.training.engine.TrainState.to_json`).
 
     Returns:
         The ``last`` folder.
@@ -104,7 +107,7 @@ def load_training_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.
         scheduler: the scheduler, or ``None``.
 
     Returns:
-        The trainer state saved with it.
+        The run's counters and history saved with it, as JSON values.
 
     Raises:
         WeightsError: if the files are missing or do not fit.

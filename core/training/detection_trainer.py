@@ -2,22 +2,23 @@
 
 The ROI sets are made once (:mod:`lungai.data.detection_dataset`) and cached in the run
 folder (``rois_train.npz``, ``rois_val.npz``). Each epoch draws ``steps_per_epoch`` batches,
-half positives and half negatives, with random flips; positives of non-solid and part-solid VOIs
-can be drawn ``texture_weight`` times as often as solid ones (the texture rating is a sampling
-weight only, never a model input). The loss is the mean voxel BCE of the
-predicted mask against the pasted mask plus the BCE of the ROI score
-(:func:`lungai.pipeline.detection.centre_max_logit`) against the label, so the mask the model
-draws and the score the detector thresholds are trained together. After every epoch the model is
-scored on the validation ROIs (validation-split VOIs, negatives from the other slabs); the best
-AUC is kept as ``config.json`` + ``model.safetensors`` with ``metrics.json``, and ``last/``
-holds a resumable state (:mod:`lungai.training.checkpointing`).
+half positives and half negatives (:class:`lungai.training.samplers.HalfPositiveBatches`), with
+random flips; positives of non-solid and part-solid VOIs can be drawn ``texture_weight`` times
+as often as solid ones (the texture rating is a sampling weight only, never a model input). The
+loss is the mean voxel BCE of the predicted mask against the pasted mask plus the BCE of the ROI
+score (:func:`lungai.pipeline.detection.centre_max_logit`) against the label, so the mask the
+model draws and the score the detector thresholds are trained together. After every epoch the
+model is scored on the validation ROIs (validation-split VOIs, negatives from the other slabs).
+The training engine (:mod:`lungai.training.engine`) runs the epochs: the best AUC is kept as
+``config.json`` + ``model.safetensors`` with ``metrics.json``, ``last/`` holds a resumable
+state, ``train.log`` records every epoch, and a run folder is only resumed with the same
+settings (:data:`RESUME_MAY_CHANGE` aside).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
+from torch.utils.data import DataLoader
 
 from lungai.data.detection_dataset import DetectionRoiDataset, RoiSet
 from lungai.evaluation.metrics import roc_auc
@@ -32,10 +35,14 @@ from lungai.models.checkpoint import save_model
 from lungai.models.convlstm_nodule import ConvLSTMNoduleConfig
 from lungai.models.registry import build_model
 from lungai.pipeline.detection import centre_max_logit, roi_scores
-from lungai.training.checkpointing import has_training_state, load_training_state, save_training_state
+from lungai.training.engine import METRICS_FILE, RunSpec, TrainState, run_training
+from lungai.training.samplers import HalfPositiveBatches, batch_loader
 
 logger = logging.getLogger(__name__)
 
+#: Settings a resumed run may change: the epoch budget (the cosine schedule is stretched), the
+#: patience, the threads and the folder's path.
+RESUME_MAY_CHANGE = frozenset({"epochs", "patience", "threads", "out"})
 CPU_MODEL = {"conv_filters": 4, "lstm_filters": (4, 8), "head_filters": 4}
 """The CPU-sized ``convlstm_nodule`` used for detection (same layers as the paper's, fewer filters)."""
 
@@ -83,14 +90,6 @@ class DetectionTrainConfig:
     model_config: dict[str, Any] = field(default_factory=lambda: dict(CPU_MODEL))
     texture_weight: float = 1.0
     data_config: dict[str, Any] = field(default_factory=dict)
-
-
-def _batch(dataset: DetectionRoiDataset, rng: np.random.Generator, positives: np.ndarray, negatives: np.ndarray,
-           size: int, positive_p: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    half = size // 2
-    index = np.r_[rng.choice(positives, half, p=positive_p), rng.choice(negatives, size - half)]
-    items = [dataset[int(i)] for i in index]
-    return tuple(torch.stack(parts) for parts in zip(*items))  # type: ignore[return-value]  # a tuple of as many tensors as the items have parts; mypy cannot count them
 
 
 def _loss(model: nn.Module, rois: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor,
@@ -145,61 +144,73 @@ def train_detection(config: DetectionTrainConfig, train: RoiSet, val: RoiSet,
 
     Returns:
         The metrics of the best epoch (also in ``metrics.json``).
+
+    Raises:
+        WeightsError: ``config.out`` holds a run with other settings, or its state cannot be loaded.
     """
-    torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    model = build_model("convlstm_nodule", ConvLSTMNoduleConfig(**config.model_config))
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    state: dict[str, Any] = {"epoch": 0, "best_auc": -1.0, "stale": 0, "history": []}
-    if has_training_state(config.out):
-        state = load_training_state(config.out, model, optimizer, scheduler)
-        logger.info("resuming after epoch %d", state["epoch"])
-    dataset = DetectionRoiDataset(train, augment=True)
-    val = _subsample_negatives(val, config.max_val_negatives, config.seed)
-    positives, negatives = np.flatnonzero(train.labels == 1), np.flatnonzero(train.labels == 0)
-    positive_p = _positive_probabilities(train, positives, subsolid_cases, config.texture_weight)
-    while state["epoch"] < config.epochs and state["stale"] < config.patience:
-        epoch = state["epoch"] + 1
-        rng = np.random.default_rng([config.seed, epoch])
-        dataset.rng = np.random.default_rng([config.seed, epoch, 1])
-        model.train()
-        start, total = time.perf_counter(), 0.0
-        for _ in range(config.steps_per_epoch):
-            rois, masks, labels = _batch(dataset, rng, positives, negatives, config.batch_size, positive_p)
-            loss = _loss(model, rois, masks, labels, config.mask_weight)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += loss.item()
-        scheduler.step()
-        metrics = validate(model, val)
-        metrics.update(epoch=epoch, train_loss=total / config.steps_per_epoch, seconds=time.perf_counter() - start)
-        logger.info("epoch %d: loss %.4f, val AUC %.4f, sens@spec0.99 %.3f (%.0f s)", epoch, metrics["train_loss"],
-                    metrics["auc"], metrics["sensitivity_at_specificity_0.99"], metrics["seconds"])
-        state["history"].append(metrics)
-        state["epoch"] = epoch
-        if metrics["auc"] > state["best_auc"]:
-            state["best_auc"], state["stale"] = metrics["auc"], 0
-            save_model(model, config.out)
-            _write_metrics(config, train, val, metrics)
-        else:
-            state["stale"] += 1
-        save_training_state(config.out, model, optimizer, scheduler, state)
-    return json.loads((config.out / "metrics.json").read_text(encoding="utf-8"))
+    settings = {key: str(value) if isinstance(value, Path) else value for key, value in asdict(config).items()}
+    spec = RunSpec(config.out, config.epochs, config.patience, config.seed, config.threads, settings,
+                   RESUME_MAY_CHANGE, fresh_start="delete its last/ folder to train from scratch")
+    run_training(spec, lambda _resumed: _DetectionStrategy.build(config, train, val, subsolid_cases))
+    return json.loads((config.out / METRICS_FILE).read_text(encoding="utf-8"))
 
 
-def _write_metrics(config: DetectionTrainConfig, train: RoiSet, val: RoiSet, best: dict[str, Any]) -> None:
-    payload = {
-        "task": "detection-fp-reduction",
-        "model": "convlstm_nodule",
-        "best_epoch": best["epoch"],
-        "validation": {k: v for k, v in best.items() if k not in ("epoch", "train_loss", "seconds")},
-        "validation_data": "validation-split VOIs pasted into the background scans; negatives from the odd slabs",
-        "train_rois": {"positives": int(train.labels.sum()), "negatives": int((train.labels == 0).sum())},
-        "val_rois": {"positives": int(val.labels.sum()), "negatives": int((val.labels == 0).sum())},
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
-    }
-    tmp = config.out / ".metrics.json.tmp"
-    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(config.out / "metrics.json")
+@dataclass
+class _DetectionStrategy:
+    """Half-positive batches of candidate ROIs, mask and score BCE, validation ROI AUC."""
+
+    config: DetectionTrainConfig
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: LRScheduler | None
+    dataset: DetectionRoiDataset
+    val: RoiSet
+    positives: np.ndarray
+    negatives: np.ndarray
+    positive_p: np.ndarray | None
+    metric: str = "auc"
+
+    @classmethod
+    def build(cls, config: DetectionTrainConfig, train: RoiSet, val: RoiSet,
+              subsolid_cases: frozenset[str]) -> _DetectionStrategy:
+        """The model, Adam with a cosine schedule, and the ROI sets (validation negatives subsampled)."""
+        model = build_model("convlstm_nodule", ConvLSTMNoduleConfig(**config.model_config))
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+        positives, negatives = np.flatnonzero(train.labels == 1), np.flatnonzero(train.labels == 0)
+        return cls(config, model, optimizer, scheduler, DetectionRoiDataset(train, augment=True),
+                   _subsample_negatives(val, config.max_val_negatives, config.seed), positives, negatives,
+                   _positive_probabilities(train, positives, subsolid_cases, config.texture_weight))
+
+    def batches(self, epoch: int, generator: torch.Generator) -> DataLoader[Any]:
+        """``steps_per_epoch`` half-positive batches drawn from ``(seed, epoch)``, flipped from ``(seed, epoch, 1)``."""
+        self.dataset.rng = np.random.default_rng([self.config.seed, epoch, 1])
+        draw = HalfPositiveBatches(self.positives, self.negatives, self.config.batch_size, self.config.steps_per_epoch,
+                                   np.random.default_rng([self.config.seed, epoch]), self.positive_p)
+        return batch_loader(self.dataset, draw)
+
+    def loss(self, batch: list[torch.Tensor]) -> torch.Tensor:
+        """Score BCE plus ``mask_weight`` times the mask BCE."""
+        rois, masks, labels = batch
+        return _loss(self.model, rois, masks, labels, self.config.mask_weight)
+
+    def validate(self) -> dict[str, float]:
+        """:func:`validate` on the validation ROIs."""
+        return validate(self.model, self.val)
+
+    def save_best(self, record: dict[str, Any]) -> None:
+        """The model."""
+        save_model(self.model, self.config.out)
+
+    def metrics(self, state: TrainState) -> dict[str, Any]:
+        """The best epoch (1-based) and its validation numbers, and the ROI counts."""
+        train = self.dataset.set
+        return {
+            "task": "detection-fp-reduction",
+            "model": "convlstm_nodule",
+            "best_epoch": state.best_epoch + 1,
+            "validation": {k: v for k, v in state.best_record.items() if k not in ("epoch", "train_loss", "seconds")},
+            "validation_data": "validation-split VOIs pasted into the background scans; negatives from the odd slabs",
+            "train_rois": {"positives": int(train.labels.sum()), "negatives": int((train.labels == 0).sum())},
+            "val_rois": {"positives": int(self.val.labels.sum()), "negatives": int((self.val.labels == 0).sum())},
+        }

@@ -4,11 +4,11 @@
 from a weak-label CSV (:mod:`lungai.data.weak_labels`): the paper's preprocessing
 (:mod:`lungai.data.emphysema_dataset`), the seeded patient-level split of that module, balanced
 sampling (each epoch draws as many volumes as the train part holds, both classes equally
-likely), BCE on the volume logit, Adam. Like :mod:`lungai.training.trainer`, every epoch is
-reseeded from ``(seed, epoch)``, ``last/`` holds the resumable state, the best epoch by
-validation ROC AUC is saved as ``config.json`` + ``model.safetensors`` + ``metrics.json``
-(with the validation Youden threshold and the split's fingerprint), and ``train.log`` records
-every epoch.
+likely: :func:`lungai.training.samplers.balanced`), BCE on the volume logit, Adam. The training
+engine (:mod:`lungai.training.engine`) reseeds every epoch from ``(seed, epoch)``, keeps the
+resumable state in ``last/``, saves the best epoch by validation ROC AUC as ``config.json`` +
+``model.safetensors`` + ``metrics.json`` (with the validation Youden threshold and the split's
+fingerprint), and records every epoch in ``train.log``.
 
 ``size="cpu"`` narrows all five models alike (filters 8/8/16/16, FC widths scaled down) and
 uses 32x32 slices (``feature_grid`` 2x2) so that they train on one CPU thread in minutes.
@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
+from torch.utils.data import DataLoader
 
 from lungai.data.emphysema_dataset import (
     EmphysemaVolumeDataset,
@@ -41,20 +43,16 @@ from lungai.inference.device import resolve_device
 from lungai.models.checkpoint import config_from_dict, save_model
 from lungai.models.registry import build_model, get_spec
 from lungai.preprocessing.emphysema_input import input_shape
-from lungai.training.checkpointing import has_training_state, load_training_state, save_training_state
-from lungai.training.trainer import (
-    LOG_FILE,
-    TrainEvent,
-    TrainResult,
-    _RunLog,
-    _seed_everything,
-    write_run_metrics,
-)
+from lungai.training.engine import RunSpec, TrainEvent, TrainResult, TrainState, run_metrics, run_training
+from lungai.training.samplers import balanced, epoch_loader
 
 logger = logging.getLogger(__name__)
 
 EMPHYSEMA_MODELS = ("convlstm_scanner", "mil_max", "mil_mean", "mil_product", "cnn3d")
 SIZES = ("paper", "cpu")
+#: Settings a resumed run may change: the epoch budget, the patience, where it runs, the paths
+#: of the CSV and the cache (the split's fingerprint is recorded with the run).
+RESUME_MAY_CHANGE = frozenset({"epochs", "patience", "device", "num_threads", "data", "out", "cache_dir"})
 _CPU_FILTERS = (8, 8, 16, 16)
 CPU_MODEL_CONFIGS: dict[str, dict[str, Any]] = {
     "convlstm_scanner": {"filters": _CPU_FILTERS, "feature_grid": (2, 2)},
@@ -147,10 +145,12 @@ def train_emphysema(config: EmphysemaTrainConfig, on_event: Callable[[TrainEvent
     Raises:
         ValueError: bad configuration or a split part without cases.
         LungAIError: the CSV or a scan cannot be read.
+        WeightsError: the run folder holds a run with other settings, or its state cannot be loaded.
     """
-    config.out.mkdir(parents=True, exist_ok=True)
-    with _RunLog(config.out / LOG_FILE):
-        return _train(config, on_event or (lambda _event: None), resume)
+    spec = RunSpec(config.out, config.epochs, config.patience, config.seed, config.num_threads, config.to_json(),
+                   RESUME_MAY_CHANGE)
+    state = run_training(spec, lambda _resumed: _EmphysemaStrategy.build(config), on_event, resume)
+    return state.result(config.out)
 
 
 def _datasets(config: EmphysemaTrainConfig, shape: tuple[int, int, int]
@@ -167,69 +167,53 @@ def _datasets(config: EmphysemaTrainConfig, shape: tuple[int, int, int]
     return train, val, split_fingerprint(parts)
 
 
-def _train(config: EmphysemaTrainConfig, on_event: Callable[[TrainEvent], None], resume: bool) -> TrainResult:
-    device = resolve_device(config.device)
-    torch.set_num_threads(config.num_threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    _seed_everything(config.seed, -1)
-    model = build_emphysema_model(config).to(device)
-    shape = input_shape(model.config)
-    train_set, val_set, fingerprint = _datasets(config, shape)
-    logger.info("emphysema %s: %d train / %d val volumes (%d / %d positive) on %s", config.model, len(train_set),
-                len(val_set), sum(train_set.labels), sum(val_set.labels), device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    loss_fn = nn.BCEWithLogitsLoss()
-    state: dict[str, Any] = {"epoch": 0, "best_metric": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": [],
-                             "stopped_early": False, "train_seconds": 0.0}
-    if resume and has_training_state(config.out):
-        state = load_training_state(config.out, model, optimizer, None)
-        logger.info("resumed %s after epoch %d", config.out, state["epoch"])
-    steps = max(1, len(train_set) // config.batch_size)
-    while state["epoch"] < config.epochs and not state["stopped_early"]:
-        epoch = state["epoch"]
-        started = time.perf_counter()
-        generator = _seed_everything(config.seed, epoch)
-        train_set.set_epoch(epoch)
-        order = train_set.balanced_order(generator)
-        model.train()
-        losses: list[float] = []
-        for step in range(steps):
-            items = [train_set[i] for i in order[step * config.batch_size:(step + 1) * config.batch_size]]
-            x = torch.stack([item[0] for item in items]).to(device)
-            y = torch.stack([item[1] for item in items]).to(device)
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.item()))
-            on_event(TrainEvent("batch", epoch, config.epochs, step + 1, steps, float(np.mean(losses)),
-                                state["history"][-1]["val_auc"] if state["history"] else float("nan")))
-        val = _validate(model, val_set, device)
-        seconds = time.perf_counter() - started
-        state["train_seconds"] += seconds
-        record = {"epoch": epoch, "train_loss": float(np.mean(losses)), **val, "seconds": round(seconds, 2)}
-        state["history"].append(record)
-        if np.isfinite(val["val_auc"]) and val["val_auc"] > state["best_metric"]:
-            state.update(best_metric=float(val["val_auc"]), best_epoch=epoch, bad_epochs=0, best_record=record)
-            save_model(model, config.out)
-        else:
-            state["bad_epochs"] += 1
-        state["epoch"] = epoch + 1
-        state["stopped_early"] = bool(config.patience and state["bad_epochs"] >= config.patience)
-        save_training_state(config.out, model, optimizer, None, state)
-        _write_metrics(config, state, shape, fingerprint)
-        logger.info("epoch %d/%d loss %.4f val_auc %.4f (best %.4f at epoch %d) %.1f s%s", epoch + 1, config.epochs,
-                    record["train_loss"], val["val_auc"], state["best_metric"], state["best_epoch"] + 1, seconds,
-                    "; early stop" if state["stopped_early"] else "")
-        on_event(TrainEvent("epoch", epoch, config.epochs, steps, steps, record["train_loss"], float(val["val_auc"])))
-    if state["best_epoch"] < 0:
-        save_model(model, config.out)  # validation AUC undefined (one class): keep the last model
-        logger.warning("validation AUC was undefined in every epoch; saved the last epoch's model")
-    return TrainResult(config.out, state["best_epoch"], state["best_metric"], state["epoch"], state["stopped_early"])
+@dataclass
+class _EmphysemaStrategy:
+    """Balanced batches of prepared volumes, BCE on the volume logit, validation ROC AUC."""
 
+    config: EmphysemaTrainConfig
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    train_set: EmphysemaVolumeDataset
+    val_set: EmphysemaVolumeDataset
+    shape: tuple[int, int, int]
+    fingerprint: str
+    device: str
+    scheduler: LRScheduler | None = None
+    metric: str = "val_auc"
+    loss_fn: nn.Module = field(default_factory=nn.BCEWithLogitsLoss)
 
-def _write_metrics(config: EmphysemaTrainConfig, state: dict[str, Any], shape: tuple[int, int, int],
-                   fingerprint: str) -> None:
-    """``metrics.json``: the saved epoch's validation numbers, input shape, split, history, config."""
-    write_run_metrics(config.out, state, {"task": "emphysema", "model": config.model, "metric": "val_auc"},
-                      config.to_json(), input_shape=list(shape), split_fingerprint=fingerprint)
+    @classmethod
+    def build(cls, config: EmphysemaTrainConfig) -> _EmphysemaStrategy:
+        """The model of ``config``, the volumes prepared for its input shape, and Adam."""
+        device = resolve_device(config.device)
+        model = build_emphysema_model(config).to(device)
+        shape = input_shape(model.config)
+        train_set, val_set, fingerprint = _datasets(config, shape)
+        logger.info("emphysema %s: %d train / %d val volumes (%d / %d positive) on %s", config.model, len(train_set),
+                    len(val_set), sum(train_set.labels), sum(val_set.labels), device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        return cls(config, model, optimizer, train_set, val_set, shape, fingerprint, device)
+
+    def batches(self, epoch: int, generator: torch.Generator) -> DataLoader[Any]:
+        """The epoch's class-balanced draw of training volumes, augmented for the epoch."""
+        self.train_set.set_epoch(epoch)
+        return epoch_loader(self.train_set, self.config.batch_size, balanced(self.train_set.labels, generator))
+
+    def loss(self, batch: list[torch.Tensor]) -> torch.Tensor:
+        """BCE of the volume logits."""
+        x, y = (tensor.to(self.device) for tensor in batch)
+        return self.loss_fn(self.model(x), y)
+
+    def validate(self) -> dict[str, float]:
+        """ROC AUC and the Youden threshold on the validation volumes."""
+        return _validate(self.model, self.val_set, self.device)
+
+    def save_best(self, record: dict[str, Any]) -> None:
+        """The model."""
+        save_model(self.model, self.config.out)
+
+    def metrics(self, state: TrainState) -> dict[str, Any]:
+        """The best epoch's validation numbers, the input shape, the split's fingerprint and the history."""
+        return run_metrics(state, {"task": "emphysema", "model": self.config.model, "metric": self.metric},
+                           input_shape=list(self.shape), split_fingerprint=self.fingerprint)

@@ -1,23 +1,20 @@
-"""The training loop: seeded, resumable, early-stopped on the validation split.
+"""Malignancy and nodule-segmentation training on VOI ROIs (a strategy of :mod:`lungai.training.engine`).
 
 One run trains one model for one task on a ``lidc_vois``-like folder split by the committed
-patient-level split. Each epoch reseeds everything from ``(seed, epoch)``, so a run is
-bit-identical when repeated on the same machine and thread count, and a run resumed from
-``last/`` continues exactly as if it had never stopped. The best epoch by the validation metric
-(ROC AUC for malignancy; for segmentation the mean Dice on the VOIs' native grids at the
-probability threshold that maximises it on the validation split) is saved as ``config.json`` +
-``model.safetensors`` + ``metrics.json`` in the run folder; ``train.log`` records every epoch.
-Its ``config.json`` also records the validation-chosen threshold and the ROI under
-``inference`` (:func:`lungai.models.checkpoint.write_inference_settings`), so evaluation
-and the pipeline apply it as validated. Segmentation losses ignore the ROI's padding
+patient-level split: shuffled ROI batches (the incomplete last one dropped), the recipe's loss,
+and, after every epoch, the validation metric that decides the best epoch: ROC AUC for
+malignancy; for segmentation the mean Dice on the VOIs' native grids at the probability
+threshold that maximises it on the validation split. The engine reseeds every epoch, resumes
+from ``last/`` and writes ``config.json`` + ``model.safetensors`` + ``metrics.json`` +
+``train.log``. The best model's ``config.json`` also records the validation-chosen threshold and
+the ROI under ``inference`` (:func:`lungai.models.checkpoint.write_inference_settings`), so
+evaluation and the pipeline apply it as validated. Segmentation losses ignore the ROI's padding
 (:mod:`lungai.training.seg_losses`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
+from torch.utils.data import DataLoader
 
 from lungai.data.augment import AugmentConfig
 from lungai.data.lidc_vois import VOICase, list_vois
@@ -42,59 +41,28 @@ from lungai.models.checkpoint import config_from_dict, load_model, save_model, w
 from lungai.models.losses import ScheduledLoss, balanced_class_weights, build_loss
 from lungai.models.registry import build_model, get_spec
 from lungai.preprocessing.roi import roi_spec
-from lungai.training.checkpointing import has_training_state, load_training_state, save_training_state
 from lungai.training.config import TrainConfig
+from lungai.training.engine import (
+    LOG_FILE,
+    METRICS_FILE,
+    RunSpec,
+    TrainEvent,
+    TrainResult,
+    TrainState,
+    run_metrics,
+    run_training,
+)
+from lungai.training.samplers import epoch_loader, shuffled
 from lungai.training.seg_losses import build_masked_loss
+
+__all__ = ["LOG_FILE", "METRICS_FILE", "RESUME_MAY_CHANGE", "NativeTargets", "TrainEvent", "TrainResult",
+           "metric_name", "train", "validate"]
 
 logger = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.json"
-LOG_FILE = "train.log"
 #: Settings a resumed run may change: the epoch budget (the cosine schedule is stretched), the
 #: patience, where it runs, the folders' paths, and init_weights (unused when resuming).
 RESUME_MAY_CHANGE = frozenset({"epochs", "patience", "device", "num_threads", "data", "out", "init_weights"})
-
-
-@dataclass(frozen=True)
-class TrainEvent:
-    """Progress of a run, for progress bars.
-
-    Attributes:
-        kind: ``batch`` after each optimiser step, ``epoch`` after each validation.
-        epoch: 0-based epoch.
-        epochs: the epoch budget.
-        step: batches done in this epoch.
-        steps: batches per epoch.
-        loss: running mean training loss of the epoch.
-        val_metric: the latest validation metric (``nan`` before the first).
-    """
-
-    kind: str
-    epoch: int
-    epochs: int
-    step: int
-    steps: int
-    loss: float
-    val_metric: float
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """What a run produced.
-
-    Attributes:
-        out: the run folder.
-        best_epoch: 0-based epoch of the saved model.
-        best_metric: its validation metric.
-        epochs_run: epochs trained in total (over all resumptions).
-        stopped_early: early stopping ended the run.
-    """
-
-    out: Path
-    best_epoch: int
-    best_metric: float
-    epochs_run: int
-    stopped_early: bool
 
 
 def metric_name(task: str) -> str:
@@ -172,7 +140,7 @@ def _load_init_weights(model: nn.Module, folder: Path) -> None:
     logger.info("initialised the model from %s", folder)
 
 
-def _make_optimizer(config: TrainConfig, model: nn.Module) -> tuple[torch.optim.Optimizer, Any]:
+def _make_optimizer(config: TrainConfig, model: nn.Module) -> tuple[torch.optim.Optimizer, LRScheduler | None]:
     if config.optimizer == "adam":
         optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
                                                             weight_decay=config.weight_decay)
@@ -245,28 +213,6 @@ def validate(config: TrainConfig, model: nn.Module, val: NoduleROIDataset, devic
             "val_dice_at_0_5": mean_dice(probabilities, natives.masks, 0.5)}
 
 
-class _RunLog:
-    """Attach a file handler for ``train.log`` to the ``lungai`` logger for the run's duration."""
-
-    def __init__(self, path: Path) -> None:
-        self.handler = logging.FileHandler(path, encoding="utf-8")
-        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        self.handler.setLevel(logging.INFO)
-        self.root = logging.getLogger("lungai")
-        self.level = self.root.level
-
-    def __enter__(self) -> _RunLog:
-        self.root.addHandler(self.handler)
-        if self.root.level == logging.NOTSET or self.root.level > logging.INFO:
-            self.root.setLevel(logging.INFO)
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.root.removeHandler(self.handler)
-        self.root.setLevel(self.level)
-        self.handler.close()
-
-
 def train(config: TrainConfig, on_event: Callable[[TrainEvent], None] | None = None,
           resume: bool = True) -> TrainResult:
     """Train one model, resuming from ``config.out/last`` when it exists and ``resume`` is set.
@@ -281,86 +227,68 @@ def train(config: TrainConfig, on_event: Callable[[TrainEvent], None] | None = N
 
     Raises:
         ValueError: bad configuration or an empty split.
-        WeightsError: the saved state cannot be resumed.
+        WeightsError: the run folder holds a run with other settings, or its saved state cannot be resumed.
     """
-    config.out.mkdir(parents=True, exist_ok=True)
-    with _RunLog(config.out / LOG_FILE):
-        return _train(config, on_event or (lambda _event: None), resume)
+    spec = RunSpec(config.out, config.epochs, config.patience, config.seed, config.num_threads, config.to_json(),
+                   RESUME_MAY_CHANGE)
+    return run_training(spec, lambda resumed: _RoiStrategy.build(config, resumed), on_event, resume).result(config.out)
 
 
-def _train(config: TrainConfig, on_event: Callable[[TrainEvent], None], resume: bool) -> TrainResult:
-    device = resolve_device(config.device)
-    torch.set_num_threads(config.num_threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    parts = _split_cases(config)
-    train_set, val_set = _make_datasets(config, parts)
-    logger.info("%s %s: %d train / %d val cases%s on %s", config.task, config.model, len(train_set.cases), len(val_set),
-                f" and {train_set.n_negatives} negative ROIs" if train_set.n_negatives else "", device)
-    _seed_everything(config.seed, -1)
-    model = _make_model(config).to(device)
-    optimizer, scheduler = _make_optimizer(config, model)
-    loss_fn = _make_loss(config, train_set).to(device)
-    name = metric_name(config.task)
-    natives = NativeTargets.of(val_set.cases) if config.task == "nodule-seg" else None
-    state: dict[str, Any] = {"epoch": 0, "best_metric": -1.0, "best_epoch": -1, "bad_epochs": 0,
-                             "history": [], "stopped_early": False, "train_seconds": 0.0}
-    resuming = resume and has_training_state(config.out)
-    if config.init_weights is not None and not resuming:
-        _load_init_weights(model, config.init_weights)
-    if resuming:
-        _refuse_other_settings(config)
-        state = load_training_state(config.out, model, optimizer, scheduler)
-        logger.info("resumed %s after epoch %d", config.out, state["epoch"])
-        if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR) and scheduler.T_max != config.epochs:
-            logger.warning("epoch budget changed from %d to %d: the cosine schedule now ends at epoch %d",
-                           scheduler.T_max, config.epochs, config.epochs)
-            scheduler.T_max = config.epochs
-    steps = max(1, len(train_set) // config.batch_size)  # the incomplete last batch is dropped (batch norm)
-    while state["epoch"] < config.epochs and not state["stopped_early"]:
-        epoch = state["epoch"]
-        started = time.perf_counter()
-        generator = _seed_everything(config.seed, epoch)
-        train_set.set_epoch(epoch)
-        if isinstance(loss_fn, ScheduledLoss):
-            loss_fn.set_epoch(epoch)
-        order = torch.randperm(len(train_set), generator=generator).tolist()
-        model.train()
-        losses: list[float] = []
-        for step in range(steps):
-            index = order[step * config.batch_size:(step + 1) * config.batch_size]
-            items = [train_set[i] for i in index]
-            x = torch.stack([item[0] for item in items]).to(device)
-            y = torch.stack([item[1] for item in items]).to(device)
-            optimizer.zero_grad(set_to_none=True)
-            loss = _batch_loss(config, loss_fn, model(x), y)
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.item()))
-            on_event(TrainEvent("batch", epoch, config.epochs, step + 1, steps, float(np.mean(losses)),
-                                state["history"][-1][name] if state["history"] else float("nan")))
-        if scheduler is not None:
-            scheduler.step()
-        val = validate(config, model, val_set, device, natives)
-        seconds = time.perf_counter() - started
-        state["train_seconds"] += seconds
-        record = {"epoch": epoch, "train_loss": float(np.mean(losses)), **val, "seconds": round(seconds, 2)}
-        state["history"].append(record)
-        improved = np.isfinite(val[name]) and val[name] > state["best_metric"]
-        if improved:
-            state.update(best_metric=float(val[name]), best_epoch=epoch, bad_epochs=0, best_record=record)
-            save_model(model, config.out)
-            write_inference_settings(config.out, _inference_settings(config, val))
-        else:
-            state["bad_epochs"] += 1
-        state["epoch"] = epoch + 1
-        state["stopped_early"] = bool(config.patience and state["bad_epochs"] >= config.patience)
-        save_training_state(config.out, model, optimizer, scheduler, state)
-        _write_metrics(config, state)
-        logger.info("epoch %d/%d loss %.4f %s %.4f (best %.4f at epoch %d) %.1f s%s", epoch + 1, config.epochs,
-                    record["train_loss"], name, val[name], state["best_metric"], state["best_epoch"] + 1, seconds,
-                    "; early stop" if state["stopped_early"] else "")
-        on_event(TrainEvent("epoch", epoch, config.epochs, steps, steps, record["train_loss"], float(val[name])))
-    return TrainResult(config.out, state["best_epoch"], state["best_metric"], state["epoch"], state["stopped_early"])
+@dataclass
+class _RoiStrategy:
+    """Malignancy or nodule-seg on VOI ROIs: shuffled batches, the task's loss, ROC AUC or native-grid Dice."""
+
+    config: TrainConfig
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: LRScheduler | None
+    loss_fn: nn.Module
+    train_set: NoduleROIDataset
+    val_set: NoduleROIDataset
+    natives: NativeTargets | None
+    device: str
+    metric: str
+
+    @classmethod
+    def build(cls, config: TrainConfig, resumed: bool) -> _RoiStrategy:
+        """The datasets, model, optimiser and loss of ``config`` (``init_weights`` unless ``resumed``)."""
+        device = resolve_device(config.device)
+        train_set, val_set = _make_datasets(config, _split_cases(config))
+        logger.info("%s %s: %d train / %d val cases%s on %s", config.task, config.model, len(train_set.cases),
+                    len(val_set), f" and {train_set.n_negatives} negative ROIs" if train_set.n_negatives else "",
+                    device)
+        model = _make_model(config).to(device)
+        optimizer, scheduler = _make_optimizer(config, model)
+        if config.init_weights is not None and not resumed:
+            _load_init_weights(model, config.init_weights)
+        natives = NativeTargets.of(val_set.cases) if config.task == "nodule-seg" else None
+        return cls(config, model, optimizer, scheduler, _make_loss(config, train_set).to(device), train_set, val_set,
+                   natives, device, metric_name(config.task))
+
+    def batches(self, epoch: int, generator: torch.Generator) -> DataLoader[Any]:
+        """The training ROIs of ``epoch`` in a shuffled order, augmented for the epoch."""
+        self.train_set.set_epoch(epoch)
+        if isinstance(self.loss_fn, ScheduledLoss):
+            self.loss_fn.set_epoch(epoch)
+        return epoch_loader(self.train_set, self.config.batch_size, shuffled(len(self.train_set), generator))
+
+    def loss(self, batch: list[torch.Tensor]) -> torch.Tensor:
+        """The task's loss of a batch of ROIs and targets."""
+        x, y = (tensor.to(self.device) for tensor in batch)
+        return _batch_loss(self.config, self.loss_fn, self.model(x), y)
+
+    def validate(self) -> dict[str, float]:
+        """:func:`validate` on the validation ROIs."""
+        return validate(self.config, self.model, self.val_set, self.device, self.natives)
+
+    def save_best(self, record: dict[str, Any]) -> None:
+        """The model, with the validation-chosen threshold and the ROI as its inference settings."""
+        save_model(self.model, self.config.out)
+        write_inference_settings(self.config.out, _inference_settings(self.config, record))
+
+    def metrics(self, state: TrainState) -> dict[str, Any]:
+        """The best epoch's validation numbers and the history."""
+        return run_metrics(state, {"task": self.config.task, "model": self.config.model, "metric": self.metric})
 
 
 def _inference_settings(config: TrainConfig, val: dict[str, float]) -> dict[str, Any]:
@@ -370,51 +298,3 @@ def _inference_settings(config: TrainConfig, val: dict[str, float]) -> dict[str,
     return {"threshold": val["val_threshold"], "threshold_source": source,
             "roi_shape_zyx": list(spec.shape), "roi_spacing_zyx_mm": list(spec.spacing),
             "min_diameter_mm": config.min_diameter_mm}
-
-
-def _refuse_other_settings(config: TrainConfig) -> None:
-    """Refuse to resume a run folder whose recorded settings (``metrics.json`` ``config``) differ
-    from ``config`` in anything but :data:`RESUME_MAY_CHANGE`: the result would be neither run.
-
-    Raises:
-        WeightsError: naming each setting that differs.
-    """
-    try:
-        recorded = json.loads((config.out / METRICS_FILE).read_text(encoding="utf-8")).get("config")
-    except (OSError, ValueError, AttributeError):
-        return  # nothing recorded to compare; the saved state is still checked when it is loaded
-    if not isinstance(recorded, dict):
-        return
-    current = json.loads(json.dumps(config.to_json()))  # tuples as lists, as they were recorded
-    changed = sorted(key for key, value in current.items()
-                     if key not in RESUME_MAY_CHANGE and key in recorded and recorded[key] != value)
-    if changed:
-        details = ", ".join(f"{key} {recorded[key]!r} -> {current[key]!r}" for key in changed)
-        raise WeightsError(f"{config.out} holds a run trained with other settings ({details}), so it "
-                           "cannot be resumed with these", "pass another --out, or --restart to train from scratch")
-
-
-def _write_metrics(config: TrainConfig, state: dict[str, Any]) -> None:
-    """``metrics.json``: the saved (best) epoch's validation numbers, the history, the config."""
-    write_run_metrics(config.out, state, {"task": config.task, "model": config.model,
-                                          "metric": metric_name(config.task)}, config.to_json())
-
-
-def write_run_metrics(out: Path, state: dict[str, Any], head: dict[str, Any], config: dict[str, Any],
-                      **extra: Any) -> None:
-    """Write a run's ``metrics.json`` atomically (shared by every trainer).
-
-    Args:
-        out: the run folder.
-        state: the training state (best epoch and record, epochs run, history, time).
-        head: the first keys (task, model, metric name).
-        config: the run's configuration as JSON-ready values.
-        **extra: keys placed after the best epoch's validation numbers.
-    """
-    best = state.get("best_record", {})
-    metrics = {**head, "best_epoch": state["best_epoch"], **{k: v for k, v in best.items() if k.startswith("val_")},
-               **extra, "epochs_run": state["epoch"], "stopped_early": state["stopped_early"],
-               "train_seconds": round(state["train_seconds"], 1), "history": state["history"], "config": config}
-    tmp = out / f".{METRICS_FILE}.tmp"
-    tmp.write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(out / METRICS_FILE)
