@@ -1,4 +1,11 @@
-"""``lungai evaluate TASK --data DIR -o OUT``: test-split (or external) metrics and a report."""
+"""``lungai evaluate TASK --data DIR -o OUT``: test-split (or external) metrics and a report, one subcommand per task.
+
+``lungai evaluate malignancy``, ``nodule-seg`` and ``emphysema`` score checkpoints on the
+committed split (or all cases of an external set); ``detection``
+(:mod:`lungai.cli.evaluate_detection`) scores whole-scan detection, ``follow-up``
+(:mod:`lungai.cli.evaluate_follow_up`) ``lungai follow-up`` on simulated pairs. Each subcommand has
+only its task's options. This module imports nothing heavy at its top.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +15,18 @@ from typing import TYPE_CHECKING
 
 import click
 
+from lungai.cli.evaluate_detection import evaluate_detection
+from lungai.cli.evaluate_follow_up import evaluate_follow_up
+from lungai.cli.group import TaskCommand, TaskGroup
+from lungai.cli.options import eval_data_option, eval_device_option, report_folder_option, split_option, weights_option
+
 if TYPE_CHECKING:
     from lungai.evaluation.segmentation_eval import SegmentationEvalConfig
 
-EVAL_TASKS = ("malignancy", "nodule-seg", "emphysema", "detection")
 SHIPPED = {"malignancy": ("measured_nodule",), "nodule-seg": ("resunet3d",)}
+
+_LIDC_VOIS_DATA = "Folder laid out like lidc_vois/ (image/, mask/, nodules.csv)."
+_SPLIT_HELP = "Cases of the committed split, or all cases of --data (an external test set)."
 
 
 def _shipped_weights(task: str) -> tuple[Path, ...]:
@@ -21,74 +35,126 @@ def _shipped_weights(task: str) -> tuple[Path, ...]:
     return tuple(resolve(name).folder for name in SHIPPED[task])
 
 
-@click.command("evaluate")
-@click.argument("task", type=click.Choice(EVAL_TASKS))
-@click.option("--weights", type=click.Path(path_type=Path, exists=True, file_okay=False), multiple=True,
-              help="Checkpoint folder (config.json + model.safetensors); repeat for a malignancy ensemble "
-                   "(mean probability). Default: the shipped weights.")
-@click.option("--data", type=click.Path(path_type=Path, exists=True), required=True,
-              help="Folder laid out like lidc_vois/ (image/, mask/, nodules.csv); emphysema: a weak-label CSV.")
-@click.option("--split", type=click.Choice(["test", "val", "all"]), default="test", show_default=True,
-              help="Cases of the committed split, or all cases of --data (an external test set).")
-@click.option("--reference-data", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
-              help="lidc_vois folder whose train/val split fits the diameter baseline and picks the "
-                   "threshold (malignancy; default: --data).")
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Folder for the report.")
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--threshold", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=None,
-              help="nodule-seg: probability threshold of the mask (default: the checkpoint's validation-chosen one).")
-@click.option("--min-diameter-mm", type=float, default=None,
-              help="nodule-seg: evaluate only nodules with at least this diameter_mm (e.g. 15 for r3d_denseunet).")
-@click.option("--mirror/--no-mirror", default=True, show_default=True,
-              help="nodule-seg: average the 8 flips of each ROI, as lungai run does.")
-@click.option("--tile/--no-tile", default=True, show_default=True,
-              help="nodule-seg: tile nodules that the centred ROI cuts, as lungai run does.")
-@click.option("--tile-mirror/--no-tile-mirror", default=None,
-              help="nodule-seg: mirror the tiles too (default: the checkpoint's choice).")
-@click.option("--scales", default=None,
-              help="nodule-seg: comma-separated factors of the ROI spacing whose predictions are averaged, "
-                   "e.g. 1,0.8 (default: the checkpoint's, see lungai tune).")
-def evaluate(task: str, weights: tuple[Path, ...], data: Path, split: str, reference_data: Path | None,
-             output: Path, device: str, threshold: float | None, min_diameter_mm: float | None,
-             mirror: bool, tile: bool, tile_mirror: bool | None, scales: str | None) -> None:
-    """Evaluate TASK (malignancy or nodule-seg): writes metrics.json, report.md (and roc.png).
-
-    emphysema: one checkpoint beside LAA-950 on the CSV's split; writes metrics.json,
-    metrics.md and cases.csv.
-    """
-    if task == "emphysema":
-        from lungai.cli.emphysema import evaluate_emphysema
-
-        evaluate_emphysema(weights, data, split, output, device)
-        return
-    if task == "detection":
-        from lungai.cli.evaluate_detection import evaluate_detection_command
-
-        evaluate_detection_command(weights, data, split, output, device)
-        return
+def _lidc_vois(data: Path) -> Path:
+    """``--data`` of a nodule task: refused unless it is a folder."""
     if not data.is_dir():
         raise click.BadParameter(f"{data} is not a folder laid out like lidc_vois/", param_hint="--data")
-    from lungai.cli.options import parse_scales
+    return data
+
+
+def _write_metrics(metrics: dict, output: Path) -> None:
     from lungai.evaluation import report
 
-    folders = weights or _shipped_weights(task)
-    output.mkdir(parents=True, exist_ok=True)
-    try:
-        if task == "malignancy":
-            metrics = _malignancy(folders, data, split, reference_data, output, device)
-        else:
-            from lungai.evaluation.segmentation_eval import SegmentationEvalConfig
-
-            if len(folders) != 1:
-                raise click.UsageError("nodule-seg evaluates one model: pass --weights once")
-            config = SegmentationEvalConfig(folders[0], data, split, threshold=threshold, device=device,
-                                            min_diameter_mm=min_diameter_mm, mirror=mirror, tile=tile,
-                                            scales=parse_scales(scales, "--scales"), tile_mirror=tile_mirror)
-            metrics = _segmentation(config, output)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
     report.write_json(metrics, output / "metrics.json")
     click.echo(f"wrote {output / 'metrics.json'} and {output / 'report.md'}")
+
+
+@click.group("evaluate", cls=TaskGroup)
+def evaluate() -> None:
+    """Evaluate a model and write a report: one subcommand per task.
+
+    A checkpoint is scored on the test split of the committed patient split (or all cases of
+    an external set); follow-up scores lungai follow-up outputs on simulated pairs.
+    `lungai evaluate TASK --help` lists the task's options.
+    """
+
+
+@evaluate.command("malignancy", cls=TaskCommand, scope="malignancy models",
+                  short_help="AUC against the diameter baseline: metrics.json, report.md.")
+@weights_option("Checkpoint folder (config.json + model.safetensors); repeat for an ensemble (mean probability). "
+                "Default: the shipped weights (measured_nodule).")
+@eval_data_option(_LIDC_VOIS_DATA)
+@split_option(("test", "val", "all"), _SPLIT_HELP)
+@click.option("--reference-data", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
+              help="lidc_vois folder whose train/val split fits the diameter baseline and picks the "
+                   "threshold (default: --data).")
+@report_folder_option
+@eval_device_option
+def evaluate_malignancy(weights: tuple[Path, ...], data: Path, split: str, reference_data: Path | None,
+                        output: Path, device: str) -> None:
+    """Evaluate a malignancy model: writes metrics.json, report.md and roc.png.
+
+    AUC with its confidence interval, against the diameter baseline; the measured scorer
+    adds calibration (reliability.png) and its characteristics.
+    """
+    _lidc_vois(data)
+    folders = weights or _shipped_weights("malignancy")
+    output.mkdir(parents=True, exist_ok=True)
+    try:
+        metrics = _malignancy(folders, data, split, reference_data, output, device)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    _write_metrics(metrics, output)
+
+
+@evaluate.command("nodule-seg", cls=TaskCommand, scope="nodule-seg models",
+                  short_help="Dice against the readers' masks: metrics.json, report.md.")
+@weights_option("Checkpoint folder (config.json + model.safetensors), once. Default: the shipped weights "
+                "(resunet3d).")
+@eval_data_option(_LIDC_VOIS_DATA)
+@split_option(("test", "val", "all"), _SPLIT_HELP)
+@report_folder_option
+@eval_device_option
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=None,
+              help="Probability threshold of the mask (default: the checkpoint's validation-chosen one).")
+@click.option("--min-diameter-mm", type=float, default=None,
+              help="Evaluate only nodules with at least this diameter_mm (e.g. 15 for r3d_denseunet).")
+@click.option("--mirror/--no-mirror", default=True, show_default=True,
+              help="Average the 8 flips of each ROI, as lungai run does.")
+@click.option("--tile/--no-tile", default=True, show_default=True,
+              help="Tile nodules that the centred ROI cuts, as lungai run does.")
+@click.option("--tile-mirror/--no-tile-mirror", default=None,
+              help="Mirror the tiles too (default: the checkpoint's choice).")
+@click.option("--scales", default=None,
+              help="Comma-separated factors of the ROI spacing whose predictions are averaged, "
+                   "e.g. 1,0.8 (default: the checkpoint's, see lungai tune).")
+def evaluate_nodule_seg(weights: tuple[Path, ...], data: Path, split: str, output: Path, device: str,
+                        threshold: float | None, min_diameter_mm: float | None, mirror: bool, tile: bool,
+                        tile_mirror: bool | None, scales: str | None) -> None:
+    """Evaluate a nodule segmentation model: writes metrics.json, report.md and cases.csv.
+
+    Dice, precision and recall against the readers' consensus mask, with the long axis and
+    volume that lungai run reports, beside a threshold baseline.
+    """
+    from lungai.cli.options import parse_scales
+
+    _lidc_vois(data)
+    folders = weights or _shipped_weights("nodule-seg")
+    output.mkdir(parents=True, exist_ok=True)
+    try:
+        from lungai.evaluation.segmentation_eval import SegmentationEvalConfig
+
+        if len(folders) != 1:
+            raise click.UsageError("nodule-seg evaluates one model: pass --weights once")
+        config = SegmentationEvalConfig(folders[0], data, split, threshold=threshold, device=device,
+                                        min_diameter_mm=min_diameter_mm, mirror=mirror, tile=tile,
+                                        scales=parse_scales(scales, "--scales"), tile_mirror=tile_mirror)
+        metrics = _segmentation(config, output)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    _write_metrics(metrics, output)
+
+
+@evaluate.command("emphysema", cls=TaskCommand, scope="emphysema models",
+                  short_help="One checkpoint beside LAA-950: metrics.json, metrics.md.")
+@weights_option("Checkpoint folder (config.json + model.safetensors), once. Default: the shipped weights "
+                "(convlstm_scanner).")
+@eval_data_option("A weak-label CSV (path,label[,patient_id]).")
+@split_option(("test", "val", "all"), "Cases of the CSV's patient split, or all of them.")
+@report_folder_option
+@eval_device_option
+def evaluate_emphysema(weights: tuple[Path, ...], data: Path, split: str, output: Path, device: str) -> None:
+    """Evaluate an emphysema model beside LAA-950: writes metrics.json, metrics.md and cases.csv.
+
+    One checkpoint on the CSV's split (lungai compare --task emphysema for several).
+    """
+    from lungai.cli.emphysema import evaluate_emphysema as run
+
+    run(weights, data, split, output, device)
+
+
+evaluate.add_command(evaluate_detection)
+evaluate.add_command(evaluate_follow_up)
 
 
 def _malignancy(folders: tuple[Path, ...], data: Path, split: str, reference: Path | None, output: Path,

@@ -6,6 +6,27 @@ from pathlib import Path
 
 import click
 
+from lungai.cli.group import TaskCommand
+from lungai.cli.options import eval_data_option, eval_device_option, report_folder_option, split_option, weights_option
+
+
+@click.command("detection", cls=TaskCommand, scope="detection",
+               short_help="Whole-scan FROC: metrics.json, report.md, froc.png.")
+@weights_option("Classifier checkpoint folder (a run of lungai train detection), once. Default: none, "
+                "candidates scored by their strength.")
+@eval_data_option("The shared data folder (lidc_scans/, lidc_vois/, backgrounds/, lung_pet_ct_dx/).")
+@split_option(("test", "val", "all"), "VOIs pasted into the inserted-nodule scans: test or val (all is refused: "
+              "the VOIs of every split).")
+@report_folder_option
+@eval_device_option
+def evaluate_detection(weights: tuple[Path, ...], data: Path, split: str, output: Path, device: str) -> None:
+    """Evaluate nodule detection on whole scans: writes metrics.json, report.md and froc.png.
+
+    FROC on LIDC-IDRI-0001/0002 and on scans with inserted nodules of the split, with the
+    classifier and with the candidates alone; sensitivity by size and by texture.
+    """
+    evaluate_detection_command(weights, data, split, output, device)
+
 
 def evaluate_detection_command(weights: tuple[Path, ...], data: Path, split: str, output: Path, device: str) -> None:
     """Evaluate the detector on LIDC-IDRI-0001/0002 and on inserted-nodule scans of ``split``.

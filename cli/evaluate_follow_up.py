@@ -1,10 +1,16 @@
-"""``lungai evaluate-follow-up --pairs PAIRS --results RESULTS -o OUT``: score follow-up runs on simulated pairs."""
+"""``lungai evaluate follow-up --pairs PAIRS --results RESULTS -o OUT``: score follow-up runs on simulated pairs.
+
+Also ``lungai evaluate-follow-up``, its name before ``lungai evaluate`` had one subcommand per task.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
+
+from lungai.cli.group import TaskCommand
+from lungai.cli.options import split_option
 
 
 def _verdict(target: dict) -> str:
@@ -13,13 +19,13 @@ def _verdict(target: dict) -> str:
     return "PASS" if target["passed"] else "FAIL"
 
 
-@click.command("evaluate-follow-up")
+@click.command("follow-up", cls=TaskCommand, scope="follow-up scoring",
+               short_help="lungai follow-up on simulated pairs against their truth.")
 @click.option("--pairs", type=click.Path(path_type=Path, file_okay=False, exists=True), required=True,
               help="Pairs folder from `lungai data simulate-follow-up` (pairs.csv, <pair_id>/truth.json).")
 @click.option("--results", type=click.Path(path_type=Path, file_okay=False, exists=True), required=True,
               help="Folder with each pair's `lungai follow-up` output in <pair_id>/.")
-@click.option("--split", type=click.Choice(["test", "tune", "all"]), default="test", show_default=True,
-              help="Which pairs to score.")
+@split_option(("test", "tune", "all"), "Which pairs to score.")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True,
               help="JSON report to write (per pair, per nodule and overall).")
 def evaluate_follow_up(pairs: Path, results: Path, split: str, output: Path) -> None:

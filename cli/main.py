@@ -105,7 +105,8 @@ def run(ctx: click.Context, scan: Path, output: Path | None, tasks: tuple[str, .
     With --prior it compares SCAN with the prior instead (see `lungai follow-up`).
     """
     from lungai.io.report_text import summarize
-    from lungai.pipeline.runner import describe_operating_point, run_pipeline
+    from lungai.pipeline.runner import run_pipeline
+    from lungai.pipeline.stages import describe_operating_point
 
     if prior is not None:
         run_follow_up_command(ctx, prior, scan, output, {
@@ -119,7 +120,7 @@ def run(ctx: click.Context, scan: Path, output: Path | None, tasks: tuple[str, .
     with warnings_after_results(hold=progress != "jsonl") as held, make_reporter(progress) as reporter:
         config = RunConfig(input=scan, output=output or default_output(scan, series_uid), tasks=tasks,
                            device=device, overwrite=overwrite, force=force, series_uid=series_uid,
-                           include_patient_id=include_patient_id, sensitivity=sensitivity,
+                           include_patient_id=include_patient_id, operating_point=sensitivity,
                            detection_threshold=detection_threshold, max_nodules=max_nodules,
                            manifest=weights_manifest, emphysema_map=emphysema_map,
                            emphysema_probability=emphysema_probability, command=command_line(ctx))
@@ -165,7 +166,7 @@ def info(show_models: bool) -> None:
 def _show_models(manifest: Manifest) -> None:
     """The shipped networks (their real sizes and roles, beside the papers'), then the model registry."""
     from lungai.models.registry import count_configured_parameters, describe_models
-    from lungai.pipeline.models import RUN_ROLES
+    from lungai.pipeline.config import RUN_ROLES
 
     paper = {row["name"]: row for row in describe_models()}
     click.echo("Shipped networks (trainable parameters of the shipped weights, and of the paper's configuration):")

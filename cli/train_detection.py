@@ -1,4 +1,7 @@
-"""``lungai train-detection``: train the detection classifier and choose its operating points."""
+"""``lungai train detection``: train the detection classifier and choose its operating points.
+
+Also ``lungai train-detection``, its name before ``lungai train`` had one subcommand per task.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +10,22 @@ from pathlib import Path
 
 import click
 
+from lungai.cli.group import TaskCommand
+from lungai.cli.options import seed_option, threads_option
 
-@click.command("train-detection")
+
+@click.command("detection", cls=TaskCommand, scope="the detection classifier",
+               short_help="convlstm_nodule, the false-positive classifier of detection.")
 @click.option("--data-root", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True,
               help="The shared data folder (lidc_vois/, backgrounds/, lung_pet_ct_dx/).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/detection/convlstm_nodule"),
               show_default=True, help="Run folder; an existing run there is resumed.")
 @click.option("--epochs", type=int, default=12, show_default=True)
 @click.option("--steps-per-epoch", type=int, default=60, show_default=True)
-@click.option("--threads", type=int, default=1, show_default=True, help="CPU threads for torch.")
+@threads_option(1)
 @click.option("--calibration-scans", type=int, default=6, show_default=True,
               help="Validation inserted-nodule scans the operating points are chosen on (0: skip).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@seed_option
 @click.option("--filters", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Width of convlstm_nodule: conv and head filters, ConvLSTMs of this and twice this "
                    "(4: 12,751 parameters).")

@@ -168,3 +168,104 @@ def test_weights_list_names_no_folder_that_does_not_exist(tmp_path: Path, monkey
     folder.mkdir()
     code, stdout, _ = run_cli(["weights", "list"], capsys)
     assert code == 0 and f"User weights folder: {folder}\n" in stdout
+
+
+# -- lungai train TASK / lungai evaluate TASK: the same runs as before the subcommands ------------
+
+def _trained(calls: list[tuple[object, bool]], out: Path):
+    """A stand-in for a trainer: records its config and ``resume``, returns a result to print."""
+    from types import SimpleNamespace
+
+    def run(config: object, on_event: object = None, resume: bool = True) -> SimpleNamespace:
+        calls.append((config, resume))
+        return SimpleNamespace(best_metric=0.5, best_epoch=0, epochs_run=1, stopped_early=False, out=out)
+    return run
+
+
+def test_train_malignancy_runs_the_recipe_with_the_options_given(tmp_path: Path, monkeypatch, capsys) -> None:
+    from lungai.training import trainer
+    from lungai.training.recipes import make_config
+
+    calls: list[tuple[object, bool]] = []
+    monkeypatch.setattr(trainer, "train", _trained(calls, tmp_path / "run"))
+    code, stdout, err = run_cli(["train", "malignancy", "--model", "nodule_cnn2d", "--data", str(tmp_path), "--out",
+                                 str(tmp_path / "run"), "--size", "cpu", "--epochs", "2", "--batch-size", "3",
+                                 "--lr", "0.01", "--threads", "1", "--seed", "5", "--max-cases", "4",
+                                 "--min-diameter-mm", "8", "--shift-fraction", "0.2", "--model-config",
+                                 '{"hidden": 16}', "--restart"], capsys)
+    assert code == 0, err
+    assert "best val_auc 0.5000 at epoch 1 of 1" in stdout
+    assert calls == [(make_config("malignancy", "nodule_cnn2d", tmp_path, tmp_path / "run", size="cpu", epochs=2,
+                                  batch_size=3, lr=0.01, num_threads=1, seed=5, max_cases=4, min_diameter_mm=8.0,
+                                  shift_fraction=0.2, model_config={"hidden": 16}), False)]
+
+
+def test_train_nodule_seg_takes_negative_scans_and_the_default_run_folder(tmp_path: Path, monkeypatch,
+                                                                          capsys) -> None:
+    from lungai.training import trainer
+
+    calls: list[tuple[object, bool]] = []
+    monkeypatch.setattr(trainer, "train", _trained(calls, tmp_path))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "scan.nrrd").write_bytes(b"")
+    code, stdout, err = run_cli(["train", "nodule-seg", "--model", "resunet3d", "--data", str(tmp_path), "--no-augment",
+                                 "--negatives", "scan.nrrd:left", "--negatives-per-scan", "5"], capsys)
+    assert code == 0, err
+    [(config, resume)] = calls
+    assert resume and "best val_dice" in stdout
+    assert (config.task, config.model, config.out) == ("nodule-seg", "resunet3d", Path("runs/nodule-seg/resunet3d"))
+    assert (config.negative_scans, config.negatives_per_scan, config.augment) == (["scan.nrrd:left"], 5, False)
+
+
+def test_train_emphysema_runs_its_trainer_on_the_csv(tmp_path: Path, monkeypatch, capsys) -> None:
+    from lungai.training import emphysema
+
+    calls: list[tuple[object, bool]] = []
+    monkeypatch.setattr(emphysema, "train_emphysema", _trained(calls, tmp_path / "run"))
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label\n")
+    code, stdout, err = run_cli(["train", "emphysema", "--model", "mil_max", "--data", str(labels), "--out",
+                                 str(tmp_path / "run"), "--epochs", "3", "--size", "cpu", "--seed", "2"], capsys)
+    assert code == 0, err
+    [(config, resume)] = calls
+    assert resume and "best val_auc 0.5000" in stdout
+    assert (config.model, config.data, config.epochs, config.size, config.seed) == ("mil_max", labels, 3, "cpu", 2)
+
+
+def test_the_old_train_detection_name_parses_as_train_detection(tmp_path: Path, monkeypatch, capsys) -> None:
+    import click
+
+    from lungai.cli.main import cli
+
+    context = click.Context(cli)
+    calls: list[dict[str, object]] = []
+    group = cli.get_command(context, "train")
+    assert isinstance(group, click.Group)
+    for command in (cli.get_command(context, "train-detection"), group.commands["detection"]):
+        monkeypatch.setattr(command, "callback", lambda **kwargs: calls.append(kwargs))
+    args = ["--data-root", str(tmp_path), "--epochs", "2", "--texture-weight", "3", "--calibration-scans", "0"]
+    assert run_cli(["train-detection", *args], capsys)[0] == 0
+    assert run_cli(["train", "detection", *args], capsys)[0] == 0
+    assert len(calls) == 2 and calls[0] == calls[1]
+    assert (calls[0]["epochs"], calls[0]["texture_weight"], calls[0]["threads"]) == (2, 3.0, 1)
+
+
+@pytest.mark.parametrize("command", [["evaluate", "follow-up"], ["evaluate-follow-up"]])
+def test_evaluate_follow_up_runs_under_its_new_and_its_old_name(command: list[str], tmp_path: Path, monkeypatch,
+                                                                capsys) -> None:
+    from lungai.evaluation import follow_up_eval
+
+    calls: list[tuple[object, ...]] = []
+
+    def evaluate(*args: object) -> dict:
+        calls.append(args)
+        return {"overall": {"num_pairs": 2, "pairs_without_results": [], "num_nodules_both_scans": 3, "num_new": 1,
+                            "num_resolved": 0},
+                "targets": [{"passed": True, "value": 0.1, "description": "median", "op": "<=", "limit": 0.2}]}
+    monkeypatch.setattr(follow_up_eval, "evaluate_follow_up", evaluate)
+    code, stdout, err = run_cli([*command, "--pairs", str(tmp_path), "--results", str(tmp_path), "--split", "tune",
+                                 "-o", str(tmp_path / "e.json")], capsys)
+    assert code == 0, err
+    assert calls == [(tmp_path, tmp_path, tmp_path / "e.json", "tune")]
+    assert stdout.splitlines()[0] == "2 tune pairs (0 without results), 3 nodules on both scans, 1 new, 0 resolved"
+    assert stdout.splitlines()[1].startswith("PASS  median: 0.100")
