@@ -50,7 +50,7 @@ def evaluate(folder: Path, sensitivity: str = "balanced", device: str = "cpu") -
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out"
         result = run_pipeline(RunConfig(input=scan, output=out, tasks=("lungs", "nodules"), device=device,
-                                        sensitivity=sensitivity))
+                                        operating_point=sensitivity))
         written = sitk.DICOMOrient(sitk.ReadImage(str(out / f"{scan_stem(scan)}_labels.nii.gz")), "LPS")
     array = sitk.GetArrayFromImage(written)
     masses = [n for n in result.findings.nodules if n.kind == "mass"]

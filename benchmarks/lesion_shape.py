@@ -95,7 +95,7 @@ def inserted_runs(data: Path, scans: int) -> list[str]:
             scan = Path(tmp) / f"{case.scan_id}.nrrd"
             sitk.WriteImage(case.image, str(scan), True)
             run_pipeline(RunConfig(input=scan, output=Path(tmp) / case.scan_id, tasks=("lungs", "nodules"),
-                                   sensitivity="high", device="cpu"))
+                                   operating_point="high", device="cpu"))
             rows += _lesion_rows(Path(tmp) / case.scan_id, case.scan_id, case.nodules)
             logger.info("%s done", case.scan_id)
     return rows

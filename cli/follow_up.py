@@ -15,7 +15,7 @@ import click
 
 from lungai.cli.console import warnings_after_results
 from lungai.cli.options import command_line, device_callback
-from lungai.pipeline.config import SENSITIVITIES
+from lungai.pipeline.config import OPERATING_POINT_NAMES
 
 
 def _date(_ctx: click.Context, _param: click.Parameter, value: str | None) -> dt.date | None:
@@ -87,7 +87,7 @@ def _pair_line(pair: Any) -> str:
 @follow_up_options
 @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]|mps",
               callback=device_callback, help="Where models run.")
-@click.option("--sensitivity", type=click.Choice(SENSITIVITIES), default="balanced", show_default=True,
+@click.option("--sensitivity", type=click.Choice(OPERATING_POINT_NAMES), default="balanced", show_default=True,
               help="Nodule detection operating point for scans analysed now.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder once the new one is complete.")
 @click.option("--force", is_flag=True,

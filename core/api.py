@@ -1,4 +1,5 @@
-"""The short Python API: ``lungai.run``, ``lungai.load_models`` and ``lungai.read_findings``.
+"""The short Python API: ``lungai.run``, ``lungai.load_models`` and ``lungai.read_findings``
+(:func:`lungai.io.findings.read_findings`: the typed findings of a ``findings.json`` or output folder).
 
 ``import lungai`` stays light (no torch): these names are imported from here on first use.
 What ``lungai run`` does on the command line, :func:`run` does from Python, with the same
@@ -18,9 +19,9 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from lungai.io.findings import Findings, findings_from_dict, load_findings
+from lungai.io.findings import read_findings
 from lungai.pipeline.config import RunConfig, parse_tasks
-from lungai.pipeline.models import ModelStore
+from lungai.pipeline.model_store import ModelStore
 from lungai.pipeline.progress import ProgressCallback, ignore_progress
 from lungai.pipeline.runner import RunResult, model_store, run_pipeline
 
@@ -53,7 +54,7 @@ def run(scan: Pathish, output: Pathish, *, tasks: str | tuple[str, ...] | None =
         TypeError: an option that :class:`RunConfig` does not have.
     """
     chosen = parse_tasks(tasks) if isinstance(tasks, str) else tasks
-    config = RunConfig(input=Path(scan), output=Path(output), tasks=chosen, sensitivity=operating_point, **options)
+    config = RunConfig(input=Path(scan), output=Path(output), tasks=chosen, operating_point=operating_point, **options)
     return run_pipeline(config, on_progress, models)
 
 
@@ -68,13 +69,3 @@ def load_models(device: str = "auto", manifest: Pathish | None = None) -> ModelS
     config = RunConfig(input=Path(), output=Path(), device=device,
                        manifest=Path(manifest) if manifest is not None else None)
     return model_store(config)
-
-
-def read_findings(path: Pathish) -> Findings:
-    """The typed findings of a ``findings.json``, or of the output folder holding one.
-
-    Raises:
-        UnreadableInputError: not a findings file of a compatible LungAI version.
-    """
-    target = Path(path)
-    return findings_from_dict(load_findings(target / "findings.json" if target.is_dir() else target))

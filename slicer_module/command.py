@@ -18,11 +18,11 @@ from lungai.weights.manifest import Manifest, read_manifest
 
 #: The detection operating point of every run started from Slicer: the most sensitive one, so that
 #: the module's slider (lowest detection score shown) can show more or fewer nodules afterwards.
-RUN_SENSITIVITY = "high"
+RUN_OPERATING_POINT = "high"
 #: The slider's start: the command line's default (``balanced``) operating point.
 DEFAULT_MIN_DETECTION_SCORE = OPERATING_POINTS["balanced"].threshold
 #: The lowest score the run writes out (the slider cannot show what was not written).
-LOWEST_DETECTION_SCORE = OPERATING_POINTS[RUN_SENSITIVITY].threshold
+LOWEST_DETECTION_SCORE = OPERATING_POINTS[RUN_OPERATING_POINT].threshold
 
 #: The device choices offered to users, in the order shown.
 DEVICE_CHOICES: tuple[str, ...] = ("auto", "GPU", "CPU")
@@ -67,14 +67,14 @@ class RunRequest:
         output: the output folder to create; it must not exist.
         tasks: tasks to run; the lung mask is always computed.
         device: ``--device`` value (see :func:`device_argument`).
-        sensitivity: ``--sensitivity`` value for the nodule detector.
+        operating_point: the nodule detector's operating point (``--sensitivity``).
     """
 
     scan: Path
     output: Path
     tasks: tuple[str, ...]
     device: str = "auto"
-    sensitivity: str = RUN_SENSITIVITY
+    operating_point: str = RUN_OPERATING_POINT
 
 
 def build_run_command(python: str, request: RunRequest) -> list[str]:
@@ -92,13 +92,13 @@ def build_run_command(python: str, request: RunRequest) -> list[str]:
     """
     tasks = parse_tasks(list(request.tasks or ()) or ["lungs"])
     return [python, "-m", "lungai.cli", "run", str(request.scan), "-o", str(request.output),
-            "--tasks", ",".join(tasks or ("lungs",)), "--device", request.device, "--sensitivity", request.sensitivity,
-            "--progress", "jsonl"]
+            "--tasks", ",".join(tasks or ("lungs",)), "--device", request.device,
+            "--sensitivity", request.operating_point, "--progress", "jsonl"]
 
 
 #: The detection operating point of a follow-up started from Slicer: the command line's default, so the
 #: comparison is the one ``lungai follow-up`` reports (the slider can hide findings, not add any).
-FOLLOW_UP_SENSITIVITY = "balanced"
+FOLLOW_UP_OPERATING_POINT = "balanced"
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ def build_follow_up_command(python: str, request: FollowUpRequest) -> list[str]:
         ValueError: a negative interval.
     """
     command = [python, "-m", "lungai.cli", "follow-up", str(request.prior), str(request.current),
-               "-o", str(request.output), "--device", request.device, "--sensitivity", FOLLOW_UP_SENSITIVITY]
+               "-o", str(request.output), "--device", request.device, "--sensitivity", FOLLOW_UP_OPERATING_POINT]
     if request.interval_days is not None:
         if request.interval_days < 0:
             raise ValueError(f"the interval between the scans cannot be negative ({request.interval_days} days)")

@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from lungai import labels
+from lungai.errors import UnreadableInputError
+from lungai.io.findings import Nodule, read_findings
 from lungai.slicer.job import AnalysisJob
 from lungai.slicer.mrml import LoadedResults, add_follow_up_columns, load_results
 from lungai.slicer.process import BackgroundProcess, ChildProcess, Launcher
@@ -159,7 +161,7 @@ class _LesionIds:
     def __init__(self, document: dict[str, Any], folder: Path) -> None:
         self._document = document
         self._folder = folder
-        self._findings: dict[str, list[dict[str, Any]]] = {}
+        self._findings: dict[str, list[Nodule]] = {}
 
     def of(self, role: str, lesion: dict[str, Any] | None) -> int | None:
         if lesion is None:
@@ -171,15 +173,15 @@ class _LesionIds:
         nodules, index = self._nodules(role), int(lesion["finding_index"])
         if not 0 <= index < len(nodules):
             raise ValueError(f"the follow-up names {role} finding {index}, but the {role} findings hold {len(nodules)}")
-        return int(nodules[index]["id"])
+        return nodules[index].id
 
-    def _nodules(self, role: str) -> list[dict[str, Any]]:
+    def _nodules(self, role: str) -> list[Nodule]:
         if role not in self._findings:
             path = self._folder / str((self._document.get(role) or {}).get("findings") or f"{role}/findings.json")
             try:
-                self._findings[role] = json.loads(path.read_text(encoding="utf-8")).get("nodules") or []
-            except (OSError, json.JSONDecodeError) as error:
-                raise ValueError(f"cannot read the {role} findings {path} ({error})") from error
+                self._findings[role] = read_findings(path).nodules
+            except UnreadableInputError as error:
+                raise ValueError(f"cannot read the {role} findings {path} ({error.problem})") from error
         return self._findings[role]
 
 
@@ -265,7 +267,7 @@ class FollowUpResults(LoadedResults):
             to centre the views on (``None`` if unknown).
         """
         if nodule_id in self.review.nodules:
-            centre = tuple(float(v) for v in self.review.nodules[nodule_id]["centroid"]["ras_mm"])
+            centre = tuple(float(v) for v in self.review.nodules[nodule_id].centroid.ras_mm)
             return nodule_id, _to_world(self.volume, centre)
         prior_id = int(prior_nodule) if prior_nodule.strip().isdigit() else None
         for row in self.follow_up:

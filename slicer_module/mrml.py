@@ -31,7 +31,7 @@ import nrrd
 from vtkmodules.vtkCommonCore import vtkDoubleArray, vtkIntArray, vtkStringArray
 
 from lungai import labels
-from lungai.io.findings import CHARACTERISTICS_LABEL, ESTIMATE_LABEL, SUSPICION_LABEL, load_findings
+from lungai.io.findings import CHARACTERISTICS_LABEL, ESTIMATE_LABEL, SUSPICION_LABEL, read_findings
 from lungai.slicer.results import (
     EmphysemaRow,
     NoduleRow,
@@ -139,7 +139,7 @@ def load_results(scene: Any, output: Path, reference_volume: Any | None = None, 
     files = find_output_files(output)
     if segmentation_file is not None:
         files = dataclasses.replace(files, segmentation=Path(segmentation_file))
-    review = Review.of(load_findings(files.findings), min_detection_score)
+    review = Review.of(read_findings(files.findings), min_detection_score)
     density = emphysema_rows(review.machine)
     base_name = reference_volume.GetName() if reference_volume is not None else files.stem
     created: list[Any] = []
@@ -213,7 +213,7 @@ def _show_segments(segmentation: Any, review: Review) -> None:
     contained = segmentation.GetSegmentation()
     reported = set(review.reported())
     for nodule_id in review.ids():
-        structure = labels.nodule(nodule_id, review.nodules[nodule_id].get("kind") or "nodule")
+        structure = labels.nodule(nodule_id, review.nodules[nodule_id].kind)
         segment = contained.GetSegment(structure.key)
         if segment is None:
             continue

@@ -14,7 +14,6 @@ Nothing here imports torch: reviewing and re-measuring stay light inside Slicer.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from typing import Any
 
@@ -41,7 +40,7 @@ def lung_labels(segmentation_node: Any, grid: sitk.Image) -> np.ndarray:
     return voxels
 
 
-def measured_record(machine: dict[str, Any], measured: LesionMeasurements, grid: sitk.Image) -> dict[str, Any]:
+def measured_record(machine: Nodule, measured: LesionMeasurements, grid: sitk.Image) -> Nodule:
     """A re-measured lesion's findings record, keeping the machine record's detection, malignancy and characteristics.
 
     Args:
@@ -49,15 +48,11 @@ def measured_record(machine: dict[str, Any], measured: LesionMeasurements, grid:
         measured: the new measurements.
         grid: the scan's grid (for the centroid's voxel index).
     """
-    nodule: Nodule = nodule_finding(int(machine["id"]), measured, grid, machine.get("detection_score"),
-                                    machine.get("detected_by") or "blob")
-    record = json.loads(json.dumps(dataclasses.asdict(nodule)))
-    record["malignancy"] = machine.get("malignancy")
-    record["characteristics"] = machine.get("characteristics")
-    return record
+    nodule = nodule_finding(machine.id, measured, grid, machine.detection_score, machine.detected_by)
+    return dataclasses.replace(nodule, malignancy=machine.malignancy, characteristics=machine.characteristics)
 
 
-def remeasure(results: LoadedResults, nodule_id: int) -> dict[str, Any]:
+def remeasure(results: LoadedResults, nodule_id: int) -> Nodule:
     """Measure a lesion's (edited) segment again, on the analysed CT, and show the new measurements.
 
     Args:
@@ -84,6 +79,6 @@ def remeasure(results: LoadedResults, nodule_id: int) -> dict[str, Any]:
     record = measured_record(machine, measured, grid)
     results.review.replace(record)
     results.refresh()
-    logger.info("lesion %d re-measured: %.1f x %.1f mm, %.0f mm3, %s", nodule_id, record["long_axis_mm"],
-                record["short_axis_mm"], record["volume_mm3"], record["type"])
+    logger.info("lesion %d re-measured: %.1f x %.1f mm, %.0f mm3, %s", nodule_id, record.long_axis_mm,
+                record.short_axis_mm, record.volume_mm3, record.type)
     return record

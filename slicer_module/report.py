@@ -35,7 +35,6 @@ from lungai.io.dicom_seg import SERIES_DESCRIPTION, SegReferenceError, write_dic
 from lungai.io.findings import (
     LESION_KINDS,
     DetectionInfo,
-    findings_from_dict,
     utc_timestamp,
     write_findings_json,
     write_nodules_csv,
@@ -57,17 +56,16 @@ MACHINE_FINDINGS_SUFFIX = "_findings_machine.json"
 REVIEWED_SERIES_DESCRIPTION = f"{SERIES_DESCRIPTION}, reviewed"
 
 
-def detection_shown(detection: dict[str, Any] | None, min_detection_score: float) -> dict[str, Any] | None:
+def detection_shown(detection: DetectionInfo | None, min_detection_score: float) -> DetectionInfo | None:
     """The run's ``detection`` record moved to the operating point shown (``None`` if detection did not run)."""
     if detection is None:
         return None
     name = operating_point_name(min_detection_score)
     point = OPERATING_POINTS.get(name)
-    shown = DetectionInfo(operating_point=name, threshold=round(min_detection_score, 4),
-                          expected_sensitivity=None if point is None else point.sensitivity,
-                          expected_fp_per_scan=None if point is None else point.expected_fp_per_scan,
-                          known_limitations=list(detection.get("known_limitations") or []))
-    return dataclasses.asdict(shown)
+    return DetectionInfo(operating_point=name, threshold=round(min_detection_score, 4),
+                         expected_sensitivity=None if point is None else point.sensitivity,
+                         expected_fp_per_scan=None if point is None else point.expected_fp_per_scan,
+                         known_limitations=list(detection.known_limitations))
 
 
 def save_review(results: LoadedResults, destination: Path, dicom_folder: Path | None = None,
@@ -91,8 +89,8 @@ def save_review(results: LoadedResults, destination: Path, dicom_folder: Path | 
     if results.volume is None:
         raise ValueError("the results were loaded without their CT volume, so the report cannot show it")
     review = results.review
-    ct = scan_volume(results.volume, review.machine["input"]["source"], dicom_folder, series_uid)
-    structures = labels.STRUCTURES + tuple(labels.nodule(nodule_id, review.nodules[nodule_id].get("kind") or "nodule")
+    ct = scan_volume(results.volume, review.machine.input.source, dicom_folder, series_uid)
+    structures = labels.STRUCTURES + tuple(labels.nodule(nodule_id, review.nodules[nodule_id].kind)
                                            for nodule_id in review.reported())
     labelled = label_image(results.segmentation, structures, ct.image)
     return save_reviewed_report(results.files, review, ct, labelled, destination, reviewed_utc)
@@ -122,41 +120,43 @@ def save_reviewed_report(files: OutputFiles, review: Review, ct: CTVolume, label
     if not destination.is_dir():
         raise NotADirectoryError(f"{destination} is not a folder")
     stem, machine_name = files.stem, f"{files.stem}{MACHINE_FINDINGS_SUFFIX}"
-    data = review.reviewed_findings(reviewed_utc or utc_timestamp(), machine_name)
-    data["detection"] = detection_shown(data.get("detection"), review.min_detection_score)
-    structures = labels.STRUCTURES + tuple(labels.nodule(nodule["id"], nodule.get("kind") or "nodule")
-                                           for nodule in data["nodules"])
+    reviewed_utc = reviewed_utc or utc_timestamp()
+    record = review.record(reviewed_utc, machine_name)
+    findings = review.reviewed_findings(reviewed_utc, machine_name)
+    findings = dataclasses.replace(findings, detection=detection_shown(findings.detection, review.min_detection_score))
+    structures = labels.STRUCTURES + tuple(labels.nodule(nodule.id, nodule.kind) for nodule in findings.nodules)
     staging = Path(tempfile.mkdtemp(prefix=".lungai-review-", dir=destination))
     try:
         if ct.dicom_headers:
-            _write_reviewed_seg(label_image, ct, structures, review.edited, staging / f"{stem}.seg.dcm", data)
-        findings = findings_from_dict(data)
+            problem = _write_reviewed_seg(label_image, ct, structures, review.edited, staging / f"{stem}.seg.dcm")
+            if problem is not None:
+                findings = dataclasses.replace(findings, warnings=[*findings.warnings, problem])
         shutil.copyfile(files.findings, staging / machine_name)
         write_findings_json(findings, staging / f"{stem}_findings.json")
         write_nodules_csv(findings.nodules, staging / f"{stem}_nodules.csv")
         write_seg_nrrd(label_image, structures, staging / f"{stem}.seg.nrrd")
         write_report_html(findings, ct, label_image, staging / f"{stem}_report.html")
-        _add_review_note(staging / f"{stem}_report.html", review, data["review"])
+        _add_review_note(staging / f"{stem}_report.html", review, record)
         written = []
         for path in sorted(staging.iterdir()):
             os.replace(path, destination / path.name)
             written.append(destination / path.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    logger.info("saved the reviewed report of %s to %s (%d lesions)", stem, destination, len(data["nodules"]))
+    logger.info("saved the reviewed report of %s to %s (%d lesions)", stem, destination, len(findings.nodules))
     return written
 
 
 def _write_reviewed_seg(label_image: sitk.Image, ct: CTVolume, structures: tuple[labels.Structure, ...],
-                        edited: set[int], path: Path, data: dict[str, Any]) -> None:
-    """The DICOM SEG of the reviewed segments, or a warning in ``data`` when the series cannot be referenced."""
+                        edited: set[int], path: Path) -> str | None:
+    """Write the DICOM SEG of the reviewed segments; the warning for the findings when the series cannot be
+    referenced."""
     try:
         write_dicom_seg(label_image, ct, structures, path)
     except SegReferenceError as error:
         message = f"no DICOM SEG written: {error}"
         logger.warning(message)
-        data["warnings"] = [*data.get("warnings", []), message]
-        return
+        return message
     seg = pydicom.dcmread(path)
     seg.SeriesDescription = REVIEWED_SERIES_DESCRIPTION
     edited_labels = {labels.nodule(nodule_id, kind).name for nodule_id in edited for kind in LESION_KINDS}
@@ -164,12 +164,13 @@ def _write_reviewed_seg(label_image: sitk.Image, ct: CTVolume, structures: tuple
         if segment.SegmentLabel in edited_labels:
             segment.SegmentAlgorithmType = "SEMIAUTOMATIC"
     seg.save_as(path, enforce_file_format=True)
+    return None
 
 
 def _add_review_note(report: Path, review: Review, record: dict[str, Any]) -> None:
     """Put a note at the top of the report: reviewed when, at which operating point, with which decisions."""
     point = record["operating_point"]
-    decided = [f"{review.nodules[item['id']].get('kind', 'nodule').capitalize()} {item['id']}: {item['status']}"
+    decided = [f"{review.nodules[item['id']].kind.capitalize()} {item['id']}: {item['status']}"
                + (", edited and re-measured" if item["edited"] else "")
                for item in record["nodules"] if item["status"] in ("accepted", "rejected") or item["edited"]]
     items = "".join(f"<li>{html.escape(text)}</li>" for text in decided)

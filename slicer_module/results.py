@@ -1,17 +1,16 @@
 """A run's output files, and the rows and summary the Slicer module shows for them.
 
-Everything here works on the files and on the plain dict of ``findings.json`` (see
-:mod:`lungai.io.findings`); turning the rows into MRML nodes is :mod:`lungai.slicer.mrml`'s job.
+Everything here works on the files and on the typed findings of ``findings.json``
+(:func:`lungai.io.findings.read_findings`); turning the rows into MRML nodes is
+:mod:`lungai.slicer.mrml`'s job.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from lungai.io.findings import ESTIMATE_LABEL, REGIONS, Characteristics
+from lungai.io.findings import ESTIMATE_LABEL, REGIONS, Findings, Nodule
 from lungai.io.report_text import characteristics_text as estimated_characteristics
 
 SEGMENTATION_SUFFIX = ".seg.nrrd"
@@ -154,78 +153,58 @@ class EmphysemaRow:
     perc15_hu: float | None
 
 
-def characteristics_text(nodule: dict[str, Any]) -> str:
-    """A finding's ``characteristics`` as one line; empty when it has none.
-
-    Args:
-        nodule: one entry of the findings' ``nodules``; ``characteristics`` may be the estimates
-            ``lungai run`` writes (:class:`lungai.io.findings.Characteristics`: shown as the report
-            shows them), another mapping (``{"calcification": "none", ...}``), a list of words, or text.
-    """
-    characteristics = nodule.get("characteristics")
-    if not characteristics:
-        return ""
-    if isinstance(characteristics, dict) and "present" in characteristics:
-        known = {f.name for f in dataclasses.fields(Characteristics)}
-        return estimated_characteristics(Characteristics(**{k: v for k, v in characteristics.items() if k in known}))
-    if isinstance(characteristics, dict):
-        return ", ".join(f"{name}: {value}" for name, value in characteristics.items())
-    if isinstance(characteristics, (list, tuple)):
-        return ", ".join(str(item) for item in characteristics)
-    return str(characteristics)
+def characteristics_text(nodule: Nodule) -> str:
+    """A finding's characteristics estimates as one line, as the report shows them; empty when it has none."""
+    return "" if nodule.characteristics is None else estimated_characteristics(nodule.characteristics)
 
 
-def nodule_row(nodule: dict[str, Any], review: str = "") -> NoduleRow:
+def nodule_row(nodule: Nodule, review: str = "") -> NoduleRow:
     """The table row of one lesion.
 
     Args:
-        nodule: one entry of the findings' ``nodules`` (see :mod:`lungai.io.findings`).
+        nodule: one of the findings' ``nodules`` (or a reviewer's re-measured record).
         review: the reviewer's verdict to show (see :meth:`lungai.slicer.review.Review.verdict`).
     """
-    malignancy = nodule.get("malignancy") or {}
-    lung_rads = nodule.get("lung_rads") or {}
-    x, y, z = nodule["centroid"]["ras_mm"]
+    x, y, z = nodule.centroid.ras_mm
     return NoduleRow(
-        id=int(nodule["id"]), kind=nodule.get("kind") or "nodule", type=nodule["type"],
-        long_axis_mm=nodule.get("long_axis_mm"), short_axis_mm=nodule.get("short_axis_mm"),
-        volume_mm3=nodule.get("volume_mm3"), solid_component_mm=nodule.get("solid_component_mm"),
-        lung_rads=lung_rads.get("category"), malignancy=malignancy.get("probability"),
-        characteristics=characteristics_text(nodule), location=nodule.get("location") or "",
-        detection_score=nodule.get("detection_score"), operating_point=nodule.get("operating_point"),
+        id=nodule.id, kind=nodule.kind, type=nodule.type, long_axis_mm=nodule.long_axis_mm,
+        short_axis_mm=nodule.short_axis_mm, volume_mm3=nodule.volume_mm3, solid_component_mm=nodule.solid_component_mm,
+        lung_rads=None if nodule.lung_rads is None else nodule.lung_rads.category,
+        malignancy=None if nodule.malignancy is None else nodule.malignancy.probability,
+        characteristics=characteristics_text(nodule), location=nodule.location or "",
+        detection_score=nodule.detection_score, operating_point=nodule.operating_point,
         position_ras_mm=(float(x), float(y), float(z)), review=review)
 
 
-def emphysema_rows(findings: dict[str, Any]) -> list[EmphysemaRow]:
+def emphysema_rows(findings: Findings) -> list[EmphysemaRow]:
     """Lung volumes and densitometry per region; empty when emphysema was not measured.
-
-    Args:
-        findings: the findings, as returned by :func:`lungai.io.findings.load_findings`.
 
     Returns:
         One row per region the findings hold, right, left, then both lungs.
     """
-    if not findings.get("emphysema"):
+    if findings.emphysema is None:
         return []
-    densitometry = findings["emphysema"].get("densitometry") or {}
-    lungs = findings.get("lungs") or {}
+    densitometry, lungs = findings.emphysema.densitometry, findings.lungs
     rows = []
     for region in REGIONS:
         if region not in densitometry and region not in lungs:
             continue
-        density = densitometry.get(region) or {}
+        density, lung = densitometry.get(region), lungs.get(region)
         rows.append(EmphysemaRow(
-            region=region, title=_REGION_TITLES[region], volume_ml=(lungs.get(region) or {}).get("volume_ml"),
-            laa_950_percent=density.get("laa_950_percent"), laa_910_percent=density.get("laa_910_percent"),
-            laa_856_percent=density.get("laa_856_percent"), perc15_hu=density.get("perc15_hu")))
+            region=region, title=_REGION_TITLES[region], volume_ml=None if lung is None else lung.volume_ml,
+            laa_950_percent=None if density is None else density.laa_950_percent,
+            laa_910_percent=None if density is None else density.laa_910_percent,
+            laa_856_percent=None if density is None else density.laa_856_percent,
+            perc15_hu=None if density is None else density.perc15_hu))
     return rows
 
 
-def summary_text(findings: dict[str, Any], shown: int, hidden: int, min_detection_score: float,
+def summary_text(findings: Findings, shown: int, hidden: int, min_detection_score: float,
                  review: str = "") -> str:
     """The few lines shown above the result tables.
 
     Args:
-        findings: the findings, as returned by :func:`lungai.io.findings.load_findings`.
+        findings: the run's findings.
         shown: number of nodules shown.
         hidden: number of nodules below the operating point.
         min_detection_score: the operating point used.
@@ -236,27 +215,25 @@ def summary_text(findings: dict[str, Any], shown: int, hidden: int, min_detectio
         Lines joined by newlines: lung volumes, emphysema, nodules and masses, warnings; stages
         that did not run are left out.
     """
-    tasks = (findings.get("run") or {}).get("tasks") or []
-    lungs = findings.get("lungs") or {}
     lines = []
-    volumes = [f"{side} {lungs[side]['volume_ml'] / 1000:.2f} L" for side in ("right", "left")
-               if (lungs.get(side) or {}).get("volume_ml") is not None]
+    volumes = [f"{side} {lung.volume_ml / 1000:.2f} L" for side in ("right", "left")
+               if (lung := findings.lungs.get(side)) is not None and lung.volume_ml is not None]
     if volumes:
         lines.append(f"Lungs: {', '.join(volumes)}")
-    emphysema = findings.get("emphysema") or {}
-    total = (emphysema.get("densitometry") or {}).get("total") or {}
-    if total.get("laa_950_percent") is not None:
-        perc15 = "" if total.get("perc15_hu") is None else f", Perc15 {total['perc15_hu']:.0f} HU"
-        lines.append(f"Emphysema: LAA-950 {total['laa_950_percent']:.1f} % of both lungs{perc15}")
-    if emphysema.get("model_probability") is not None:  # only runs with --emphysema-probability (never Slicer's)
-        caveat = f"; {emphysema['model_caveat']}" if emphysema.get("model_caveat") else ""
-        lines.append(f"Emphysema model: probability {emphysema['model_probability']:.2f} ({ESTIMATE_LABEL}{caveat})")
-    if shown or hidden or "nodules" in tasks:
+    emphysema = findings.emphysema
+    total = None if emphysema is None else emphysema.densitometry.get("total")
+    if total is not None and total.laa_950_percent is not None:
+        perc15 = "" if total.perc15_hu is None else f", Perc15 {total.perc15_hu:.0f} HU"
+        lines.append(f"Emphysema: LAA-950 {total.laa_950_percent:.1f} % of both lungs{perc15}")
+    if emphysema is not None and emphysema.model_probability is not None:  # --emphysema-probability only, never Slicer
+        caveat = f"; {emphysema.model_caveat}" if emphysema.model_caveat else ""
+        lines.append(f"Emphysema model: probability {emphysema.model_probability:.2f} ({ESTIMATE_LABEL}{caveat})")
+    if shown or hidden or "nodules" in findings.run.tasks:
         text = f"Nodules: {shown} shown" if shown or hidden else "Nodules: none found"
         if hidden:
             text += f", {hidden} below the operating point {min_detection_score:.2f} hidden"
         lines.append(text)
     if review:
         lines.append(f"Review: {review}")
-    lines.extend(f"Warning: {warning}" for warning in findings.get("warnings") or [])
+    lines.extend(f"Warning: {warning}" for warning in findings.warnings)
     return "\n".join(lines)

@@ -1,7 +1,7 @@
 """A reviewer's pass over one run's findings: the operating point shown, decisions and edits.
 
-Plain Python on the dict of ``findings.json`` (see :mod:`lungai.io.findings`), so the Slicer
-panel and the saved report read the same state:
+Plain Python on the typed findings of ``findings.json`` (:func:`lungai.io.findings.read_findings`),
+so the Slicer panel and the saved report read the same state:
 
 - a lesion is *listed* (a table row) when it is a mass (no detection score: shown at every
   operating point), its detection score reaches the operating point, or the reviewer accepted it;
@@ -11,17 +11,18 @@ panel and the saved report read the same state:
   below ``specific``, :data:`lungai.pipeline.operating_points.CATEGORISED_POINTS`) gets the size
   rule's category, marked :data:`ACCEPTED_RULE`; taking the acceptance back removes it.
 
-The run's own findings are never changed: :meth:`Review.reviewed_findings` returns a new dict
+The run's own findings are never changed: :meth:`Review.reviewed_findings` returns new findings
 with the reported lesions and a ``review`` block (documented in ``docs/outputs.md``).
 """
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from lungai.io.findings import Findings, LungRads, Nodule
 from lungai.pipeline.lung_rads import lung_rads_category
 from lungai.pipeline.operating_points import OPERATING_POINTS
 
@@ -61,16 +62,16 @@ class Review:
         edited: ids of the lesions whose segment was edited and re-measured.
     """
 
-    machine: dict[str, Any]
+    machine: Findings
     min_detection_score: float
-    nodules: dict[int, dict[str, Any]] = field(default_factory=dict)
+    nodules: dict[int, Nodule] = field(default_factory=dict)
     decisions: dict[int, str] = field(default_factory=dict)
     edited: set[int] = field(default_factory=set)
 
     @classmethod
-    def of(cls, findings: dict[str, Any], min_detection_score: float) -> Review:
+    def of(cls, findings: Findings, min_detection_score: float) -> Review:
         """Start a review of ``findings`` at an operating point, with no decisions."""
-        nodules = {int(nodule["id"]): copy.deepcopy(nodule) for nodule in findings.get("nodules") or []}
+        nodules = {nodule.id: nodule for nodule in findings.nodules}
         return cls(machine=findings, min_detection_score=float(min_detection_score), nodules=nodules)
 
     def ids(self) -> list[int]:
@@ -79,7 +80,7 @@ class Review:
 
     def is_listed(self, nodule_id: int) -> bool:
         """Whether a lesion is a table row: a mass, a score at the operating point, or accepted."""
-        score = self.nodules[nodule_id].get("detection_score")
+        score = self.nodules[nodule_id].detection_score
         return (score is None or score >= self.min_detection_score
                 or self.decisions.get(nodule_id) == ACCEPTED)
 
@@ -120,26 +121,25 @@ class Review:
     def _categorise(self, nodule_id: int) -> None:
         """Give an accepted, uncategorised lesion the size rule's category; take a reviewer's one back otherwise."""
         record = self.nodules[nodule_id]
-        given = (record.get("lung_rads") or {}).get("rule") == ACCEPTED_RULE
-        if self.decisions.get(nodule_id) == ACCEPTED and (record.get("lung_rads") is None or given):
-            mean = (record["long_axis_mm"] + record["short_axis_mm"]) / 2
-            category = lung_rads_category(record["type"], mean, record.get("solid_component_mm"))
-            record["lung_rads"] = {"category": category.category, "rule": ACCEPTED_RULE}
+        given = record.lung_rads is not None and record.lung_rads.rule == ACCEPTED_RULE
+        if self.decisions.get(nodule_id) == ACCEPTED and (record.lung_rads is None or given):
+            mean = (record.long_axis_mm + record.short_axis_mm) / 2
+            category = lung_rads_category(record.type, mean, record.solid_component_mm)
+            self.nodules[nodule_id] = dataclasses.replace(record, lung_rads=LungRads(category.category, ACCEPTED_RULE))
         elif given:
-            record["lung_rads"] = None
+            self.nodules[nodule_id] = dataclasses.replace(record, lung_rads=None)
 
-    def replace(self, record: dict[str, Any]) -> None:
+    def replace(self, record: Nodule) -> None:
         """Put the re-measured record of an edited lesion in place of its current one.
 
         Raises:
             KeyError: no lesion has the record's id.
         """
-        nodule_id = int(record["id"])
-        if nodule_id not in self.nodules:
-            raise KeyError(f"no lesion {nodule_id} in these findings")
-        self.nodules[nodule_id] = record
-        self.edited.add(nodule_id)
-        self._categorise(nodule_id)
+        if record.id not in self.nodules:
+            raise KeyError(f"no lesion {record.id} in these findings")
+        self.nodules[record.id] = record
+        self.edited.add(record.id)
+        self._categorise(record.id)
 
     def status(self, nodule_id: int) -> str:
         """``accepted``, ``rejected``, :data:`UNREVIEWED` or :data:`BELOW_OPERATING_POINT`."""
@@ -182,7 +182,7 @@ class Review:
             "machine_findings": machine_findings,
         }
 
-    def reviewed_findings(self, reviewed_utc: str, machine_findings: str) -> dict[str, Any]:
+    def reviewed_findings(self, reviewed_utc: str, machine_findings: str) -> Findings:
         """The findings as the panel shows them: the reported lesions (edits included) and the ``review`` block.
 
         Args:
@@ -190,9 +190,7 @@ class Review:
             machine_findings: file name of the machine's findings kept beside the reviewed ones.
 
         Returns:
-            A new dict; the machine's findings are not changed.
+            New findings; the machine's findings are not changed.
         """
-        findings = copy.deepcopy(self.machine)
-        findings["nodules"] = [copy.deepcopy(self.nodules[nodule_id]) for nodule_id in self.reported()]
-        findings["review"] = self.record(reviewed_utc, machine_findings)
-        return findings
+        return dataclasses.replace(self.machine, nodules=[self.nodules[nodule_id] for nodule_id in self.reported()],
+                                   review=self.record(reviewed_utc, machine_findings))

@@ -1,7 +1,7 @@
 """Run a batch of cases on Dask: an embedded LocalCluster, or an existing cluster's scheduler.
 
 The client sends each worker a case's paths and settings, never a volume. A worker keeps one
-:class:`~lungai.pipeline.models.ModelStore` per device, weights manifest and thread
+:class:`~lungai.pipeline.model_store.ModelStore` per device, weights manifest and thread
 (:func:`worker_models`), so each model loads once per worker process (with one thread, the
 default), not once per scan. A case runs :func:`lungai.pipeline.runner.run_pipeline`, the same
 code and the same atomic writer as ``lungai run``, into ``OUT_DIR/<case_id>``. A user error in a case (a bad scan)
@@ -39,7 +39,7 @@ from lungai.io.output import TEMP_PREFIX
 from lungai.pipeline.progress import ProgressCallback, ProgressEvent, ignore_progress
 
 if TYPE_CHECKING:
-    from lungai.pipeline.models import ModelStore
+    from lungai.pipeline.model_store import ModelStore
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def _run_case(case: Case, output: Path, options: RunOptions, command: str | None
 
     config = RunConfig(input=case.path, output=output, tasks=options.tasks, device=options.device,
                        overwrite=True, force=options.force, series_uid=case.series_uid,
-                       include_patient_id=options.include_patient_id, sensitivity=options.sensitivity,
+                       include_patient_id=options.include_patient_id, operating_point=options.sensitivity,
                        detection_threshold=options.detection_threshold, max_nodules=options.max_nodules,
                        manifest=Path(options.manifest) if options.manifest else None,
                        emphysema_map=options.emphysema_map, emphysema_probability=options.emphysema_probability,

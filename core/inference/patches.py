@@ -1,7 +1,8 @@
 """Patch-wise prediction: overlapping windows averaged, and the tumour paper's post-processing.
 
 :func:`sliding_window_predict` runs any patch predictor over a volume larger (or smaller)
-than its patch and averages the overlapping outputs. :func:`predict_tumour_mask` is the
+than its patch and averages the overlapping outputs; the whole-scan tumour procedure and the
+VOI segmentation's tiles (:mod:`lungai.inference.voi_segmentation`) both use it. :func:`predict_tumour_mask` is the
 Recurrent 3D-DenseUNet paper's whole-scan procedure on top of it: 8x256x256 patches,
 probabilities averaged, threshold 0.7, in-plane dilation with a 7x7 disk.
 """
@@ -21,21 +22,11 @@ from torch import Tensor, nn
 from lungai.models.blocks import spatial_crop
 
 
-@dataclass
-class SlidingWindowConfig:
-    """How a volume is cut into patches.
-
-    Attributes:
-        patch_size: ``(D, H, W)`` of a patch.
-        overlap: fraction of a patch shared with its neighbour along each axis, in [0, 1).
-        batch_size: patches per predictor call.
-        pad_value: value used to pad a volume smaller than a patch.
-    """
-
-    patch_size: tuple[int, int, int]
-    overlap: float = 0.5
-    batch_size: int = 1
-    pad_value: float = 0.0
+def _check_axis(size: int, patch: int, overlap: float) -> None:
+    if not 0 <= overlap < 1:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    if patch > size:
+        raise ValueError(f"patch {patch} is larger than the axis {size}")
 
 
 def window_starts(size: int, patch: int, overlap: float) -> list[int]:
@@ -52,15 +43,57 @@ def window_starts(size: int, patch: int, overlap: float) -> list[int]:
     Raises:
         ValueError: if ``overlap`` is outside [0, 1) or ``patch`` is larger than ``size``.
     """
-    if not 0 <= overlap < 1:
-        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
-    if patch > size:
-        raise ValueError(f"patch {patch} is larger than the axis {size}")
+    _check_axis(size, patch, overlap)
     stride = max(1, int(round(patch * (1 - overlap))))
     starts = list(range(0, size - patch + 1, stride))
     if starts[-1] != size - patch:
         starts.append(size - patch)
     return starts
+
+
+def centred_window_starts(size: int, patch: int, overlap: float) -> list[int]:
+    """Start indices of evenly spread windows along one axis, the centred window among them.
+
+    The first window starts at 0, the last ends at the edge, neighbours are at most
+    ``int(patch * (1 - overlap))`` voxels apart (at least 1), and the window centred on the axis
+    (start ``(size - patch) // 2``) is added: the VOI segmentation's tiles, which always include
+    the ROI centred on the nodule.
+
+    Raises:
+        ValueError: if ``overlap`` is outside [0, 1) or ``patch`` is larger than ``size``.
+    """
+    _check_axis(size, patch, overlap)
+    if size == patch:
+        return [0]
+    count = int(np.ceil((size - patch) / max(1, int(patch * (1 - overlap))))) + 1
+    starts = {int(round(v)) for v in np.linspace(0, size - patch, count)}
+    starts.add((size - patch) // 2)
+    return sorted(starts)
+
+
+WindowStarts = Callable[[int, int, float], list[int]]
+"""Places the windows along one axis: ``(axis length, window length, overlap)`` -> sorted starts."""
+
+
+@dataclass
+class SlidingWindowConfig:
+    """How a volume is cut into patches.
+
+    Attributes:
+        patch_size: ``(D, H, W)`` of a patch.
+        overlap: fraction of a patch shared with its neighbour along each axis, in [0, 1).
+        batch_size: patches per predictor call.
+        pad_value: value used to pad a volume smaller than a patch.
+        starts: where the windows go along each axis (:func:`window_starts`: a fixed stride,
+            the last window at the edge; :func:`centred_window_starts`: evenly spread, with the
+            centred one).
+    """
+
+    patch_size: tuple[int, int, int]
+    overlap: float = 0.5
+    batch_size: int = 1
+    pad_value: float = 0.0
+    starts: WindowStarts = window_starts
 
 
 def sliding_window_predict(
@@ -72,16 +105,19 @@ def sliding_window_predict(
     Args:
         volume: ``(N, C, D, H, W)``; axes smaller than the patch are padded at the end with
             ``config.pad_value`` and the padding is cut off the result.
-        predict: maps ``(B, C, *patch_size)`` to ``(B, K, *patch_size)`` (e.g. probabilities).
-        config: patch size, overlap, batch size.
+        predict: maps ``(B, C, *patch_size)`` to ``(B, K, *out)`` (e.g. probabilities), ``out`` the
+            patch size or, for a model that crops its output, a smaller box centred in the patch
+            (an odd margin puts its extra voxel before the box); the voxels of a patch outside
+            its output do not count in the average.
+        config: patch size, overlap, window placement, batch size.
         keep: given a window's first voxel ``(d, h, w)``, whether to predict it; voxels that
-            no kept window covers get 0. ``None`` keeps every window.
+            no kept window's output covers get 0. ``None`` keeps every window.
 
     Returns:
         ``(N, K, D, H, W)`` averaged predictions, float32, on ``volume``'s device.
 
     Raises:
-        ValueError: if ``volume`` is not 5D or the predictor returns another spatial size.
+        ValueError: if ``volume`` is not 5D or the predictor returns a box larger than the patch.
     """
     if volume.ndim != 5:
         raise ValueError(f"volume must be (N, C, D, H, W), got shape {tuple(volume.shape)}")
@@ -92,7 +128,7 @@ def sliding_window_predict(
     padded = F.pad(volume, pads, value=config.pad_value) if any(pads) else volume
     padded_size = padded.shape[2:]
     corners = [corner for corner in itertools.product(*(
-        window_starts(s, p, config.overlap) for s, p in zip(padded_size, config.patch_size, strict=True)
+        config.starts(s, p, config.overlap) for s, p in zip(padded_size, config.patch_size, strict=True)
     )) if keep is None or keep(corner)]
     n = volume.shape[0]
     total: Tensor | None = None
@@ -103,13 +139,16 @@ def sliding_window_predict(
         batch_corners = corners[first : first + config.batch_size]
         patches = torch.cat([spatial_crop(padded, config.patch_size, corner) for corner in batch_corners])
         output = predict(patches).float()
-        if tuple(output.shape[2:]) != tuple(config.patch_size):
-            raise ValueError(f"predictor returned spatial size {tuple(output.shape[2:])}, expected {config.patch_size}")
+        out = tuple(output.shape[2:])
+        if len(out) != 3 or any(o > p for o, p in zip(out, config.patch_size)):
+            raise ValueError(f"predictor returned spatial size {out}, expected at most {config.patch_size}")
+        margin = [(p - o + 1) // 2 for o, p in zip(out, config.patch_size)]
         if total is None:
             total = torch.zeros((n, output.shape[1], *padded_size), device=volume.device)
         for index, corner in enumerate(batch_corners):
-            spatial_crop(total, config.patch_size, corner).add_(output[index * n : (index + 1) * n])
-            spatial_crop(counts, config.patch_size, corner).add_(1)
+            start = [c + m for c, m in zip(corner, margin)]
+            spatial_crop(total, out, start).add_(output[index * n : (index + 1) * n])
+            spatial_crop(counts, out, start).add_(1)
     assert total is not None  # at least one window was kept
     return spatial_crop(total / counts.clamp(min=1), size)
 

@@ -10,7 +10,9 @@ first. Three things are added at inference, all chosen on the validation split (
 - **Tiling**: when the VOI is larger than the ROI and the centred prediction (thresholded,
   largest component) reaches a side of the ROI beyond which the VOI goes on, the nodule is
   being cut by the ROI. The whole resampled VOI is then covered with ROI-sized tiles (half an
-  ROI apart, plus the centred one) and the tiles' probabilities are averaged. Each tile is an
+  ROI apart, plus the centred one) and the tiles' probabilities are averaged
+  (:func:`lungai.inference.patches.sliding_window_predict` with
+  :func:`~lungai.inference.patches.centred_window_starts`). Each tile is an
   input of the trained size, so the model sees nothing it was not trained on; only the
   nodule's position in the tile changes. Nodules that fit keep the centred prediction.
   Tiles are mirrored as well unless ``inference.tile_mirror`` (a checkpoint's setting) is off;
@@ -39,6 +41,7 @@ import torch
 from scipy import ndimage
 from torch import nn
 
+from lungai.inference.patches import SlidingWindowConfig, centred_window_starts, sliding_window_predict
 from lungai.preprocessing.measurements import largest_component
 from lungai.preprocessing.roi import (
     RoiSpec,
@@ -50,8 +53,8 @@ from lungai.preprocessing.roi import (
     roi_to_resampled,
 )
 
-#: Tiles are at most this fraction of an ROI apart along each axis.
-TILE_STEP_FRACTION = 0.5
+#: Neighbouring tiles share at least this fraction of an ROI along each axis (they are at most half an ROI apart).
+TILE_OVERLAP = 0.5
 #: Tiling covers at most this many trained-spacing ROI sides around the VOI's centre (80 x 136 x
 #: 136 mm for ``resunet3d``: every LIDC VOI fits; at a scale below 1 the same millimetres take more,
 #: smaller ROIs), so a runaway VOI cannot cost thousands of tiles.
@@ -134,6 +137,33 @@ def _run_model(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
+def _flip_averaged(model: nn.Module, rois: list[np.ndarray], inference: VoiInference, mirror: bool) -> np.ndarray:
+    """Probabilities of normalised ROIs on the model's output grid, averaged over the flips.
+
+    Every (ROI, flip) pair is one model input; ``inference.batch_size`` inputs go to the model
+    at a time, so a single ROI's flips share one call. Only one batch is on the model's device
+    at a time.
+
+    Returns:
+        ``(len(rois), *output shape)`` float32.
+    """
+    device = next(model.parameters()).device
+    flips = _flips(mirror)
+    inputs = [(index, axes) for index in range(len(rois)) for axes in flips]
+    totals: np.ndarray | None = None
+    for start in range(0, len(inputs), inference.batch_size):
+        chunk = inputs[start:start + inference.batch_size]
+        batch = torch.from_numpy(np.stack([np.flip(rois[i], axes) for i, axes in chunk]))[:, None].to(device)
+        probability = _run_model(model, batch)[:, 0].cpu().numpy()
+        if totals is None:
+            totals = np.zeros((len(rois), *probability.shape[1:]), np.float32)
+        for (index, axes), item in zip(chunk, probability):
+            totals[index] += np.flip(item, axes)
+    assert totals is not None
+    totals /= len(flips)
+    return totals
+
+
 def predict_rois(model: nn.Module, rois: list[np.ndarray], spec: RoiSpec, inference: VoiInference,
                  mirror: bool | None = None) -> tuple[list[np.ndarray], np.ndarray]:
     """Probabilities of normalised ROIs (each ``spec.shape``) on the full ROI grid.
@@ -152,32 +182,9 @@ def predict_rois(model: nn.Module, rois: list[np.ndarray], spec: RoiSpec, infere
     """
     if not rois:
         raise ValueError("predict_rois needs at least one ROI")
-    device = next(model.parameters()).device
-    flips = _flips(inference.mirror if mirror is None else mirror)
-    inputs = [(index, axes) for index in range(len(rois)) for axes in flips]
-    totals: np.ndarray | None = None
-    for start in range(0, len(inputs), inference.batch_size):
-        chunk = inputs[start:start + inference.batch_size]
-        batch = torch.from_numpy(np.stack([np.flip(rois[i], axes) for i, axes in chunk]))[:, None].to(device)
-        probability = _run_model(model, batch)[:, 0].cpu().numpy()
-        if totals is None:
-            totals = np.zeros((len(rois), *probability.shape[1:]), np.float32)
-        for (index, axes), item in zip(chunk, probability):
-            totals[index] += np.flip(item, axes)
-    assert totals is not None
-    totals /= len(flips)
+    totals = _flip_averaged(model, rois, inference, inference.mirror if mirror is None else mirror)
     out = [centre_pad_crop(p, spec.shape, 0.0) for p in totals]
     return out, centre_pad_crop(np.ones(totals.shape[1:], np.float32), spec.shape, 0.0)
-
-
-def _tile_starts(length: int, size: int) -> list[int]:
-    """Tile starts covering ``length`` voxels with tiles of ``size`` (``length >= size``), the centred one included."""
-    if length <= size:
-        return [0]
-    count = int(np.ceil((length - size) / max(1, int(size * TILE_STEP_FRACTION)))) + 1
-    starts = {int(round(v)) for v in np.linspace(0, length - size, count)}
-    starts.add((length - size) // 2)
-    return sorted(starts)
 
 
 def _cut_by_roi(probability: np.ndarray, spec: RoiSpec, threshold: float) -> bool:
@@ -200,24 +207,23 @@ def _tiled_probability(model: nn.Module, image: np.ndarray, spec: RoiSpec, infer
     """Average tile probabilities over a resampled VOI (HU) at least partly larger than the ROI.
 
     Only the central ``max_rois`` ROI sides of the VOI are tiled; beyond them the probability is
-    0, as outside the centred ROI.
+    0, as outside the centred ROI. The tiles cover that part (edge-padded, centred, to at least
+    one ROI) as :func:`~lungai.inference.patches.centred_window_starts` places them.
     """
     size = np.array(spec.shape)
     window = np.minimum(image.shape, np.ceil(max_rois * size).astype(int))
     region = tuple(slice(int(a), int(a + n)) for a, n in zip((np.array(image.shape) - window) // 2, window))
     grid = np.maximum(window, size)
-    padded = centre_pad_crop(image[region], (int(grid[0]), int(grid[1]), int(grid[2])), "edge")
-    starts = list(itertools.product(*(_tile_starts(int(n), int(s)) for n, s in zip(grid, size))))
-    tiles = [normalize_hu(padded[z:z + size[0], y:y + size[1], x:x + size[2]]) for z, y, x in starts]
-    probabilities, support = predict_rois(model, tiles, spec, inference,
-                                          mirror=inference.mirror and inference.tile_mirror)
-    total = np.zeros(tuple(grid), np.float32)
-    weight = np.zeros(tuple(grid), np.float32)
-    for (z, y, x), probability in zip(starts, probabilities):
-        tile = (slice(z, z + size[0]), slice(y, y + size[1]), slice(x, x + size[2]))
-        total[tile] += probability * support
-        weight[tile] += support
-    mean = np.divide(total, weight, out=np.zeros_like(total), where=weight > 0)
+    padded = normalize_hu(centre_pad_crop(image[region], (int(grid[0]), int(grid[1]), int(grid[2])), "edge"))
+    mirror = inference.mirror and inference.tile_mirror
+
+    def predict(tiles: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(_flip_averaged(model, [tile[0].numpy() for tile in tiles], inference, mirror))[:, None]
+
+    # batches of batch_size tiles give the model the same (tile, flip) batches as one list of every tile would
+    tiling = SlidingWindowConfig(spec.shape, overlap=TILE_OVERLAP, batch_size=inference.batch_size,
+                                 starts=centred_window_starts)
+    mean = sliding_window_predict(torch.from_numpy(padded)[None, None], predict, tiling)[0, 0].numpy()
     offset = (grid - window) // 2
     out = np.zeros(image.shape, np.float32)
     out[region] = mean[tuple(slice(o, o + n) for o, n in zip(offset, window))]

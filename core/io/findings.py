@@ -34,6 +34,7 @@ import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
@@ -500,7 +501,8 @@ def load_findings(path: Path) -> dict[str, Any]:
         path: the file.
 
     Returns:
-        The findings as a plain dict (the layout of :meth:`Findings.to_dict`).
+        The findings as a plain dict (the layout of :meth:`Findings.to_dict`); :func:`read_findings`
+        reads them as :class:`Findings`.
 
     Raises:
         UnreadableInputError: the file is not JSON, has no ``schema_version``, or its major
@@ -579,6 +581,24 @@ def _plain(value: Any) -> Any:
         logger.warning("a non-finite measurement (%s) is written as null", value)
         return None
     return value
+
+
+def read_findings(path: str | PathLike[str]) -> Findings:
+    """The typed findings of a ``findings.json`` written by a compatible LungAI version, or of the
+    output folder holding one.
+
+    Raises:
+        UnreadableInputError: the file cannot be read (see :func:`load_findings`), or its content
+            does not follow the findings schema.
+    """
+    target = Path(path)
+    target = target / "findings.json" if target.is_dir() else target
+    data = load_findings(target)
+    try:
+        return findings_from_dict(data)
+    except (TypeError, ValueError, AttributeError, KeyError) as error:
+        raise UnreadableInputError(f"{target} does not follow the findings schema ({error})",
+                                   "check that it is a findings.json written by lungai") from error
 
 
 def findings_from_dict(data: dict[str, Any]) -> Findings:

@@ -5,7 +5,7 @@ Torch-free on purpose: the Slicer module asks this before anything heavy is impo
 
 from __future__ import annotations
 
-from lungai.pipeline.config import ALL_TASKS, TASK_MODELS, with_needed
+from lungai.pipeline.config import TASKS_BY_NAME, required_models
 from lungai.weights.manifest import Manifest
 from lungai.weights.resolver import check
 
@@ -17,10 +17,10 @@ def installed(names: tuple[str, ...], manifest: Manifest) -> bool:
 
 def tasks_with_weights(manifest: Manifest) -> tuple[str, ...]:
     """Every task whose weights (and whose needed tasks' weights) are installed locally."""
-    return tuple(task for task in ALL_TASKS
-                 if all(installed(TASK_MODELS[t], manifest) for t in with_needed((task,))))
+    return tuple(name for name in TASKS_BY_NAME
+                 if installed(tuple(model for _, model in required_models((name,))), manifest))
 
 
 def default_tasks(manifest: Manifest) -> tuple[str, ...]:
-    """The tasks a run without ``--tasks`` runs: those with weights."""
-    return tasks_with_weights(manifest)
+    """The tasks a run without ``--tasks`` runs: those with weights, experimental tasks left out."""
+    return tuple(name for name in tasks_with_weights(manifest) if not TASKS_BY_NAME[name].experimental)

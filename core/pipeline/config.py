@@ -1,33 +1,114 @@
-"""What a run is asked to do: one dataclass, shared by the CLI, the Python API and Slicer."""
+"""What a run can be asked to do: the task table, and one dataclass shared by the CLI, the Python API and Slicer.
+
+Every fact about a task (its models, the tasks it needs, its stage, whether it is experimental or
+was removed) is in :data:`TASKS`; the other names here are derived from it. Torch-free, so the
+Slicer module and the command line can read it before anything heavy is imported.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import warnings
+from dataclasses import InitVar, dataclass, fields
 from pathlib import Path
 
-#: Every task LungAI knows, in pipeline order.
-ALL_TASKS: tuple[str, ...] = ("lungs", "nodules", "malignancy", "emphysema")
-#: Tasks this version implements; a run also needs their models' weights (:data:`TASK_MODELS`).
-AVAILABLE_TASKS: tuple[str, ...] = ALL_TASKS
-#: The weights each task needs (names in the weights manifest).
-TASK_MODELS: dict[str, tuple[str, ...]] = {
-    "lungs": (),
-    "nodules": ("convlstm_nodule", "resunet3d"),
-    "malignancy": ("measured_nodule",),
-    "emphysema": (),  # densitometry; convlstm_scanner only with RunConfig.emphysema_probability (or validated weights)
-}
-#: Tasks earlier versions had, and why they are gone (``parse_tasks`` says so instead of "unknown").
-REMOVED_TASKS: dict[str, str] = {
-    "tumour": ("the whole-scan tumour task was removed: it outlined hila and mediastinum; masses (lesions "
-               "over 30 mm) are found and segmented by the nodules task"),
-}
-#: Tasks that need another task's results.
-TASK_NEEDS: dict[str, tuple[str, ...]] = {"malignancy": ("nodules",)}
-#: The nodule detector's operating points (``lungai.pipeline.detection.OPERATING_POINTS``).
-SENSITIVITIES: tuple[str, ...] = ("high", "balanced", "specific")
+#: The nodule detector's false-positive classifier (weights manifest name).
+DETECTOR_MODEL = "convlstm_nodule"
+#: The nodule segmentation network.
+SEGMENTATION_MODEL = "resunet3d"
+#: The malignancy and characteristics scorer.
+MEASURED_MODEL = "measured_nodule"
+#: The volume-level emphysema network (a copy of :data:`lungai.inference.emphysema.SCANNER_MODEL`,
+#: which the inference layer cannot import from here; a test keeps the two equal).
+SCANNER_MODEL = "convlstm_scanner"
 
 
-@dataclass
+@dataclass(frozen=True)
+class ModelUse:
+    """A network a task runs, and what for.
+
+    Attributes:
+        name: the weights manifest name.
+        role: what the task uses it for (``lungai info --models``).
+    """
+
+    name: str
+    role: str
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task of ``lungai run``.
+
+    Attributes:
+        name: its name (``--tasks``, ``findings.json`` ``provenance.tasks``).
+        stage: the pipeline stage that computes it (``run.tasks`` and ``run.timings_s`` of
+            ``findings.json``, progress events); :data:`lungai.pipeline.runner.STAGES` maps each
+            stage to its function. ``None`` for a removed task.
+        models: the weights it always needs; a run asking for the task fails before any work
+            when one is missing.
+        optional_models: weights it runs only in some runs (asked for, or validated weights);
+            a run does not require them.
+        needs: tasks whose results it uses; asking for the task adds them.
+        experimental: run only when asked for by name (``--tasks``), never by default.
+        removed: why an earlier version's task is gone (``None``: the task exists); asking for
+            it fails with this reason instead of "unknown task".
+    """
+
+    name: str
+    stage: str | None
+    models: tuple[ModelUse, ...] = ()
+    optional_models: tuple[ModelUse, ...] = ()
+    needs: tuple[str, ...] = ()
+    experimental: bool = False
+    removed: str | None = None
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        """The names of :attr:`models`."""
+        return tuple(use.name for use in self.models)
+
+
+#: Every task LungAI knows, in pipeline order (a task's stage runs after those of the tasks it needs).
+TASKS: tuple[Task, ...] = (
+    Task("lungs", stage="lungs"),
+    Task("nodules", stage="nodules", models=(
+        ModelUse(DETECTOR_MODEL, "false-positive classifier, scores the ROI around each blob candidate"),
+        ModelUse(SEGMENTATION_MODEL, "segments each detected nodule"))),
+    Task("malignancy", stage="malignancy", needs=("nodules",), models=(
+        ModelUse(MEASURED_MODEL, "radiologists' suspicion on LIDC and characteristics, from measured features"),)),
+    # densitometry; the scanner only with RunConfig.emphysema_probability (or validated weights)
+    Task("emphysema", stage="emphysema", optional_models=(
+        ModelUse(SCANNER_MODEL, "probability, only with --emphysema-probability (demonstration weights)"),)),
+    Task("tumour", stage=None, removed=(
+        "the whole-scan tumour task was removed: it outlined hila and mediastinum; masses (lesions over 30 mm) "
+        "are found and segmented by the nodules task")),
+)
+
+#: The shipped networks ``lungai run`` does not use, and what they are for.
+MODELS_NOT_RUN: dict[str, str] = {
+    "resnet50_3d": "not used by lungai run (malignancy CNN, below the measured scorer on validation)",
+    "nodule_cnn2d": "not used by lungai run (malignancy CNN, below the measured scorer on validation)",
+    "r3d_denseunet": "not used by lungai run (tumour segmentation model, `lungai evaluate nodule-seg`)",
+}
+
+#: The tasks this version runs, by name, in pipeline order.
+TASKS_BY_NAME: dict[str, Task] = {task.name: task for task in TASKS if task.removed is None}
+#: Their names.
+ALL_TASKS: tuple[str, ...] = tuple(TASKS_BY_NAME)
+#: Tasks earlier versions had, and why they are gone.
+REMOVED_TASKS: dict[str, str] = {task.name: task.removed for task in TASKS if task.removed is not None}
+#: What ``lungai run`` uses each shipped network for (``lungai info --models``).
+RUN_ROLES: dict[str, str] = {
+    **{use.name: f"{task.name}: {use.role}" for task in TASKS_BY_NAME.values()
+       for use in (*task.models, *task.optional_models)},
+    **MODELS_NOT_RUN,
+}
+#: The nodule detector's operating points, by name (``--sensitivity``; their thresholds are in
+#: :data:`lungai.pipeline.operating_points.OPERATING_POINTS`).
+OPERATING_POINT_NAMES: tuple[str, ...] = ("high", "balanced", "specific")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Settings of one ``lungai run``.
 
@@ -42,8 +123,9 @@ class RunConfig:
         force: skip soft input checks (e.g. intensities that do not look like HU).
         series_uid: DICOM series to analyse; default the CT series with most slices.
         include_patient_id: copy the DICOM PatientID into ``findings.json``.
-        sensitivity: nodule detection operating point, one of :data:`SENSITIVITIES`.
-        detection_threshold: a detection score threshold; overrides ``sensitivity``.
+        operating_point: the nodule detector's operating point, one of :data:`OPERATING_POINT_NAMES`
+            (``--sensitivity``).
+        detection_threshold: a detection score threshold; overrides ``operating_point``.
         max_nodules: at most this many detections (the strongest) are segmented and reported.
         manifest: the weights manifest; ``None`` uses the one installed with LungAI.
         emphysema_map: label the lung voxels below -950 HU as the low-attenuation segment
@@ -55,6 +137,8 @@ class RunConfig:
         command: how the run was asked for, recorded in ``findings.json`` ``provenance.command``:
             the command line for ``lungai run``; ``None`` for a Python API call, recorded as
             :func:`describe_call` describes it.
+        sensitivity: the former name of ``operating_point``, still accepted (with a
+            ``DeprecationWarning``); not stored.
     """
 
     input: Path
@@ -65,13 +149,20 @@ class RunConfig:
     force: bool = False
     series_uid: str | None = None
     include_patient_id: bool = False
-    sensitivity: str = "balanced"
+    operating_point: str = "balanced"
     detection_threshold: float | None = None
     max_nodules: int = 30
     manifest: Path | None = None
     emphysema_map: bool = False
     emphysema_probability: bool = False
     command: str | None = None
+    sensitivity: InitVar[str | None] = None
+
+    def __post_init__(self, sensitivity: str | None) -> None:
+        if sensitivity is not None:
+            warnings.warn("RunConfig(sensitivity=...) is now RunConfig(operating_point=...)", DeprecationWarning,
+                          stacklevel=3)
+            object.__setattr__(self, "operating_point", sensitivity)
 
 
 def describe_call(config: RunConfig) -> str:
@@ -89,9 +180,18 @@ def describe_call(config: RunConfig) -> str:
 def with_needed(tasks: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """``tasks`` plus the tasks they need (malignancy needs nodules), in pipeline order."""
     wanted = set(tasks)
-    for task in tasks:
-        wanted.update(TASK_NEEDS.get(task, ()))
-    return tuple(t for t in ALL_TASKS if t in wanted)
+    pending = list(tasks)
+    while pending:
+        for needed in TASKS_BY_NAME[pending.pop()].needs:
+            if needed not in wanted:
+                wanted.add(needed)
+                pending.append(needed)
+    return tuple(name for name in ALL_TASKS if name in wanted)
+
+
+def required_models(tasks: tuple[str, ...] | list[str]) -> list[tuple[str, str]]:
+    """``(task, model)`` for every model the tasks (with the tasks they need) cannot run without, in order."""
+    return [(name, model) for name in with_needed(tasks) for model in TASKS_BY_NAME[name].model_names]
 
 
 def parse_tasks(names: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...] | None:
@@ -102,7 +202,7 @@ def parse_tasks(names: str | tuple[str, ...] | list[str] | None) -> tuple[str, .
         or ``all``: every task whose weights are installed, decided when the run starts.
 
     Raises:
-        ValueError: an unknown task, or one this version cannot run.
+        ValueError: an unknown task, or one this version no longer has.
     """
     if names is None:
         return None
@@ -114,11 +214,7 @@ def parse_tasks(names: str | tuple[str, ...] | list[str] | None) -> tuple[str, .
     removed = [REMOVED_TASKS[n] for n in requested if n in REMOVED_TASKS]
     if removed:
         raise ValueError("; ".join(removed))
-    unknown = [n for n in requested if n not in ALL_TASKS]
+    unknown = [n for n in requested if n not in TASKS_BY_NAME]
     if unknown:
         raise ValueError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(ALL_TASKS)}")
-    missing = [n for n in requested if n not in AVAILABLE_TASKS]
-    if missing:
-        raise ValueError(f"task(s) {', '.join(missing)} not available in this version "
-                         f"(available: {', '.join(AVAILABLE_TASKS)})")
     return with_needed(requested)

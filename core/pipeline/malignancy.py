@@ -17,7 +17,7 @@ of the size rule only where the checkpoint records that it beat the HU rule on v
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -29,13 +29,12 @@ from lungai.errors import WeightsError
 from lungai.io.findings import Characteristics, Malignancy, Nodule
 from lungai.io.volume_arrays import spacing_zyx
 from lungai.models.measured_nodule import MeasuredNodule
+from lungai.pipeline.config import MEASURED_MODEL
 from lungai.pipeline.lung_rads import with_characteristics
-from lungai.pipeline.models import ModelStore
+from lungai.pipeline.model_store import ModelStore
 from lungai.pipeline.nodules import SegmentedNodule
 from lungai.preprocessing.nodule_features import FEATURE_NAMES, feature_vector, nodule_features
 
-#: The shipped scorer (weights manifest name).
-MEASURED_MODEL = "measured_nodule"
 _BINARY = ("calcification", "spiculation", "lobulation", "ill_defined_margin")
 
 
@@ -88,8 +87,7 @@ def _characteristics(heads: dict[str, np.ndarray], present_from: float) -> Chara
                            present=[name for name in _BINARY if values[name] >= present_from])
 
 
-def apply_rating(nodule: Nodule, rating: NoduleRating, settings: dict[str, Any]) -> None:
-    """Put the rating on the nodule and let it refine the nodule's Lung-RADS category (see the module docstring)."""
-    nodule.malignancy, nodule.characteristics = rating.malignancy, rating.characteristics
-    if nodule.lung_rads is not None:
-        nodule.lung_rads = with_characteristics(nodule, rating.characteristics, settings)
+def rated(nodule: Nodule, rating: NoduleRating, settings: dict[str, Any]) -> Nodule:
+    """The nodule with its rating, its Lung-RADS category refined by it (see the module docstring)."""
+    lung_rads = None if nodule.lung_rads is None else with_characteristics(nodule, rating.characteristics, settings)
+    return replace(nodule, malignancy=rating.malignancy, characteristics=rating.characteristics, lung_rads=lung_rads)

@@ -20,23 +20,12 @@ from torch import nn
 from lungai.errors import WeightsError
 from lungai.io.findings import WeightsInfo
 from lungai.models.checkpoint import load_model, read_header
-from lungai.pipeline.config import TASK_MODELS, with_needed
+from lungai.pipeline.config import required_models
 from lungai.preprocessing.roi import RoiSpec
 from lungai.weights.manifest import Manifest, read_manifest
 from lungai.weights.resolver import resolve, weights_info
 
 logger = logging.getLogger(__name__)
-
-#: What ``lungai run`` uses each shipped network for (``lungai info --models``).
-RUN_ROLES: dict[str, str] = {
-    "convlstm_nodule": "nodules: false-positive classifier, scores the ROI around each blob candidate",
-    "resunet3d": "nodules: segments each detected nodule",
-    "measured_nodule": "malignancy: radiologists' suspicion on LIDC and characteristics, from measured features",
-    "resnet50_3d": "not used by lungai run (malignancy CNN, below the measured scorer on validation)",
-    "nodule_cnn2d": "not used by lungai run (malignancy CNN, below the measured scorer on validation)",
-    "convlstm_scanner": "emphysema probability, only with --emphysema-probability (demonstration weights)",
-    "r3d_denseunet": "not used by lungai run (tumour segmentation model, `lungai evaluate nodule-seg`)",
-}
 
 
 def load_run_manifest(path: Path | None) -> Manifest:
@@ -120,12 +109,10 @@ def require_weights(tasks: tuple[str, ...], models: ModelStore) -> None:
         WeightsError: a model is not in the manifest (naming the task), or the resolver cannot
             provide it (its message says what to do).
     """
-    for task in with_needed(tasks):
-        for name in TASK_MODELS[task]:
-            if name not in models.manifest.models:
-                raise WeightsError(f"the {task} task needs the {name} weights, "
-                                   "which the weights manifest does not list",
-                                   f"run without the {task} task (--tasks), or install a LungAI release that ships "
-                                   "them (`lungai weights list` shows what this one has)")
-            models.get(name)
-
+    for task, name in required_models(tasks):
+        if name not in models.manifest.models:
+            raise WeightsError(f"the {task} task needs the {name} weights, "
+                               "which the weights manifest does not list",
+                               f"run without the {task} task (--tasks), or install a LungAI release that ships "
+                               "them (`lungai weights list` shows what this one has)")
+        models.get(name)

@@ -44,6 +44,7 @@ from torch import nn
 from lungai.inference.nodule_roi import Voi, voi_box
 from lungai.inference.voi_segmentation import VoiInference, predict_voi_probability
 from lungai.io.volume_arrays import spacing_zyx
+from lungai.pipeline.config import SEGMENTATION_MODEL
 from lungai.pipeline.detection import Detection
 from lungai.preprocessing.lesion_region import MAX_OUTSIDE_FRACTION, lesion_plausibility, outside_fraction, overgrown
 from lungai.preprocessing.measurements import axial_diameters
@@ -51,7 +52,6 @@ from lungai.preprocessing.roi import roi_spec
 
 logger = logging.getLogger(__name__)
 
-SEGMENTATION_MODEL = "resunet3d"
 DEFAULT_THRESHOLD = 0.5
 #: How often a VOI may grow when the mask reaches its side.
 MAX_GROWTH = 2
@@ -59,7 +59,7 @@ MAX_GROWTH = 2
 NEAR_RADII = 1.5
 
 
-@dataclass
+@dataclass(frozen=True)
 class SegmentedNodule:
     """One nodule's mask on the scan grid (as a box and the mask inside it).
 
@@ -138,7 +138,8 @@ def _preview(model: nn.Module, hu: np.ndarray, voi: Voi, local_centre: np.ndarra
 
 
 def segment_detection(model: nn.Module, hu: np.ndarray, image: sitk.Image, detection: Detection,
-                      inference: VoiInference, region: np.ndarray | None = None) -> SegmentedNodule:
+                      inference: VoiInference, region: np.ndarray | None = None,
+                      max_growth: int = MAX_GROWTH) -> SegmentedNodule:
     """Segment one detection (see the module docstring); the mask may come back empty.
 
     Args:
@@ -151,13 +152,15 @@ def segment_detection(model: nn.Module, hu: np.ndarray, image: sitk.Image, detec
             :func:`~lungai.inference.voi_segmentation.recorded_inference`).
         region: the lesion search region (scan grid); a mask mostly outside it is not grown
             (it follows a hilar or mediastinal structure, and growing it costs minutes of tiles).
+        max_growth: how often the VOI may grow (:data:`MAX_GROWTH`; 0 when the lesion's size is
+            known, as at a position mapped from another scan).
     """
     spec = roi_spec(SEGMENTATION_MODEL)
     spacing = spacing_zyx(image)
     shape = (hu.shape[0], hu.shape[1], hu.shape[2])
     centre = _centre_index(image, detection.centre_lps_mm)
     extent = _first_extent(detection)
-    for attempt in range(MAX_GROWTH + 1):
+    for attempt in range(max_growth + 1):
         voi = voi_box(centre, extent, spacing, shape)
         local_centre = centre - [s.start for s in voi.box]
         preview = _preview(model, hu, voi, local_centre, spacing, detection, inference, region)
@@ -166,7 +169,7 @@ def segment_detection(model: nn.Module, hu: np.ndarray, image: sitk.Image, detec
         probability = predict_voi_probability(model, hu[voi.box], spacing, spec, inference)
         mask = _component_at(probability >= inference.threshold, local_centre, spacing, detection.radius_mm)
         grow = _touching_sides(mask, voi, hu.shape) if mask.any() else []
-        if not grow or attempt == MAX_GROWTH or _doomed(mask, voi, region, detection, spacing):
+        if not grow or attempt == max_growth or _doomed(mask, voi, region, detection, spacing):
             break
         bbox = ndimage.find_objects(mask.astype(np.uint8))[0]
         mask_extent = np.array([(b.stop - b.start + 2) * s for b, s in zip(bbox, spacing)])
@@ -223,8 +226,8 @@ def segment_detections(model: nn.Module, hu: np.ndarray, image: sitk.Image, dete
             if reason is not None:
                 logger.info("%s detection at %s dropped: %s", detection.source, where, reason)
                 continue
-            nodule.mask &= region[nodule.box]
-        nodule.mask &= ~taken[nodule.box]
+            nodule = replace(nodule, mask=nodule.mask & region[nodule.box])
+        nodule = replace(nodule, mask=nodule.mask & ~taken[nodule.box])
         if not nodule.mask.any():
             logger.info("%s detection at %s: empty mask, dropped", detection.source, where)
             continue

@@ -1,7 +1,7 @@
 """The nodule detector's operating points: score thresholds and what they cost.
 
 The detector's points travel with its checkpoint (``config.json`` ``inference``
-``operating_points``, written by ``lungai train-detection``); the candidate-strength points
+``operating_points``, written by ``lungai train detection``); the candidate-strength points
 (no classifier) are fixed here. Torch-free, so the Slicer module can show them before anything
 heavy is imported.
 """
@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from lungai.pipeline.config import DETECTOR_MODEL
 from lungai.weights.manifest import packaged_dir
 
 
@@ -30,10 +31,6 @@ class OperatingPoint:
     threshold: float
     expected_fp_per_scan: float
     sensitivity: float
-
-
-#: The detector checkpoint whose operating points the pipeline applies.
-DETECTOR = "convlstm_nodule"
 
 
 def points_from_inference(block: Mapping[str, Any]) -> dict[str, OperatingPoint]:
@@ -60,7 +57,7 @@ def checkpoint_operating_points(chosen: Mapping[str, Mapping[str, float]], data:
 
     Args:
         chosen: per name, the validation ``threshold``, ``fp_per_scan`` and ``sensitivity``
-            (``lungai train-detection``'s calibration).
+            (``lungai train detection``'s calibration).
         data: what they were measured on.
 
     Returns:
@@ -79,11 +76,11 @@ def bundled_operating_points() -> dict[str, OperatingPoint]:
     """The operating points of the detector checkpoint installed with LungAI (its ``config.json``).
 
     They were chosen on 6 validation inserted-nodule scans (36 validation-split VOIs, seed 0) by
-    ``lungai train-detection --calibration-scans 6``, which writes them into the checkpoint: the
+    ``lungai train detection --calibration-scans 6``, which writes them into the checkpoint: the
     lowest threshold with at most 4, 1 and 0.25 false positives per scan (``high`` reaches no
     more than 3.67); see docs/results.md, "Detection".
     """
-    header = json.loads((packaged_dir() / DETECTOR / "config.json").read_text(encoding="utf-8"))
+    header = json.loads((packaged_dir() / DETECTOR_MODEL / "config.json").read_text(encoding="utf-8"))
     return points_from_inference(header.get("inference") or {})
 
 
@@ -123,7 +120,13 @@ def is_categorised(nodule: Any) -> bool:
     Args:
         nodule: a :class:`lungai.io.findings.Nodule` (``detected_by`` and ``operating_point`` are read).
     """
-    return nodule.detected_by == "mass" or nodule.operating_point in CATEGORISED_POINTS
+    return earns_category(nodule.detected_by, nodule.operating_point)
+
+
+def earns_category(detected_by: str, operating_point: str | None) -> bool:
+    """Whether a lesion found by ``detected_by`` (``blob`` or ``mass``) whose score passed ``operating_point``
+    gets a Lung-RADS category and a malignancy estimate: a mass, or a score at :data:`CATEGORISED_POINTS`."""
+    return detected_by == "mass" or operating_point in CATEGORISED_POINTS
 
 
 def passed_operating_point(score: float | None, with_classifier: bool = True) -> str | None:

@@ -114,8 +114,10 @@ class LungDensity:
 
 
 @dataclass(frozen=True)
-class Densitometry:
-    """Densitometry of the right lung, the left lung and both together.
+class DensitometryResult:
+    """Densitometry of the right lung, the left lung and both together, as measured.
+
+    ``findings.json`` keeps four of the measures per region (:class:`lungai.io.findings.Densitometry`).
 
     Attributes:
         right: the right lung, or ``None`` when the mask has no right lung.
@@ -135,7 +137,7 @@ class Densitometry:
 
 
 def measure_densitometry(image: sitk.Image, lung_labels: sitk.Image,
-                         config: DensitometryConfig | None = None) -> Densitometry:
+                         config: DensitometryConfig | None = None) -> DensitometryResult:
     """Measure LAA percentages, Perc15, volume and mean density of the lungs.
 
     Args:
@@ -161,7 +163,8 @@ def measure_densitometry(image: sitk.Image, lung_labels: sitk.Image,
         raise ValueError("the lung label image contains no lung voxels")
     total = _measure(hu[right | left], voxel_ml, cfg)
     assert total is not None  # some lung voxel exists (checked above)
-    return Densitometry(right=_measure(hu[right], voxel_ml, cfg), left=_measure(hu[left], voxel_ml, cfg), total=total)
+    return DensitometryResult(right=_measure(hu[right], voxel_ml, cfg), left=_measure(hu[left], voxel_ml, cfg),
+                              total=total)
 
 
 def _measure(values: np.ndarray, voxel_ml: float, cfg: DensitometryConfig) -> LungDensity | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from batch_scans import write_phantom
 
-import lungai.pipeline.models as models_module
+import lungai.pipeline.model_store as models_module
 from lungai.pipeline.config import RunConfig
 from lungai.pipeline.runner import model_store, run_pipeline
 

@@ -73,7 +73,7 @@ def test_progress_inside_the_nodules_stage(tmp_path: Path, capsys) -> None:
 
 
 def test_the_time_left_is_the_pace_so_far() -> None:
-    from lungai.pipeline.runner import _time_left
+    from lungai.pipeline.stages import _time_left
 
     assert _time_left(10.0, 2, 6) == ", about 20 s left"
     assert _time_left(10.0, 6, 6) == ""

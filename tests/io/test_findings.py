@@ -238,3 +238,30 @@ def test_characteristics_survive_the_json_round_trip(tmp_path: Path) -> None:
     assert nodule["characteristics"]["label"] == "model estimates of LIDC readers' ratings, not a diagnosis"
     assert nodule["malignancy"]["estimates"] == "radiologists' suspicion on LIDC"
     assert findings_from_dict(loaded).nodules[0].characteristics == make_nodule().characteristics
+
+
+def test_read_findings_gives_the_typed_findings_of_a_file_or_its_folder(tmp_path: Path) -> None:
+    from lungai.io.findings import read_findings
+
+    findings = make_findings([make_nodule(), make_nodule(2)])
+    write_findings_json(findings, tmp_path / "findings.json")
+    for path in (tmp_path / "findings.json", tmp_path, str(tmp_path)):
+        typed = read_findings(path)
+        assert typed.to_dict() == findings.to_dict()
+        assert typed.nodules[1].lung_rads == LungRads("3") and typed.emphysema is not None
+        assert typed.emphysema.densitometry["total"] == findings.emphysema.densitometry["total"]
+
+
+def test_read_findings_refuses_content_off_the_schema(tmp_path: Path) -> None:
+    from lungai.io.findings import read_findings
+
+    data = make_findings([make_nodule()]).to_dict()
+    data["nodules"][0]["type"] = "cavitary"
+    (tmp_path / "findings.json").write_text(json.dumps(data))
+    with pytest.raises(UnreadableInputError, match="does not follow the findings schema"):
+        read_findings(tmp_path)
+    data["nodules"][0]["type"] = "solid"
+    del data["nodules"][0]["centroid"]
+    (tmp_path / "findings.json").write_text(json.dumps(data))
+    with pytest.raises(UnreadableInputError, match="does not follow the findings schema"):
+        read_findings(tmp_path / "findings.json")

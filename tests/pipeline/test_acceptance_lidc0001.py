@@ -25,7 +25,7 @@ from lungai.data.lidc_xml import parse_lidc_xml
 from lungai.evaluation.metrics import dice
 from lungai.io.findings import load_findings
 from lungai.io.reader import read_scan
-from lungai.pipeline.config import TASK_MODELS, RunConfig
+from lungai.pipeline.config import TASKS_BY_NAME, RunConfig
 from lungai.pipeline.runner import run_pipeline
 from lungai.preprocessing.measurements import axial_diameters
 from lungai.weights.manifest import read_manifest
@@ -42,7 +42,7 @@ def _mask(voxels: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
 
 
 def _shipped_nodule_weights() -> bool:
-    return all(name in read_manifest().models for name in TASK_MODELS["nodules"])
+    return all(name in read_manifest().models for name in TASKS_BY_NAME["nodules"].model_names)
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def outcome(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Outcom
         for voxels in truth.reader_voxels.values()]))
 
     out = tmp_path_factory.mktemp("lidc0001") / "out"
-    run_pipeline(RunConfig(input=scan, output=out, tasks=("nodules",), sensitivity="balanced", device="cpu"))
+    run_pipeline(RunConfig(input=scan, output=out, tasks=("nodules",), operating_point="balanced", device="cpu"))
     findings = load_findings(out / "findings.json")
     written = sitk.DICOMOrient(sitk.ReadImage(str(out / "LIDC-IDRI-0001_20000101_3000566_labels.nii.gz")), "LPS")
     label_array = sitk.GetArrayFromImage(written)

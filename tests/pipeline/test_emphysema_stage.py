@@ -30,7 +30,7 @@ from lungai.inference.emphysema import (
 )
 from lungai.io.findings import load_findings
 from lungai.pipeline.config import RunConfig
-from lungai.pipeline.models import ModelStore
+from lungai.pipeline.model_store import ModelStore
 from lungai.pipeline.runner import run_pipeline
 from lungai.preprocessing.densitometry import LAA_856_NOTE
 from lungai.weights.manifest import MODEL_FILES, manifest_dict, packaged_dir, read_manifest

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from lungai.pipeline.config import DETECTOR_MODEL
 from lungai.pipeline.operating_points import (
-    DETECTOR,
     OPERATING_POINTS,
     OperatingPoint,
     checkpoint_operating_points,
@@ -23,7 +23,7 @@ CHOSEN = {"high": {"threshold": 0.743961, "fp_per_scan": 3.666667, "sensitivity"
 
 
 def test_the_installed_points_are_the_installed_checkpoint_s() -> None:
-    header = json.loads((packaged_dir() / DETECTOR / "config.json").read_text())
+    header = json.loads((packaged_dir() / DETECTOR_MODEL / "config.json").read_text())
     recorded = header["inference"]["operating_points"]
     assert set(OPERATING_POINTS) == {"high", "balanced", "specific"} == set(recorded)
     for name, point in OPERATING_POINTS.items():

@@ -60,7 +60,7 @@ def full_run(tiny_release: Path, phantom_scan: Path, tmp_path_factory: pytest.Te
     config = RunConfig(input=phantom_scan, output=out, tasks=ALL_TASKS, device="cpu", manifest=tiny_release,
                        detection_threshold=0.0, max_nodules=3)
     with pytest.MonkeyPatch.context() as patch:
-        for module in ("runner", "detection"):
+        for module in ("stages", "detection"):
             patch.setattr(f"lungai.pipeline.{module}.find_candidates", counted)
         result = run_pipeline(config, on_event=events.append)
     return result, out, events, len(searches)
@@ -198,7 +198,7 @@ def test_each_detection_keeps_its_own_mask_when_segmented_together(tiny_release:
     from lungai.data.phantom import NODULES
     from lungai.inference.voi_segmentation import VoiInference
     from lungai.pipeline.detection import Detection
-    from lungai.pipeline.models import ModelStore
+    from lungai.pipeline.model_store import ModelStore
     from lungai.pipeline.nodules import segment_detection, segment_detections
 
     phantom = make_phantom()

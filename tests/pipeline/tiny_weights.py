@@ -18,7 +18,7 @@ from lungai.data.lidc_characteristics import CHARACTERISTICS
 from lungai.models.checkpoint import config_from_dict, save_model, write_inference_settings
 from lungai.models.measured_nodule import MeasuredNodule, MeasuredNoduleConfig
 from lungai.models.registry import build_model, get_spec
-from lungai.pipeline.operating_points import DETECTOR
+from lungai.pipeline.config import DETECTOR_MODEL
 from lungai.preprocessing.nodule_features import FEATURE_NAMES
 from lungai.preprocessing.roi import roi_spec
 from lungai.training.recipes import recipe
@@ -58,8 +58,8 @@ def tiny_checkpoint(name: str, out: Path, seed: int = 0) -> Path:
     spec = roi_spec(name)
     settings = {"threshold": 0.5, "threshold_source": "test fixture (untrained)", "roi_shape_zyx": list(spec.shape),
                 "roi_spacing_zyx_mm": list(spec.spacing), "min_diameter_mm": None}
-    if name == DETECTOR:  # the installed detector's points, as lungai train-detection records its own
-        settings = json.loads((packaged_dir() / DETECTOR / "config.json").read_text())["inference"]
+    if name == DETECTOR_MODEL:  # the installed detector's points, as lungai train-detection records its own
+        settings = json.loads((packaged_dir() / DETECTOR_MODEL / "config.json").read_text())["inference"]
     write_inference_settings(out, settings)
     return out
 

@@ -8,6 +8,7 @@ makes them: each lesion's mask measured by ``measure_lesion`` and turned into a 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,8 @@ def machine_findings(ct: sitk.Image, lungs: np.ndarray | None = None,
         measured = measure_lesion(on_lps_grid(ct, mask).astype(bool), hu, lungs, lps)
         nodule = nodule_finding(nodule_id, measured, lps, score, "blob" if score is not None else "mass")
         if is_categorised(nodule):
-            nodule.malignancy = Malignancy(0.2 * nodule_id, ["nodule_cnn2d", "resnet50_3d"])
+            estimate = Malignancy(0.2 * nodule_id, ["nodule_cnn2d", "resnet50_3d"])
+            nodule = dataclasses.replace(nodule, malignancy=estimate)
         nodules.append(nodule)
     high = OPERATING_POINTS["high"]
     return Findings(

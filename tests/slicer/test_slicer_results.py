@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from lungai.io.findings import (
+    Centroid,
+    Characteristics,
+    Densitometry,
+    Emphysema,
+    Findings,
+    InputInfo,
+    LungRads,
+    LungVolume,
+    Malignancy,
+    Nodule,
+    RunInfo,
+)
 from lungai.pipeline.operating_points import OPERATING_POINTS
 from lungai.slicer.results import (
     EmphysemaRow,
@@ -20,35 +33,27 @@ from lungai.slicer.results import (
 )
 from lungai.slicer.review import Review, operating_point_name
 
-NODULE = {
-    "id": 1, "centroid": {"lps_mm": [7.0, -15.0, -90.0], "ras_mm": [-7.0, 15.0, -90.0], "voxel_index": [6, 10, 5]},
-    "long_axis_mm": 8.24, "short_axis_mm": 6.1, "volume_mm3": 212.0, "mean_hu": -35.5, "type": "solid",
-    "detection_score": 0.93, "location": "right lung",
-    "malignancy": {"probability": 0.12, "models": ["nodule_cnn2d"], "label": "model estimate, not a diagnosis"},
-    "lung_rads": None,
-}
-FINDINGS: dict[str, Any] = {
-    "schema_version": "1.0",
-    "lungs": {"right": {"volume_ml": 2016.0}, "left": {"volume_ml": 1785.7}, "total": {"volume_ml": 3801.7}},
-    "emphysema": {"densitometry": {
-        "right": {"laa_950_percent": 3.2, "laa_910_percent": 21.6, "laa_856_percent": 62.8, "perc15_hu": -920.0},
-        "left": {"laa_950_percent": 1.9, "laa_910_percent": 17.0, "laa_856_percent": 58.9, "perc15_hu": -914.0},
-        "total": {"laa_950_percent": 2.57, "laa_910_percent": 19.4, "laa_856_percent": 61.0, "perc15_hu": -917.0}},
-        "model_probability": None},
-    "nodules": [],
-    "warnings": [],
-    "run": {"tasks": ["lungs", "emphysema"]},
-}
+NODULE = Nodule(id=1, centroid=Centroid((7.0, -15.0, -90.0), (-7.0, 15.0, -90.0), (6, 10, 5)), long_axis_mm=8.24,
+                short_axis_mm=6.1, volume_mm3=212.0, mean_hu=-35.5, type="solid", detection_score=0.93,
+                location="right lung", malignancy=Malignancy(probability=0.12, models=["nodule_cnn2d"]))
+EMPHYSEMA = Emphysema(densitometry={"right": Densitometry(3.2, 21.6, 62.8, -920.0),
+                                    "left": Densitometry(1.9, 17.0, 58.9, -914.0),
+                                    "total": Densitometry(2.57, 19.4, 61.0, -917.0)})
+FINDINGS = Findings(
+    input=InputInfo(source="scan.nrrd", format="nrrd", modality=None, series_uid=None, size_xyz=(512, 512, 133),
+                    spacing_xyz_mm=(0.7, 0.7, 2.5)),
+    lungs={"right": LungVolume(2016.0), "left": LungVolume(1785.7), "total": LungVolume(3801.7)},
+    emphysema=EMPHYSEMA,
+    run=RunInfo(lungai_version="0.1.0", tasks=["lungs", "emphysema"], device="cpu", started_utc="2025-01-31T12:00:00Z"))
 
 
-def findings_with(**changes: Any) -> dict[str, Any]:
-    findings = copy.deepcopy(FINDINGS)
-    findings.update(changes)
-    return findings
+def findings_with(tasks: list[str] | None = None, **changes: Any) -> Findings:
+    run = FINDINGS.run if tasks is None else dataclasses.replace(FINDINGS.run, tasks=tasks)
+    return dataclasses.replace(FINDINGS, run=run, **changes)
 
 
-def nodule(nodule_id: int, score: float | None, **changes: Any) -> dict[str, Any]:
-    return {**copy.deepcopy(NODULE), "id": nodule_id, "detection_score": score, **changes}
+def nodule(nodule_id: int, score: float | None, **changes: Any) -> Nodule:
+    return dataclasses.replace(NODULE, id=nodule_id, detection_score=score, **changes)
 
 
 def test_find_output_files(tmp_path: Path) -> None:
@@ -86,26 +91,21 @@ def test_nodule_row() -> None:
 
 def test_a_mass_row_and_its_category() -> None:
     row = nodule_row(nodule(2, None, kind="mass", type="part-solid", solid_component_mm=9.5,
-                            lung_rads={"category": "4B", "rule": "size rule"}), "accepted")
+                            lung_rads=LungRads("4B")), "accepted")
     assert (row.title, row.score_text, row.lung_rads, row.solid_component_mm, row.review) == (
         "Mass 2", "mass rule", "4B", 9.5, "accepted")
 
 
-@pytest.mark.parametrize(("characteristics", "text"), [
-    ({"calcification": "absent", "spiculation": "marked"}, "calcification: absent, spiculation: marked"),
-    (["spiculated", "lobulated"], "spiculated, lobulated"),
-    ("perifissural", "perifissural"),
-    (None, ""),
-    ({"texture": "part-solid", "texture_probability": 0.61, "calcification_probability": 0.02,
-      "spiculation_probability": 0.74, "lobulation_probability": 0.55, "ill_defined_margin_probability": 0.1,
-      "present": ["spiculation", "lobulation"], "label": "model estimates of LIDC readers' ratings, not a diagnosis"},
-     "texture part-solid 0.61; spiculation 0.74, lobulation 0.55"),
-])
-def test_characteristics_are_shown_as_one_line(characteristics: Any, text: str) -> None:
-    assert nodule_row(nodule(1, 0.9, characteristics=characteristics)).characteristics == text
+def test_characteristics_are_shown_as_the_report_shows_them() -> None:
+    estimates = Characteristics(texture="part-solid", texture_probability=0.61, calcification_probability=0.02,
+                                spiculation_probability=0.74, lobulation_probability=0.55,
+                                ill_defined_margin_probability=0.1, present=["spiculation", "lobulation"])
+    row = nodule_row(nodule(1, 0.9, characteristics=estimates))
+    assert row.characteristics == "texture part-solid 0.61; spiculation 0.74, lobulation 0.55"
+    assert nodule_row(nodule(1, 0.9)).characteristics == ""
 
 
-def test_missing_nodule_measurements_stay_missing() -> None:
+def test_missing_nodule_measurements_stay_missing() -> None:  # non-finite numbers are written as null
     row = nodule_row(nodule(1, 0.8, long_axis_mm=None, location=None, malignancy=None))
     assert (row.long_axis_mm, row.location, row.malignancy) == (None, "", None)
     assert row.description == "Nodule 1: solid"
@@ -113,7 +113,7 @@ def test_missing_nodule_measurements_stay_missing() -> None:
 
 # The review's state ---------------------------------------------------------------------------
 
-def review_of(*nodules: dict[str, Any], min_detection_score: float = 0.5) -> Review:
+def review_of(*nodules: Nodule, min_detection_score: float = 0.5) -> Review:
     return Review.of(findings_with(nodules=list(nodules)), min_detection_score)
 
 
@@ -143,9 +143,9 @@ def test_decisions_list_accepted_and_leave_out_rejected() -> None:
 
 def test_an_edit_replaces_the_record_and_keeps_the_machine_one() -> None:
     review = review_of(nodule(1, 0.9))
-    review.replace({**nodule(1, 0.9), "volume_mm3": 100.0})
-    assert review.nodules[1]["volume_mm3"] == 100.0 and review.verdict(1) == "edited"
-    assert review.machine["nodules"][0]["volume_mm3"] == 212.0
+    review.replace(nodule(1, 0.9, volume_mm3=100.0))
+    assert review.nodules[1].volume_mm3 == 100.0 and review.verdict(1) == "edited"
+    assert review.machine.nodules[0].volume_mm3 == 212.0
     review.decide(1, "accepted")
     assert review.verdict(1) == "accepted, edited" and review.progress() == "1 accepted, 1 edited"
 
@@ -155,12 +155,12 @@ def test_the_reviewed_findings_hold_what_is_reported_and_the_review_block() -> N
         "balanced"].threshold)
     review.decide(3, "rejected")
     reviewed = review.reviewed_findings("2025-02-01T09:30:00Z", "scan_findings_machine.json")
-    assert [item["id"] for item in reviewed["nodules"]] == [1]
-    assert reviewed["review"]["operating_point"] == {"name": "balanced",
-                                                     "threshold": OPERATING_POINTS["balanced"].threshold}
-    assert [(item["id"], item["status"]) for item in reviewed["review"]["nodules"]] == [
+    assert [item.id for item in reviewed.nodules] == [1] and reviewed.review is not None
+    assert reviewed.review["operating_point"] == {"name": "balanced",
+                                                  "threshold": OPERATING_POINTS["balanced"].threshold}
+    assert [(item["id"], item["status"]) for item in reviewed.review["nodules"]] == [
         (1, "unreviewed"), (2, "below operating point"), (3, "rejected")]
-    assert [item["id"] for item in review.machine["nodules"]] == [1, 2, 3] and "review" not in review.machine
+    assert [item.id for item in review.machine.nodules] == [1, 2, 3] and review.machine.review is None
 
 
 @pytest.mark.parametrize(("score", "name"), [(OPERATING_POINTS["high"].threshold, "high"),
@@ -184,9 +184,9 @@ def test_summary_of_a_lungs_and_emphysema_run() -> None:
 
 
 def test_summary_of_a_run_with_every_task() -> None:
-    emphysema = {**FINDINGS["emphysema"], "model_probability": 0.81}
+    emphysema = dataclasses.replace(EMPHYSEMA, model_probability=0.81)
     findings = findings_with(emphysema=emphysema, warnings=["slices are 5 mm thick"],
-                             run={"tasks": ["lungs", "nodules", "malignancy", "emphysema"]})
+                             tasks=["lungs", "nodules", "malignancy", "emphysema"])
     lines = summary_text(findings, 2, 1, 0.5).splitlines()
     assert lines[2:] == ["Emphysema model: probability 0.81 (model estimate, not a diagnosis)",
                          "Nodules: 2 shown, 1 below the operating point 0.50 hidden",
@@ -195,17 +195,17 @@ def test_summary_of_a_run_with_every_task() -> None:
 
 def test_the_summary_shows_the_emphysema_model_caveat() -> None:
     assert "Emphysema model" not in summary_text(FINDINGS, 0, 0, 0.5)  # a default run has no probability
-    emphysema = {**FINDINGS["emphysema"], "model_probability": 0.93, "model_caveat": "demonstration weights"}
+    emphysema = dataclasses.replace(EMPHYSEMA, model_probability=0.93, model_caveat="demonstration weights")
     lines = summary_text(findings_with(emphysema=emphysema), 0, 0, 0.5).splitlines()
     assert lines[2] == "Emphysema model: probability 0.93 (model estimate, not a diagnosis; demonstration weights)"
 
 
 def test_summary_says_when_nothing_was_found() -> None:
-    findings = findings_with(run={"tasks": ["lungs", "nodules"]}, emphysema=None)
+    findings = findings_with(tasks=["lungs", "nodules"], emphysema=None)
     assert summary_text(findings, 0, 0, 0.5).splitlines()[1:] == ["Nodules: none found"]
 
 
 def test_summary_shows_the_review_after_the_nodules() -> None:
-    findings = findings_with(run={"tasks": ["lungs", "nodules"]}, emphysema=None, warnings=["thick slices"])
+    findings = findings_with(tasks=["lungs", "nodules"], emphysema=None, warnings=["thick slices"])
     assert summary_text(findings, 2, 0, 0.5, "1 accepted, 1 to review").splitlines()[1:] == [
         "Nodules: 2 shown", "Review: 1 accepted, 1 to review", "Warning: thick slices"]

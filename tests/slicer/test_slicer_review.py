@@ -8,7 +8,7 @@ edits are made as the Segment Editor makes them, through ``SetBinaryLabelmapToSe
 from __future__ import annotations
 
 import csv
-import json
+import dataclasses
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,14 @@ from review_case import LESIONS, SPACING_XYZ, lesion_mask, machine_findings, mak
 from shared_data import require
 
 from lungai import labels
-from lungai.io.findings import findings_from_dict, load_findings, write_findings_json
+from lungai.io.findings import (
+    Characteristics,
+    LungRads,
+    findings_from_dict,
+    load_findings,
+    read_findings,
+    write_findings_json,
+)
 from lungai.io.reader import ReadOptions, read_scan
 from lungai.io.segmentation import write_seg_nrrd
 from lungai.io.volume import CTVolume
@@ -129,22 +136,25 @@ def test_the_table_columns(results: LoadedResults) -> None:
     names = [table.GetColumnName(index) for index in range(table.GetNumberOfColumns())]
     assert names == ["ID", "Type", "Long axis", "Short axis", "Volume", "Solid component", "Lung-RADS",
                      MALIGNANCY_COLUMN, "Location", "Score", "Review"]
-    findings = results.review.machine["nodules"]
+    findings = results.review.machine.nodules
     assert column(table, "Type") == ["solid", "solid", "mass, solid"]
-    assert column(table, "Long axis") == [nodule["long_axis_mm"] for nodule in findings]
+    assert column(table, "Long axis") == [nodule.long_axis_mm for nodule in findings]
     assert column(table, "Lung-RADS") == ["4A", "", "4B"]  # lesion 2 is below specific: no category
     assert column(table, MALIGNANCY_COLUMN) == ["0.20", "", "0.60"]
     assert column(table, "Score") == ["0.850 (specific)", f"{HIGH + 0.005:.3f} (high)", "mass rule"]
-    assert column(table, "Location") == [nodule["location"] for nodule in findings]
+    assert column(table, "Location") == [nodule.location for nodule in findings]
     assert results.segmentation.GetSegmentation().GetSegment("nodule_3").GetName() == "Mass 3"
 
 
 def test_a_characteristics_column_when_a_lesion_has_some(scene: Any, output: Path, volume: Any) -> None:
-    findings = load_findings(output / "findings.json")
-    findings["nodules"][0]["characteristics"] = {"calcification": "absent", "margin": "spiculated"}
-    (output / "findings.json").write_text(json.dumps(findings), encoding="utf-8")
+    findings = read_findings(output / "findings.json")
+    estimates = Characteristics(texture="solid", texture_probability=0.92, calcification_probability=0.02,
+                                spiculation_probability=0.61, lobulation_probability=0.3,
+                                ill_defined_margin_probability=0.1, present=["spiculation"])
+    first = dataclasses.replace(findings.nodules[0], characteristics=estimates)
+    write_findings_json(dataclasses.replace(findings, nodules=[first, *findings.nodules[1:]]), output / "findings.json")
     table = load_results(scene, output, volume, min_detection_score=HIGH).nodule_table
-    assert column(table, CHARACTERISTICS_COLUMN) == ["calcification: absent, margin: spiculated", "", ""]
+    assert column(table, CHARACTERISTICS_COLUMN) == ["texture solid 0.92; spiculation 0.61", "", ""]
     names = [table.GetColumnName(index) for index in range(table.GetNumberOfColumns())]
     assert names.index(CHARACTERISTICS_COLUMN) == names.index(MALIGNANCY_COLUMN) + 1
 
@@ -183,17 +193,18 @@ def test_an_accepted_lesion_stays_listed_above_its_score(results: LoadedResults)
 def test_accepting_an_uncategorised_lesion_gives_it_the_size_rule_and_taking_it_back_removes_it(
         results: LoadedResults) -> None:
     record = results.review.nodules[2]
-    assert record["lung_rads"] is None  # below specific: the machine gave no category
+    assert record.lung_rads is None  # below specific: the machine gave no category
     results.decide(2, "accepted")
-    mean = (record["long_axis_mm"] + record["short_axis_mm"]) / 2
-    expected = lung_rads_category(record["type"], mean, record["solid_component_mm"]).category
-    assert results.review.nodules[2]["lung_rads"] == {"category": expected, "rule": ACCEPTED_RULE}
+    mean = (record.long_axis_mm + record.short_axis_mm) / 2
+    expected = lung_rads_category(record.type, mean, record.solid_component_mm).category
+    assert results.review.nodules[2].lung_rads == LungRads(expected, ACCEPTED_RULE)
     assert column(results.nodule_table, "Lung-RADS")[1] == expected
     results.decide(2, "rejected")
-    assert results.review.nodules[2]["lung_rads"] is None
-    assert results.review.machine["nodules"][1]["lung_rads"] is None  # the machine's record is untouched
+    assert results.review.nodules[2].lung_rads is None
+    assert results.review.machine.nodules[1].lung_rads is None  # the machine's record is untouched
     results.decide(1, "accepted")  # a machine category stays the machine's
-    assert results.review.nodules[1]["lung_rads"]["rule"] == "size rule"
+    lung_rads = results.review.nodules[1].lung_rads
+    assert lung_rads is not None and lung_rads.rule == "size rule"
 
 
 # Edit and re-measure --------------------------------------------------------------------------
@@ -212,12 +223,16 @@ def test_the_scene_images_are_the_case_on_its_grid(results: LoadedResults, volum
 
 
 def test_re_measuring_an_unedited_segment_gives_the_machine_numbers(results: LoadedResults, volume: Any) -> None:
-    machine = results.review.machine["nodules"][0]
+    machine = results.review.machine.nodules[0]
     record = remeasure(results, 1)
-    for key in ("centroid", "long_axis_mm", "short_axis_mm", "volume_mm3", "mean_hu", "type", "location",
+    for key in ("long_axis_mm", "short_axis_mm", "volume_mm3", "mean_hu", "type", "location",
                 "distance_to_pleura_mm", "kind", "detection_score", "operating_point", "lung_rads", "malignancy"):
-        assert record[key] == pytest.approx(machine[key]) if isinstance(machine[key], float) else \
-            record[key] == machine[key], key
+        value = getattr(machine, key)
+        assert getattr(record, key) == pytest.approx(value) if isinstance(value, float) else \
+            getattr(record, key) == value, key
+    assert record.centroid.voxel_index == tuple(machine.centroid.voxel_index)
+    np.testing.assert_allclose(record.centroid.lps_mm, machine.centroid.lps_mm)
+    np.testing.assert_allclose(record.centroid.ras_mm, machine.centroid.ras_mm)
 
 
 def test_an_edited_segment_is_re_measured(results: LoadedResults, volume: Any) -> None:
@@ -226,14 +241,15 @@ def test_an_edited_segment_is_re_measured(results: LoadedResults, volume: Any) -
     kept[: lesion.centre_zyx[0]] = False  # erase the lower half (lower z: towards the feet)
     edit_segment(results, volume, 1, kept)
     record = remeasure(results, 1)
-    assert record["volume_mm3"] == pytest.approx(np.count_nonzero(kept) * VOXEL_MM3, abs=0.05)
-    assert record["volume_mm3"] < 0.7 * results.review.machine["nodules"][0]["volume_mm3"]  # the widest slice stays
+    machine = results.review.machine.nodules[0]
+    assert record.volume_mm3 == pytest.approx(np.count_nonzero(kept) * VOXEL_MM3, abs=0.05)
+    assert record.volume_mm3 < 0.7 * machine.volume_mm3  # the widest slice stays
     centre_z = np.nonzero(kept)[0].mean()
-    assert record["centroid"]["voxel_index"][2] == round(centre_z)
-    assert record["long_axis_mm"] == results.review.machine["nodules"][0]["long_axis_mm"]  # the widest slice stays
-    assert column(results.nodule_table, "Volume")[0] == record["volume_mm3"]
+    assert record.centroid.voxel_index[2] == round(centre_z)
+    assert record.long_axis_mm == machine.long_axis_mm  # the widest slice stays
+    assert column(results.nodule_table, "Volume")[0] == record.volume_mm3
     assert column(results.nodule_table, "Review")[0] == "edited"
-    assert results.review.machine["nodules"][0]["volume_mm3"] != record["volume_mm3"], "the machine record stays"
+    assert machine.volume_mm3 != record.volume_mm3, "the machine record stays"
     assert "1 edited" in results.summary
 
 
@@ -241,12 +257,12 @@ def test_a_nodule_grown_past_30_mm_becomes_a_mass(results: LoadedResults, volume
     grown = LESIONS[1].__class__(LESIONS[1].centre_zyx, 16.0, LESIONS[1].score)
     edit_segment(results, volume, 1, lesion_mask(grown) & ~lesion_mask(LESIONS[3]))
     record = remeasure(results, 1)
-    assert record["kind"] == "mass" and record["long_axis_mm"] > 30
-    assert record["type"] != "solid", "the grown segment takes in lung around the lesion"
-    expected = lung_rads_category(record["type"], (record["long_axis_mm"] + record["short_axis_mm"]) / 2,
-                                  record["solid_component_mm"])
-    assert record["lung_rads"] == {"category": expected.category, "rule": "size rule"}
-    assert column(results.nodule_table, "Type")[0] == f"mass, {record['type']}"
+    assert record.kind == "mass" and record.long_axis_mm > 30
+    assert record.type != "solid", "the grown segment takes in lung around the lesion"
+    expected = lung_rads_category(record.type, (record.long_axis_mm + record.short_axis_mm) / 2,
+                                  record.solid_component_mm)
+    assert record.lung_rads == LungRads(expected.category, "size rule")
+    assert column(results.nodule_table, "Type")[0] == f"mass, {record.type}"
     assert results.segmentation.GetSegmentation().GetSegment("nodule_1").GetName() == "Mass 1"
 
 
@@ -329,9 +345,9 @@ def test_the_saved_report_matches_the_panel(results: LoadedResults, volume: Any,
     findings = load_findings(destination / "case_findings.json")
     assert [nodule["id"] for nodule in findings["nodules"]] == reported
     saved = findings["nodules"][0]
-    assert saved["volume_mm3"] == column(results.nodule_table, "Volume")[0] == results.review.nodules[1]["volume_mm3"]
+    assert saved["volume_mm3"] == column(results.nodule_table, "Volume")[0] == results.review.nodules[1].volume_mm3
     assert saved["long_axis_mm"] == column(results.nodule_table, "Long axis")[0]
-    assert saved["volume_mm3"] < results.review.machine["nodules"][0]["volume_mm3"]
+    assert saved["volume_mm3"] < results.review.machine.nodules[0].volume_mm3
     assert findings["review"] == {
         "reviewed_utc": "2025-02-01T09:30:00Z",
         "operating_point": {"name": "balanced", "threshold": round(BALANCED, 4)},
