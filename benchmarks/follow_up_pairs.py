@@ -6,13 +6,13 @@ as its own process (dates from ``pairs.csv``); a pair whose ``RESULTS/<pair_id>/
 exists is skipped, so an interrupted run resumes. Each pair's wall time and exit code go to
 ``RESULTS/timings.csv`` (appended). Then the evaluator
 (:func:`lungai.evaluation.follow_up_eval.evaluate_follow_up`, the same as
-``lungai evaluate-follow-up``) writes ``--eval`` and prints each acceptance target.
+``lungai evaluate follow-up``) writes ``--eval`` and prints each acceptance target.
 
 Usage::
 
     python benchmarks/follow_up_pairs.py --pairs runs/follow_up_pairs --results runs/follow_up_results \
         [--split test] [--eval RESULTS/evaluation_<split>.json] [--lungai .venv/bin/lungai] \
-        [--timeout 1800] [--extra-args "--device cpu"] [--only PAIR_ID ...]
+        [--timeout 1800] [--extra-args "--device cpu"] [--only PAIR_ID ...] [--reuse EARLIER_RESULTS]
 """
 
 from __future__ import annotations
@@ -45,6 +45,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="the lungai executable (default: beside this Python)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per pair before it is stopped")
     parser.add_argument("--extra-args", default="", help="more arguments for lungai follow-up (one string)")
+    parser.add_argument("--reuse", type=Path, default=None, metavar="EARLIER_RESULTS",
+                        help="give each pair's EARLIER_RESULTS/<pair_id>/prior and /current output folders instead "
+                             "of the scans (the scans are not analysed again: for re-scoring a change of the "
+                             "follow-up steps)")
     parser.add_argument("--only", action="append", default=[], metavar="PAIR_ID",
                         help="run only this pair (repeat); the evaluation still scores the whole split")
     args = parser.parse_args(argv)
@@ -66,9 +70,13 @@ def pair_rows(pairs: Path, split: str) -> list[dict[str, str]]:
         return [row for row in csv.DictReader(handle) if split == "all" or row["split"] == split]
 
 
-def follow_up_command(lungai: Path, pairs: Path, row: dict[str, str], out: Path, extra: str = "") -> list[str]:
-    """The ``lungai follow-up`` command line of one pair."""
-    return [str(lungai), "follow-up", str(pairs / row["prior"]), str(pairs / row["current"]), "-o", str(out),
+def follow_up_command(lungai: Path, pairs: Path, row: dict[str, str], out: Path, extra: str = "",
+                      reuse: Path | None = None) -> list[str]:
+    """The ``lungai follow-up`` command line of one pair (``reuse``: an earlier results folder whose
+    ``<pair_id>/prior`` and ``<pair_id>/current`` output folders stand in for the scans)."""
+    prior, current = ((pairs / row["prior"], pairs / row["current"]) if reuse is None
+                      else (reuse / row["pair_id"] / "prior", reuse / row["pair_id"] / "current"))
+    return [str(lungai), "follow-up", str(prior), str(current), "-o", str(out),
             "--prior-date", row["prior_date"], "--current-date", row["current_date"], *shlex.split(extra)]
 
 
@@ -111,7 +119,8 @@ def run_pairs(args: argparse.Namespace) -> list[str]:
         if is_done(out):
             logger.info("%s: done already", row["pair_id"])
             continue
-        code, seconds = run_pair(follow_up_command(args.lungai, args.pairs, row, out, args.extra_args), args.timeout)
+        command = follow_up_command(args.lungai, args.pairs, row, out, args.extra_args, args.reuse)
+        code, seconds = run_pair(command, args.timeout)
         _log_timing(args.results, row["pair_id"], code, seconds)
         logger.info("%s: exit %d in %.1f s", row["pair_id"], code, seconds)
         if code != 0:

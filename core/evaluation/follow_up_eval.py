@@ -12,20 +12,25 @@ Method, per pair:
 2. **Matching.** A truth nodule on both scans is *matched correctly* when one output entry of
    status ``matched`` has its prior finding and its current finding both belonging to it. It is
    *found by the detector on both* when some entry's prior finding and some entry's current
-   finding belonging to it have ``found_by == "detector"``. A truth ``new`` nodule whose current
+   finding belonging to it have ``found_by == "detector"``, *found by the detector once* when
+   that holds on at least one scan (the matching's own population: a nodule the detector missed
+   on both scans is a detection miss, which no matching can recover; ``overall_match_rate``
+   counts it all the same, ``detected_once_match_rate`` does not). A truth ``new`` nodule whose current
    finding, or a truth ``resolved`` nodule whose prior finding, belongs to an entry of status
    ``matched`` is a *wrong match* (it was paired with something that is not it).
 3. **Registration residual** of each truth nodule on both scans: ``|T(current centre) - prior
    centre|`` with ``T`` read from ``registration.tfm``.
 4. **Volume change** of the correctly matched nodules whose prior mean diameter is at least
    ``min_size_mm``: ``|output % change - true % change|`` in percentage points of the prior
-   volume, each ``100 x (V2 - V1) / V1`` (the output's from its two volumes).
+   volume, each ``100 x (V2 - V1) / V1`` (the output's ``growth.volume_change_pct``; from its
+   two scans' volumes when it has none).
 5. **VDT** of the growing nodules (true ``V2 / V1 >= growing_ratio``) of at least ``min_size_mm``:
    right when the nodule is matched correctly and the output's ``vdt_days`` is within
    ``vdt_tolerance`` of the true one.
 6. **Growth flag** (Lung-RADS: mean diameter up by more than ``growth_mm``): a pair is right
-   when the output's flag equals the truth's for every truth nodule on both scans (a nodule not
-   matched correctly has no output flag: false).
+   when the output's flag (``growth.lung_rads_growth``; from its two mean diameters when it has
+   none) equals the truth's for every truth nodule on both scans (a nodule not matched correctly
+   has no output flag: false).
 
 A pair without results (no ``<pair_id>/follow_up.json``) counts with every nodule missed and its
 growth flag wrong. Output entries that belong to no truth nodule (detections of real structures,
@@ -207,9 +212,10 @@ def _outcome(nid: str, status: str, entries: Sequence[Mapping[str, Any]], owners
     return "unpaired" if nid in owners["prior"] or nid in owners["current"] else "missed"
 
 
-def _found_by_detector(nid: str, entries: Sequence[Mapping[str, Any]], owners: Mapping[str, list[str | None]]
-                       ) -> bool:
-    return all(any(o == nid and e[side].get("found_by") == "detector" for e, o in zip(entries, owners[side]))
+def _detector_sides(nid: str, entries: Sequence[Mapping[str, Any]], owners: Mapping[str, list[str | None]]
+                    ) -> int:
+    """On how many of the two scans the detector found the truth nodule ``nid``."""
+    return sum(any(o == nid and e[side].get("found_by") == "detector" for e, o in zip(entries, owners[side]))
                for side in SIDES)
 
 
@@ -232,13 +238,17 @@ def _both_scans(nodule: Mapping[str, Any], entry: Mapping[str, Any] | None, tran
     out_prior, out_current, growth = entry["prior"], entry["current"], entry.get("growth") or {}
     if large:
         true_pct = _pct_change(prior["volume_mm3"], current["volume_mm3"])
-        out_pct = _pct_change(out_prior["volume_mm3"], out_current["volume_mm3"])
+        out_pct = growth.get("volume_change_pct")
+        if out_pct is None:
+            out_pct = _pct_change(out_prior["volume_mm3"], out_current["volume_mm3"])
         result["volume_change_error_pct"] = abs(out_pct - true_pct)
     vdt = growth.get("vdt_days")
     if result["vdt_scored"] and vdt is not None and nodule["vdt_days"]:
         result["vdt_ok"] = abs(float(vdt) - nodule["vdt_days"]) <= config.vdt_tolerance * nodule["vdt_days"]
-    change = out_current["mean_diameter_mm"] - out_prior["mean_diameter_mm"]
-    result["growth_flag_output"] = bool(change > config.growth_mm)
+    flag = growth.get("lung_rads_growth")
+    if flag is None:
+        flag = out_current["mean_diameter_mm"] - out_prior["mean_diameter_mm"] > config.growth_mm
+    result["growth_flag_output"] = bool(flag)
     return result
 
 
@@ -263,7 +273,9 @@ def evaluate_pair(truth: Mapping[str, Any], result: tuple[dict[str, Any], sitk.T
         if nodule["status"] == "matched":
             entry = next((e for e, p, c in zip(entries, owners["prior"], owners["current"])
                           if e.get("status") == "matched" and p == c == nid), None)
-            record["found_by_detector_both"] = _found_by_detector(nid, entries, owners)
+            sides = _detector_sides(nid, entries, owners)
+            record["found_by_detector_both"] = sides == 2
+            record["found_by_detector_once"] = sides >= 1
             record.update(_both_scans(nodule, entry, transform, cfg))
         nodules.append(record)
     flags = [(n["growth_flag_truth"], n["growth_flag_output"]) for n in nodules if n["status"] == "matched"]
@@ -300,6 +312,8 @@ def summarize(pairs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "outcomes_both_scans": outcomes,
         "both_found_match_rate": _rate([n["outcome"] == "correct" for n in detector]),
         "overall_match_rate": _rate([n["outcome"] == "correct" for n in both]),
+        "num_found_by_detector_once": sum(1 for n in both if n.get("found_by_detector_once")),
+        "detected_once_match_rate": _rate([n["outcome"] == "correct" for n in both if n.get("found_by_detector_once")]),
         "new_resolved_wrong_matches": sum(1 for n in nodules if n["status"] != "matched" and n["outcome"] == "wrong"),
         "residual_median_mm": float(np.median(residuals)) if residuals else None,
         "residual_p95_mm": float(np.percentile(residuals, 95)) if residuals else None,

@@ -100,15 +100,22 @@ class Nodule:
     size: Size
 
 
-def change_of(prior: Nodule | None, current: Nodule, interval_days: int | None) -> str:
-    """``new``, ``growing``, ``slow growth`` or ``stable`` (see the module docstring, step 1)."""
+def change_of(prior: Nodule | None, current: Nodule, interval_days: int | None,
+              diameter_change_mm: float | None = None) -> str:
+    """``new``, ``growing``, ``slow growth`` or ``stable`` (see the module docstring, step 1).
+
+    ``diameter_change_mm``: the mean diameter's change when it was measured otherwise than as
+    the difference of the two sizes (the paired volumetry of :mod:`lungai.followup.growth`).
+    """
     if prior is None:
         return "new"
     if current.type == "part-solid":
         before = prior.size.solid_component_mm or 0.0
         grew = (current.size.solid_component_mm or 0.0) - before > LUNG_RADS_GROWTH_MM
     else:
-        grew = current.size.mean_diameter_mm - prior.size.mean_diameter_mm > LUNG_RADS_GROWTH_MM
+        change = (current.size.mean_diameter_mm - prior.size.mean_diameter_mm if diameter_change_mm is None
+                  else diameter_change_mm)
+        grew = change > LUNG_RADS_GROWTH_MM
     if not grew:
         return "stable"
     return "slow growth" if interval_days is not None and interval_days > GROWTH_WINDOW_DAYS else "growing"
@@ -119,16 +126,18 @@ def _measure(rule: LungRadsRule, size: Size) -> float:
     return round(float(value), 1)
 
 
-def lung_rads_follow_up(prior: Nodule | None, current: Nodule | None,
-                        interval_days: int | None) -> dict[str, Any] | None:
+def lung_rads_follow_up(prior: Nodule | None, current: Nodule | None, interval_days: int | None,
+                        diameter_change_mm: float | None = None) -> dict[str, Any] | None:
     """The Lung-RADS category with the prior: ``{"category", "rule", "change", "label"}``; ``None`` when resolved.
+
+    ``diameter_change_mm``: see :func:`change_of`.
 
     Raises:
         ValueError: an unknown nodule type.
     """
     if current is None:
         return None
-    change = change_of(prior, current, interval_days)
+    change = change_of(prior, current, interval_days, diameter_change_mm)
     for rule in LUNG_RADS_RULES:
         if rule.nodule_type == current.type and rule.change == change and \
                 rule.low_mm <= _measure(rule, current.size) < rule.high_mm:

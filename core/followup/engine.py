@@ -24,8 +24,6 @@ import datetime as dt
 import logging
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,12 +39,14 @@ from lungai.followup.growth import Growth, Size, growth
 from lungai.followup.matching import MatchingConfig, match
 from lungai.followup.registration import Registration, register
 from lungai.followup.remeasure import Found, Segmenter
+from lungai.followup.volumetry import PairedVolumes, Side, paired_volumes
 from lungai.io.findings import Nodule
 from lungai.io.output import check_output_target, staged_output
+from lungai.io.run_log import RunLog
 from lungai.io.volume import CTVolume
 from lungai.pipeline.config import RunConfig
-from lungai.pipeline.models import ModelStore
-from lungai.pipeline.runner import LOG_FORMAT, model_store, run_pipeline
+from lungai.pipeline.model_store import ModelStore
+from lungai.pipeline.runner import model_store, run_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +134,7 @@ class Pair:
     prior_in_current_mm: np.ndarray | None = None
     distance_mm: float | None = None
     growth: Growth | None = None
+    paired: PairedVolumes | None = None
     lung_rads: dict[str, Any] | None = None
     fleischner: dict[str, Any] | None = None
 
@@ -225,7 +226,7 @@ def _analyse(side: scans.Side, volume: CTVolume, target: Path, store: ModelStore
         logger.info("%s: reusing %s", side.role, side.folder)
     else:
         run = RunConfig(input=side.scan, output=target, tasks=TASKS, device=config.device, force=config.force,
-                        sensitivity=config.sensitivity, manifest=config.manifest, command=config.command)
+                        operating_point=config.sensitivity, manifest=config.manifest, command=config.command)
         findings = run_pipeline(run, models=store).findings
     return scans.Analysed(side, volume, findings, scans.load_labels(target, volume, side.role), target)
 
@@ -265,8 +266,24 @@ def _pairs(prior: scans.Analysed, current: scans.Analysed, registration: Registr
         pairs.append(Pair("matched", before[-1], now[j], back,
                           round(float(np.linalg.norm(now[j].centre_lps_mm - back)), 2)))
     for pair in pairs:
+        if pair.status == "matched":
+            pair.paired = _paired_volumes(pair, prior, current, registration, labels)
         _assess(pair, interval)
     return sorted(pairs, key=_order)
+
+
+def _paired_volumes(pair: Pair, prior: scans.Analysed, current: scans.Analysed, registration: Registration,
+                    labels: dict[str, np.ndarray]) -> PairedVolumes | None:
+    """The pair's volumes measured on both scans together (:mod:`lungai.followup.volumetry`)."""
+    assert pair.prior is not None and pair.current is not None  # a matched pair
+    lung = pair.current.lung or pair.prior.lung
+    transform = registration.per_lung.get(lung or "", registration.transform)
+    paired = paired_volumes(Side(prior.volume.image, labels["prior"], 10 + pair.prior.nodule_id),
+                            Side(current.volume.image, labels["current"], 10 + pair.current.nodule_id), transform)
+    if paired is None:
+        logger.info("prior %d / current %d: paired volumetry not possible, the segmented volumes are used",
+                    pair.prior.nodule_id, pair.current.nodule_id)
+    return paired
 
 
 def _order(pair: Pair) -> tuple[int, int]:
@@ -280,8 +297,9 @@ def _assess(pair: Pair, interval: int | None) -> None:
     prior = None if pair.prior is None else pair.prior.category_nodule
     current = None if pair.current is None else pair.current.category_nodule
     if prior is not None and current is not None:
-        pair.growth = growth(prior.size, current.size, interval)
-    pair.lung_rads = lung_rads_follow_up(prior, current, interval)
+        pair.growth = growth(prior.size, current.size, interval, pair.paired)
+    change = None if pair.growth is None else pair.growth.mean_diameter_change_mm
+    pair.lung_rads = lung_rads_follow_up(prior, current, interval, change)
     pair.fleischner = fleischner(current, None if pair.lung_rads is None else pair.lung_rads["change"], interval)
 
 
@@ -292,24 +310,6 @@ def _refuse_output_holding_inputs(config: FollowUpConfig) -> None:
         if path == output or output in path.parents:
             raise OutputExistsError(f"output folder {output} contains the input {given}",
                                     "choose an output folder outside the inputs with -o")
-
-
-@contextmanager
-def _log_file(path: Path) -> Iterator[None]:
-    """Copy what LungAI logs (INFO and up) into ``path`` during the block."""
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    package = logging.getLogger("lungai")
-    level = package.level
-    package.addHandler(handler)
-    if package.getEffectiveLevel() > logging.INFO:
-        package.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        package.removeHandler(handler)
-        package.setLevel(level)
-        handler.close()
 
 
 def run_follow_up(config: FollowUpConfig, matching: MatchingConfig | None = None,
@@ -336,7 +336,7 @@ def run_follow_up(config: FollowUpConfig, matching: MatchingConfig | None = None
     timings["read"] = round(time.perf_counter() - started, 2)
     store = models if models is not None else model_store(
         RunConfig(input=Path(), output=Path(), device=config.device, manifest=config.manifest))
-    with staged_output(config.output, config.overwrite) as staging, _log_file(staging / "follow_up.log"):
+    with staged_output(config.output, config.overwrite) as staging, RunLog(staging / "follow_up.log"):
         t0 = time.perf_counter()
         prior, current = (_analyse(side, volume, staging / side.role, store, config)
                           for side, volume in zip(sides, volumes))

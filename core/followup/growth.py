@@ -10,6 +10,10 @@
 4. Lung-RADS growth: a mean-diameter increase of more than :data:`LUNG_RADS_GROWTH_MM` (v2022;
    "within a 12-month interval", which :mod:`lungai.followup.categories` checks).
 5. The solid component of a part-solid nodule: its change in mm when both scans measured one.
+
+With paired volumes (:mod:`lungai.followup.volumetry`) the volumes of steps 2-3 are those, and
+the mean diameters of steps 2 and 4 are the two scans' diameters made consistent with their
+ratio (:func:`~lungai.followup.volumetry.consistent_diameters`); ``volume_method`` says which.
 """
 
 from __future__ import annotations
@@ -17,10 +21,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from lungai.followup.volumetry import PairedVolumes, consistent_diameters
+
 #: Lung-RADS v2022 growth: mean diameter increase above this (mm).
 LUNG_RADS_GROWTH_MM = 1.5
 
 NO_GROWTH_NOTE = "no growth: the volume did not increase, so there is no doubling time"
+PAIRED = "paired partial-volume volumetry"
+SEGMENTED = "each scan's segmentation"
 NO_DATES_NOTE = ("no scan dates: give --prior-date/--current-date or --interval-days for the volume doubling time")
 
 
@@ -60,6 +68,9 @@ class Growth:
         vdt_note: why ``vdt_days`` is ``None`` (empty when it is a number).
         lung_rads_growth: mean diameter up by more than :data:`LUNG_RADS_GROWTH_MM`.
         solid_component_change_mm: change of the solid component's mean diameter when both scans have one.
+        volume_method: :data:`PAIRED` or :data:`SEGMENTED`: where the volumes come from.
+        prior_volume_mm3: the prior volume the change is computed from.
+        current_volume_mm3: the current volume likewise.
     """
 
     interval_days: int | None
@@ -71,6 +82,9 @@ class Growth:
     vdt_note: str
     lung_rads_growth: bool
     solid_component_change_mm: float | None
+    volume_method: str = SEGMENTED
+    prior_volume_mm3: float | None = None
+    current_volume_mm3: float | None = None
 
 
 def volume_doubling_time(v1_mm3: float, v2_mm3: float, interval_days: int | None) -> tuple[float | None, str]:
@@ -90,17 +104,22 @@ def volume_doubling_time(v1_mm3: float, v2_mm3: float, interval_days: int | None
     return round(interval_days * math.log(2.0) / math.log(v2_mm3 / v1_mm3), 1), ""
 
 
-def growth(prior: Size, current: Size, interval_days: int | None) -> Growth:
-    """The change from ``prior`` to ``current`` (see the module docstring)."""
-    vdt, note = volume_doubling_time(prior.volume_mm3, current.volume_mm3, interval_days)
-    change = round(current.mean_diameter_mm - prior.mean_diameter_mm, 1)
+def growth(prior: Size, current: Size, interval_days: int | None, paired: PairedVolumes | None = None) -> Growth:
+    """The change from ``prior`` to ``current`` (see the module docstring); ``paired``: the pair's paired volumes."""
+    v1, v2 = (prior.volume_mm3, current.volume_mm3) if paired is None else (paired.prior_mm3, paired.current_mm3)
+    vdt, note = volume_doubling_time(v1, v2, interval_days)
+    d1, d2 = prior.mean_diameter_mm, current.mean_diameter_mm
+    if paired is not None:
+        d1, d2 = consistent_diameters(d1, d2, paired.ratio)
+    change = round(d2 - d1, 1)
     solid = None
     if prior.solid_component_mm is not None and current.solid_component_mm is not None:
         solid = round(current.solid_component_mm - prior.solid_component_mm, 1)
     return Growth(interval_days=interval_days,
-                  volume_change_mm3=round(current.volume_mm3 - prior.volume_mm3, 1),
-                  volume_change_pct=round(100.0 * (current.volume_mm3 - prior.volume_mm3) / prior.volume_mm3, 1),
+                  volume_change_mm3=round(v2 - v1, 1),
+                  volume_change_pct=round(100.0 * (v2 - v1) / v1, 1),
                   mean_diameter_change_mm=change,
                   long_axis_change_mm=round(current.long_axis_mm - prior.long_axis_mm, 1),
                   vdt_days=vdt, vdt_note=note, lung_rads_growth=change > LUNG_RADS_GROWTH_MM,
-                  solid_component_change_mm=solid)
+                  solid_component_change_mm=solid, volume_method=SEGMENTED if paired is None else PAIRED,
+                  prior_volume_mm3=round(v1, 1), current_volume_mm3=round(v2, 1))

@@ -27,7 +27,7 @@ from lungai.io.segmentation import write_seg_nrrd
 logger = logging.getLogger(__name__)
 
 SCHEMA = "lungai-follow-up"
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 TRANSFORM_FILE = "registration.tfm"
 CSV_COLUMNS = (
     "status", "current_nodule_id", "prior_nodule_id",
@@ -40,6 +40,7 @@ CSV_COLUMNS = (
     "prior_in_current_lps_x_mm", "prior_in_current_lps_y_mm", "prior_in_current_lps_z_mm", "match_distance_mm",
     "interval_days", "mean_diameter_change_mm", "volume_change_mm3", "volume_change_pct", "vdt_days", "vdt_note",
     "solid_component_change_mm", "lung_rads_category", "lung_rads_rule", "fleischner_recommendation",
+    "volume_method",
 )
 
 
@@ -128,7 +129,8 @@ def _csv_row(pair: Pair) -> list[Any]:
                                                 growth.volume_change_pct, growth.vdt_days, growth.vdt_note,
                                                 growth.solid_component_change_mm]),
            None if lung_rads is None else lung_rads["category"], None if lung_rads is None else lung_rads["rule"],
-           None if pair.fleischner is None else pair.fleischner["recommendation"]]
+           None if pair.fleischner is None else pair.fleischner["recommendation"],
+           None if growth is None else growth.volume_method]
     return ["" if value is None else value for value in row]
 
 

@@ -11,9 +11,10 @@ segmentation runs at its position mapped into the other scan:
    (:func:`~lungai.preprocessing.lesion_region.lesion_plausibility`), and it loses the voxels of
    the scan's existing lesions.
 3. It counts as found when something remains whose mean diameter is at least
-   :attr:`MappedConfig.min_found_mm` and at least :attr:`MappedConfig.min_size_ratio` times the
-   other scan's, and whose centroid lies within ``max(MappedConfig.min_distance_mm,
-   MappedConfig.distance_per_diameter x the other scan's mean diameter)`` of the mapped point; it
+   :attr:`MappedConfig.min_found_mm`, at least :attr:`MappedConfig.min_size_ratio` and at most
+   :attr:`MappedConfig.max_size_ratio` times the other scan's, and whose centroid lies within
+   ``max(MappedConfig.min_distance_mm, MappedConfig.distance_per_diameter x the other scan's mean
+   diameter)`` of the mapped point; it
    is then measured like any lesion (:func:`~lungai.preprocessing.measurements.measure_lesion`).
 
 The checks in step 3 are stricter than the matching gate: a segmentation model run at a point
@@ -25,12 +26,21 @@ something at a truth nodule's position, the two at nodules present on both scans
 positions of new or resolved nodules lay 2.6 to 10.1 mm away at 0.35 to 0.95 of it, each
 outside the distance or the size bound. A nodule that shrank (or grew) to under 0.7 of its
 diameter is therefore reported resolved (or new) when the detector misses it on one scan.
+
+The model runs as in the pipeline's preview (:func:`lungai.pipeline.nodules.segment_detection`):
+once per tile, unmirrored, at the trained spacing alone, an eighth or less of the full
+inference's model calls; the mask only has to say whether the nodule is there and where its
+region lies (the change is measured by :mod:`lungai.followup.volumetry`). The VOI starts at the
+other scan's size and grows at most :attr:`MappedConfig.max_growth` times:
+the size is known, and a mask that keeps reaching the VOI's sides has leaked into a vessel or the
+chest wall (unbounded, such a segmentation took minutes of tiles). The upper size bound (1.6 times
+the diameter, four times the volume) keeps such a leak from being paired.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import SimpleITK as sitk
@@ -39,7 +49,7 @@ from lungai.errors import WeightsError
 from lungai.inference.voi_segmentation import VoiInference, recorded_inference
 from lungai.io.volume_arrays import spacing_zyx
 from lungai.pipeline.detection import Detection
-from lungai.pipeline.models import ModelStore
+from lungai.pipeline.model_store import ModelStore
 from lungai.pipeline.nodules import DEFAULT_THRESHOLD, SEGMENTATION_MODEL, segment_detection
 from lungai.preprocessing.lesion_region import lesion_plausibility, lesion_region
 from lungai.preprocessing.measurements import LesionMeasurements, axial_diameters, measure_lesion
@@ -57,18 +67,23 @@ class MappedConfig:
     Attributes:
         min_found_mm: smallest mean diameter.
         min_size_ratio: smallest mean diameter as a fraction of the other scan's.
+        max_size_ratio: largest mean diameter as a multiple of the other scan's.
         min_distance_mm: the centroid may always lie this far from the mapped point.
         distance_per_diameter: and this many times the other scan's mean diameter.
+        max_growth: how often the VOI may grow.
     """
 
     min_found_mm: float = 3.0
     min_size_ratio: float = 0.7
+    max_size_ratio: float = 1.6
     min_distance_mm: float = 4.0
     distance_per_diameter: float = 0.3
+    max_growth: int = 1
 
     def accepts(self, expected_mm: float, found_mm: float, distance_mm: float) -> bool:
         """Whether a segmentation of ``found_mm`` at ``distance_mm`` from the point is the nodule."""
-        return (found_mm >= max(self.min_found_mm, self.min_size_ratio * expected_mm)
+        return (max(self.min_found_mm, self.min_size_ratio * expected_mm) <= found_mm
+                <= self.max_size_ratio * max(expected_mm, self.min_found_mm)
                 and distance_mm <= max(self.min_distance_mm, self.distance_per_diameter * expected_mm))
 
 
@@ -108,7 +123,8 @@ class Segmenter:
     def _prepare(self) -> tuple[np.ndarray, VoiInference]:
         if self._inference is None:
             try:
-                self._inference = recorded_inference(self.models.inference(SEGMENTATION_MODEL), DEFAULT_THRESHOLD)
+                recorded = recorded_inference(self.models.inference(SEGMENTATION_MODEL), DEFAULT_THRESHOLD)
+                self._inference = replace(recorded, mirror=False, tile_mirror=False, scales=(1.0,))
             except ValueError as exc:
                 raise WeightsError(f"{SEGMENTATION_MODEL} weights: {exc}",
                                    "reinstall or re-release the weights") from None
@@ -126,7 +142,7 @@ class Segmenter:
         radius = max(MIN_RADIUS_MM, expected_diameter_mm / 2.0)
         centre = (float(point_lps[0]), float(point_lps[1]), float(point_lps[2]))
         segmented = segment_detection(self.models.get(SEGMENTATION_MODEL), hu, self.image,
-                                      Detection(centre, radius, None), inference, region)
+                                      Detection(centre, radius, None), inference, region, self.config.max_growth)
         mask, box = segmented.mask, segmented.box
         where = f"segmentation at {np.round(centre, 1).tolist()} (expected {expected_diameter_mm:.1f} mm)"
         reason = "empty" if not mask.any() else lesion_plausibility(

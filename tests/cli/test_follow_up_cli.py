@@ -85,7 +85,7 @@ def test_outputs_and_the_matched_nodule(follow_up_run) -> None:
     for name in OUTPUT_FILES:
         assert (out / name).is_file(), name
     document = json.loads((out / "follow_up.json").read_text())
-    assert document["schema"] == "lungai-follow-up" and document["schema_version"] == "1.0"
+    assert document["schema"] == "lungai-follow-up" and document["schema_version"] == "1.1"
     assert document["interval_days"] == 180 and document["prior"]["date"] is None
     registration = document["registration"]
     assert registration["quality"] == "good" and registration["lung_dice"] > 0.9
@@ -98,6 +98,7 @@ def test_outputs_and_the_matched_nodule(follow_up_run) -> None:
     assert np.linalg.norm(np.asarray(big["prior_centre_in_current_lps_mm"]) - expected) < 2.0
     assert np.linalg.norm(np.asarray(big["current"]["centre_lps_mm"]) - expected) < 5.0
     assert abs(big["growth"]["volume_change_pct"]) < 25 and big["growth"]["interval_days"] == 180
+    assert big["growth"]["volume_method"] == "paired partial-volume volumetry"
     assert big["lung_rads"]["label"] == "rule applied to measurements, not a diagnosis"
     # registration.tfm maps current points to prior points (fixed = current).
     written = sitk.ReadTransform(str(out / "registration.tfm"))

@@ -147,6 +147,16 @@ def test_pair_outcomes_by_hand(fixture_dirs: tuple[Path, Path]) -> None:
     assert result["growth_flag_right"] is False  # n6 grew, but its match is wrong
 
 
+def test_the_outputs_own_change_and_flag_are_scored() -> None:
+    """The output's growth block (paired volumes, its flag) is scored, not its two scans' sizes."""
+    truth = _truth("p2", P2_TRUTH)
+    entry = _entry("matched", _finding([0, 0, 0], 410, 9), _finding([10, 0, 0], 400, 9))
+    entry["growth"].update(volume_change_pct=1.0, lung_rads_growth=True)
+    result = evaluate_pair(truth, (_output([entry]), sitk.TranslationTransform(3, (-10.0, 0.0, 0.0))))
+    assert result["nodules"][0]["volume_change_error_pct"] == pytest.approx(1.0)
+    assert result["nodules"][0]["growth_flag_output"] is True and result["growth_flag_right"] is False
+
+
 def test_overall_numbers_and_targets_by_hand(fixture_dirs: tuple[Path, Path], tmp_path: Path) -> None:
     pairs, results = fixture_dirs
     report = evaluate_follow_up(pairs, results, tmp_path / "eval.json", split="test")
@@ -156,6 +166,8 @@ def test_overall_numbers_and_targets_by_hand(fixture_dirs: tuple[Path, Path], tm
     assert o["num_nodules_both_scans"] == 6 and o["overall_match_rate"] == pytest.approx(3 / 6)
     # found by the detector on both: p1 n1 and n6, p2 n1 (p1 n2's current is a mapped segmentation)
     assert o["num_found_by_detector_both"] == 3 and o["both_found_match_rate"] == pytest.approx(2 / 3)
+    # found by the detector on at least one scan: those and p1 n2 (p1 n3 and p3 n1 were never found)
+    assert o["num_found_by_detector_once"] == 4 and o["detected_once_match_rate"] == pytest.approx(3 / 4)
     assert o["new_resolved_wrong_matches"] == 1
     residuals = [1, 1, 1, math.sqrt(10), 0]  # p1 n1 n2 n3 n6, p2 n1 (p3 has no transform)
     assert o["residual_median_mm"] == pytest.approx(1.0)
@@ -187,7 +199,7 @@ def test_a_perfect_output_passes_every_target(fixture_dirs: tuple[Path, Path], t
 def test_cli_prints_pass_and_fail(fixture_dirs: tuple[Path, Path], tmp_path: Path,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     pairs, results = fixture_dirs
-    code, out, _ = run_cli(["evaluate-follow-up", "--pairs", str(pairs), "--results", str(results),
+    code, out, _ = run_cli(["evaluate", "follow-up", "--pairs", str(pairs), "--results", str(results),
                             "-o", str(tmp_path / "e.json")], capsys)
     assert code == 0, out
     lines = out.splitlines()
@@ -240,6 +252,9 @@ def test_bench_arguments_and_command(bench: ModuleType, fixture_dirs: tuple[Path
     assert command == ["lungai", "follow-up", str(pairs / "p1/prior.nrrd"), str(pairs / "p1/current.nrrd"), "-o",
                        str(results / "p1"), "--prior-date", "2020-01-01", "--current-date", "2020-04-10",
                        "--device", "cpu"]
+    earlier = tmp_path / "earlier"
+    reused = bench.follow_up_command(Path("lungai"), pairs, rows[0], results / "p1", "", earlier)
+    assert reused[2:4] == [str(earlier / "p1" / "prior"), str(earlier / "p1" / "current")]
     assert bench.is_done(results / "p1") and not bench.is_done(results / "p3")
     for bad, message in ((["--pairs", str(tmp_path), "--results", str(results)], "has no pairs.csv"),
                          (["--pairs", str(pairs), "--results", str(results), "--timeout", "0"], "must be positive"),

@@ -13,4 +13,5 @@ def test_size_and_distance_bounds() -> None:
     assert cfg.accepts(20.0, 18.0, 5.9)  # a larger nodule may lie up to 0.3 diameters away
     assert not cfg.accepts(20.0, 18.0, 6.1)
     assert not cfg.accepts(3.0, 2.9, 0.5)  # under 3 mm
-    assert cfg.accepts(8.0, 20.0, 1.0)  # larger than expected is allowed (growth)
+    assert cfg.accepts(8.0, 12.5, 1.0)  # larger than expected is allowed (growth)...
+    assert not cfg.accepts(8.0, 13.0, 1.0)  # ...up to 1.6 times the diameter (4 times the volume): a leak
