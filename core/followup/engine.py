@@ -35,7 +35,7 @@ from lungai.errors import DifferentPatientError, OutputExistsError, ScanOrderErr
 from lungai.followup import scans
 from lungai.followup.categories import Nodule as CategoryNodule
 from lungai.followup.categories import fleischner, lung_rads_follow_up
-from lungai.followup.growth import Growth, Size, growth
+from lungai.followup.growth import VDT_CAVEAT, Growth, Size, growth
 from lungai.followup.matching import MatchingConfig, match
 from lungai.followup.registration import Registration, register
 from lungai.followup.remeasure import Found, Segmenter
@@ -286,6 +286,11 @@ def _paired_volumes(pair: Pair, prior: scans.Analysed, current: scans.Analysed, 
     return paired
 
 
+def vdt_caveat(pairs: list[Pair]) -> list[str]:
+    """:data:`~lungai.followup.growth.VDT_CAVEAT` when some pair has a volume doubling time, else nothing."""
+    return [VDT_CAVEAT] if any(p.growth is not None and p.growth.vdt_days is not None for p in pairs) else []
+
+
 def _order(pair: Pair) -> tuple[int, int]:
     """Matched, then new, then resolved; each by nodule number."""
     lesion = pair.current or pair.prior
@@ -351,6 +356,7 @@ def run_follow_up(config: FollowUpConfig, matching: MatchingConfig | None = None
         t0 = time.perf_counter()
         labels = {"prior": sitk.GetArrayFromImage(prior.labels), "current": sitk.GetArrayFromImage(current.labels)}
         pairs = _pairs(prior, current, registration, interval, store, labels, matching or MatchingConfig())
+        warnings += vdt_caveat(pairs)
         timings["match"] = round(time.perf_counter() - t0, 2)
         result = FollowUp(config, prior, current, (prior_date, current_date), interval, registration, pairs, labels,
                           warnings, timings)

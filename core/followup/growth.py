@@ -29,6 +29,11 @@ LUNG_RADS_GROWTH_MM = 1.5
 NO_GROWTH_NOTE = "no growth: the volume did not increase, so there is no doubling time"
 PAIRED = "paired partial-volume volumetry"
 SEGMENTED = "each scan's segmentation"
+#: Said with every follow-up that reports a volume doubling time: its measured accuracy
+#: (docs/results.md, ``lungai evaluate follow-up`` on the simulated test pairs).
+VDT_CAVEAT = ("volume doubling times are rough estimates: on simulated test pairs 5 of 20 growing nodules "
+              "got a VDT within 25 % of the truth (the growth of a growing nodule tends to be underestimated; "
+              "docs/results.md)")
 NO_DATES_NOTE = ("no scan dates: give --prior-date/--current-date or --interval-days for the volume doubling time")
 
 

@@ -45,3 +45,14 @@ def test_growth_changes_and_lung_rads_growth() -> None:
 def test_solid_component_change_only_when_both_have_one() -> None:
     assert growth(Size(10, 8, 400, 3.0), Size(11, 9, 450, 5.5), 90).solid_component_change_mm == pytest.approx(2.5)
     assert growth(Size(10, 8, 400, None), Size(11, 9, 450, 5.5), 90).solid_component_change_mm is None
+
+
+def test_a_follow_up_with_a_doubling_time_says_how_rough_it_is() -> None:
+    from lungai.followup.engine import Pair, vdt_caveat
+    from lungai.followup.growth import VDT_CAVEAT
+
+    grew = Pair("matched", None, None, growth=growth(Size(8, 6, 150), Size(10, 8, 300), 100))
+    stable = Pair("matched", None, None, growth=growth(Size(8, 6, 150), Size(8, 6, 150), 100))
+    assert grew.growth is not None and grew.growth.vdt_days is not None
+    assert vdt_caveat([stable, grew]) == [VDT_CAVEAT]
+    assert vdt_caveat([stable, Pair("new", None, None)]) == []
