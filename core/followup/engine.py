@@ -44,6 +44,7 @@ from lungai.io.findings import Nodule
 from lungai.io.output import check_output_target, staged_output
 from lungai.io.run_log import RunLog
 from lungai.io.volume import CTVolume
+from lungai.labels import nodule as nodule_label
 from lungai.pipeline.config import RunConfig
 from lungai.pipeline.model_store import ModelStore
 from lungai.pipeline.runner import model_store, run_pipeline
@@ -276,10 +277,10 @@ def _paired_volumes(pair: Pair, prior: scans.Analysed, current: scans.Analysed, 
                     labels: dict[str, np.ndarray]) -> PairedVolumes | None:
     """The pair's volumes measured on both scans together (:mod:`lungai.followup.volumetry`)."""
     assert pair.prior is not None and pair.current is not None  # a matched pair
-    lung = pair.current.lung or pair.prior.lung
-    transform = registration.per_lung.get(lung or "", registration.transform)
-    paired = paired_volumes(Side(prior.volume.image, labels["prior"], 10 + pair.prior.nodule_id),
-                            Side(current.volume.image, labels["current"], 10 + pair.current.nodule_id), transform)
+    transform = registration.transform_for(pair.current.lung or pair.prior.lung)
+    paired = paired_volumes(Side(prior.volume.image, labels["prior"], nodule_label(pair.prior.nodule_id).value),
+                            Side(current.volume.image, labels["current"], nodule_label(pair.current.nodule_id).value),
+                            transform)
     if paired is None:
         logger.info("prior %d / current %d: paired volumetry not possible, the segmented volumes are used",
                     pair.prior.nodule_id, pair.current.nodule_id)

@@ -102,14 +102,18 @@ class Registration:
     method: str = METHOD
     seconds: float = 0.0
 
+    def transform_for(self, lung: str | None = None) -> sitk.AffineTransform:
+        """``lung``'s own transform (current -> prior) when it has one, else the whole-chest one."""
+        return self.per_lung.get(lung or "", self.transform)
+
     def to_prior(self, point_lps: np.ndarray, lung: str | None = None) -> np.ndarray:
         """A current-scan point mapped into the prior (LPS mm), with ``lung``'s own transform when it has one."""
-        transform = self.per_lung.get(lung or "", self.transform)
+        transform = self.transform_for(lung)
         return np.asarray(transform.TransformPoint([float(v) for v in point_lps]))
 
     def to_current(self, point_lps: np.ndarray, lung: str | None = None) -> np.ndarray:
         """A prior-scan point mapped into the current scan (LPS mm), the inverse of :meth:`to_prior`."""
-        transform = self.per_lung.get(lung or "", self.transform)
+        transform = self.transform_for(lung)
         return np.asarray(transform.GetInverse().TransformPoint([float(v) for v in point_lps]))
 
 

@@ -122,8 +122,7 @@ def _dilated(mask: np.ndarray, spacing: tuple[float, float, float], mm: float) -
     """``mask`` grown by ``mm`` (an ellipsoid of that radius in voxels of each axis)."""
     radius = [max(0, int(round(mm / s))) for s in spacing]
     zz, yy, xx = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
-    ball = sum((a / max(r, 1e-6)) ** 2 if r else a.astype(float) ** 2 * 1e6
-               for a, r in zip((zz, yy, xx), radius)) <= 1.0
+    ball = sum((a / max(r, 1)) ** 2 for a, r in zip((zz, yy, xx), radius)) <= 1.0
     return ndimage.binary_dilation(mask, structure=ball)
 
 
