@@ -296,7 +296,8 @@ class Nodule:
         distance_to_pleura_mm: gap between the nodule and the lung mask's edge (0: touching).
         solid_component_mm: mean diameter of a part-solid nodule's solid part, else ``None``.
         kind: ``nodule``, or ``mass`` for a lesion whose long axis exceeds 30 mm.
-        detected_by: ``blob`` (blob candidate scored by the classifier) or ``mass`` (the mass rule).
+        detected_by: ``blob`` (blob candidate scored by the classifier), ``ground_glass`` (ground-glass
+            candidate scored by the ground-glass scorer) or ``mass`` (the mass rule).
         operating_point: the strictest operating point (``specific``, ``balanced``, ``high``) its
             detection score passes; ``None`` for the mass rule or a score below them all.
         characteristics: texture, calcification, spiculation, lobulation and margin estimates;

@@ -10,7 +10,12 @@
    score and the candidate's strength score: on the validation inserted-nodule scans it beat
    either alone (CPM 0.67 against 0.52 for the ROI score and 0.48 for the strength; weights
    0.3, 0.5, 0.7 and 1 tried).
-3. Detections at or above the operating point's threshold are returned, strongest first.
+3. A second pool for subsolid nodules, which the blob filter ranks behind the vessels: the
+   strongest ground-glass candidates (:func:`lungai.preprocessing.ground_glass.find_ground_glass`),
+   each scored by :mod:`lungai.pipeline.ground_glass` (the filter's measurements and the same ROI
+   score) on the same score scale. A ground-glass detection within its radius (at least
+   :data:`SAME_LESION_MM`) of a blob candidate that scores at least as high is that candidate.
+4. Detections at or above the operating point's threshold are returned, strongest first.
 
 Where LungAI deviates from the nodule paper, and why:
 
@@ -34,7 +39,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cache
 
 import numpy as np
 import SimpleITK as sitk
@@ -42,9 +48,11 @@ import torch
 from torch import nn
 
 from lungai.inference.batches import batched_outputs
+from lungai.pipeline.ground_glass import GroundGlassScorer, feature_matrix, read_scorer
 from lungai.pipeline.operating_points import operating_point
 from lungai.preprocessing.candidates import Candidate, CandidateConfig, find_candidates, strength_score
 from lungai.preprocessing.detection_rois import extract_rois
+from lungai.preprocessing.ground_glass import GroundGlassConfig, find_ground_glass
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +61,10 @@ CENTRE_HALF_SIZE = (2, 6, 6)
 
 CLASSIFIER_WEIGHT = 0.7
 """Weight of the classifier's ROI score against the candidate strength in the detection score."""
+
+SAME_LESION_MM = 5.0
+"""A ground-glass detection this close (or within its radius) to a blob candidate scoring at least as
+high is the same lesion."""
 
 
 @dataclass(frozen=True)
@@ -64,9 +76,9 @@ class Detection:
         radius_mm: the blob scale estimate (radius of the strongest filter scale).
         score: 0..1; the combined classifier and strength score (:func:`combined_score`), or the
             strength score alone when there is no classifier; ``None`` for a mass candidate.
-        source: ``blob`` (a blob candidate that passed the operating point) or ``mass`` (a thick
-            soft-tissue lesion of :func:`lungai.preprocessing.lesion_region.lesion_region`,
-            reported at every operating point).
+        source: ``blob`` (a blob candidate that passed the operating point), ``ground_glass`` (a
+            ground-glass candidate that did) or ``mass`` (a thick soft-tissue lesion of
+            :func:`lungai.preprocessing.lesion_region.lesion_region`, reported at every operating point).
         extent_mm_zyx: the lesion's rough extent (mm) when known (masses), else ``None``.
     """
 
@@ -85,13 +97,47 @@ class DetectionConfig:
         operating_point: ``high`` (sensitive), ``balanced`` or ``specific``.
         threshold: a score threshold; overrides the operating point when given.
         candidates: the candidate filter's parameters.
+        ground_glass: whether the ground-glass pool runs (it needs the classifier).
         batch_size: ROIs per classifier call.
     """
 
     operating_point: str = "balanced"
     threshold: float | None = None
     candidates: CandidateConfig = CandidateConfig()
+    ground_glass: bool = True
     batch_size: int = 32
+
+
+@cache
+def ground_glass_scorer() -> GroundGlassScorer:
+    """The installed ground-glass scorer (read once)."""
+    return read_scorer()
+
+
+def ground_glass_detections(image: sitk.Image, lung_labels: sitk.Image, classifier: nn.Module, device: str = "cpu",
+                            batch_size: int = 32) -> list[Detection]:
+    """Every scored ground-glass candidate (the scorer's ``top`` strongest) as a detection."""
+    scorer = ground_glass_scorer()
+    found = find_ground_glass(image, lung_labels, replace(GroundGlassConfig(), max_candidates=scorer.top))
+    if not found:
+        return []
+    roi = roi_scores(classifier, extract_rois(image, [c.centre_lps_mm for c in found]), device, batch_size)
+    scores = scorer.detection_scores(scorer.probabilities(feature_matrix(found, roi)))
+    return [Detection(c.centre_lps_mm, c.radius_mm, float(s), source="ground_glass") for c, s in zip(found, scores)]
+
+
+def _new_lesions(glass: list[Detection], blobs: list[Detection]) -> list[Detection]:
+    """The ground-glass detections that no blob candidate scoring at least as high already covers."""
+    if not blobs:
+        return glass
+    points = np.array([b.centre_lps_mm for b in blobs])
+    scores = np.array([b.score or 0.0 for b in blobs])
+    kept = []
+    for g in glass:
+        near = np.linalg.norm(points - np.asarray(g.centre_lps_mm), axis=1) <= max(g.radius_mm, SAME_LESION_MM)
+        if not np.any(near & (scores >= (g.score or 0.0))):
+            kept.append(g)
+    return kept
 
 
 def threshold_of(config: DetectionConfig, with_classifier: bool = True) -> float:
@@ -149,7 +195,7 @@ def detect_nodules(image: sitk.Image, lung_labels: sitk.Image, config: Detection
             (the pipeline shares them with the tumour stage); ``None`` finds them.
 
     Returns:
-        The detections at or above the threshold, highest score first.
+        The detections (blob and ground-glass) at or above the threshold, highest score first.
 
     Raises:
         ValueError: unknown operating point, or labels that do not match the image.
@@ -166,8 +212,11 @@ def detect_nodules(image: sitk.Image, lung_labels: sitk.Image, config: Detection
         rois = extract_rois(image, [c.centre_lps_mm for c in candidates])
         strengths = np.array([strength_score(c.strength, config.candidates) for c in candidates])
         scores = combined_score(roi_scores(classifier, rois, device, config.batch_size), strengths)
-    detections = [Detection(c.centre_lps_mm, c.radius_mm, float(s)) for c, s in zip(candidates, scores)
-                  if s >= threshold]
+    scored = [Detection(c.centre_lps_mm, c.radius_mm, float(s)) for c, s in zip(candidates, scores)]
+    if classifier is not None and config.ground_glass:
+        scored += _new_lesions(ground_glass_detections(image, lung_labels, classifier, device, config.batch_size),
+                               scored)
+    detections = [d for d in scored if (d.score or 0.0) >= threshold]
     detections.sort(key=lambda d: -(d.score or 0.0))
     logger.info("detection: %d of %d candidates at score >= %.3f in %.1f s", len(detections), len(candidates),
                 threshold, time.perf_counter() - start)

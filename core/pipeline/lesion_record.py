@@ -27,7 +27,7 @@ def nodule_finding(index: int, measured: LesionMeasurements, image: sitk.Image, 
         measured: its measurements.
         image: the scan (for the centroid's voxel index).
         score: its detection score (``None`` for a mass found by the thickness rule).
-        detected_by: ``blob`` or ``mass`` (the detection's source).
+        detected_by: ``blob``, ``ground_glass`` or ``mass`` (the detection's source).
     """
     point = passed_operating_point(score)
     lung_rads = (lung_rads_category(measured.type, measured.diameters.mean_mm, measured.solid_component_mm)

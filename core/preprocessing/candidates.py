@@ -93,7 +93,7 @@ def strength_score(strength: float, config: CandidateConfig | None = None) -> fl
     return float(1.0 - math.exp(-max(strength, 0.0) / cfg.strength_scale_hu))
 
 
-def _lung_box(lung_labels: sitk.Image, margin_mm: float) -> tuple[list[int], list[int]] | None:
+def lung_box(lung_labels: sitk.Image, margin_mm: float) -> tuple[list[int], list[int]] | None:
     """Index and size (x, y, z) of the lungs' bounding box plus a margin, or ``None`` without lungs."""
     array = sitk.GetArrayViewFromImage(lung_labels)
     present = [np.flatnonzero(array.any(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1))]
@@ -107,7 +107,7 @@ def _lung_box(lung_labels: sitk.Image, margin_mm: float) -> tuple[list[int], lis
     return [int(v) for v in lo[::-1]], [int(v) for v in (hi - lo + 1)[::-1]]
 
 
-def _resample(image: sitk.Image, spacing_mm: tuple[float, float, float], interpolator: int,
+def resample_to(image: sitk.Image, spacing_mm: tuple[float, float, float], interpolator: int,
               default: float, pixel: int) -> sitk.Image:
     """Resample to at least ``spacing_mm`` per axis (coarser axes kept), same extent and direction."""
     spacing = np.array(image.GetSpacing())
@@ -123,8 +123,8 @@ def _resample(image: sitk.Image, spacing_mm: tuple[float, float, float], interpo
 def _prepare(image: sitk.Image, lung_labels: sitk.Image, spacing_mm: tuple[float, float, float],
              cfg: CandidateConfig) -> tuple[sitk.Image, np.ndarray]:
     """The clipped, lung-only float image on a working grid and its lung mask array."""
-    hu = _resample(image, spacing_mm, sitk.sitkLinear, -1000.0, sitk.sitkFloat32)
-    lung = sitk.GetArrayFromImage(_resample(sitk.Cast(lung_labels > 0, sitk.sitkFloat32), spacing_mm,
+    hu = resample_to(image, spacing_mm, sitk.sitkLinear, -1000.0, sitk.sitkFloat32)
+    lung = sitk.GetArrayFromImage(resample_to(sitk.Cast(lung_labels > 0, sitk.sitkFloat32), spacing_mm,
                                             sitk.sitkLinear, 0.0, sitk.sitkFloat32)) >= 0.5
     array = np.clip(sitk.GetArrayFromImage(hu), -1000.0, cfg.hu_ceiling)
     array[~lung] = cfg.outside_hu
@@ -133,7 +133,7 @@ def _prepare(image: sitk.Image, lung_labels: sitk.Image, spacing_mm: tuple[float
     return prepared, lung
 
 
-def _second_differences(padded: np.ndarray, points: np.ndarray, spacing_zyx: np.ndarray) -> np.ndarray:
+def second_differences(padded: np.ndarray, points: np.ndarray, spacing_zyx: np.ndarray) -> np.ndarray:
     """Hessians ``(N, 3, 3)`` (z, y, x) of an edge-padded array at ``points`` (indices of the unpadded one)."""
     p = points + 1
     unit = np.eye(3, dtype=int)
@@ -161,7 +161,7 @@ def _laplacian(padded: np.ndarray, spacing_zyx: np.ndarray) -> np.ndarray:
     return out
 
 
-def _blobness(hessians: np.ndarray) -> np.ndarray:
+def blobness_of(hessians: np.ndarray) -> np.ndarray:
     """|lambda_min| / |lambda_max| where all eigenvalues are negative (a bright blob), else 0."""
     eig = np.linalg.eigvalsh(hessians)
     magnitudes = np.abs(eig)
@@ -187,7 +187,7 @@ def _scale_peaks(prepared: sitk.Image, lung: np.ndarray, radius: float, cfg: Can
     peaks = (response >= cfg.min_strength_hu) & lung
     peaks &= response == ndimage.maximum_filter(response, size=3)
     indices = np.argwhere(peaks)
-    blob = _blobness(_second_differences(padded, indices, spacing_zyx)) if len(indices) else np.zeros(0)
+    blob = blobness_of(second_differences(padded, indices, spacing_zyx)) if len(indices) else np.zeros(0)
     keep = blob >= cfg.min_blobness
     indices, blob = indices[keep], blob[keep]
     strengths = response[tuple(indices.T)] * blob * min(radius / cfg.full_weight_radius_mm, 1.0)
@@ -195,7 +195,7 @@ def _scale_peaks(prepared: sitk.Image, lung: np.ndarray, radius: float, cfg: Can
     return _Peaks(points.reshape(-1, 3), np.full(len(indices), radius), strengths.astype(float), blob)
 
 
-def _suppress(points: np.ndarray, radii: np.ndarray, order: np.ndarray, limit: int) -> list[int]:
+def suppress(points: np.ndarray, radii: np.ndarray, order: np.ndarray, limit: int) -> list[int]:
     """Greedy non-maximum suppression over ``order`` (strongest first)."""
     kept: list[int] = []
     for i in order:
@@ -234,7 +234,7 @@ def find_candidates(image: sitk.Image, lung_labels: sitk.Image,
     if image.GetSize() != lung_labels.GetSize():
         raise ValueError(f"lung labels of size {lung_labels.GetSize()} do not match the image {image.GetSize()}")
     start = time.perf_counter()
-    box = _lung_box(lung_labels, margin_mm=2 * max(cfg.radii_mm))
+    box = lung_box(lung_labels, margin_mm=2 * max(cfg.radii_mm))
     if box is None:
         return []
     image = sitk.RegionOfInterest(image, box[1], box[0])
@@ -254,7 +254,7 @@ def find_candidates(image: sitk.Image, lung_labels: sitk.Image,
     radii_a = np.concatenate([p.radii for p in found])
     strengths = np.concatenate([p.strengths for p in found])
     blob = np.concatenate([p.blobness for p in found])
-    kept = _suppress(points, radii_a, np.argsort(-strengths, kind="stable"), cfg.max_candidates)
+    kept = suppress(points, radii_a, np.argsort(-strengths, kind="stable"), cfg.max_candidates)
     result = [Candidate((float(points[i][0]), float(points[i][1]), float(points[i][2])), float(radii_a[i]),
                         float(strengths[i]), float(blob[i])) for i in kept]
     logger.info("candidates: %d of %d blob peaks in %.1f s", len(result), len(points), time.perf_counter() - start)
