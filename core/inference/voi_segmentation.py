@@ -61,6 +61,11 @@ TILE_OVERLAP = 0.5
 MAX_TILED_ROIS = 4
 #: Largest spacing factor of :attr:`VoiInference.scales` (a coarser grid shrinks the nodule away).
 MAX_SCALE = 2.0
+#: Input voxels per model call on the CPU (:func:`_run_model`): two ``resunet3d`` ROIs. A larger
+#: batch's activations are fresh memory that the system pages in at every call: ``resunet3d`` on
+#: one thread takes about 31 ms per input in batches of eight (5 ms of it in the kernel) against
+#: 27 ms in pairs, with the same outputs.
+CPU_BATCH_VOXELS = 2 * 16 * 48 * 48
 
 
 @dataclass(frozen=True)
@@ -128,12 +133,23 @@ def _flips(mirror: bool) -> list[tuple[int, ...]]:
 
 
 def _run_model(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    """Sigmoid probabilities of a batch. On the CPU a batch of one is run twice over, because
+    """Sigmoid probabilities of a batch. On the CPU the model gets at most :data:`CPU_BATCH_VOXELS`
+    input voxels at a time (:func:`_cpu_parts`), and a batch of one is run twice over, because
     torch's CPU convolutions take a slower path for a single input (``resunet3d``: 172 ms for one
-    input alone, about 25 ms per input in a batch of two to eight)."""
-    if batch.shape[0] == 1 and batch.device.type == "cpu":
+    input alone, about 27 ms per input in a pair)."""
+    if batch.device.type != "cpu":
+        return torch.sigmoid(model(batch).float())
+    if batch.shape[0] == 1:
         return torch.sigmoid(model(batch.expand(2, *batch.shape[1:])).float())[:1]
-    return torch.sigmoid(model(batch).float())
+    return torch.cat([torch.sigmoid(model(part).float()) for part in _cpu_parts(batch)])
+
+
+def _cpu_parts(batch: torch.Tensor) -> list[torch.Tensor]:
+    """``batch`` (at least two inputs) in parts of at most :data:`CPU_BATCH_VOXELS` input voxels but
+    at least two inputs each: a last single input joins the part before it."""
+    size = max(2, CPU_BATCH_VOXELS // batch[0].numel())
+    starts = list(range(0, batch.shape[0] - 1, size))
+    return [batch[start:end] for start, end in zip(starts, [*starts[1:], batch.shape[0]])]
 
 
 @torch.inference_mode()
@@ -230,6 +246,66 @@ def _tiled_probability(model: nn.Module, image: np.ndarray, spec: RoiSpec, infer
     return out
 
 
+class VoiPrediction:
+    """A segmentation model's predictions on one VOI, each resampled grid and tiling made once.
+
+    :func:`predict_voi_probability` uses a new one per call. Kept for several predictions of the
+    same VOI, it tiles each scale once for all of them: the nodule pipeline's preview and full
+    prediction (:mod:`lungai.pipeline.nodules`) tile the trained scale alike (unmirrored, when
+    ``tile_mirror`` is off), so the full prediction takes the preview's tiles (the same model
+    inputs in the same batches: the same probabilities).
+
+    Args:
+        model: maps ``(N, 1, *spec.shape)`` to mask logits (or a centred crop of them).
+        hu: the VOI in HU, ``(z, y, x)``.
+        spacing_zyx: its spacing (mm).
+        spec: the model's ROI.
+    """
+
+    def __init__(self, model: nn.Module, hu: np.ndarray, spacing_zyx: tuple[float, float, float],
+                 spec: RoiSpec) -> None:
+        self.model, self.hu, self.spacing_zyx, self.spec = model, hu, spacing_zyx, spec
+        self._resampled: dict[float, np.ndarray] = {}
+        self._tiled: dict[tuple[float, bool, int], np.ndarray] = {}
+
+    def probability(self, inference: VoiInference) -> np.ndarray:
+        """Probabilities on the VOI's grid (float32), the mean over ``inference.scales``."""
+        total = np.zeros(self.hu.shape, np.float32)
+        for scale in inference.scales:
+            total += self.by_threshold(scale, inference, (inference.threshold,))[inference.threshold]
+        return total / len(inference.scales)
+
+    def by_threshold(self, scale: float, inference: VoiInference,
+                     thresholds: tuple[float, ...]) -> dict[float, np.ndarray]:
+        """The soft mask at one scale with each threshold (:func:`probabilities_by_threshold`)."""
+        scaled = scaled_spec(self.spec, scale)
+        image = self._image(scale)
+        roi = normalize_hu(centre_pad_crop(image, scaled.shape, "edge"))
+        centred = roi_to_resampled(predict_rois(self.model, [roi], scaled, inference)[0][0], image.shape, scaled)
+        tiled_at = {t for t in thresholds if inference.tile and _cut_by_roi(centred, scaled, t)}
+        native = {False: resample(centred, self.hu.shape, order=1).astype(np.float32)}
+        if tiled_at:
+            native[True] = self._tiled_native(scale, inference)
+        return {t: native[t in tiled_at] for t in thresholds}
+
+    def _image(self, scale: float) -> np.ndarray:
+        """The VOI (HU) resampled to the ROI spacing times ``scale``."""
+        if scale not in self._resampled:
+            self._resampled[scale] = resample_to_spec(self.hu.astype(np.float32), None, self.spacing_zyx,
+                                                      scaled_spec(self.spec, scale))[0]
+        return self._resampled[scale]
+
+    def _tiled_native(self, scale: float, inference: VoiInference) -> np.ndarray:
+        """The tiles' probabilities at ``scale`` on the VOI's grid; tiled once per scale, tile mirroring
+        and batch size."""
+        key = (scale, inference.mirror and inference.tile_mirror, inference.batch_size)
+        if key not in self._tiled:
+            tiled = _tiled_probability(self.model, self._image(scale), scaled_spec(self.spec, scale), inference,
+                                       MAX_TILED_ROIS / scale)
+            self._tiled[key] = resample(tiled, self.hu.shape, order=1).astype(np.float32)
+        return self._tiled[key]
+
+
 def predict_voi_probability(model: nn.Module, hu: np.ndarray, spacing_zyx: tuple[float, float, float],
                             spec: RoiSpec, inference: VoiInference = VoiInference()) -> np.ndarray:
     """Soft mask of a segmentation model on a VOI, on the VOI's own grid (see the module docstring).
@@ -244,11 +320,7 @@ def predict_voi_probability(model: nn.Module, hu: np.ndarray, spacing_zyx: tuple
     Returns:
         Probabilities on ``hu``'s grid (float32), the mean over ``inference.scales``.
     """
-    total = np.zeros(hu.shape, np.float32)
-    for scale in inference.scales:
-        total += probabilities_by_threshold(model, hu, spacing_zyx, spec, scale, inference,
-                                            (inference.threshold,))[inference.threshold]
-    return total / len(inference.scales)
+    return VoiPrediction(model, hu, spacing_zyx, spec).probability(inference)
 
 
 def probabilities_by_threshold(model: nn.Module, hu: np.ndarray, spacing_zyx: tuple[float, float, float],
@@ -263,13 +335,4 @@ def probabilities_by_threshold(model: nn.Module, hu: np.ndarray, spacing_zyx: tu
     Returns:
         ``{threshold: probabilities on hu's grid (float32)}``.
     """
-    scaled = scaled_spec(spec, scale)
-    image, _ = resample_to_spec(hu.astype(np.float32), None, spacing_zyx, scaled)
-    roi = normalize_hu(centre_pad_crop(image, scaled.shape, "edge"))
-    centred = roi_to_resampled(predict_rois(model, [roi], scaled, inference)[0][0], image.shape, scaled)
-    tiled_at = {t for t in thresholds if inference.tile and _cut_by_roi(centred, scaled, t)}
-    native = {False: resample(centred, hu.shape, order=1).astype(np.float32)}
-    if tiled_at:
-        tiled = _tiled_probability(model, image, scaled, inference, MAX_TILED_ROIS / scale)
-        native[True] = resample(tiled, hu.shape, order=1).astype(np.float32)
-    return {t: native[t in tiled_at] for t in thresholds}
+    return VoiPrediction(model, hu, spacing_zyx, spec).by_threshold(scale, inference, thresholds)

@@ -18,7 +18,9 @@ below), which spares minutes of tiles on hilar vessels. Before each full predict
 (one pass at the trained spacing, unmirrored: 1/16 of the model calls of the shipped settings)
 tells whether the VOI's mask is already bound to be dropped; if so the preview is the result
 (it is then dropped as the full mask would be), else the full prediction runs as described, so
-every kept lesion's mask is the full prediction's.
+every kept lesion's mask is the full prediction's. The full prediction reuses what the preview
+already ran (:class:`~lungai.inference.voi_segmentation.VoiPrediction`): the tiles at the trained
+spacing, unmirrored in both when the checkpoint's ``tile_mirror`` is off.
 
 With the lesion search region, a segmentation mostly outside it (hilum, mediastinum), a tubular
 one, or a blob detection's that grew far beyond its blob is dropped
@@ -42,7 +44,7 @@ from scipy import ndimage
 from torch import nn
 
 from lungai.inference.nodule_roi import Voi, voi_box
-from lungai.inference.voi_segmentation import VoiInference, predict_voi_probability
+from lungai.inference.voi_segmentation import VoiInference, VoiPrediction
 from lungai.io.volume_arrays import spacing_zyx
 from lungai.pipeline.config import SEGMENTATION_MODEL
 from lungai.pipeline.detection import Detection
@@ -122,17 +124,18 @@ def _doomed(mask: np.ndarray, voi: Voi, region: np.ndarray | None, detection: De
     return detection.source == "blob" and overgrown(axial_diameters(mask, spacing).long_axis_mm, detection.radius_mm)
 
 
-def _preview(model: nn.Module, hu: np.ndarray, voi: Voi, local_centre: np.ndarray, spacing: tuple[float, float, float],
+def _preview(prediction: VoiPrediction, voi: Voi, local_centre: np.ndarray, spacing: tuple[float, float, float],
              detection: Detection, inference: VoiInference, region: np.ndarray | None) -> np.ndarray | None:
     """The preview mask when it is already bound to be dropped (:func:`_doomed`), else ``None``.
 
     The preview runs once at the trained spacing, unmirrored (tiles too); with settings that are
-    already that cheap there is no preview.
+    already that cheap there is no preview. Its tiles are those of the full prediction at the
+    trained spacing when ``inference.tile_mirror`` is off, and ``prediction`` keeps them for it.
     """
     cheap = replace(inference, mirror=False, tile_mirror=False, scales=(1.0,))
     if region is None or cheap == inference:
         return None
-    probability = predict_voi_probability(model, hu[voi.box], spacing, roi_spec(SEGMENTATION_MODEL), cheap)
+    probability = prediction.probability(cheap)
     mask = _component_at(probability >= inference.threshold, local_centre, spacing, detection.radius_mm)
     return mask if _doomed(mask, voi, region, detection, spacing) else None
 
@@ -163,10 +166,11 @@ def segment_detection(model: nn.Module, hu: np.ndarray, image: sitk.Image, detec
     for attempt in range(max_growth + 1):
         voi = voi_box(centre, extent, spacing, shape)
         local_centre = centre - [s.start for s in voi.box]
-        preview = _preview(model, hu, voi, local_centre, spacing, detection, inference, region)
+        prediction = VoiPrediction(model, hu[voi.box], spacing, spec)
+        preview = _preview(prediction, voi, local_centre, spacing, detection, inference, region)
         if preview is not None:
             return SegmentedNodule(detection, voi.box, preview)
-        probability = predict_voi_probability(model, hu[voi.box], spacing, spec, inference)
+        probability = prediction.probability(inference)
         mask = _component_at(probability >= inference.threshold, local_centre, spacing, detection.radius_mm)
         grow = _touching_sides(mask, voi, hu.shape) if mask.any() else []
         if not grow or attempt == max_growth or _doomed(mask, voi, region, detection, spacing):

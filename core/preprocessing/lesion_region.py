@@ -120,12 +120,22 @@ def _steps(spacing_zyx: np.ndarray, cfg: LesionRegionConfig) -> np.ndarray:
 
 
 def _closed(mask: np.ndarray, radius_mm: float, spacing_zyx: np.ndarray) -> np.ndarray:
-    """Closing of ``mask`` with a ball, by two distance transforms (padded so edges do not erode)."""
+    """Closing of a non-empty ``mask`` with a ball, by two distance transforms.
+
+    They run on the mask's bounding box padded by the ball's radius and one voxel more, so edges do
+    not erode: the closing lies in the padded box, and every distance inside it equals the whole
+    grid's (the nearest background voxel of the dilation is never beyond the box's false rim).
+    """
     pad = np.ceil(radius_mm / spacing_zyx).astype(int) + 1
-    padded = np.pad(mask, [(p, p) for p in pad])
+    box = ndimage.find_objects(mask.astype(np.uint8))[0]
+    padded = np.pad(mask[box], [(p, p) for p in pad])
     dilated = ndimage.distance_transform_edt(~padded, sampling=spacing_zyx) <= radius_mm
     closed = ndimage.distance_transform_edt(dilated, sampling=spacing_zyx) > radius_mm
-    return closed[tuple(slice(p, -p) for p in pad)] | mask
+    low = [b.start - p for b, p in zip(box, pad)]  # the padded box's first voxel on the grid (may lie before it)
+    on_grid = tuple(slice(max(lo, 0), min(lo + c, n)) for lo, c, n in zip(low, closed.shape, mask.shape))
+    out = mask.copy()
+    out[on_grid] |= closed[tuple(slice(g.start - lo, g.stop - lo) for g, lo in zip(on_grid, low))]
+    return out
 
 
 def _upsampled(coarse: np.ndarray, step: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
