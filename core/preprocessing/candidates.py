@@ -93,7 +93,7 @@ def strength_score(strength: float, config: CandidateConfig | None = None) -> fl
     return float(1.0 - math.exp(-max(strength, 0.0) / cfg.strength_scale_hu))
 
 
-def lung_box(lung_labels: sitk.Image, margin_mm: float) -> tuple[list[int], list[int]] | None:
+def _lung_box(lung_labels: sitk.Image, margin_mm: float) -> tuple[list[int], list[int]] | None:
     """Index and size (x, y, z) of the lungs' bounding box plus a margin, or ``None`` without lungs."""
     array = sitk.GetArrayViewFromImage(lung_labels)
     present = [np.flatnonzero(array.any(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1))]
@@ -107,7 +107,7 @@ def lung_box(lung_labels: sitk.Image, margin_mm: float) -> tuple[list[int], list
     return [int(v) for v in lo[::-1]], [int(v) for v in (hi - lo + 1)[::-1]]
 
 
-def resample_to(image: sitk.Image, spacing_mm: tuple[float, float, float], interpolator: int,
+def _resample(image: sitk.Image, spacing_mm: tuple[float, float, float], interpolator: int,
               default: float, pixel: int) -> sitk.Image:
     """Resample to at least ``spacing_mm`` per axis (coarser axes kept), same extent and direction."""
     spacing = np.array(image.GetSpacing())
@@ -120,12 +120,34 @@ def resample_to(image: sitk.Image, spacing_mm: tuple[float, float, float], inter
                          new_spacing.tolist(), image.GetDirection(), default, pixel)
 
 
+def lungs_cropped(image: sitk.Image, lung_labels: sitk.Image,
+                  margin_mm: float) -> tuple[sitk.Image, sitk.Image] | None:
+    """The image and labels cropped to the lungs' bounding box plus ``margin_mm``; ``None`` without lungs.
+
+    Raises:
+        ValueError: if the label image does not match the image grid.
+    """
+    if image.GetSize() != lung_labels.GetSize():
+        raise ValueError(f"lung labels of size {lung_labels.GetSize()} do not match the image {image.GetSize()}")
+    box = _lung_box(lung_labels, margin_mm)
+    if box is None:
+        return None
+    return sitk.RegionOfInterest(image, box[1], box[0]), sitk.RegionOfInterest(lung_labels, box[1], box[0])
+
+
+def on_grid(image: sitk.Image, lung_labels: sitk.Image,
+            spacing_mm: tuple[float, float, float]) -> tuple[sitk.Image, np.ndarray]:
+    """The float image resampled to at least ``spacing_mm`` (:func:`resample_to`) and its lung mask array."""
+    hu = _resample(image, spacing_mm, sitk.sitkLinear, -1000.0, sitk.sitkFloat32)
+    lung = sitk.GetArrayFromImage(_resample(sitk.Cast(lung_labels > 0, sitk.sitkFloat32), spacing_mm,
+                                            sitk.sitkLinear, 0.0, sitk.sitkFloat32)) >= 0.5
+    return hu, lung
+
+
 def _prepare(image: sitk.Image, lung_labels: sitk.Image, spacing_mm: tuple[float, float, float],
              cfg: CandidateConfig) -> tuple[sitk.Image, np.ndarray]:
     """The clipped, lung-only float image on a working grid and its lung mask array."""
-    hu = resample_to(image, spacing_mm, sitk.sitkLinear, -1000.0, sitk.sitkFloat32)
-    lung = sitk.GetArrayFromImage(resample_to(sitk.Cast(lung_labels > 0, sitk.sitkFloat32), spacing_mm,
-                                            sitk.sitkLinear, 0.0, sitk.sitkFloat32)) >= 0.5
+    hu, lung = on_grid(image, lung_labels, spacing_mm)
     array = np.clip(sitk.GetArrayFromImage(hu), -1000.0, cfg.hu_ceiling)
     array[~lung] = cfg.outside_hu
     prepared = sitk.GetImageFromArray(array)
@@ -231,14 +253,11 @@ def find_candidates(image: sitk.Image, lung_labels: sitk.Image,
         ValueError: if the label image does not match the image grid.
     """
     cfg = config or CandidateConfig()
-    if image.GetSize() != lung_labels.GetSize():
-        raise ValueError(f"lung labels of size {lung_labels.GetSize()} do not match the image {image.GetSize()}")
     start = time.perf_counter()
-    box = lung_box(lung_labels, margin_mm=2 * max(cfg.radii_mm))
-    if box is None:
+    cropped = lungs_cropped(image, lung_labels, margin_mm=2 * max(cfg.radii_mm))
+    if cropped is None:
         return []
-    image = sitk.RegionOfInterest(image, box[1], box[0])
-    lung_labels = sitk.RegionOfInterest(lung_labels, box[1], box[0])
+    image, lung_labels = cropped
     x, y, z = (float(v) for v in cfg.working_spacing_mm)
     grids = {(x, y, z): [r for r in cfg.radii_mm if r < cfg.coarse_from_mm],
              (2 * x, 2 * y, 2 * z): [r for r in cfg.radii_mm if r >= cfg.coarse_from_mm]}

@@ -38,7 +38,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from lungai.preprocessing.candidates import blobness_of, lung_box, resample_to, second_differences, suppress
+from lungai.preprocessing.candidates import blobness_of, lungs_cropped, on_grid, second_differences, suppress
 
 logger = logging.getLogger(__name__)
 
@@ -189,17 +189,11 @@ def find_ground_glass(image: sitk.Image, lung_labels: sitk.Image,
         ValueError: if the label image does not match the image grid.
     """
     cfg = config or GroundGlassConfig()
-    if image.GetSize() != lung_labels.GetSize():
-        raise ValueError(f"lung labels of size {lung_labels.GetSize()} do not match the image {image.GetSize()}")
     start = time.perf_counter()
-    box = lung_box(lung_labels, margin_mm=2.0)
-    if box is None:
+    cropped = lungs_cropped(image, lung_labels, margin_mm=2.0)
+    if cropped is None:
         return []
-    spacing = (cfg.working_spacing_mm,) * 3
-    hu = resample_to(sitk.RegionOfInterest(image, box[1], box[0]), spacing, sitk.sitkLinear, -1000.0,
-                     sitk.sitkFloat32)
-    lung_crop = sitk.Cast(sitk.RegionOfInterest(lung_labels, box[1], box[0]) > 0, sitk.sitkFloat32)
-    lungs = sitk.GetArrayFromImage(resample_to(lung_crop, spacing, sitk.sitkLinear, 0.0, sitk.sitkFloat32)) >= 0.5
+    hu, lungs = on_grid(*cropped, (cfg.working_spacing_mm,) * 3)
     maps = _maps(hu, lungs, cfg)
     found = [(_scale_peaks(maps, r, cfg), r) for r in cfg.radii_mm]
     indices = np.concatenate([f[0][0] for f in found]).reshape(-1, 3)
