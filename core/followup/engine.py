@@ -53,6 +53,8 @@ logger = logging.getLogger(__name__)
 
 #: The tasks each scan is analysed with.
 TASKS = ("lungs", "nodules")
+#: ``found_by`` of a nodule segmented at its position mapped from the other scan.
+MAPPED = "mapped_segmentation"
 
 
 @dataclass
@@ -166,7 +168,7 @@ def _from_found(found: Found, nodule_id: int) -> Lesion:
     m = found.measured
     size = Size(m.diameters.long_axis_mm, m.diameters.short_axis_mm, m.volume_mm3, m.solid_component_mm)
     kind = "mass" if m.diameters.long_axis_mm > 30.0 else "nodule"
-    return Lesion(None, nodule_id, np.asarray(m.centroid_lps, float), m.type, kind, size, "mapped_segmentation",
+    return Lesion(None, nodule_id, np.asarray(m.centroid_lps, float), m.type, kind, size, MAPPED,
                   m.location)
 
 
@@ -278,8 +280,10 @@ def _paired_volumes(pair: Pair, prior: scans.Analysed, current: scans.Analysed, 
     """The pair's volumes measured on both scans together (:mod:`lungai.followup.volumetry`)."""
     assert pair.prior is not None and pair.current is not None  # a matched pair
     transform = registration.transform_for(pair.current.lung or pair.prior.lung)
-    paired = paired_volumes(Side(prior.volume.image, labels["prior"], nodule_label(pair.prior.nodule_id).value),
-                            Side(current.volume.image, labels["current"], nodule_label(pair.current.nodule_id).value),
+    paired = paired_volumes(Side(prior.volume.image, labels["prior"], nodule_label(pair.prior.nodule_id).value,
+                                 pair.prior.found_by == MAPPED),
+                            Side(current.volume.image, labels["current"], nodule_label(pair.current.nodule_id).value,
+                                 pair.current.found_by == MAPPED),
                             transform)
     if paired is None:
         logger.info("prior %d / current %d: paired volumetry not possible, the segmented volumes are used",

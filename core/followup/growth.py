@@ -31,7 +31,7 @@ PAIRED = "paired partial-volume volumetry"
 SEGMENTED = "each scan's segmentation"
 #: Said with every follow-up that reports a volume doubling time: its measured accuracy
 #: (docs/results.md, ``lungai evaluate follow-up`` on the simulated test pairs).
-VDT_CAVEAT = ("volume doubling times are rough estimates: on simulated test pairs 5 of 20 growing nodules "
+VDT_CAVEAT = ("volume doubling times are rough estimates: on simulated test pairs 10 of 20 growing nodules "
               "got a VDT within 25 % of the truth (the growth of a growing nodule tends to be underestimated; "
               "docs/results.md)")
 NO_DATES_NOTE = ("no scan dates: give --prior-date/--current-date or --interval-days for the volume doubling time")

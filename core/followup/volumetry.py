@@ -3,16 +3,23 @@
 Two independent segmentations of one nodule differ by more than its growth often does: the
 scans have other slice thicknesses and noise, and a threshold on a blurred edge moves the
 boundary. A 10 % volume error on a nodule growing by 30 % moves its doubling time by about
-40 %. So the change of a matched nodule is measured on both scans together:
+40 %. So the change of a matched nodule is measured on both scans with one method and one
+nodule level:
 
-1. **One region.** On the current grid, the union of the current mask and the prior mask
-   mapped by the registration (nearest neighbour, the transform of the nodule's lung), dilated
-   by :attr:`VolumetryConfig.margin_mm`; the same region is mapped back onto the prior grid.
-   Voxels of other lesions are left out on each scan. Both sums therefore cover the same
-   anatomy.
+1. **A region on each scan.** A mask from a segmentation at a mapped position
+   (:mod:`lungai.followup.remeasure`; :attr:`Side.mapped`) is first cut to the other scan's mask
+   mapped onto its grid by the registration (nearest neighbour, the transform of the nodule's
+   lung) and dilated by :attr:`VolumetryConfig.margin_mm`, so that a segmentation merged with a
+   neighbour does not count the neighbour. Each scan's region is then its own mask dilated by
+   :attr:`VolumetryConfig.margin_mm` (the blurred edge), cut to a ball about the mask's centroid
+   whose radius is :attr:`VolumetryConfig.ball_factor` times the mask's equivalent-sphere radius
+   plus the margin (vessels and other structures attached to the mask), without the voxels of
+   other lesions. The region of the earlier method, one region for both scans (the union of the
+   two masks, dilated), held on the prior scan the structures next to the nodule that the grown
+   nodule covers, which pulled the volume ratio of growing nodules towards 1.
 2. **Two levels.** The background level of each scan is the median HU of the lung tissue
    (below :attr:`VolumetryConfig.tissue_below_hu`) in a shell :attr:`VolumetryConfig.shell_mm`
-   wide around the region; the nodule level is one number for both scans, the
+   wide around its region; the nodule level is one number for both scans, the
    :attr:`VolumetryConfig.core_percentile` percentile of the HU inside the mask of the scan with
    the thinner slices (the less blurred one).
 3. **Partial-volume volume.** Each voxel of the region counts by the fraction
@@ -24,6 +31,8 @@ boundary. A 10 % volume error on a nodule growing by 30 % moves its doubling tim
 The volumes replace the segmented ones in the growth measures (change, doubling time) and the
 growth flag uses the mean diameter scaled by the volume ratio's cube root
 (:func:`consistent_diameters`); the per-scan segmentations stay in each scan's own findings.
+The region (own mask, ball of 1.0 times the equivalent radius, mapped masks cut) was chosen on the
+tune pairs of ``lungai data simulate-follow-up`` (docs/follow-up.md).
 """
 
 from __future__ import annotations
@@ -45,7 +54,9 @@ class VolumetryConfig:
     """Settings of the paired volumetry (see the module docstring).
 
     Attributes:
-        margin_mm: dilation of the union of the two masks.
+        margin_mm: dilation of each mask (and of the other scan's mask that cuts a mapped one).
+        ball_factor: the region's ball about the mask's centroid has this many times the mask's
+            equivalent-sphere radius plus ``margin_mm`` as its radius.
         shell_mm: width of the shell whose lung tissue gives the background level.
         tissue_below_hu: shell voxels above this are not lung tissue (vessels, wall).
         core_percentile: percentile of the mask's HU taken as the nodule level.
@@ -53,6 +64,7 @@ class VolumetryConfig:
     """
 
     margin_mm: float = 2.0
+    ball_factor: float = 1.0
     shell_mm: float = 3.0
     tissue_below_hu: float = -500.0
     core_percentile: float = 90.0
@@ -83,11 +95,16 @@ class PairedVolumes:
 
 @dataclass(frozen=True)
 class Side:
-    """One scan's part: its image, its label array and the nodule's label value."""
+    """One scan's part: its image, its label array and the nodule's label value.
+
+    ``mapped``: the nodule's mask comes from a segmentation at a mapped position (its region is cut
+    to the other scan's mask first, see the module docstring).
+    """
 
     image: sitk.Image
     labels: np.ndarray
     value: int
+    mapped: bool = False
 
 
 def _box(mask: np.ndarray, pad: tuple[int, int, int]) -> tuple[slice, slice, slice]:
@@ -139,6 +156,43 @@ def _volume(hu: np.ndarray, region: np.ndarray, background: float, nodule: float
     return float(fraction.sum() * np.prod(spacing))
 
 
+def _ball(mask: np.ndarray, spacing: tuple[float, float, float], factor: float, margin_mm: float) -> np.ndarray:
+    """The voxels within ``factor`` x the equivalent-sphere radius of ``mask`` plus ``margin_mm`` of its centroid."""
+    step = np.asarray(spacing, dtype=np.float64)
+    centre = np.argwhere(mask).mean(axis=0) * step
+    radius = factor * (3.0 * np.count_nonzero(mask) * float(np.prod(step)) / (4.0 * np.pi)) ** (1.0 / 3.0) + margin_mm
+    axes = np.ogrid[tuple(slice(0, n) for n in mask.shape)]
+    distance2 = sum((a * s - c) ** 2 for a, s, c in zip(axes, step, centre))
+    return np.asarray(distance2 <= radius ** 2)
+
+
+def _cut_to_other(side: Side, other: Side, other_to_side: sitk.Transform, margin_mm: float) -> np.ndarray:
+    """``side``'s mask within ``other``'s mask mapped onto ``side``'s grid and dilated by ``margin_mm``.
+
+    ``other_to_side`` maps points of ``side``'s space into ``other``'s (SimpleITK resampling).
+    """
+    own = side.labels == side.value
+    other_mask = other.labels == other.value
+    other_box = _box(other_mask, _pad(other.image, margin_mm))
+    box = _box(own, _pad(side.image, margin_mm))
+    moved = _moved(_mask_image(other_mask[other_box], _crop(other.image, other_box)), _crop(side.image, box),
+                   other_to_side)
+    cut = np.zeros_like(own)
+    cut[box] = own[box] & _dilated(moved, spacing_zyx(side.image), margin_mm)
+    return cut
+
+
+def _region(image: sitk.Image, labels: np.ndarray, mask: np.ndarray, config: VolumetryConfig
+            ) -> tuple[tuple[slice, slice, slice], np.ndarray]:
+    """The crop box and, inside it, the measured region of one scan (see the module docstring, step 1)."""
+    box = _box(mask, _pad(image, config.margin_mm + config.shell_mm))
+    spacing = spacing_zyx(image)
+    local = mask[box]
+    region = (_dilated(local, spacing, config.margin_mm) & _ball(local, spacing, config.ball_factor, config.margin_mm)
+              & ~((labels[box] >= 10) & ~local))
+    return box, region
+
+
 def paired_volumes(prior: Side, current: Side, current_to_prior: sitk.Transform,
                    config: VolumetryConfig | None = None) -> PairedVolumes | None:
     """Both volumes of one matched nodule, measured together (see the module docstring).
@@ -150,28 +204,24 @@ def paired_volumes(prior: Side, current: Side, current_to_prior: sitk.Transform,
         config: the settings.
 
     Returns:
-        The two volumes, or ``None`` when a mask is empty, the region leaves a scan or the
-        nodule hardly differs from its background (then the segmented volumes stand).
+        The two volumes, or ``None`` when a mask is empty (also after a mapped one is cut), the
+        region leaves a scan, the nodule hardly differs from its background or a volume comes out
+        as zero (nothing in its region above the background; then the segmented volumes stand).
     """
     cfg = config or VolumetryConfig()
-    prior_mask, current_mask = prior.labels == prior.value, current.labels == current.value
+    if not (prior.labels == prior.value).any() or not (current.labels == current.value).any():
+        return None
+    prior_mask = (_cut_to_other(prior, current, current_to_prior.GetInverse(), cfg.margin_mm) if prior.mapped
+                  else prior.labels == prior.value)
+    current_mask = (_cut_to_other(current, prior, current_to_prior, cfg.margin_mm) if current.mapped
+                    else current.labels == current.value)
     if not prior_mask.any() or not current_mask.any():
         return None
-    reach = cfg.margin_mm + cfg.shell_mm
-    prior_box = _box(prior_mask, _pad(prior.image, reach + 20.0))
-    prior_local = _crop(prior.image, prior_box)
-    mapped = _moved(_mask_image(prior_mask[prior_box], prior_local), current.image, current_to_prior)
-    union = current_mask | mapped
-    current_box = _box(union, _pad(current.image, reach))
-    current_local = _crop(current.image, current_box)
-    c_spacing = spacing_zyx(current.image)
-    c_region = _dilated(union[current_box], c_spacing, cfg.margin_mm) & ~(
-        (current.labels[current_box] >= 10) & ~current_mask[current_box])
-    p_region = _moved(_mask_image(c_region, current_local), prior_local, current_to_prior.GetInverse())
-    p_region &= ~((prior.labels[prior_box] >= 10) & ~prior_mask[prior_box])
-    if not p_region.any() or _touches_edge(p_region) or _touches_edge(c_region):
+    prior_box, p_region = _region(prior.image, prior.labels, prior_mask, cfg)
+    current_box, c_region = _region(current.image, current.labels, current_mask, cfg)
+    if _touches_edge(p_region) or _touches_edge(c_region):
         return None
-    p_spacing = spacing_zyx(prior.image)
+    p_spacing, c_spacing = spacing_zyx(prior.image), spacing_zyx(current.image)
     p_hu = sitk.GetArrayViewFromImage(prior.image)[prior_box]
     c_hu = sitk.GetArrayViewFromImage(current.image)[current_box]
     backgrounds = (_background(p_hu, p_region, p_spacing, cfg), _background(c_hu, c_region, c_spacing, cfg))
@@ -180,9 +230,11 @@ def paired_volumes(prior: Side, current: Side, current_to_prior: sitk.Transform,
     nodule = float(np.percentile(sharper_hu[sharper_mask], cfg.core_percentile))
     if nodule - max(backgrounds) < cfg.min_contrast_hu:
         return None
-    return PairedVolumes(round(_volume(p_hu, p_region, backgrounds[0], nodule, p_spacing), 1),
-                         round(_volume(c_hu, c_region, backgrounds[1], nodule, c_spacing), 1),
-                         (round(backgrounds[0], 1), round(backgrounds[1], 1)), round(nodule, 1))
+    volumes = (round(_volume(p_hu, p_region, backgrounds[0], nodule, p_spacing), 1),
+               round(_volume(c_hu, c_region, backgrounds[1], nodule, c_spacing), 1))
+    if min(volumes) <= 0.0:
+        return None
+    return PairedVolumes(volumes[0], volumes[1], (round(backgrounds[0], 1), round(backgrounds[1], 1)), round(nodule, 1))
 
 
 def _touches_edge(region: np.ndarray) -> bool:
