@@ -13,8 +13,10 @@
 3. A second pool for subsolid nodules, which the blob filter ranks behind the vessels: the
    strongest ground-glass candidates (:func:`lungai.preprocessing.ground_glass.find_ground_glass`),
    each scored by :mod:`lungai.pipeline.ground_glass` (the filter's measurements and the same ROI
-   score) on the same score scale. A ground-glass detection within its radius (at least
-   :data:`SAME_LESION_MM`) of a blob candidate that scores at least as high is that candidate.
+   score) on the same score scale, on scans no coarser than the scorer was validated on
+   (:data:`lungai.pipeline.ground_glass.MAX_SPACING_MM`). A ground-glass detection within its
+   radius (at least :data:`SAME_LESION_MM`) of a blob candidate that scores at least as high is
+   that candidate.
 4. Detections at or above the operating point's threshold are returned, strongest first.
 
 Where LungAI deviates from the nodule paper, and why:
@@ -48,7 +50,7 @@ import torch
 from torch import nn
 
 from lungai.inference.batches import batched_outputs
-from lungai.pipeline.ground_glass import GroundGlassScorer, feature_matrix, read_scorer
+from lungai.pipeline.ground_glass import MAX_SPACING_MM, GroundGlassScorer, applies_to, feature_matrix, read_scorer
 from lungai.pipeline.operating_points import operating_point
 from lungai.preprocessing.candidates import Candidate, CandidateConfig, find_candidates, strength_score
 from lungai.preprocessing.detection_rois import extract_rois
@@ -213,7 +215,10 @@ def detect_nodules(image: sitk.Image, lung_labels: sitk.Image, config: Detection
         strengths = np.array([strength_score(c.strength, config.candidates) for c in candidates])
         scores = combined_score(roi_scores(classifier, rois, device, config.batch_size), strengths)
     scored = [Detection(c.centre_lps_mm, c.radius_mm, float(s)) for c, s in zip(candidates, scores)]
-    if classifier is not None and config.ground_glass:
+    if classifier is not None and config.ground_glass and not applies_to(image.GetSpacing()):
+        logger.warning("no ground-glass search: the scan's spacing %s mm is coarser than the %s mm it was "
+                       "validated on", tuple(round(v, 2) for v in image.GetSpacing()), MAX_SPACING_MM)
+    elif classifier is not None and config.ground_glass:
         scored += _new_lesions(ground_glass_detections(image, lung_labels, classifier, device, config.batch_size),
                                scored)
     detections = [d for d in scored if (d.score or 0.0) >= threshold]

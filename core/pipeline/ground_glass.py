@@ -29,8 +29,20 @@ from lungai.preprocessing.ground_glass import FEATURES, GroundGlassCandidate
 
 SCORER_FILE = Path(__file__).with_name("ground_glass_scorer.json")
 
+MAX_SPACING_MM = (1.5, 1.5, 5.0)
+"""The coarsest (x, y, z) spacing the pool runs on: in-plane, the filter's own 1.5 mm working grid
+(finer scans are resampled to it; the scorer was fitted and calibrated on 0.84-0.98 mm); along z,
+the thickest slices of its training backgrounds (2 and 5 mm). On coarser grids partial volume
+makes much of the lung look like ground glass (a 4 mm thorax gave 20 detections above
+``specific``), so the pool is off there."""
+
 INPUTS = (*FEATURES, "roi_logit", "log_rank")
 """The regression's inputs, in order: the filter's measurements, the ROI score's logit, ``log(1 + rank)``."""
+
+
+def applies_to(spacing_mm: Sequence[float]) -> bool:
+    """Whether the ground-glass pool runs on a scan of this (x, y, z) spacing (:data:`MAX_SPACING_MM`)."""
+    return all(float(s) <= limit + 1e-6 for s, limit in zip(spacing_mm, MAX_SPACING_MM))
 
 
 def feature_matrix(candidates: Sequence[GroundGlassCandidate], roi: np.ndarray) -> np.ndarray:

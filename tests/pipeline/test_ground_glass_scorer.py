@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lungai.pipeline.detection import Detection, _new_lesions
-from lungai.pipeline.ground_glass import INPUTS, SCORER_FILE, feature_matrix, read_scorer
+from lungai.pipeline.ground_glass import INPUTS, SCORER_FILE, applies_to, feature_matrix, read_scorer
 from lungai.pipeline.operating_points import OPERATING_POINTS
 from lungai.preprocessing.ground_glass import GroundGlassCandidate
 
@@ -65,3 +65,8 @@ def test_a_blob_candidate_scoring_as_high_is_the_same_lesion():
     far = Detection((30.0, 0.0, 0.0), 3.0, 0.5, source="ground_glass")
     assert _new_lesions([near_weaker, near_stronger, far], [blob]) == [near_stronger, far]
     assert _new_lesions([far], []) == [far]
+
+
+def test_the_pool_runs_only_on_grids_it_was_validated_on():
+    assert applies_to((0.98, 0.98, 2.0)) and applies_to((0.84, 0.84, 5.0)) and applies_to((1.5, 1.5, 2.5))
+    assert not applies_to((4.17, 4.17, 3.99)) and not applies_to((0.7, 0.7, 6.0))
