@@ -45,6 +45,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from lungai.io.volume_arrays import spacing_zyx
+from lungai.labels import NODULE_BASE_VALUE
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ def _region(image: sitk.Image, labels: np.ndarray, mask: np.ndarray, config: Vol
     spacing = spacing_zyx(image)
     local = mask[box]
     region = (_dilated(local, spacing, config.margin_mm) & _ball(local, spacing, config.ball_factor, config.margin_mm)
-              & ~((labels[box] >= 10) & ~local))
+              & ~((labels[box] > NODULE_BASE_VALUE) & ~local))
     return box, region
 
 
