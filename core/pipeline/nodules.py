@@ -48,7 +48,13 @@ from lungai.inference.voi_segmentation import VoiInference, VoiPrediction
 from lungai.io.volume_arrays import spacing_zyx
 from lungai.pipeline.config import SEGMENTATION_MODEL
 from lungai.pipeline.detection import Detection
-from lungai.preprocessing.lesion_region import MAX_OUTSIDE_FRACTION, lesion_plausibility, outside_fraction, overgrown
+from lungai.preprocessing.lesion_region import (
+    MAX_OUTSIDE_FRACTION,
+    detached,
+    lesion_plausibility,
+    outside_fraction,
+    overgrown,
+)
 from lungai.preprocessing.measurements import axial_diameters
 from lungai.preprocessing.roi import roi_spec
 
@@ -59,6 +65,9 @@ DEFAULT_THRESHOLD = 0.5
 MAX_GROWTH = 2
 #: A mask component counts as the detection's when it lies within this many radii of its centre.
 NEAR_RADII = 1.5
+#: Keep an implausible segmentation's body when cutting its attachments off makes it plausible
+#: (:func:`~lungai.preprocessing.lesion_region.detached`).
+DETACH_VESSELS = True
 
 
 @dataclass(frozen=True)
@@ -190,6 +199,38 @@ def _priority(detection: Detection) -> tuple[int, float, float]:
     return (1, -(detection.score or 0.0), detection.centre_lps_mm[2])
 
 
+def _implausible(nodule: SegmentedNodule, region: np.ndarray, spacing: tuple[float, float, float]) -> str | None:
+    """:func:`~lungai.preprocessing.lesion_region.lesion_plausibility` of a segmented detection."""
+    detection = nodule.detection
+    return lesion_plausibility(nodule.mask, nodule.box, region, spacing,
+                               axial_diameters(nodule.mask, spacing).long_axis_mm,
+                               detection.radius_mm if detection.source == "blob" else None)
+
+
+def plausible_lesion(nodule: SegmentedNodule, image: sitk.Image, region: np.ndarray,
+                     spacing: tuple[float, float, float]) -> SegmentedNodule | None:
+    """The segmented detection if it may be a lung lesion, else its body with the attached vessels cut
+    off (:func:`~lungai.preprocessing.lesion_region.detached`) if that may be one, else ``None`` (logged).
+
+    Masses (the mass rule's own segmentation) are only checked.
+    """
+    detection = nodule.detection
+    where = tuple(round(v, 1) for v in detection.centre_lps_mm)
+    reason = _implausible(nodule, region, spacing)
+    if reason is None:
+        return nodule
+    if DETACH_VESSELS and detection.source != "mass":
+        centre = _centre_index(image, detection.centre_lps_mm) - [b.start for b in nodule.box]
+        body = replace(nodule, mask=detached(nodule.mask, spacing, centre, detection.radius_mm))
+        if body.mask.any() and _implausible(body, region, spacing) is None:
+            logger.info("%s detection at %s kept without its attachments (%d of %d voxels): the whole "
+                        "segmentation was not plausible: %s", detection.source, where,
+                        np.count_nonzero(body.mask), np.count_nonzero(nodule.mask), reason)
+            return body
+    logger.info("%s detection at %s dropped: %s", detection.source, where, reason)
+    return None
+
+
 MassSegmenter = Callable[[Detection], SegmentedNodule]
 """Segments a mass detection (the pipeline passes :func:`lungai.preprocessing.lesion_region.mass_mask`)."""
 
@@ -223,14 +264,10 @@ def segment_detections(model: nn.Module, hu: np.ndarray, image: sitk.Image, dete
             on_segmented(done, len(detections))
         where = tuple(round(v, 1) for v in detection.centre_lps_mm)
         if region is not None and nodule.mask.any():
-            blob_radius = detection.radius_mm if detection.source == "blob" else None
-            reason = lesion_plausibility(nodule.mask, nodule.box, region, spacing,
-                                         axial_diameters(nodule.mask, spacing).long_axis_mm,
-                                         blob_radius)
-            if reason is not None:
-                logger.info("%s detection at %s dropped: %s", detection.source, where, reason)
+            checked = plausible_lesion(nodule, image, region, spacing)
+            if checked is None:
                 continue
-            nodule = replace(nodule, mask=nodule.mask & region[nodule.box])
+            nodule = replace(checked, mask=checked.mask & region[checked.box])
         nodule = replace(nodule, mask=nodule.mask & ~taken[nodule.box])
         if not nodule.mask.any():
             logger.info("%s detection at %s: empty mask, dropped", detection.source, where)

@@ -10,6 +10,7 @@ from lungai import labels
 from lungai.preprocessing.lesion_region import (
     MIN_SOLIDITY,
     MIN_THICKNESS_RATIO,
+    detached,
     inscribed_diameter_mm,
     lesion_plausibility,
     lesion_region,
@@ -135,3 +136,48 @@ def test_a_lesion_mostly_outside_the_region_is_implausible():
     assert "outside" in lesion_plausibility(ball, box, region, spacing, long_axis_mm=17.0)
     region[:, :, :] = True
     assert lesion_plausibility(ball, box, region, spacing, long_axis_mm=17.0) is None
+
+
+def _checked(mask: np.ndarray, spacing: tuple[float, float, float], blob_radius_mm: float | None = None) -> str | None:
+    region, box = np.ones(mask.shape, bool), tuple(slice(0, n) for n in mask.shape)
+    return lesion_plausibility(mask, box, region, spacing, axial_diameters(mask, spacing).long_axis_mm,
+                               blob_radius_mm)
+
+
+def test_a_nodule_with_attached_vessels_is_detached_to_its_body():
+    spacing = (1.0, 1.0, 1.0)
+    points = np.stack(np.mgrid[:80, :80, :80], axis=-1).astype(float) - 40.0
+    body = np.linalg.norm(points, axis=-1) <= 5.0  # a 10 mm nodule
+    vessels = np.zeros(body.shape, bool)
+    for direction in ((0, 1, 1), (1, -1, 0), (0, 0, -1)):
+        vessels |= _arm(points, direction, 1.5, 38.0)
+    segmented = body | vessels  # the segmentation ran along three vessels
+    assert _checked(segmented, spacing, blob_radius_mm=5.0) is not None  # overgrown and branching
+    centre = np.array([40.0, 40.0, 40.0])
+    kept = detached(segmented, spacing, centre, search_mm=5.0)
+    assert _checked(kept, spacing, blob_radius_mm=5.0) is None
+    # the body survives whole and the vessels are gone but for their roots (within 2 mm of the body)
+    assert (kept & body).sum() == body.sum()
+    assert not (kept & (np.linalg.norm(points, axis=-1) > 7.0)).any()
+
+
+def test_vessels_stay_implausible_once_detached():
+    spacing = (1.0, 1.0, 1.0)
+    points = np.stack(np.mgrid[:60, :60, :60], axis=-1).astype(float) - 30.0
+    branching = np.zeros(points.shape[:3], bool)  # a vessel junction: four 4 mm vessels meeting
+    for direction in ((1, 1, 1), (1, -1, -1), (-1, 1, -1), (-1, -1, 1)):
+        branching |= _arm(points, direction, 2.0, 20.0)
+    tube = _arm(points + (0.0, 0.0, 25.0), (0, 0, 1), 2.0, 50.0)  # a straight vessel through the centre
+    centre = np.array([30.0, 30.0, 30.0])
+    for vessel in (branching, tube):
+        assert _checked(vessel, spacing, blob_radius_mm=3.0) is not None
+        body = detached(vessel, spacing, centre, search_mm=3.0)
+        assert not body.any() or _checked(body, spacing, blob_radius_mm=3.0) is not None
+
+
+def test_detached_handles_empty_masks_and_a_far_centre():
+    spacing = (2.5, 0.7, 0.7)
+    assert not detached(np.zeros((5, 20, 20), bool), spacing, np.array([2.0, 10.0, 10.0]), 3.0).any()
+    mask = np.zeros((5, 40, 40), bool)
+    mask[1:4, 2:8, 2:8] = True
+    assert not detached(mask, spacing, np.array([2.0, 30.0, 30.0]), 3.0).any()  # nothing near the detection
