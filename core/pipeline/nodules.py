@@ -24,8 +24,9 @@ spacing, unmirrored in both when the checkpoint's ``tile_mirror`` is off.
 
 With the lesion search region, a segmentation mostly outside it (hilum, mediastinum), a tubular
 one, or a blob detection's that grew far beyond its blob is dropped
-(:func:`~lungai.preprocessing.lesion_region.lesion_plausibility`), and every mask is cut to the
-region. Masks are pasted into one label grid in that order: a voxel already claimed stays with the
+(:func:`~lungai.preprocessing.lesion_region.lesion_plausibility`), unless its body with the
+attached vessels cut off passes the same checks (:func:`plausible_lesion`: a nodule whose mask ran
+on along its vessels is kept as its body), and every mask is cut to the region. Masks are pasted into one label grid in that order: a voxel already claimed stays with the
 earlier lesion, so lesions never overlap; a detection left without voxels is dropped. The
 survivors are measured (:mod:`lungai.preprocessing.measurements`), numbered 1, 2, ... (masses
 first, then by decreasing detection score), and a lesion over
