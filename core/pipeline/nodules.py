@@ -26,10 +26,12 @@ With the lesion search region, a segmentation mostly outside it (hilum, mediasti
 one, or a blob detection's that grew far beyond its blob is dropped
 (:func:`~lungai.preprocessing.lesion_region.lesion_plausibility`), unless its body with the
 attached vessels cut off passes the same checks (:func:`plausible_lesion`: a nodule whose mask ran
-on along its vessels is kept as its body), and every mask is cut to the region. Masks are pasted into one label grid in that order: a voxel already claimed stays with the
-earlier lesion, so lesions never overlap; a detection left without voxels is dropped. The
-survivors are measured (:mod:`lungai.preprocessing.measurements`), numbered 1, 2, ... (masses
-first, then by decreasing detection score), and a lesion over
+on along its vessels is kept as its body; so is one whose attachments make up most of its
+plausible mask), and every mask is cut to the region. Masks are pasted into one label grid in
+that order: a voxel already claimed stays with the earlier lesion, so lesions never overlap; a
+detection left without voxels is dropped. The survivors are measured
+(:mod:`lungai.preprocessing.measurements`), numbered 1, 2, ... (masses first, then by decreasing
+detection score), and a lesion over
 :data:`~lungai.pipeline.lesion_record.MASS_FROM_MM` is a mass.
 """
 
@@ -66,9 +68,11 @@ DEFAULT_THRESHOLD = 0.5
 MAX_GROWTH = 2
 #: A mask component counts as the detection's when it lies within this many radii of its centre.
 NEAR_RADII = 1.5
-#: Keep an implausible segmentation's body when cutting its attachments off makes it plausible
-#: (:func:`~lungai.preprocessing.lesion_region.detached`).
+#: Replace a segmentation by its body when cutting its attachments off makes it plausible or when the
+#: attachments are most of it (:func:`plausible_lesion`, :func:`~lungai.preprocessing.lesion_region.detached`).
 DETACH_VESSELS = True
+#: A plausible segmentation whose body holds less than this fraction of its voxels is its body.
+MIN_BODY_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -210,24 +214,28 @@ def _implausible(nodule: SegmentedNodule, region: np.ndarray, spacing: tuple[flo
 
 def plausible_lesion(nodule: SegmentedNodule, image: sitk.Image, region: np.ndarray,
                      spacing: tuple[float, float, float]) -> SegmentedNodule | None:
-    """The segmented detection if it may be a lung lesion, else its body with the attached vessels cut
-    off (:func:`~lungai.preprocessing.lesion_region.detached`) if that may be one, else ``None`` (logged).
+    """The segmented detection as a lung lesion, or ``None`` (logged) when it cannot be one.
 
-    Masses (the mass rule's own segmentation) are only checked.
+    A blob or ground-glass detection's segmentation is replaced by its body with the attached
+    vessels cut off (:func:`~lungai.preprocessing.lesion_region.detached`) when the whole
+    segmentation is not plausible or the body holds less than :data:`MIN_BODY_FRACTION` of its
+    voxels, provided the body is plausible; a segmentation that is not plausible and has no
+    plausible body is dropped. Masses (the mass rule's own segmentation) are only checked.
     """
     detection = nodule.detection
     where = tuple(round(v, 1) for v in detection.centre_lps_mm)
     reason = _implausible(nodule, region, spacing)
-    if reason is None:
-        return nodule
     if DETACH_VESSELS and detection.source != "mass":
         centre = _centre_index(image, detection.centre_lps_mm) - [b.start for b in nodule.box]
         body = replace(nodule, mask=detached(nodule.mask, spacing, centre, detection.radius_mm))
-        if body.mask.any() and _implausible(body, region, spacing) is None:
-            logger.info("%s detection at %s kept without its attachments (%d of %d voxels): the whole "
-                        "segmentation was not plausible: %s", detection.source, where,
-                        np.count_nonzero(body.mask), np.count_nonzero(nodule.mask), reason)
+        voxels, whole = np.count_nonzero(body.mask), np.count_nonzero(nodule.mask)
+        if voxels and (reason is not None or voxels < MIN_BODY_FRACTION * whole) and (
+                _implausible(body, region, spacing) is None):
+            logger.info("%s detection at %s: kept without its attachments (%d of %d voxels)%s", detection.source,
+                        where, voxels, whole, "" if reason is None else f"; the whole segmentation: {reason}")
             return body
+    if reason is None:
+        return nodule
     logger.info("%s detection at %s dropped: %s", detection.source, where, reason)
     return None
 
