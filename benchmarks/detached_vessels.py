@@ -1,20 +1,22 @@
-"""What cutting attached vessels off implausible segmentations does to ``lungai run``'s lesions.
+"""What cutting attached vessels off segmentations does to ``lungai run``'s lesions.
 
 :func:`lungai.pipeline.nodules.segment_detections` drops a segmentation that is not plausible as a
 lung lesion (mostly outside the search region, overgrown, tubular, branching). With
 ``DETACH_VESSELS`` it first opens the mask (:func:`lungai.preprocessing.lesion_region.detached`)
-and keeps the body when that is plausible. This runs ``lungai run`` (lungs, nodules) on
-validation inserted-nodule scans (validation-split VOIs pasted into the training backgrounds, as
-``lungai evaluate detection`` makes them; seed 1 by default) with and without it, the
-segmentations shared between the two runs, and counts per variant the inserted nodules found (a
-lesion's centroid within max(5 mm, the nodule's radius) of its centre) and the lesions that are
-none of them (false positives; the backgrounds' own lesions, such as A0001's cancer, count
-among them, alike in both variants). Each lesion kept by the detaching is listed.
+and keeps the body when that is plausible; a plausible segmentation whose body holds less than
+``MIN_BODY_FRACTION`` of it (``--body-fraction``) is replaced by the body too. This runs
+``lungai run`` (lungs, nodules) on validation inserted-nodule scans (validation-split VOIs pasted
+into the training backgrounds, as ``lungai evaluate detection`` makes them; seed 1 by default)
+with and without it, the segmentations shared between the two runs, and counts per variant the
+inserted nodules found (a lesion's centroid within max(5 mm, the nodule's radius) of its centre)
+and the lesions that are none of them (false positives; the backgrounds' own lesions, such as
+A0001's cancer, count among them, alike in both variants). Each lesion kept by the detaching is
+listed.
 
 Usage::
 
     python benchmarks/detached_vessels.py [--data ../shared/data] [--scans 20] [--seed 1] \\
-        [--sensitivity balanced] [--out runs/detached_vessels.json]
+        [--sensitivity balanced] [--body-fraction 0.5] [--out runs/detached_vessels.json]
 """
 
 from __future__ import annotations
@@ -61,14 +63,17 @@ def _score(lesions: list[tuple[float, float, float]], truth: list[Any]) -> dict[
     return {"found": found, "false_positives": len(false)}
 
 
-def run_scan(case: Any, folder: Path, store: Any, shared: _SharedSegmentations, sensitivity: str) -> dict[str, Any]:
+def run_scan(case: Any, folder: Path, store: Any, shared: _SharedSegmentations, sensitivity: str,
+             body_fraction: float) -> dict[str, Any]:
     """Both variants on one inserted scan."""
     path = folder / f"{case.scan_id}.nrrd"
     sitk.WriteImage(case.image, str(path), True)
     shared.cache.clear()
     row: dict[str, Any] = {"scan": case.scan_id, "nodules": [[list(t.center_mm), t.diameter_mm] for t in case.nodules],
                            "textures": list(case.textures)}
+    shipped = nodules.MIN_BODY_FRACTION
     try:
+        nodules.MIN_BODY_FRACTION = body_fraction
         for name, detach in (("with", True), ("without", False)):
             nodules.DETACH_VESSELS = detach
             result = lungai.run(path, folder / name / case.scan_id, tasks="lungs,nodules", models=store,
@@ -77,7 +82,7 @@ def run_scan(case: Any, folder: Path, store: Any, shared: _SharedSegmentations, 
             row[name] = {"lesions": [[*c, n.long_axis_mm] for c, n in zip(centroids, result.findings.nodules)],
                          **_score(centroids, case.nodules)}
     finally:
-        nodules.DETACH_VESSELS = True
+        nodules.DETACH_VESSELS, nodules.MIN_BODY_FRACTION = True, shipped
     return row
 
 
@@ -102,6 +107,8 @@ def main() -> None:
     parser.add_argument("--scans", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--sensitivity", default="balanced", choices=("high", "balanced", "specific"))
+    parser.add_argument("--body-fraction", type=float, default=nodules.MIN_BODY_FRACTION,
+                        help="MIN_BODY_FRACTION of the run with detaching (default: the shipped one)")
     parser.add_argument("--out", type=Path, default=None, help="JSON of every scan's lesions and scores")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -112,7 +119,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for case in inserted_cases(args.data, "val", args.scans, seed=args.seed):
-            rows.append(run_scan(case, Path(tmp), store, shared, args.sensitivity))
+            rows.append(run_scan(case, Path(tmp), store, shared, args.sensitivity, args.body_fraction))
             row = rows[-1]
             logger.info("%s: found %d / %d without detaching, %d with; other lesions %d / %d", row["scan"],
                         sum(row["without"]["found"]), len(row["nodules"]), sum(row["with"]["found"]),
