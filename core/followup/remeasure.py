@@ -7,9 +7,12 @@ segmentation runs at its position mapped into the other scan:
 1. A detection is made at the mapped point with the other scan's mean radius
    (:func:`lungai.pipeline.nodules.segment_detection`: ``resunet3d`` in a VOI grown as needed,
    the component at the point).
-2. The mask must pass the pipeline's plausibility checks, or its body with the attached vessels cut
-   off must (:func:`lungai.pipeline.nodules.plausible_lesion`); it is cut to the lesion search
-   region and loses the voxels of the scan's existing lesions.
+2. The mask is cut to the lesion search region and must pass the pipeline's plausibility checks
+   (:func:`~lungai.preprocessing.lesion_region.lesion_plausibility`) as it is: unlike the nodule
+   stage (:func:`lungai.pipeline.nodules.plausible_lesion`), no body is cut out of an implausible
+   mask here, where a structure is sought at a point rather than at a detection (on the simulated
+   test pairs that step paired a new nodule with a structure at its place on the prior). It loses the
+   voxels of the scan's existing lesions.
 3. It counts as found when something remains whose mean diameter is at least
    :attr:`MappedConfig.min_found_mm`, at least :attr:`MappedConfig.min_size_ratio` and at most
    :attr:`MappedConfig.max_size_ratio` times the other scan's, and whose centroid lies within
@@ -50,9 +53,9 @@ from lungai.inference.voi_segmentation import VoiInference, recorded_inference
 from lungai.io.volume_arrays import spacing_zyx
 from lungai.pipeline.detection import Detection
 from lungai.pipeline.model_store import ModelStore
-from lungai.pipeline.nodules import DEFAULT_THRESHOLD, SEGMENTATION_MODEL, plausible_lesion, segment_detection
-from lungai.preprocessing.lesion_region import lesion_region
-from lungai.preprocessing.measurements import LesionMeasurements, measure_lesion
+from lungai.pipeline.nodules import DEFAULT_THRESHOLD, SEGMENTATION_MODEL, segment_detection
+from lungai.preprocessing.lesion_region import lesion_plausibility, lesion_region
+from lungai.preprocessing.measurements import LesionMeasurements, axial_diameters, measure_lesion
 
 logger = logging.getLogger(__name__)
 
@@ -143,10 +146,10 @@ class Segmenter:
         centre = (float(point_lps[0]), float(point_lps[1]), float(point_lps[2]))
         segmented = segment_detection(self.models.get(SEGMENTATION_MODEL), hu, self.image,
                                       Detection(centre, radius, None), inference, region, self.config.max_growth)
+        mask, box = segmented.mask, segmented.box
         where = f"segmentation at {np.round(centre, 1).tolist()} (expected {expected_diameter_mm:.1f} mm)"
-        checked = plausible_lesion(segmented, self.image, region, spacing) if segmented.mask.any() else None
-        reason = None if checked is not None else "empty" if not segmented.mask.any() else "not plausible as a lesion"
-        mask, box = (checked.mask, checked.box) if checked is not None else (segmented.mask, segmented.box)
+        reason = "empty" if not mask.any() else lesion_plausibility(
+            mask, box, region, spacing, axial_diameters(mask, spacing).long_axis_mm, radius)
         mask = mask & region[box] & (self.lesion_labels[box] < 10)
         if reason is None and not mask.any():
             reason = "only voxels of other lesions"
