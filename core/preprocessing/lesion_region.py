@@ -25,12 +25,13 @@ the lung wraps around it and leaves a concavity. The lesion search region fills 
    of their convex hull: a vessel bifurcation is a thick Y). The ratios are set at or below the
    extremes measured over the validation-split nodules of ``lidc_vois``, so they keep every
    validation nodule.
-4. A segmentation that fails these checks may be a nodule whose mask ran on along the vessels
-   attached to it. :func:`detached` opens the mask with a ball of :data:`OPENING_FRACTION` of the
-   body's inscribed radius at the detection (a morphological opening, as classical nodule
-   segmentation detaches vessels): thinner attachments fall away, the body stays. The opened mask
-   is checked again; a vessel or a hilar structure stays tubular, branching or outside the region,
-   and is dropped as before.
+4. A segmentation that fails these checks, or that is mostly attachment, may be a nodule whose
+   mask ran on along the vessels attached to it. :func:`detached` opens the mask with a ball of
+   :data:`OPENING_FRACTION` of the body's inscribed radius at the detection (a morphological
+   opening, as classical nodule segmentation detaches vessels): thinner attachments fall away, the
+   body stays. The nodule stage (:func:`lungai.pipeline.nodules.plausible_lesion`) checks the body
+   again; a vessel or a hilar structure stays tubular, branching or outside the region, and is
+   dropped as before.
 
 The settings were fixed from anatomy (a nodule is at most 30 mm, a mass thicker) before any check
 on the test scans; docs/results.md gives what they do there.
