@@ -5,8 +5,9 @@ lung lesion (mostly outside the search region, overgrown, tubular, branching). W
 ``DETACH_VESSELS`` it first opens the mask (:func:`lungai.preprocessing.lesion_region.detached`)
 and keeps the body when that is plausible; a plausible segmentation whose body holds less than
 ``MIN_BODY_FRACTION`` of it (``--body-fraction``) is replaced by the body too. This runs
-``lungai run`` (lungs, nodules) on validation inserted-nodule scans (validation-split VOIs pasted
-into the training backgrounds, as ``lungai evaluate detection`` makes them; seed 1 by default)
+``lungai run`` (lungs, nodules) on inserted-nodule scans (validation-split VOIs, or test-split ones
+with ``--split test``, pasted into the training backgrounds as ``lungai evaluate detection`` makes
+them; seed 1 by default)
 with and without it, the segmentations shared between the two runs, and counts per variant the
 inserted nodules found (a lesion's centroid within max(5 mm, the nodule's radius) of its centre)
 and the lesions that are none of them (false positives; the backgrounds' own lesions, such as
@@ -15,7 +16,7 @@ listed.
 
 Usage::
 
-    python benchmarks/detached_vessels.py [--data ../shared/data] [--scans 20] [--seed 1] \\
+    python benchmarks/detached_vessels.py [--data ../shared/data] [--split val] [--scans 20] [--seed 1] \\
         [--sensitivity balanced] [--body-fraction 0.5] [--out runs/detached_vessels.json]
 """
 
@@ -104,6 +105,7 @@ def _summary(rows: list[dict[str, Any]]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--split", default="val", choices=("val", "test"))
     parser.add_argument("--scans", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--sensitivity", default="balanced", choices=("high", "balanced", "specific"))
@@ -118,7 +120,7 @@ def main() -> None:
     shared = _SharedSegmentations()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for case in inserted_cases(args.data, "val", args.scans, seed=args.seed):
+        for case in inserted_cases(args.data, args.split, args.scans, seed=args.seed):
             rows.append(run_scan(case, Path(tmp), store, shared, args.sensitivity, args.body_fraction))
             row = rows[-1]
             logger.info("%s: found %d / %d without detaching, %d with; other lesions %d / %d", row["scan"],
