@@ -59,9 +59,9 @@ class _SharedSegmentations:
 
 def _score(lesions: list[tuple[float, float, float]], truth: list[Any]) -> dict[str, Any]:
     """Inserted nodules found (by size) and lesions that are none of them."""
-    found = [any(math.dist(c, t.center_mm) <= max(5.0, t.diameter_mm / 2) for c in lesions) for t in truth]
-    false = [c for c in lesions if not any(math.dist(c, t.center_mm) <= max(5.0, t.diameter_mm / 2) for t in truth)]
-    return {"found": found, "false_positives": len(false)}
+    hits = [[math.dist(c, t.center_mm) <= max(5.0, t.diameter_mm / 2) for t in truth] for c in lesions]
+    return {"found": [any(row[j] for row in hits) for j in range(len(truth))],
+            "false_positives": sum(not any(row) for row in hits)}
 
 
 def run_scan(case: Any, folder: Path, store: Any, shared: _SharedSegmentations, sensitivity: str,

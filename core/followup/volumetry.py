@@ -167,13 +167,12 @@ def _ball(mask: np.ndarray, spacing: tuple[float, float, float], factor: float, 
     return np.asarray(distance2 <= radius ** 2)
 
 
-def _cut_to_other(side: Side, other: Side, other_to_side: sitk.Transform, margin_mm: float) -> np.ndarray:
-    """``side``'s mask within ``other``'s mask mapped onto ``side``'s grid and dilated by ``margin_mm``.
+def _cut_to_other(side: Side, own: np.ndarray, other: Side, other_mask: np.ndarray, other_to_side: sitk.Transform,
+                  margin_mm: float) -> np.ndarray:
+    """``own`` (``side``'s mask) within ``other_mask`` mapped onto ``side``'s grid and dilated by ``margin_mm``.
 
     ``other_to_side`` maps points of ``side``'s space into ``other``'s (SimpleITK resampling).
     """
-    own = side.labels == side.value
-    other_mask = other.labels == other.value
     other_box = _box(other_mask, _pad(other.image, margin_mm))
     box = _box(own, _pad(side.image, margin_mm))
     moved = _moved(_mask_image(other_mask[other_box], _crop(other.image, other_box)), _crop(side.image, box),
@@ -210,12 +209,13 @@ def paired_volumes(prior: Side, current: Side, current_to_prior: sitk.Transform,
         as zero (nothing in its region above the background; then the segmented volumes stand).
     """
     cfg = config or VolumetryConfig()
-    if not (prior.labels == prior.value).any() or not (current.labels == current.value).any():
+    prior_own, current_own = prior.labels == prior.value, current.labels == current.value
+    if not prior_own.any() or not current_own.any():
         return None
-    prior_mask = (_cut_to_other(prior, current, current_to_prior.GetInverse(), cfg.margin_mm) if prior.mapped
-                  else prior.labels == prior.value)
-    current_mask = (_cut_to_other(current, prior, current_to_prior, cfg.margin_mm) if current.mapped
-                    else current.labels == current.value)
+    prior_mask = (_cut_to_other(prior, prior_own, current, current_own, current_to_prior.GetInverse(), cfg.margin_mm)
+                  if prior.mapped else prior_own)
+    current_mask = (_cut_to_other(current, current_own, prior, prior_own, current_to_prior, cfg.margin_mm)
+                    if current.mapped else current_own)
     if not prior_mask.any() or not current_mask.any():
         return None
     prior_box, p_region = _region(prior.image, prior.labels, prior_mask, cfg)

@@ -215,12 +215,13 @@ def detect_nodules(image: sitk.Image, lung_labels: sitk.Image, config: Detection
         strengths = np.array([strength_score(c.strength, config.candidates) for c in candidates])
         scores = combined_score(roi_scores(classifier, rois, device, config.batch_size), strengths)
     scored = [Detection(c.centre_lps_mm, c.radius_mm, float(s)) for c, s in zip(candidates, scores)]
-    if classifier is not None and config.ground_glass and not applies_to(image.GetSpacing()):
-        logger.warning("no ground-glass search: the scan's spacing %s mm is coarser than the %s mm it was "
-                       "validated on", tuple(round(v, 2) for v in image.GetSpacing()), MAX_SPACING_MM)
-    elif classifier is not None and config.ground_glass:
-        scored += _new_lesions(ground_glass_detections(image, lung_labels, classifier, device, config.batch_size),
-                               scored)
+    if classifier is not None and config.ground_glass:
+        if applies_to(image.GetSpacing()):
+            scored += _new_lesions(ground_glass_detections(image, lung_labels, classifier, device, config.batch_size),
+                                   scored)
+        else:
+            logger.warning("no ground-glass search: the scan's spacing %s mm is coarser than the %s mm it was "
+                           "validated on", tuple(round(v, 2) for v in image.GetSpacing()), MAX_SPACING_MM)
     detections = [d for d in scored if (d.score or 0.0) >= threshold]
     detections.sort(key=lambda d: -(d.score or 0.0))
     logger.info("detection: %d of %d candidates at score >= %.3f in %.1f s", len(detections), len(candidates),

@@ -329,18 +329,20 @@ def lesion_plausibility(mask: np.ndarray, box: tuple[slice, slice, slice], regio
     return None
 
 
-def _opened(mask: np.ndarray, spacing_zyx: tuple[float, float, float], radius_mm: float) -> np.ndarray:
+def _opened(mask: np.ndarray, distance: np.ndarray, spacing_zyx: tuple[float, float, float],
+            radius_mm: float) -> np.ndarray:
     """Morphological opening of ``mask`` by a ball of ``radius_mm``, by distance transforms.
 
+    ``distance`` is each voxel's distance (mm) to the mask's background (the erosion's transform).
     The dilation reaches half the finest voxel side further than the erosion, so that a ball's
     opening by a smaller ball keeps every voxel of it (voxel-centre distances fall short of the
     surface by that much).
     """
-    inner = ndimage.distance_transform_edt(np.pad(mask, 1), sampling=spacing_zyx) > radius_mm
+    inner = distance > radius_mm
     if not inner.any():
         return np.zeros_like(mask)
     reach = radius_mm + 0.5 * min(spacing_zyx)
-    return (ndimage.distance_transform_edt(~inner, sampling=spacing_zyx) <= reach)[1:-1, 1:-1, 1:-1] & mask
+    return (ndimage.distance_transform_edt(~np.pad(inner, 1), sampling=spacing_zyx) <= reach)[1:-1, 1:-1, 1:-1] & mask
 
 
 def detached(mask: np.ndarray, spacing_zyx: tuple[float, float, float], centre_zyx: np.ndarray,
@@ -367,7 +369,7 @@ def detached(mask: np.ndarray, spacing_zyx: tuple[float, float, float], centre_z
     body = distance[near & mask]
     if body.size == 0:
         return np.zeros_like(mask)
-    opened = _opened(mask, spacing_zyx, OPENING_FRACTION * float(body.max()))
+    opened = _opened(mask, distance, spacing_zyx, OPENING_FRACTION * float(body.max()))
     components, _ = ndimage.label(opened)
     labels_near = components[near & opened]
     if labels_near.size == 0:
