@@ -9,11 +9,12 @@ from detection_cases import inserted_small_scan
 
 from lungai.models.convlstm_nodule import ConvLSTMNoduleConfig
 from lungai.models.registry import build_model
-from lungai.pipeline.detection import DetectionConfig, detect_nodules, ground_glass_scorer
+from lungai.pipeline.detection import BATCH_SIZE, DetectionConfig, detect_nodules, ground_glass_scorer, roi_scores
 from lungai.pipeline.operating_points import operating_point
 from lungai.preprocessing.candidates import find_candidates
 from lungai.preprocessing.detection_rois import DETECTION_ROI, extract_rois
 from lungai.preprocessing.lung_mask import segment_lungs
+from lungai.weights.resolver import load_model
 
 pytestmark = pytest.mark.slow  # real scans (cip_small, lidc_vois)
 
@@ -78,3 +79,14 @@ def test_rois_are_centred_on_the_point(case):
     # the nodule (soft tissue, normalised > 0.5) fills the centre, aerated lung fills a corner
     assert roi[z - 1:z + 1, y - 2:y + 2, x - 2:x + 2].mean() > 0.55
     assert roi[:, :3, :3].mean() < roi[z - 1:z + 1, y - 2:y + 2, x - 2:x + 2].mean()
+
+
+def test_roi_scores_in_calls_of_the_batch_size_keep_each_roi_s_score() -> None:
+    classifier = load_model("convlstm_nodule")
+    rois = np.random.default_rng(0).normal(size=(2 * BATCH_SIZE + 3, *DETECTION_ROI.shape)).astype(np.float32)
+    rois[5] += 1.5  # a brighter ROI among them: scores differ, so a mix-up would show
+    batched = roi_scores(classifier, rois)
+    alone = np.array([roi_scores(classifier, rois[i:i + 1])[0] for i in (0, 5, BATCH_SIZE, len(rois) - 1)])
+    np.testing.assert_allclose(batched[[0, 5, BATCH_SIZE, len(rois) - 1]], alone, atol=1e-6)
+    np.testing.assert_allclose(roi_scores(classifier, rois, batch_size=len(rois)), batched, atol=1e-6)
+    assert np.ptp(batched) > 1e-3
