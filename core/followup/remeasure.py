@@ -8,7 +8,7 @@ segmentation runs at its position mapped into the other scan:
    (:func:`lungai.pipeline.nodules.segment_detection`: ``resunet3d`` in a VOI grown as needed,
    the component at the point).
 2. The mask is cut to the lesion search region and must pass the pipeline's plausibility checks
-   (:func:`~lungai.preprocessing.lesion_region.lesion_plausibility`) as it is: unlike the nodule
+   (:func:`lungai.pipeline.nodules.implausibility`) as it is: unlike the nodule
    stage (:func:`lungai.pipeline.nodules.plausible_lesion`), no body is cut out of an implausible
    mask here, where a structure is sought at a point rather than at a detection (on the simulated
    test pairs that step paired a new nodule with a structure at its place on the prior). It loses the
@@ -53,9 +53,9 @@ from lungai.inference.voi_segmentation import VoiInference, recorded_inference
 from lungai.io.volume_arrays import spacing_zyx
 from lungai.pipeline.detection import Detection
 from lungai.pipeline.model_store import ModelStore
-from lungai.pipeline.nodules import DEFAULT_THRESHOLD, SEGMENTATION_MODEL, segment_detection
-from lungai.preprocessing.lesion_region import lesion_plausibility, lesion_region
-from lungai.preprocessing.measurements import LesionMeasurements, axial_diameters, measure_lesion
+from lungai.pipeline.nodules import DEFAULT_THRESHOLD, SEGMENTATION_MODEL, implausibility, segment_detection
+from lungai.preprocessing.lesion_region import lesion_region
+from lungai.preprocessing.measurements import LesionMeasurements, measure_lesion
 
 logger = logging.getLogger(__name__)
 
@@ -148,8 +148,7 @@ class Segmenter:
                                       Detection(centre, radius, None), inference, region, self.config.max_growth)
         mask, box = segmented.mask, segmented.box
         where = f"segmentation at {np.round(centre, 1).tolist()} (expected {expected_diameter_mm:.1f} mm)"
-        reason = "empty" if not mask.any() else lesion_plausibility(
-            mask, box, region, spacing, axial_diameters(mask, spacing).long_axis_mm, radius)
+        reason = "empty" if not mask.any() else implausibility(segmented, region, spacing)
         mask = mask & region[box] & (self.lesion_labels[box] < 10)
         if reason is None and not mask.any():
             reason = "only voxels of other lesions"

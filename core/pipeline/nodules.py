@@ -204,8 +204,9 @@ def _priority(detection: Detection) -> tuple[int, float, float]:
     return (1, -(detection.score or 0.0), detection.centre_lps_mm[2])
 
 
-def _implausible(nodule: SegmentedNodule, region: np.ndarray, spacing: tuple[float, float, float]) -> str | None:
-    """:func:`~lungai.preprocessing.lesion_region.lesion_plausibility` of a segmented detection."""
+def implausibility(nodule: SegmentedNodule, region: np.ndarray, spacing: tuple[float, float, float]) -> str | None:
+    """:func:`~lungai.preprocessing.lesion_region.lesion_plausibility` of a segmented detection (a blob
+    detection's radius bounds its growth): why it cannot be a lung lesion, or ``None``."""
     detection = nodule.detection
     return lesion_plausibility(nodule.mask, nodule.box, region, spacing,
                                axial_diameters(nodule.mask, spacing).long_axis_mm,
@@ -224,13 +225,13 @@ def plausible_lesion(nodule: SegmentedNodule, image: sitk.Image, region: np.ndar
     """
     detection = nodule.detection
     where = tuple(round(v, 1) for v in detection.centre_lps_mm)
-    reason = _implausible(nodule, region, spacing)
+    reason = implausibility(nodule, region, spacing)
     if DETACH_VESSELS and detection.source != "mass":
         centre = _centre_index(image, detection.centre_lps_mm) - [b.start for b in nodule.box]
         body = replace(nodule, mask=detached(nodule.mask, spacing, centre, detection.radius_mm))
         voxels, whole = np.count_nonzero(body.mask), np.count_nonzero(nodule.mask)
         if voxels and (reason is not None or voxels < MIN_BODY_FRACTION * whole) and (
-                _implausible(body, region, spacing) is None):
+                implausibility(body, region, spacing) is None):
             logger.info("%s detection at %s: kept without its attachments (%d of %d voxels)%s", detection.source,
                         where, voxels, whole, "" if reason is None else f"; the whole segmentation: {reason}")
             return body

@@ -75,7 +75,7 @@ def test_a_plausible_segmentation_that_is_mostly_attachment_becomes_its_body():
     fissure = (np.abs(points[..., 0]) <= 1.0) & (np.abs(points[..., 1]) <= 12.0) & (np.abs(points[..., 2]) <= 12.0)
     segmented = body | fissure  # a nodule on a fissure, segmented with a sheet of the fissure
     region = np.ones(SHAPE, bool)
-    assert nodules._implausible(_segmented(segmented, 4.0), region, SPACING) is None  # plausible as a whole
+    assert nodules.implausibility(_segmented(segmented, 4.0), region, SPACING) is None  # plausible as a whole
     kept = plausible_lesion(_segmented(segmented, 4.0), _image(), region, SPACING)
     assert kept is not None
     assert kept.mask.sum() < 0.5 * segmented.sum()
