@@ -10,9 +10,9 @@ with ``--split test``, pasted into the training backgrounds as ``lungai evaluate
 them; seed 1 by default)
 with and without it, the segmentations shared between the two runs, and counts per variant the
 inserted nodules found (a lesion's centroid within max(5 mm, the nodule's radius) of its centre)
-and the lesions that are none of them (false positives; the backgrounds' own lesions, such as
-A0001's cancer, count among them, alike in both variants). Each lesion kept by the detaching is
-listed.
+and the lesions that are none of them: the backgrounds' own known lesions (a lesion centred on
+one, such as A0001's cancer; :meth:`lungai.data.lesion_insertion.Background.known_lesions`) and
+the false positives (the rest). Each lesion kept by the detaching is listed.
 
 Usage::
 
@@ -57,11 +57,20 @@ class _SharedSegmentations:
         return self.cache[key]
 
 
-def _score(lesions: list[tuple[float, float, float]], truth: list[Any]) -> dict[str, Any]:
-    """Inserted nodules found (by size) and lesions that are none of them."""
+def _score(lesions: list[tuple[float, float, float]], case: Any) -> dict[str, Any]:
+    """Inserted nodules found (by size), the background's own lesions and the false positives."""
+    truth = case.nodules
     hits = [[math.dist(c, t.center_mm) <= max(5.0, t.diameter_mm / 2) for t in truth] for c in lesions]
+    own = [c for c, row in zip(lesions, hits) if not any(row) and not case.scored([_At(c)])]
     return {"found": [any(row[j] for row in hits) for j in range(len(truth))],
-            "false_positives": sum(not any(row) for row in hits)}
+            "background_lesions": len(own), "false_positives": sum(not any(row) for row in hits) - len(own)}
+
+
+class _At:
+    """A point as :meth:`lungai.evaluation.detection_eval.EvalCase.scored` reads a detection."""
+
+    def __init__(self, centre: tuple[float, float, float]) -> None:
+        self.centre_lps_mm = centre
 
 
 def run_scan(case: Any, folder: Path, store: Any, shared: _SharedSegmentations, sensitivity: str,
@@ -81,7 +90,7 @@ def run_scan(case: Any, folder: Path, store: Any, shared: _SharedSegmentations, 
                                 operating_point=sensitivity)
             centroids = [tuple(n.centroid.lps_mm) for n in result.findings.nodules]
             row[name] = {"lesions": [[*c, n.long_axis_mm] for c, n in zip(centroids, result.findings.nodules)],
-                         **_score(centroids, case.nodules)}
+                         **_score(centroids, case)}
     finally:
         nodules.DETACH_VESSELS, nodules.MIN_BODY_FRACTION = True, shipped
     return row
@@ -97,7 +106,9 @@ def _summary(rows: list[dict[str, Any]]) -> list[str]:
             hits = [f for r in rows for f, (_, d) in zip(r[name]["found"], r["nodules"]) if low <= d < high]
             by_size[label] = f"{sum(hits)}/{len(hits)}"
         fp = sum(r[name]["false_positives"] for r in rows) / max(len(rows), 1)
-        lines.append(f"{name} detaching: {found}/{total} inserted nodules found, {fp:.2f} other lesions per scan; "
+        own = sum(r[name]["background_lesions"] for r in rows) / max(len(rows), 1)
+        lines.append(f"{name} detaching: {found}/{total} inserted nodules found, {fp:.2f} false positives and "
+                     f"{own:.2f} of the background's own lesions per scan; "
                      + ", ".join(f"{k} {v}" for k, v in by_size.items()))
     return lines
 
@@ -123,7 +134,7 @@ def main() -> None:
         for case in inserted_cases(args.data, args.split, args.scans, seed=args.seed):
             rows.append(run_scan(case, Path(tmp), store, shared, args.sensitivity, args.body_fraction))
             row = rows[-1]
-            logger.info("%s: found %d / %d without detaching, %d with; other lesions %d / %d", row["scan"],
+            logger.info("%s: found %d / %d without detaching, %d with; false positives %d / %d", row["scan"],
                         sum(row["without"]["found"]), len(row["nodules"]), sum(row["with"]["found"]),
                         row["without"]["false_positives"], row["with"]["false_positives"])
     for line in _summary(rows):

@@ -8,8 +8,9 @@
 * Negatives: ROIs of real lung tissue of the backgrounds with empty masks: the candidate
   filter's blobs (hard negatives: vessel crossings and branchings, fissure knots, scars, the
   chest wall of the closed lung mask) and random lung points (vessels, fissures, parenchyma),
-  never inside a background's excluded (real tumour) region. Small unlabelled real nodules in
-  the backgrounds may be among them; none is known. Optionally (``medial_negatives``) also
+  never inside a background's known real lesions (its excluded tumour regions and
+  :data:`lungai.data.lesion_insertion.ELASTIX_NODULE`). Other small unlabelled real nodules in
+  the backgrounds may be among them. Optionally (``medial_negatives``) also
   soft-tissue points (vessels, bronchial walls) of the lung next to the mediastinum and hila
   (:func:`medial_zone`), where the filter's strongest false blobs lie.
 * Ground-glass and part-solid VOIs (``nodules.csv`` ``Texture`` 1-3, :func:`texture_group`) can be
@@ -180,7 +181,11 @@ def _slab_parity(image: sitk.Image, points: np.ndarray, slab_mm: float) -> np.nd
 
 
 def negative_points(background: Background, config: DetectionDataConfig, rng: np.random.Generator) -> np.ndarray:
-    """LPS points of real lung tissue away from the excluded regions: filter blobs and random lung voxels."""
+    """LPS points of real lung tissue away from the known lesions: filter blobs and random lung voxels.
+
+    Random voxels are drawn outside the excluded regions and those that fall on another known lesion
+    are then dropped, so the draws (and the ROI sets of earlier runs) stay as they were.
+    """
     candidates = find_candidates(background.image, background.lungs,
                                  CandidateConfig(max_candidates=config.hard_negatives))
     lungs = sitk.GetArrayViewFromImage(background.lungs) > 0
@@ -201,7 +206,16 @@ def negative_points(background: Background, config: DetectionDataConfig, rng: np
                     len(chosen), len(medial))
         for index in chosen:
             points.append(background.image.TransformIndexToPhysicalPoint([int(v) for v in index[::-1]]))
-    return np.asarray(points, float)
+    return _off_lesions(background, np.asarray(points, float))
+
+
+def _off_lesions(background: Background, points: np.ndarray) -> np.ndarray:
+    """The points that lie on none of the background's known lesions."""
+    lesions = background.known_lesions()
+    if not len(points):
+        return points
+    index = np.array([background.image.TransformPhysicalPointToIndex([float(v) for v in p]) for p in points])
+    return points[~lesions[index[:, 2], index[:, 1], index[:, 0]]]
 
 
 def medial_zone(lung_labels: sitk.Image, depth_mm: float) -> np.ndarray:

@@ -41,7 +41,7 @@ import SimpleITK as sitk
 from torch import nn
 
 from lungai.evaluation import froc as froc_lib
-from lungai.pipeline.detection import DetectionConfig, detect_nodules
+from lungai.pipeline.detection import Detection, DetectionConfig, detect_nodules
 from lungai.pipeline.operating_points import CANDIDATE_OPERATING_POINTS, OPERATING_POINTS
 
 logger = logging.getLogger(__name__)
@@ -65,6 +65,9 @@ class EvalCase:
         excluded: findings whose detections are ignored.
         textures: each nodule's texture group (``non-solid``, ``part-solid``, ``solid``); empty
             where unknown (the LIDC cases).
+        ignored: bool ``(z, y, x)`` array on the image's grid: the background's own real lesions
+            (inserted cases); a detection centred there is neither a hit nor a false positive, as
+            for ``excluded`` findings. ``None``: nothing ignored.
     """
 
     scan_id: str
@@ -72,6 +75,19 @@ class EvalCase:
     nodules: list[froc_lib.Finding]
     excluded: list[froc_lib.Finding] = field(default_factory=list)
     textures: list[str] = field(default_factory=list)
+    ignored: np.ndarray | None = field(default=None, repr=False)
+
+    def scored(self, detections: Sequence[Detection]) -> list[Detection]:
+        """The detections not centred on an ignored voxel."""
+        if self.ignored is None:
+            return list(detections)
+        keep = []
+        for d in detections:
+            x, y, z = self.image.TransformPhysicalPointToIndex([float(v) for v in d.centre_lps_mm])
+            inside = all(0 <= i < n for i, n in zip((z, y, x), self.ignored.shape, strict=True))
+            if not (inside and self.ignored[z, y, x]):
+                keep.append(d)
+        return keep
 
 
 def lidc_cases(data_root: str | Path, patients: Sequence[str] = LIDC_PATIENTS, min_readers: int = 1) -> list[EvalCase]:
@@ -131,7 +147,8 @@ def inserted_cases(data_root: str | Path, split: str, num_scans: int, nodules_pe
         scan_id = f"{split}_{i:02d}_{background.name}"
         nodules = [froc_lib.Finding(scan_id, n.centre_lps_mm, n.diameter_mm) for n in scan.nodules]
         textures = {c.case_id: texture_group(c) for c in chosen}
-        cases.append(EvalCase(scan_id, scan.image, nodules, textures=[textures[n.case_id] for n in scan.nodules]))
+        cases.append(EvalCase(scan_id, scan.image, nodules, textures=[textures[n.case_id] for n in scan.nodules],
+                              ignored=background.known_lesions()))
     return cases
 
 
@@ -154,7 +171,7 @@ def detect_in(cases: Sequence[EvalCase], classifier: nn.Module | None, device: s
         if case.scan_id not in cache:
             cache[case.scan_id] = segment_lungs(case.image).labels
         lungs = cache[case.scan_id]
-        found = detect_nodules(case.image, lungs, DetectionConfig(threshold=0.0), device, classifier)
+        found = case.scored(detect_nodules(case.image, lungs, DetectionConfig(threshold=0.0), device, classifier))
         detections += [froc_lib.ScanDetection(case.scan_id, d.centre_lps_mm, d.score or 0.0) for d in found]
         logger.info("%s: %d scored candidates in %.1f s", case.scan_id, len(found), time.perf_counter() - start)
     return detections

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
 from detection_cases import inserted_small_scan, large_voi, small_background
 from scipy import ndimage
+from shared_data import require
 
-from lungai.data.lesion_insertion import Background, augment_voi, place_nodules
+from lungai.data.detection_dataset import DetectionDataConfig, negative_points
+from lungai.data.lesion_insertion import ELASTIX_NODULE, Background, augment_voi, load_background, place_nodules
 from lungai.data.lidc_vois import VOISample
 
 pytestmark = pytest.mark.slow  # real scans (cip_small, lidc_vois)
@@ -93,3 +97,32 @@ def test_the_excluded_sphere_is_every_voxel_within_its_radius(direction):
     assert mask.shape == expected.shape and mask.any()
     assert np.array_equal(mask, expected)
     assert not _sphere(image, centre + 500.0, 9.0).any()  # wholly outside the scan
+
+
+def test_negatives_never_lie_on_a_known_lesion(data_root):
+    background = small_background(data_root)
+    config = DetectionDataConfig(hard_negatives=50, random_negatives=200)
+    points = negative_points(background, config, np.random.default_rng(0))
+    index = np.array([background.image.TransformPhysicalPointToIndex(p.tolist()) for p in points])
+    lesions = np.zeros_like(background.excluded)
+    lesions[index[0, 2], index[0, 1], index[0, 0]] = True  # the strongest filter blob is a known lesion
+    lesions[:, :, : lesions.shape[2] // 3] = True  # and a third of every slice
+    marked = replace(background, lesions=lesions)
+    kept = negative_points(marked, config, np.random.default_rng(0))
+    on = lesions[index[:, 2], index[:, 1], index[:, 0]]
+    assert on.any() and not on.all()
+    # The same draws, less those on a lesion: the other negatives are unchanged.
+    assert np.array_equal(kept, points[~on])
+    assert np.array_equal(marked.known_lesions(), lesions)
+    assert np.array_equal(background.known_lesions(), background.excluded)
+
+
+def test_the_small_nodule_of_elastix_chest_is_a_known_lesion_not_an_excluded_site(data_root):
+    require(data_root / "backgrounds" / "elastix_chest.nrrd")
+    background = load_background("elastix_chest", data_root)
+    x, y, z = background.image.TransformPhysicalPointToIndex(ELASTIX_NODULE[0])
+    hu = sitk.GetArrayViewFromImage(background.image)
+    assert hu[z - 1:z + 2, y - 1:y + 2, x - 1:x + 2].mean() > -300  # solid tissue at its centre
+    assert background.known_lesions()[z, y, x] and not background.excluded[z, y, x]
+    assert (background.known_lesions() & ~background.excluded).sum() * np.prod(background.image.GetSpacing()) \
+        == pytest.approx(4 / 3 * np.pi * ELASTIX_NODULE[1] ** 3, rel=0.15)

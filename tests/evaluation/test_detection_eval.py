@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
+import numpy as np
 import pytest
 from cli_runner import run_cli
 from detection_cases import inserted_small_scan
@@ -79,3 +81,20 @@ def test_evaluate_detection_refuses_split_all(data_root, tmp_path, capsys):
                               "-o", str(tmp_path / "o")], capsys)
     assert code == 2 and "test or val" in out + err
     assert not (tmp_path / "o").exists()
+
+
+def test_detections_on_a_background_lesion_are_neither_hits_nor_false_positives(cases, detections):
+    case = cases[0]  # its pasted nodule plays the background's own lesion
+    nodule = case.nodules[0]
+    size = case.image.GetSize()
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in size], indexing="ij"), -1).reshape(-1, 3)
+    points = np.array([case.image.TransformIndexToPhysicalPoint([int(v) for v in g]) for g in grid])
+    inside = np.linalg.norm(points - np.array(nodule.center_mm), axis=1) <= nodule.diameter_mm / 2
+    ignored = inside.reshape(size).transpose(2, 1, 0)
+    mine = [d for d in detections if d.scan_id == case.scan_id]
+    on = [ignored[tuple(reversed(case.image.TransformPhysicalPointToIndex(d.center_mm)))] for d in mine]
+    assert any(on) and not all(on)
+    kept = detect_in([replace(case, ignored=ignored)], classifier=None)
+    assert [d.center_mm for d in kept] == [d.center_mm for d, o in zip(mine, on) if not o]
+    summary = summarize([replace(case, ignored=ignored)], kept, with_classifier=False)
+    assert summary["candidate_sensitivity"] == 0.0  # no detection is left on the nodule
