@@ -1,0 +1,131 @@
+"""What more candidates, a milder suppression or other classifiers give the detector (validation only).
+
+On the 20 validation inserted-nodule scans of ``lungai evaluate detection`` (seed 1), each scan's
+blob candidates are found once with ``--max`` candidates, scored by the classifier(s) of
+``--weights`` (several: their logits averaged) and combined with the candidate strength as the
+detector does (:func:`lungai.pipeline.detection.combined_score`, no ground-glass pool). For each
+budget of ``--budgets`` (the strongest that many candidates) it prints the share of nodules among
+the candidates, the CPM, and at the lowest threshold with at most 1 false positive per scan the
+nodules found (subsolid ones apart). Every number is given twice: with the backgrounds' own
+lesions ignored (:meth:`lungai.evaluation.detection_eval.EvalCase.scored`, as ``lungai evaluate
+detection`` scores) and counted as false positives (the scoring before they were known).
+
+``--nms`` sets the candidate filter's non-maximum suppression: ``larger`` (shipped: a peak closer
+to a stronger one than the larger of their radii is dropped), ``smaller`` (than the smaller
+radius) or ``stronger`` (than the stronger peak's radius).
+
+Usage::
+
+    python benchmarks/candidate_budget.py [--data ../shared/data] [--weights weights/convlstm_nodule ...] \\
+        [--max 1000] [--budgets 300,1000] [--nms larger] [--scans 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lungai.evaluation import froc as froc_lib
+from lungai.evaluation.detection_eval import EvalCase, inserted_cases
+from lungai.models.checkpoint import load_model
+from lungai.pipeline.detection import Detection, combined_score, roi_scores
+from lungai.preprocessing import candidates as candidate_filter
+from lungai.preprocessing.detection_rois import extract_rois
+from lungai.preprocessing.lung_mask import segment_lungs
+
+logger = logging.getLogger("candidate_budget")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _suppression(mode: str) -> Any:
+    """Greedy non-maximum suppression with the radius rule ``mode``."""
+
+    def suppress(points: np.ndarray, radii: np.ndarray, order: np.ndarray, limit: int) -> list[int]:
+        kept: list[int] = []
+        for i in order:
+            if kept:
+                d = np.linalg.norm(points[kept] - points[i], axis=1)
+                rule = {"larger": np.maximum(radii[kept], radii[i]), "smaller": np.minimum(radii[kept], radii[i]),
+                        "stronger": radii[kept]}[mode]
+                if np.any(d < rule):
+                    continue
+            kept.append(int(i))
+            if len(kept) >= limit:
+                break
+        return kept
+
+    return suppress
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def score_scan(case: EvalCase, models: list[Any], max_candidates: int) -> list[Detection]:
+    """The scan's candidates, strongest first, with the (averaged) detector score."""
+    lungs = segment_lungs(case.image).labels
+    found = candidate_filter.find_candidates(case.image, lungs,
+                                             replace(candidate_filter.CandidateConfig(), max_candidates=max_candidates))
+    if not found:
+        return []
+    rois = extract_rois(case.image, [c.centre_lps_mm for c in found])
+    logits = np.mean([_logit(roi_scores(m, rois)) for m in models], axis=0)
+    strength = np.array([candidate_filter.strength_score(c.strength) for c in found])
+    scores = combined_score(1.0 / (1.0 + np.exp(-logits)), strength)
+    return [Detection(c.centre_lps_mm, c.radius_mm, float(s)) for c, s in zip(found, scores)]
+
+
+def summarise(cases: list[EvalCase], scored: list[list[Detection]], budget: int, ignore: bool) -> dict[str, Any]:
+    """Candidate share, CPM and the 1-false-positive-per-scan point of the first ``budget`` candidates."""
+    detections, nodules, textures = [], [], []
+    for case, found in zip(cases, scored):
+        kept = case.scored(found[:budget]) if ignore else found[:budget]
+        detections += [froc_lib.ScanDetection(case.scan_id, d.centre_lps_mm, d.score or 0.0) for d in kept]
+        nodules += case.nodules
+        textures += case.textures
+    result = froc_lib.froc(detections, nodules, len(cases))
+    best, _ = froc_lib.match_detections(detections, nodules)
+    threshold = result.thresholds[np.flatnonzero(result.fps_per_scan <= 1.0)[-1]]
+    found_at = best >= threshold
+    return {"candidates": float(np.isfinite(best).mean()), "cpm": result.cpm, "threshold": float(threshold),
+            "found": int(found_at.sum()), "subsolid": int(sum(f for f, t in zip(found_at, textures) if t != "solid")),
+            "nodules": len(nodules), "subsolid_nodules": sum(t != "solid" for t in textures)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--weights", type=Path, nargs="+", default=[REPO / "weights" / "convlstm_nodule"])
+    parser.add_argument("--max", type=int, default=1000, help="candidates found per scan")
+    parser.add_argument("--budgets", default="300,1000", help="comma-separated candidate budgets to score")
+    parser.add_argument("--nms", default="larger", choices=("larger", "smaller", "stronger"))
+    parser.add_argument("--scans", type=int, default=20)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("lungai").setLevel(logging.WARNING)
+    torch.set_num_threads(1)
+    candidate_filter.suppress = _suppression(args.nms)  # type: ignore[assignment]  # benchmark-only variant
+    models = [load_model(w, "cpu") for w in args.weights]
+    cases = inserted_cases(args.data, "val", args.scans, seed=1)
+    scored = []
+    for case in cases:
+        scored.append(score_scan(case, models, args.max))
+        logger.info("%s: %d candidates", case.scan_id, len(scored[-1]))
+    for budget in (int(b) for b in args.budgets.split(",")):
+        for ignore, label in ((True, "backgrounds' lesions ignored"), (False, "counted as false positives")):
+            s = summarise(cases, scored, budget, ignore)
+            print(f"{budget} candidates, nms {args.nms}, {label}: {s['candidates']:.3f} of the nodules among them, "
+                  f"CPM {s['cpm']:.3f}; at 1 FP/scan (threshold {s['threshold']:.4f}) {s['found']}/{s['nodules']} "
+                  f"found, subsolid {s['subsolid']}/{s['subsolid_nodules']}")
+
+
+if __name__ == "__main__":
+    main()
