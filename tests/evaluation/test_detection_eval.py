@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from cli_runner import run_cli
 from detection_cases import inserted_small_scan
+from shared_data import require
 
+from lungai.data.lesion_insertion import ELASTIX_NODULE, load_background
 from lungai.evaluation import froc as froc_lib
 from lungai.evaluation.detection_eval import (
     EvalCase,
@@ -18,10 +20,12 @@ from lungai.evaluation.detection_eval import (
     choose_operating_points,
     detect_in,
     froc_png,
+    inserted_cases,
     markdown,
     summarize,
     write_summary,
 )
+from lungai.pipeline.detection import Detection
 
 pytestmark = pytest.mark.slow  # real scans (cip_small, lidc_vois)
 
@@ -98,3 +102,13 @@ def test_detections_on_a_background_lesion_are_neither_hits_nor_false_positives(
     assert [d.center_mm for d in kept] == [d.center_mm for d, o in zip(mine, on) if not o]
     summary = summarize([replace(case, ignored=ignored)], kept, with_classifier=False)
     assert summary["candidate_sensitivity"] == 0.0  # no detection is left on the nodule
+
+
+def test_inserted_scans_ignore_their_backgrounds_known_lesions(data_root):
+    require(data_root / "backgrounds" / "elastix_chest.nrrd")
+    background = load_background("elastix_chest", data_root)
+    (case,) = inserted_cases(data_root, "val", 1, nodules_per_scan=1, backgrounds=[background])
+    assert case.ignored is not None and np.array_equal(case.ignored, background.known_lesions())
+    nodule = Detection(ELASTIX_NODULE[0], 4.0, 0.9)
+    pasted = Detection(case.nodules[0].center_mm, 4.0, 0.9)
+    assert case.scored([nodule, pasted]) == [pasted]
