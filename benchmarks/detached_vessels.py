@@ -61,16 +61,10 @@ def _score(lesions: list[tuple[float, float, float]], case: Any) -> dict[str, An
     """Inserted nodules found (by size), the background's own lesions and the false positives."""
     truth = case.nodules
     hits = [[math.dist(c, t.center_mm) <= max(5.0, t.diameter_mm / 2) for t in truth] for c in lesions]
-    own = [c for c, row in zip(lesions, hits) if not any(row) and not case.scored([_At(c)])]
+    own = [c for c, row in zip(lesions, hits) if not any(row) and case.ignores(c)]
     return {"found": [any(row[j] for row in hits) for j in range(len(truth))],
             "background_lesions": len(own), "false_positives": sum(not any(row) for row in hits) - len(own)}
 
-
-class _At:
-    """A point as :meth:`lungai.evaluation.detection_eval.EvalCase.scored` reads a detection."""
-
-    def __init__(self, centre: tuple[float, float, float]) -> None:
-        self.centre_lps_mm = centre
 
 
 def run_scan(case: Any, folder: Path, store: Any, shared: _SharedSegmentations, sensitivity: str,

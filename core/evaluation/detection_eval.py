@@ -77,17 +77,17 @@ class EvalCase:
     textures: list[str] = field(default_factory=list)
     ignored: np.ndarray | None = field(default=None, repr=False)
 
+    def ignores(self, point_lps_mm: Sequence[float]) -> bool:
+        """Whether a point lies on an ignored voxel."""
+        if self.ignored is None:
+            return False
+        x, y, z = self.image.TransformPhysicalPointToIndex([float(v) for v in point_lps_mm])
+        inside = all(0 <= i < n for i, n in zip((z, y, x), self.ignored.shape, strict=True))
+        return bool(inside and self.ignored[z, y, x])
+
     def scored(self, detections: Sequence[Detection]) -> list[Detection]:
         """The detections not centred on an ignored voxel."""
-        if self.ignored is None:
-            return list(detections)
-        keep = []
-        for d in detections:
-            x, y, z = self.image.TransformPhysicalPointToIndex([float(v) for v in d.centre_lps_mm])
-            inside = all(0 <= i < n for i, n in zip((z, y, x), self.ignored.shape, strict=True))
-            if not (inside and self.ignored[z, y, x]):
-                keep.append(d)
-        return keep
+        return [d for d in detections if not self.ignores(d.centre_lps_mm)]
 
 
 def lidc_cases(data_root: str | Path, patients: Sequence[str] = LIDC_PATIENTS, min_readers: int = 1) -> list[EvalCase]:
