@@ -1,18 +1,19 @@
 """What more candidates, a milder suppression or other classifiers give the detector (validation only).
 
 On the 20 validation inserted-nodule scans of ``lungai evaluate detection`` (seed 1), each scan's
-blob candidates are found once with ``--max`` candidates, scored by the classifier(s) of
-``--weights`` (several: their logits averaged) and combined with the candidate strength as the
-detector does (:func:`lungai.pipeline.detection.combined_score`, no ground-glass pool). For each
-budget of ``--budgets`` (the strongest that many candidates) it prints the share of nodules among
-the candidates, the CPM, and at the lowest threshold with at most 1 false positive per scan the
-nodules found (subsolid ones apart). Every number is given twice: with the backgrounds' own
-lesions ignored (:meth:`lungai.evaluation.detection_eval.EvalCase.scored`, as ``lungai evaluate
-detection`` scores) and counted as false positives (the scoring before they were known).
+blob candidates are found once with ``--max`` candidates and scored as the detector scores them
+(:func:`lungai.pipeline.detection.detection_scores`, no ground-glass pool) by the classifier of
+``--weights`` (a single network or an ensemble checkpoint; several folders: the ensemble of them,
+logits averaged, first as given). For each budget of ``--budgets`` (the strongest that many
+candidates) it prints the share of nodules among the candidates, the CPM, and at the lowest threshold
+with at most 1 false positive per scan the nodules found (subsolid ones apart). Every number is given
+twice: with the backgrounds' own lesions ignored (:meth:`lungai.evaluation.detection_eval.EvalCase.scored`,
+as ``lungai evaluate detection`` scores) and counted as false positives (the scoring before they were
+known).
 
-``--cascade G`` scores every candidate with the first classifier only and averages in the
-others' logits for the candidates whose detection score by the first reaches ``G`` (the cost of an
-averaged classifier on a CPU is then the first's plus a few ROIs per scan).
+``--cascade G``: an ensemble's first member scores every candidate and the whole ensemble those whose
+detection score by the first reaches ``G`` (default the detector's
+:data:`lungai.pipeline.detection.CASCADE_GATE`; 0 rescores every candidate).
 
 ``--nms`` sets the candidate filter's non-maximum suppression: ``larger`` (shipped: a peak closer
 to a stronger one than the larger of their radii is dropped), ``smaller`` (than the smaller
@@ -34,11 +35,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from lungai.evaluation import froc as froc_lib
 from lungai.evaluation.detection_eval import EvalCase, inserted_cases
 from lungai.models.checkpoint import load_model
-from lungai.pipeline.detection import Detection, combined_score, roi_scores
+from lungai.models.convlstm_nodule import ConvLSTMNoduleEnsemble
+from lungai.pipeline.detection import CASCADE_GATE, Detection, combined_score, detection_scores, roi_scores
 from lungai.preprocessing import candidates as candidate_filter
 from lungai.preprocessing.detection_rois import extract_rois
 from lungai.preprocessing.lung_mask import segment_lungs
@@ -68,15 +71,9 @@ def _suppression(mode: str) -> Any:
     return suppress
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
-
-
-def score_scan(case: EvalCase, models: list[Any], max_candidates: int,
-               cascade: float | None = None) -> tuple[list[Detection], int]:
-    """The scan's candidates, strongest first, with the (averaged) detector score, and how many ROIs
-    the classifiers after the first scored."""
+def score_scan(case: EvalCase, classifier: nn.Module, max_candidates: int, gate: float) -> tuple[list[Detection], int]:
+    """The scan's candidates, strongest first, with the detector's score, and how many ROIs the whole
+    ensemble rescored (:func:`lungai.pipeline.detection.detection_scores`)."""
     lungs = segment_lungs(case.image).labels
     found = candidate_filter.find_candidates(case.image, lungs,
                                              replace(candidate_filter.CandidateConfig(), max_candidates=max_candidates))
@@ -84,15 +81,11 @@ def score_scan(case: EvalCase, models: list[Any], max_candidates: int,
         return [], 0
     rois = extract_rois(case.image, [c.centre_lps_mm for c in found])
     strength = np.array([candidate_filter.strength_score(c.strength) for c in found])
-    first = _logit(roi_scores(models[0], rois))
-    chosen = np.ones(len(found), bool)
-    if cascade is not None:
-        chosen = combined_score(1.0 / (1.0 + np.exp(-first)), strength) >= cascade
-    logits = first.copy()
-    if len(models) > 1 and chosen.any():
-        logits[chosen] = np.mean([first[chosen]] + [_logit(roi_scores(m, rois[chosen])) for m in models[1:]], axis=0)
-    scores = combined_score(1.0 / (1.0 + np.exp(-logits)), strength)
-    rescored = int(chosen.sum()) * (len(models) - 1)
+    scores = detection_scores(classifier, rois, strength, gate=gate)
+    rescored = 0
+    if isinstance(classifier, ConvLSTMNoduleEnsemble) and len(classifier.members) > 1:
+        first = combined_score(roi_scores(classifier.members[0], rois), strength)
+        rescored = int((first >= gate).sum())
     return [Detection(c.centre_lps_mm, c.radius_mm, float(s)) for c, s in zip(found, scores)], rescored
 
 
@@ -121,22 +114,24 @@ def main() -> None:
     parser.add_argument("--budgets", default="300,1000", help="comma-separated candidate budgets to score")
     parser.add_argument("--nms", default="larger", choices=("larger", "smaller", "stronger"))
     parser.add_argument("--scans", type=int, default=20)
-    parser.add_argument("--cascade", type=float, default=None,
-                        help="average the other classifiers in only where the first's detection score reaches this")
+    parser.add_argument("--cascade", type=float, default=CASCADE_GATE,
+                        help="an ensemble's other members score only where the first's detection score reaches "
+                             "this (0: everywhere)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("lungai").setLevel(logging.WARNING)
     torch.set_num_threads(1)
     candidate_filter.suppress = _suppression(args.nms)  # type: ignore[assignment]  # benchmark-only variant
     models = [load_model(w, "cpu") for w in args.weights]
+    classifier = models[0] if len(models) == 1 else ConvLSTMNoduleEnsemble.of(models)
     cases = inserted_cases(args.data, "val", args.scans, seed=1)
     scored, rescored = [], 0
     for case in cases:
-        found, extra = score_scan(case, models, args.max, args.cascade)
+        found, extra = score_scan(case, classifier, args.max, args.cascade)
         scored.append(found)
         rescored += extra
-        logger.info("%s: %d candidates, %d ROIs through the other classifiers", case.scan_id, len(found), extra)
-    print(f"{rescored / max(len(cases), 1):.1f} ROIs per scan through the classifiers after the first")
+        logger.info("%s: %d candidates, %d rescored by the whole ensemble", case.scan_id, len(found), extra)
+    print(f"{rescored / max(len(cases), 1):.1f} ROIs per scan rescored by the whole ensemble (gate {args.cascade})")
     for budget in (int(b) for b in args.budgets.split(",")):
         for ignore, label in ((True, "backgrounds' lesions ignored"), (False, "counted as false positives")):
             s = summarise(cases, scored, budget, ignore)

@@ -5,7 +5,8 @@ Writes ``core/pipeline/ground_glass_scorer.json`` (:mod:`lungai.pipeline.ground_
 1. **Training scans**: the training-split non-solid and part-solid VOIs (``nodules.csv``
    ``Texture`` 1-3, a selection variable only), each pasted twice (random flips and turns,
    ``--seed``), 6 per scan, alternately into the two training backgrounds. On each, the
-   strongest ``--top`` ground-glass candidates with the ``convlstm_nodule`` ROI score; a
+   strongest ``--top`` ground-glass candidates with the ROI score of ``convlstm_nodule``'s first
+   member (:func:`lungai.pipeline.detection.ground_glass_classifier`); a
    candidate within an inserted nodule's radius is a positive, one in a background's real
    tumour is left out, every other one is a negative.
 2. **Fit**: L2 logistic regression (C = 1) on the standardised inputs of
@@ -44,7 +45,13 @@ from lungai.data.lidc_vois import list_vois
 from lungai.data.splits import cases_for_split, load_split
 from lungai.evaluation.detection_eval import inserted_cases
 from lungai.models.checkpoint import load_model
-from lungai.pipeline.detection import SAME_LESION_MM, DetectionConfig, detect_nodules, roi_scores
+from lungai.pipeline.detection import (
+    SAME_LESION_MM,
+    DetectionConfig,
+    detect_nodules,
+    ground_glass_classifier,
+    roi_scores,
+)
 from lungai.pipeline.ground_glass import INPUTS, SCORER_FILE, GroundGlassScorer, feature_matrix
 from lungai.pipeline.operating_points import OPERATING_POINTS
 from lungai.preprocessing.detection_rois import extract_rois
@@ -76,7 +83,8 @@ def _record(image: Any, centres: list[Any], diameters: list[float], textures: li
     lungs = segment_lungs(image).labels
     found = find_ground_glass(image, lungs, replace(GroundGlassConfig(), max_candidates=top))
     points = np.array([c.centre_lps_mm for c in found]).reshape(-1, 3)
-    roi = roi_scores(model, extract_rois(image, [c.centre_lps_mm for c in found])) if found else np.zeros(0)
+    roi = (roi_scores(ground_glass_classifier(model), extract_rois(image, [c.centre_lps_mm for c in found]))
+           if found else np.zeros(0))
     inside = np.zeros(len(found), bool)
     if excluded is not None:
         for i, p in enumerate(points):

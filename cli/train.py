@@ -18,7 +18,7 @@ import click
 
 from lungai.cli.group import TaskCommand, TaskGroup
 from lungai.cli.options import nodule_training_options, train_data_option, train_model_option, training_run_options
-from lungai.cli.train_detection import train_detection
+from lungai.cli.train_detection import train_detection, train_detection_ensemble
 
 #: The shipped malignancy scorer: logistic regressions on measured features (lungai.training.measured).
 MEASURED_MODEL = "measured_nodule"
@@ -206,3 +206,4 @@ def train_emphysema(model: str, data: Path, out: Path | None, epochs: int | None
 
 
 train.add_command(train_detection)
+train.add_command(train_detection_ensemble)

@@ -1,4 +1,5 @@
-"""``lungai train detection``: train the detection classifier and choose its operating points.
+"""``lungai train detection``: train the detection classifier and choose its operating points; ``lungai train
+detection-ensemble``: average trained ones into the shipped ensemble and choose its operating points.
 
 Also ``lungai train-detection``, its name before ``lungai train`` had one subcommand per task.
 """
@@ -122,3 +123,65 @@ def _calibrate(data_root: Path, out: Path, backgrounds: list, num_scans: int, se
     (out / "operating_points.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     write_inference_settings(out, checkpoint_operating_points(payload["classifier"]["operating_points"],
                                                               payload["data"]))
+
+
+@click.command("detection-ensemble", cls=TaskCommand, scope="the detection classifier ensemble",
+               short_help="Average trained convlstm_nodule classifiers into one checkpoint.")
+@click.option("--member", "members", type=click.Path(path_type=Path, exists=True, file_okay=False), multiple=True,
+              required=True, help="A trained convlstm_nodule checkpoint folder (repeat; the first one scores every "
+                                  "candidate, the others only the strong ones).")
+@click.option("--data-root", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True,
+              help="The shared data folder (lidc_vois/, backgrounds/, lung_pet_ct_dx/).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/detection/convlstm_ensemble"),
+              show_default=True, help="Folder for the ensemble checkpoint.")
+@threads_option(1)
+@click.option("--calibration-scans", type=int, default=6, show_default=True,
+              help="Validation inserted-nodule scans the operating points are chosen on (0: skip).")
+@seed_option
+def train_detection_ensemble(members: tuple[Path, ...], data_root: Path, out: Path, threads: int,
+                             calibration_scans: int, seed: int) -> None:
+    """Combine trained false-positive classifiers into one ensemble checkpoint (logits averaged).
+
+    Writes config.json + model.safetensors + members.json (each member's folder and training
+    metrics) in --out, then operating_points.json chosen on validation inserted-nodule scans,
+    as lungai train detection does for one classifier. Nothing is trained.
+    """
+    import torch
+
+    from lungai.errors import WeightsError
+    from lungai.models.checkpoint import load_model, save_model
+    from lungai.models.convlstm_nodule import ConvLSTMNodule, ConvLSTMNoduleEnsemble
+
+    torch.set_num_threads(threads)
+    models = []
+    for folder in members:
+        try:
+            model = load_model(folder)
+        except WeightsError as exc:
+            raise click.UsageError(f"--member {folder}: {exc}") from None
+        if not isinstance(model, ConvLSTMNodule):
+            raise click.UsageError(f"--member {folder} is a {type(model).__name__}, not a ConvLSTMNodule")
+        models.append(model)
+    try:
+        ensemble = ConvLSTMNoduleEnsemble.of(models)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    save_model(ensemble, out)
+    (out / "members.json").write_text(json.dumps([_member_record(folder) for folder in members], indent=2) + "\n",
+                                      encoding="utf-8")
+    click.echo(f"ensemble of {len(models)} classifiers saved in {out}")
+    if calibration_scans:
+        from lungai.data.lesion_insertion import BACKGROUND_NAMES, load_background
+
+        _calibrate(data_root, out, [load_background(name, data_root) for name in BACKGROUND_NAMES],
+                   calibration_scans, seed)
+
+
+def _member_record(folder: Path) -> dict:
+    """What is known of a member: its folder and its training run's metrics.json, if it has one."""
+    metrics = folder / "metrics.json"
+    record: dict = {"folder": str(folder)}
+    if metrics.is_file():
+        data = json.loads(metrics.read_text(encoding="utf-8"))
+        record.update({key: data[key] for key in ("best_epoch", "validation", "config") if key in data})
+    return record

@@ -9,6 +9,8 @@ command that produced it. Two steps, run from the repository root::
     # evaluate each weights/<name>/ with the command listed in releases.json, then
     python -m lungai.weights.release manifest weights/releases.json   # manifest.json + model cards
 
+``--only NAME`` (both steps) re-releases one model and keeps the other entries of ``manifest.json``.
+
 ``convert`` is deterministic (same run folder, same bytes), so the checksums in the manifest are
 those of the files that were evaluated. Only tensors are written (safetensors); nothing is
 unpickled on the way.
@@ -21,6 +23,7 @@ import json
 import logging
 import shutil
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,7 @@ from lungai.weights.manifest import (
     FileRecord,
     ModelEntry,
     manifest_dict,
+    read_manifest,
 )
 from lungai.weights.resolver import BUNDLED_LIMIT_BYTES
 from lungai.weights.verify import file_record
@@ -187,19 +191,36 @@ def entry_for(spec: ReleaseSpec, bundled_dir: Path) -> ModelEntry:
         metrics_command=spec.metrics_command, intended_use=spec.intended_use, limitations=spec.limitations)
 
 
-def write_manifest(specs: list[ReleaseSpec], bundled_dir: Path) -> Path:
+def write_manifest(specs: list[ReleaseSpec], bundled_dir: Path, only: Collection[str] | None = None) -> Path:
     """Write ``manifest.json`` and a model card per model into ``bundled_dir``.
 
+    Args:
+        specs: every released model, in manifest order.
+        bundled_dir: the source folder of ``lungai.weights``.
+        only: re-release these models only; the others keep the entries (and cards) the current
+            ``manifest.json`` records, so their run folders and evaluations need not be present.
+
     Raises:
-        WeightsError: a model is not converted, lacks its evaluation, or the bundle is too large.
+        WeightsError: a model is not converted, lacks its evaluation, is not in the current manifest
+            (with ``only``), or the bundle is too large.
     """
-    entries = [entry_for(spec, bundled_dir) for spec in specs]
+    recorded = read_manifest(bundled_dir / "manifest.json").models if only is not None else {}
+    entries = []
+    for spec in specs:
+        if only is None or spec.name in only:
+            entries.append(entry_for(spec, bundled_dir))
+        elif spec.name in recorded:
+            entries.append(recorded[spec.name])
+        else:
+            raise WeightsError(f"{spec.name} is not in {bundled_dir / 'manifest.json'}",
+                               f"release it too (--only {spec.name}) or without --only")
     total = sum(entry.size for entry in entries)
     if total > BUNDLED_LIMIT_BYTES:
         raise WeightsError(f"the bundled weights take {total} bytes, more than {BUNDLED_LIMIT_BYTES}",
                            "store them as float16 or ship fewer models in the package")
     for entry in entries:
-        write_card(entry, bundled_dir / entry.name)
+        if only is None or entry.name in only:
+            write_card(entry, bundled_dir / entry.name)
     path = bundled_dir / "manifest.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(manifest_dict(entries), indent=2) + "\n", encoding="utf-8")
@@ -215,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("release_file", type=Path)
     parser.add_argument("--bundled-dir", type=Path, default=Path("weights"),
                         help="the source folder of lungai.weights (default: weights)")
-    parser.add_argument("--only", action="append", default=None, help="convert only this model (repeatable)")
+    parser.add_argument("--only", action="append", default=None,
+                        help="convert, or re-release in the manifest, only this model (repeatable)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
@@ -225,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.only is None or spec.name in args.only:
                     convert(spec, args.bundled_dir)
         else:
-            write_manifest(specs, args.bundled_dir)
+            write_manifest(specs, args.bundled_dir, args.only)
     except LungAIError as exc:
         logger.error("%s", exc.message)
         return exc.exit_code

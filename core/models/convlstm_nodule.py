@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
 from typing import ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from lungai.models.blocks import spatial_crop
@@ -108,3 +110,64 @@ class ConvLSTMNodule(nn.Module):
         y = self.head(self.act(self.conv3(y)))
         kept = [size - 2 * c for size, c in zip(y.shape[2:], crop, strict=True)]
         return spatial_crop(y, kept, start=crop)
+
+
+@dataclass
+class ConvLSTMNoduleEnsembleConfig(ConvLSTMNoduleConfig):
+    """Configuration of :class:`ConvLSTMNoduleEnsemble`: one member's architecture, and how many.
+
+    Attributes:
+        members: the number of :class:`ConvLSTMNodule` members (each with the inherited options).
+    """
+
+    members: int = 3
+
+
+class ConvLSTMNoduleEnsemble(nn.Module):
+    """Independently trained :class:`ConvLSTMNodule` s whose mask logits are averaged.
+
+    Not in the paper. The members are separate trainings of one recipe (other seeds, other epochs);
+    averaging their logits removes much of one training's idiosyncratic false positives and misses
+    (docs/results.md, "Detection"). :attr:`members` stays reachable: the detector averages the
+    members' ROI scores rather than their masks, and scores with the first member alone where the
+    others cannot change the outcome (:func:`lungai.pipeline.detection.roi_scores`,
+    :func:`lungai.pipeline.detection.detection_scores`).
+
+    Args:
+        config: the members' architecture and their number; ``None`` uses the paper's, 3 members.
+
+    Raises:
+        ValueError: for fewer than one member.
+    """
+
+    output_activation: ClassVar[str] = "sigmoid"
+
+    def __init__(self, config: ConvLSTMNoduleEnsembleConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or ConvLSTMNoduleEnsembleConfig()
+        if config.members < 1:
+            raise ValueError(f"an ensemble needs at least one member, got {config.members}")
+        member = ConvLSTMNoduleConfig(**{f.name: getattr(config, f.name) for f in fields(ConvLSTMNoduleConfig)})
+        self.members = nn.ModuleList(ConvLSTMNodule(member) for _ in range(config.members))
+
+    @classmethod
+    def of(cls, members: Sequence[ConvLSTMNodule]) -> ConvLSTMNoduleEnsemble:
+        """The ensemble of trained members (copied); they must share one architecture.
+
+        Raises:
+            ValueError: no members, or members of different configurations.
+        """
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        first = members[0].config
+        if any(m.config != first for m in members[1:]):
+            raise ValueError("ensemble members must share one configuration: "
+                             + "; ".join(str(m.config) for m in members))
+        ensemble = cls(ConvLSTMNoduleEnsembleConfig(**asdict(first), members=len(members)))
+        for target, source in zip(ensemble.members, members, strict=True):
+            target.load_state_dict(source.state_dict())
+        return ensemble.eval()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The members' mask logits, averaged: same shape as one member's output."""
+        return torch.stack([member(x) for member in self.members]).mean(dim=0)

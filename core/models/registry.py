@@ -15,7 +15,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from lungai.models.convlstm_nodule import ConvLSTMNodule, ConvLSTMNoduleConfig
+from lungai.models.convlstm_nodule import (
+    ConvLSTMNodule,
+    ConvLSTMNoduleConfig,
+    ConvLSTMNoduleEnsemble,
+    ConvLSTMNoduleEnsembleConfig,
+)
 from lungai.models.convlstm_scanner import ConvLSTMScanner, ConvLSTMScannerConfig
 from lungai.models.emphysema_baselines import CNN3d, CNN3dConfig, MILCNN2d, MILCNN2dConfig
 from lungai.models.measured_nodule import MeasuredNodule, MeasuredNoduleConfig
@@ -81,6 +86,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     arch.model_class.__name__: arch
     for arch in (
         Architecture(ConvLSTMNodule, ConvLSTMNoduleConfig),
+        Architecture(ConvLSTMNoduleEnsemble, ConvLSTMNoduleEnsembleConfig),
         Architecture(ConvLSTMScanner, ConvLSTMScannerConfig),
         Architecture(MILCNN2d, MILCNN2dConfig),
         Architecture(CNN3d, CNN3dConfig),

@@ -73,7 +73,7 @@ def test_a_developer_command_runs_through_the_group(capsys) -> None:
 
 
 #: Each task's subcommands under ``lungai train`` and ``lungai evaluate``, in their help's order.
-TASKS = {"train": ["malignancy", "nodule-seg", "emphysema", "detection"],
+TASKS = {"train": ["malignancy", "nodule-seg", "emphysema", "detection", "detection-ensemble"],
          "evaluate": ["malignancy", "nodule-seg", "emphysema", "detection", "follow-up"]}
 
 
@@ -89,7 +89,8 @@ def options_of(args: list[str], capsys: pytest.CaptureFixture[str]) -> set[str]:
 def test_train_and_evaluate_list_one_subcommand_per_task(group: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, stdout, _ = run_cli([group, "--help"], capsys)
     assert code == 0
-    listed = [line.split()[0] for line in stdout.split("Commands:")[1].splitlines() if line.startswith("  ")]
+    listed = [line.split()[0] for line in stdout.split("Commands:")[1].splitlines()
+              if line.startswith("  ") and not line.startswith("   ")]  # not a wrapped description
     assert listed == TASKS[group]
     assert "--model" not in stdout and "--data" not in stdout  # the options are the subcommands'
 

@@ -1,4 +1,4 @@
-"""convlstm_nodule: the nodule paper's Table 1, layer by layer."""
+"""convlstm_nodule: the nodule paper's Table 1, layer by layer; the ensemble of trained ones."""
 
 from __future__ import annotations
 
@@ -6,8 +6,14 @@ import pytest
 import torch
 from model_helpers import keras_parameter_count, segmentation_case
 
+from lungai.models.checkpoint import load_model, save_model
 from lungai.models.convlstm import ConvLSTMCell
-from lungai.models.convlstm_nodule import ConvLSTMNodule, ConvLSTMNoduleConfig
+from lungai.models.convlstm_nodule import (
+    ConvLSTMNodule,
+    ConvLSTMNoduleConfig,
+    ConvLSTMNoduleEnsemble,
+    ConvLSTMNoduleEnsembleConfig,
+)
 
 TABLE_1 = [4, 208, 1_736, 32, 27_776, 147_712, 4_616, 9]
 
@@ -62,3 +68,41 @@ def test_equation_1_terms_receive_gradients() -> None:
         assert cell.peephole.grad.abs().sum() > 0
         assert cell.input_norm.weight.grad.abs().sum() > 0
         assert cell.cell_norm.weight.grad.abs().sum() > 0
+
+
+def _member(seed: int, width: int = 2) -> ConvLSTMNodule:
+    torch.manual_seed(seed)
+    return ConvLSTMNodule(ConvLSTMNoduleConfig(conv_filters=width, lstm_filters=(width, width), head_filters=width)).eval()
+
+
+def test_an_ensemble_averages_its_members_logits_and_keeps_them_reachable() -> None:
+    members = [_member(seed) for seed in range(3)]
+    ensemble = ConvLSTMNoduleEnsemble.of(members)
+    x = torch.randn(2, 1, 10, 32, 32)
+    with torch.no_grad():
+        outputs = [m(x) for m in members]
+        averaged = ensemble(x)
+    assert averaged.shape == outputs[0].shape
+    torch.testing.assert_close(averaged, torch.stack(outputs).mean(dim=0))
+    assert all((averaged - o).abs().max() > 1e-4 for o in outputs)  # not any one member
+    with torch.no_grad():
+        torch.testing.assert_close(ensemble.members[0](x), outputs[0])
+    assert ensemble.config.members == 3 and ensemble.config.conv_filters == 2
+
+
+def test_an_ensemble_refuses_members_of_different_widths_or_none() -> None:
+    with pytest.raises(ValueError, match="share one configuration"):
+        ConvLSTMNoduleEnsemble.of([_member(0, 2), _member(1, 3)])
+    with pytest.raises(ValueError, match="at least one member"):
+        ConvLSTMNoduleEnsemble.of([])
+    with pytest.raises(ValueError, match="at least one member"):
+        ConvLSTMNoduleEnsemble(ConvLSTMNoduleEnsembleConfig(members=0))
+
+
+def test_an_ensemble_checkpoint_loads_as_the_same_ensemble(tmp_path) -> None:
+    ensemble = ConvLSTMNoduleEnsemble.of([_member(seed) for seed in range(2)])
+    loaded = load_model(save_model(ensemble, tmp_path / "ensemble"))
+    x = torch.randn(1, 1, 10, 32, 32)
+    assert isinstance(loaded, ConvLSTMNoduleEnsemble) and len(loaded.members) == 2
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), ensemble(x))
