@@ -83,3 +83,30 @@ def test_unpublished_model_is_never_looked_up_on_the_hub(tmp_path: Path, tiny_mo
 
     with pytest.raises(WeightsError, match="not published on the Hugging Face Hub"):
         resolve(NAME, Manifest(models={NAME: entry}))
+
+
+def test_manifest_only_rereleases_one_model_and_keeps_the_others_as_recorded(tmp_path: Path,
+                                                                            tiny_model: Path) -> None:
+    package = tmp_path / "package"
+    metrics_file = tmp_path / "metrics.json"
+    metrics_file.write_text(json.dumps({"auc": 0.8, "test": {"cpm": 0.5}, "methods": [{"auc": 0.1}, {"auc": 0.9}]}))
+    first = json.loads(_release_file(tmp_path, tiny_model, metrics_file).read_text())["models"][0]
+    other = {**first, "name": "other_model", "run": str(tmp_path / "gone"), "metrics_file": str(tmp_path / "gone.json")}
+    release_file = tmp_path / "both.json"
+    release_file.write_text(json.dumps({"models": [first, {**first, "name": "other_model"}]}))
+    specs = read_specs(release_file)
+    for spec in specs:
+        convert(spec, package)
+    recorded = read_manifest(write_manifest(specs, package)).get("other_model")
+    # the other model's run and evaluation are gone; --only NAME still re-releases NAME
+    release_file.write_text(json.dumps({"models": [first, other]}))
+    metrics_file.write_text(json.dumps({"auc": 0.9, "test": {"cpm": 0.6}, "methods": [{"auc": 0.1}, {"auc": 0.7}]}))
+    with pytest.raises(WeightsError, match="no evaluation of the released files"):
+        write_manifest(read_specs(release_file), package)
+    manifest = read_manifest(write_manifest(read_specs(release_file), package, only=[NAME]))
+    assert list(manifest.models) == [NAME, "other_model"]
+    assert manifest.get(NAME).metrics == {"auc": 0.9, "test_cpm": 0.6, "methods_1_auc": 0.7}
+    assert manifest.get("other_model") == recorded
+    (package / "manifest.json").write_text(json.dumps({"manifest_version": 1, "models": []}))
+    with pytest.raises(WeightsError, match="other_model is not in"):
+        write_manifest(read_specs(release_file), package, only=[NAME])
