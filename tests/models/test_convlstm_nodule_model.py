@@ -72,7 +72,8 @@ def test_equation_1_terms_receive_gradients() -> None:
 
 def _member(seed: int, width: int = 2) -> ConvLSTMNodule:
     torch.manual_seed(seed)
-    return ConvLSTMNodule(ConvLSTMNoduleConfig(conv_filters=width, lstm_filters=(width, width), head_filters=width)).eval()
+    config = ConvLSTMNoduleConfig(conv_filters=width, lstm_filters=(width, width), head_filters=width)
+    return ConvLSTMNodule(config).eval()
 
 
 def test_an_ensemble_averages_its_members_logits_and_keeps_them_reachable() -> None:
