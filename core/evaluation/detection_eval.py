@@ -308,11 +308,23 @@ def markdown(summaries: dict[str, dict[str, Any]]) -> str:
 
 
 def run_thresholds(weights: Path | None) -> dict[str, float] | None:
-    """The classifier thresholds a run folder chose for itself (``operating_points.json``), else ``None``."""
-    path = None if weights is None else Path(weights) / "operating_points.json"
-    if path is None or not path.exists():
+    """The classifier thresholds a checkpoint folder chose for itself, else ``None``.
+
+    A training run's ``operating_points.json``, else the operating points its ``config.json``
+    records (``inference``, as ``lungai train detection`` writes them and a release keeps them).
+    """
+    if weights is None:
         return None
-    points = json.loads(path.read_text(encoding="utf-8"))["classifier"]["operating_points"]
+    path = Path(weights) / "operating_points.json"
+    if path.exists():
+        points = json.loads(path.read_text(encoding="utf-8"))["classifier"]["operating_points"]
+    else:
+        header = Path(weights) / "config.json"
+        inference = json.loads(header.read_text(encoding="utf-8")).get("inference") if header.exists() else None
+        points = inference.get("operating_points") if isinstance(inference, dict) else None
+        if not points:
+            return None
+        path = header
     logger.info("operating points of %s: %s", path, {k: round(v["threshold"], 4) for k, v in points.items()})
     return {name: float(p["threshold"]) for name, p in points.items()}
 

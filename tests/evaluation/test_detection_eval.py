@@ -22,6 +22,7 @@ from lungai.evaluation.detection_eval import (
     froc_png,
     inserted_cases,
     markdown,
+    run_thresholds,
     summarize,
     write_summary,
 )
@@ -112,3 +113,16 @@ def test_inserted_scans_ignore_their_backgrounds_known_lesions(data_root):
     nodule = Detection(ELASTIX_NODULE[0], 4.0, 0.9)
     pasted = Detection(case.nodules[0].center_mm, 4.0, 0.9)
     assert case.scored([nodule, pasted]) == [pasted]
+
+
+def test_a_checkpoint_folder_is_scored_at_its_own_operating_points(tmp_path):
+    assert run_thresholds(None) is None and run_thresholds(tmp_path) is None
+    (tmp_path / "config.json").write_text(json.dumps({"architecture": "ConvLSTMNodule", "inference": {
+        "operating_points": {"balanced": {"threshold": 0.7617, "expected_fp_per_scan": 1.0, "sensitivity": 0.69}}}}))
+    assert run_thresholds(tmp_path) == {"balanced": 0.7617}  # a released checkpoint: its config.json
+    (tmp_path / "operating_points.json").write_text(json.dumps({"classifier": {"operating_points": {
+        "balanced": {"threshold": 0.75, "fp_per_scan": 1.0, "sensitivity": 0.7}}}}))
+    assert run_thresholds(tmp_path) == {"balanced": 0.75}  # a training run: its calibration file first
+    (tmp_path / "operating_points.json").unlink()
+    (tmp_path / "config.json").write_text(json.dumps({"architecture": "ConvLSTMNodule"}))
+    assert run_thresholds(tmp_path) is None
