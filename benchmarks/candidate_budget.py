@@ -41,7 +41,7 @@ from lungai.evaluation import froc as froc_lib
 from lungai.evaluation.detection_eval import EvalCase, inserted_cases
 from lungai.models.checkpoint import load_model
 from lungai.models.convlstm_nodule import ConvLSTMNoduleEnsemble
-from lungai.pipeline.detection import CASCADE_GATE, Detection, combined_score, detection_scores, roi_scores
+from lungai.pipeline.detection import CASCADE_GATE, Detection, detection_scores
 from lungai.preprocessing import candidates as candidate_filter
 from lungai.preprocessing.detection_rois import extract_rois
 from lungai.preprocessing.lung_mask import segment_lungs
@@ -81,11 +81,7 @@ def score_scan(case: EvalCase, classifier: nn.Module, max_candidates: int, gate:
         return [], 0
     rois = extract_rois(case.image, [c.centre_lps_mm for c in found])
     strength = np.array([candidate_filter.strength_score(c.strength) for c in found])
-    scores = detection_scores(classifier, rois, strength, gate=gate)
-    rescored = 0
-    if isinstance(classifier, ConvLSTMNoduleEnsemble) and len(classifier.members) > 1:
-        first = combined_score(roi_scores(classifier.members[0], rois), strength)
-        rescored = int((first >= gate).sum())
+    scores, rescored = detection_scores(classifier, rois, strength, gate=gate)
     return [Detection(c.centre_lps_mm, c.radius_mm, float(s)) for c, s in zip(found, scores)], rescored
 
 

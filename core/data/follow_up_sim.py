@@ -316,7 +316,7 @@ def _site_background(background: Background, config: FollowUpSimConfig) -> Backg
     edge = int(math.ceil(config.edge_margin_mm / background.image.GetSpacing()[2]))
     excluded[:edge] = True
     excluded[-edge:] = True
-    return Background(background.name, background.image, background.lungs, excluded)
+    return replace(background, excluded=excluded)
 
 
 def choose_sites(background: Background, planned: Sequence[PlannedNodule], rng: np.random.Generator,

@@ -42,7 +42,11 @@ from torch import nn
 
 from lungai.evaluation import froc as froc_lib
 from lungai.pipeline.detection import Detection, DetectionConfig, detect_nodules
-from lungai.pipeline.operating_points import CANDIDATE_OPERATING_POINTS, OPERATING_POINTS
+from lungai.pipeline.operating_points import (
+    CANDIDATE_OPERATING_POINTS,
+    OPERATING_POINTS,
+    points_from_inference,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -313,20 +317,22 @@ def run_thresholds(weights: Path | None) -> dict[str, float] | None:
     A training run's ``operating_points.json``, else the operating points its ``config.json``
     records (``inference``, as ``lungai train detection`` writes them and a release keeps them).
     """
+    from lungai.models.checkpoint import read_header
+
     if weights is None:
         return None
     path = Path(weights) / "operating_points.json"
     if path.exists():
         points = json.loads(path.read_text(encoding="utf-8"))["classifier"]["operating_points"]
+        thresholds = {name: float(p["threshold"]) for name, p in points.items()}
     else:
-        header = Path(weights) / "config.json"
-        inference = json.loads(header.read_text(encoding="utf-8")).get("inference") if header.exists() else None
-        points = inference.get("operating_points") if isinstance(inference, dict) else None
-        if not points:
+        path = Path(weights) / "config.json"
+        block = (read_header(weights).get("inference") or {}) if path.exists() else {}
+        if not block.get("operating_points"):
             return None
-        path = header
-    logger.info("operating points of %s: %s", path, {k: round(v["threshold"], 4) for k, v in points.items()})
-    return {name: float(p["threshold"]) for name, p in points.items()}
+        thresholds = {name: p.threshold for name, p in points_from_inference(block).items()}
+    logger.info("operating points of %s: %s", path, {k: round(v, 4) for k, v in thresholds.items()})
+    return thresholds
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ from functools import cache
 import numpy as np
 import SimpleITK as sitk
 import torch
+from scipy.special import expit
 from torch import nn
 
 from lungai.inference.batches import batched_outputs
@@ -148,7 +149,12 @@ def ground_glass_detections(image: sitk.Image, lung_labels: sitk.Image, classifi
 def ground_glass_classifier(classifier: nn.Module) -> nn.Module:
     """The classifier whose ROI score the ground-glass scorer reads: the one it was fitted with, which is an
     ensemble's first member (:mod:`lungai.pipeline.ground_glass`)."""
-    return classifier.members[0] if isinstance(classifier, ConvLSTMNoduleEnsemble) else classifier
+    return _members(classifier)[0]
+
+
+def _members(classifier: nn.Module) -> list[nn.Module]:
+    """The networks of a classifier: an ensemble's members, or the classifier itself."""
+    return list(classifier.members) if isinstance(classifier, ConvLSTMNoduleEnsemble) else [classifier]
 
 
 def _new_lesions(glass: list[Detection], blobs: list[Detection]) -> list[Detection]:
@@ -199,8 +205,7 @@ def roi_scores(classifier: nn.Module, rois: np.ndarray, device: str = "cpu",
     Returns:
         ``(N,)`` float scores.
     """
-    members = classifier.members if isinstance(classifier, ConvLSTMNoduleEnsemble) else [classifier]
-    return _sigmoid(np.mean([_centre_logits(m, rois, device, batch_size) for m in members], axis=0))
+    return expit(np.mean([_centre_logits(m, rois, device, batch_size) for m in _members(classifier)], axis=0))
 
 
 def _centre_logits(network: nn.Module, rois: np.ndarray, device: str, batch_size: int) -> np.ndarray:
@@ -213,18 +218,14 @@ def _centre_logits(network: nn.Module, rois: np.ndarray, device: str, batch_size
                           or [np.empty(0, np.float64)])
 
 
-def _sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-logits))
-
-
 def combined_score(roi_score: np.ndarray, strength: np.ndarray) -> np.ndarray:
     """The detection score: ``roi_score ** CLASSIFIER_WEIGHT * strength ** (1 - CLASSIFIER_WEIGHT)``."""
     return np.power(roi_score, CLASSIFIER_WEIGHT) * np.power(strength, 1.0 - CLASSIFIER_WEIGHT)
 
 
 def detection_scores(classifier: nn.Module, rois: np.ndarray, strengths: np.ndarray, device: str = "cpu",
-                     batch_size: int = BATCH_SIZE, gate: float = CASCADE_GATE) -> np.ndarray:
-    """Detection scores (:func:`combined_score`) of candidates' ROIs.
+                     batch_size: int = BATCH_SIZE, gate: float = CASCADE_GATE) -> tuple[np.ndarray, int]:
+    """Detection scores (:func:`combined_score`) of candidates' ROIs, and how many the whole ensemble rescored.
 
     A single classifier scores every ROI. An ensemble's first member scores every ROI, and the whole
     ensemble rescores the ROIs whose score by the first reaches ``gate`` (:data:`CASCADE_GATE`).
@@ -238,20 +239,18 @@ def detection_scores(classifier: nn.Module, rois: np.ndarray, strengths: np.ndar
         gate: the cascade's gate (0: the whole ensemble scores every ROI).
 
     Returns:
-        ``(N,)`` float scores.
+        ``(N,)`` float scores, and the number of ROIs rescored (0 for a single network).
     """
-    if not isinstance(classifier, ConvLSTMNoduleEnsemble) or len(classifier.members) == 1:
-        return combined_score(roi_scores(classifier, rois, device, batch_size), strengths)
-    first, *others = classifier.members
+    first, *others = _members(classifier)
     logits = _centre_logits(first, rois, device, batch_size)
-    scores = combined_score(_sigmoid(logits), strengths)
-    gated = np.flatnonzero(scores >= gate)
+    scores = combined_score(expit(logits), strengths)
+    gated = np.flatnonzero(scores >= gate) if others else np.empty(0, int)
     if len(gated):
         averaged = np.mean([logits[gated]] + [_centre_logits(m, rois[gated], device, batch_size) for m in others],
                            axis=0)
-        scores[gated] = combined_score(_sigmoid(averaged), strengths[gated])
+        scores[gated] = combined_score(expit(averaged), strengths[gated])
     logger.debug("detection: the whole ensemble rescored %d of %d ROIs", len(gated), len(rois))
-    return scores
+    return scores, len(gated)
 
 
 def detect_nodules(image: sitk.Image, lung_labels: sitk.Image, config: DetectionConfig, device: str = "cpu",
@@ -284,7 +283,7 @@ def detect_nodules(image: sitk.Image, lung_labels: sitk.Image, config: Detection
         classifier = classifier.to(device).eval()
         rois = extract_rois(image, [c.centre_lps_mm for c in candidates])
         strengths = np.array([strength_score(c.strength, config.candidates) for c in candidates])
-        scores = detection_scores(classifier, rois, strengths, device, config.batch_size)
+        scores, _ = detection_scores(classifier, rois, strengths, device, config.batch_size)
     scored = [Detection(c.centre_lps_mm, c.radius_mm, float(s)) for c, s in zip(candidates, scores)]
     if classifier is not None and config.ground_glass:
         if applies_to(image.GetSpacing()):

@@ -117,12 +117,12 @@ def test_inserted_scans_ignore_their_backgrounds_known_lesions(data_root):
 
 def test_a_checkpoint_folder_is_scored_at_its_own_operating_points(tmp_path):
     assert run_thresholds(None) is None and run_thresholds(tmp_path) is None
-    (tmp_path / "config.json").write_text(json.dumps({"architecture": "ConvLSTMNodule", "inference": {
+    (tmp_path / "config.json").write_text(json.dumps({"format": "lungai-model", "inference": {
         "operating_points": {"balanced": {"threshold": 0.7617, "expected_fp_per_scan": 1.0, "sensitivity": 0.69}}}}))
     assert run_thresholds(tmp_path) == {"balanced": 0.7617}  # a released checkpoint: its config.json
     (tmp_path / "operating_points.json").write_text(json.dumps({"classifier": {"operating_points": {
         "balanced": {"threshold": 0.75, "fp_per_scan": 1.0, "sensitivity": 0.7}}}}))
     assert run_thresholds(tmp_path) == {"balanced": 0.75}  # a training run: its calibration file first
     (tmp_path / "operating_points.json").unlink()
-    (tmp_path / "config.json").write_text(json.dumps({"architecture": "ConvLSTMNodule"}))
+    (tmp_path / "config.json").write_text(json.dumps({"format": "lungai-model"}))
     assert run_thresholds(tmp_path) is None

@@ -52,8 +52,9 @@ def test_the_whole_ensemble_rescores_only_the_rois_past_the_gate(ensemble, rois)
     first = combined_score(roi_scores(ensemble.members[0], images), strengths)
     whole = combined_score(roi_scores(ensemble, images), strengths)
     gate = float(np.median(first))
-    scores = detection_scores(ensemble, images, strengths, gate=gate)
+    scores, rescored = detection_scores(ensemble, images, strengths, gate=gate)
     past = first >= gate
+    assert rescored == past.sum()
     assert 0 < past.sum() < len(images)
     np.testing.assert_allclose(scores[~past], first[~past], atol=1e-9)
     np.testing.assert_allclose(scores[past], whole[past], atol=1e-6)
@@ -62,10 +63,10 @@ def test_the_whole_ensemble_rescores_only_the_rois_past_the_gate(ensemble, rois)
 
 def test_a_gate_of_zero_is_the_whole_ensemble_and_a_single_network_has_no_cascade(ensemble, rois) -> None:
     images, strengths = rois
-    np.testing.assert_allclose(detection_scores(ensemble, images, strengths, gate=0.0),
+    np.testing.assert_allclose(detection_scores(ensemble, images, strengths, gate=0.0)[0],
                                combined_score(roi_scores(ensemble, images), strengths), atol=1e-6)
     single = ensemble.members[1]
-    np.testing.assert_allclose(detection_scores(single, images, strengths, gate=1.0),
+    np.testing.assert_allclose(detection_scores(single, images, strengths, gate=1.0)[0],
                                combined_score(roi_scores(single, images), strengths), atol=1e-9)
 
 
