@@ -38,9 +38,12 @@ from lungai.cli.options import seed_option, threads_option
 @click.option("--medial-negatives", type=click.IntRange(0), default=0, show_default=True,
               help="Extra negatives per background: soft-tissue lung voxels within 20 mm of the mediastinum "
                    "(hila, vessels, mediastinal border).")
+@click.option("--pleural-fraction", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+              help="Share of the pasted training and validation nodules placed against the lung boundary "
+                   "(juxtapleural: chest wall, mediastinum, diaphragm).")
 def train_detection(data_root: Path, out: Path, epochs: int, steps_per_epoch: int, threads: int,
                     calibration_scans: int, seed: int, filters: int, texture_insertions: int | None,
-                    texture_weight: float, medial_negatives: int) -> None:
+                    texture_weight: float, medial_negatives: int, pleural_fraction: float) -> None:
     """Train convlstm_nodule as the false-positive classifier on inserted nodules and real lung tissue.
 
     Writes config.json + model.safetensors + metrics.json in --out (best validation AUC),
@@ -67,10 +70,12 @@ def train_detection(data_root: Path, out: Path, epochs: int, steps_per_epoch: in
     for part in ("train", "val"):
         data_config = DetectionDataConfig(seed=seed, insertions_per_nodule=3 if part == "train" else 1,
                                           texture_insertions=texture_insertions if part == "train" else None,
-                                          medial_negatives=medial_negatives)
+                                          medial_negatives=medial_negatives, pleural_fraction=pleural_fraction)
         data_configs[part] = asdict(data_config)
         cache, recorded = out / f"rois_{part}.npz", out / f"rois_{part}.json"
-        made = json.loads(recorded.read_text(encoding="utf-8")) if recorded.exists() else None
+        # settings added since a run was made read as their defaults
+        made = ({**asdict(DetectionDataConfig()), **json.loads(recorded.read_text(encoding="utf-8"))}
+                if recorded.exists() else None)
         if cache.exists() and made is not None and made != data_configs[part]:
             raise click.UsageError(f"{cache} was made with other data settings ({recorded}); use another --out")
         if not cache.exists():

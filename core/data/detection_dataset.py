@@ -36,7 +36,7 @@ import torch
 from scipy import ndimage
 from torch.utils.data import Dataset
 
-from lungai.data.lesion_insertion import Background, augment_voi, place_nodules
+from lungai.data.lesion_insertion import Background, InsertionConfig, augment_voi, place_nodules
 from lungai.data.lidc_vois import VOICase
 from lungai.preprocessing.candidates import CandidateConfig, find_candidates
 from lungai.preprocessing.detection_rois import DETECTION_ROI, extract_rois, roi_grid
@@ -70,6 +70,8 @@ class DetectionDataConfig:
         medial_negatives: extra negatives per background: random soft-tissue (>= -500 HU)
             lung voxels within ``medial_mm`` of the mediastinum (:func:`medial_zone`).
         medial_mm: depth of that zone into the lungs.
+        pleural_fraction: share of the pasted nodules placed against the lung boundary
+            (juxtapleural; :class:`~lungai.data.lesion_insertion.InsertionConfig`).
     """
 
     insertions_per_nodule: int = 3
@@ -83,6 +85,7 @@ class DetectionDataConfig:
     texture_insertions: int | None = None
     medial_negatives: int = 0
     medial_mm: float = 20.0
+    pleural_fraction: float = 0.0
 
 
 def texture_group(case: VOICase) -> str:
@@ -165,7 +168,7 @@ def positive_rois(cases: Sequence[VOICase], backgrounds: Sequence[Background], c
     for start in range(0, len(order), config.nodules_per_scan):
         background = backgrounds[(start // config.nodules_per_scan) % len(backgrounds)]
         samples = [augment_voi(c.load(), rng) for c in order[start:start + config.nodules_per_scan]]
-        scan = place_nodules(background, samples, rng)
+        scan = place_nodules(background, samples, rng, InsertionConfig(pleural_fraction=config.pleural_fraction))
         centres = [np.asarray(n.centre_lps_mm) + _jitter(rng, config.centre_jitter_mm) for n in scan.nodules]
         rois = extract_rois(scan.image, centres).astype(np.float16)
         masks = mask_rois(scan.mask, centres, range(1, len(centres) + 1))

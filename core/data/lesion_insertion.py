@@ -9,7 +9,11 @@ where the VOI has data. Outside the pasted region the scan is unchanged, voxel f
 Placement (:func:`place_nodules`) picks random lung voxels such that the whole pasted mask lies
 inside the lung mask, away (``min_gap_mm``) from the other pasted nodules and from the excluded
 regions of the background (its real tumours: those are not nodules to learn from and not
-negatives either).
+negatives either). A share of the nodules (``pleural_fraction``) is placed against the lung
+boundary instead (juxtapleural: chest wall, mediastinum or diaphragm): the nodule's centre lies
+``pleural_depth`` times its radius inside the lung, so that part of it reaches into the wall; at
+least half of its mask stays in the lung, and there the blend keeps the wall's own tissue outside
+the nodule's mask (no halo of the VOI's parenchyma in the wall).
 
 Backgrounds (:func:`load_background`) are the project's non-test whole scans:
 ``elastix_chest`` (``backgrounds/elastix_chest.nrrd``; a right-lung tumour, excluded by a sphere
@@ -53,6 +57,10 @@ the seeded evaluation scans stay as they were."""
 
 BOX_MARGIN_MM = 10.0
 
+SHELL_MM = 20.0
+"""Depth of the lung layer along its boundary that juxtapleural sites are drawn from (a 40 mm nodule's
+centre at 0.9 of its radius)."""
+
 
 @dataclass(frozen=True)
 class InsertionConfig:
@@ -63,11 +71,19 @@ class InsertionConfig:
         min_gap_mm: least distance between the borders of two pasted nodules, and between a
             pasted nodule and an excluded region.
         max_tries: random sites tried per nodule before giving up on it.
+        pleural_fraction: share of the nodules placed against the lung boundary (0: none,
+            the placement of every earlier insertion; 1: all).
+        pleural_depth: range of the depth of a juxtapleural nodule's centre inside the lung, as
+            fractions of its volume-equivalent radius.
+        pleural_min_lung: least share of a juxtapleural nodule's mask inside the lung mask.
     """
 
     blend_sigma_mm: float = 1.0
     min_gap_mm: float = 10.0
     max_tries: int = 300
+    pleural_fraction: float = 0.0
+    pleural_depth: tuple[float, float] = (0.3, 0.9)
+    pleural_min_lung: float = 0.5
 
 
 @dataclass
@@ -89,10 +105,23 @@ class Background:
     lungs: sitk.Image
     excluded: np.ndarray = field(repr=False)
     lesions: np.ndarray | None = field(default=None, repr=False)
+    _shell: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False, compare=False)
 
     def known_lesions(self) -> np.ndarray:
         """Bool ``(z, y, x)``: the voxels of the background's known real lesions."""
         return self.excluded if self.lesions is None else self.lesions
+
+    def pleural_shell(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(voxels (N, 3) z, y, x, depth_mm (N,))``: allowed lung voxels within :data:`SHELL_MM` of the lung boundary.
+
+        The depth is the Euclidean distance to the nearest non-lung voxel; computed once per background.
+        """
+        if self._shell is None:
+            lungs = sitk.GetArrayViewFromImage(self.lungs) > 0
+            depth = ndimage.distance_transform_edt(lungs, sampling=np.asarray(self.lungs.GetSpacing())[::-1])
+            voxels = np.argwhere(lungs & ~self.excluded & (depth <= SHELL_MM))
+            self._shell = (voxels, depth[tuple(voxels.T)].astype(np.float32))
+        return self._shell
 
 
 @dataclass(frozen=True)
@@ -239,15 +268,24 @@ def place_nodules(background: Background, samples: Sequence[VOISample], rng: np.
     nodules: list[PastedNodule] = []
     for sample in samples:
         radius = 0.5 * float(np.max(np.asarray(sample.mask.shape) * np.asarray(sample.spacing_zyx)))
-        for _ in range(cfg.max_tries):
-            index = lung_voxels[rng.integers(len(lung_voxels))]
+        pleural = cfg.pleural_fraction > 0 and rng.random() < cfg.pleural_fraction
+        sites = _pleural_sites(background, sample, cfg) if pleural else lung_voxels
+        for _ in range(cfg.max_tries if len(sites) else 0):
+            index = sites[rng.integers(len(sites))]
             centre = background.image.TransformIndexToPhysicalPoint([int(v) for v in index[::-1]])
             pasted = paste_weights(background.image, sample, centre, cfg)
             if pasted is None:
                 continue
             region, hu, weight, mask = pasted
             covered = weight > 0
-            if not mask.any() or not lungs[region][covered].all() or background.excluded[region][covered].any():
+            if not mask.any() or background.excluded[region][covered].any():
+                continue
+            if pleural:
+                in_lung = lungs[region]
+                if in_lung[mask].mean() < cfg.pleural_min_lung or in_lung[mask].all():
+                    continue
+                weight = np.where(in_lung | mask, weight, 0.0).astype(np.float32)
+            elif not lungs[region][covered].all():
                 continue
             if labels[region][covered].any():
                 continue
@@ -271,6 +309,14 @@ def place_nodules(background: Background, samples: Sequence[VOISample], rng: np.
     mask_image = sitk.GetImageFromArray(labels)
     mask_image.CopyInformation(background.image)
     return InsertedScan(image, mask_image, nodules)
+
+
+def _pleural_sites(background: Background, sample: VOISample, config: InsertionConfig) -> np.ndarray:
+    """Lung voxels whose depth is ``config.pleural_depth`` times the sample's volume-equivalent radius."""
+    voxels, depth = background.pleural_shell()
+    radius = 0.5 * _diameter(sample)
+    low, high = config.pleural_depth
+    return voxels[(depth >= low * radius) & (depth <= high * radius)]
 
 
 def _diameter(sample: VOISample) -> float:

@@ -54,6 +54,9 @@ LIDC_PATIENTS = ("LIDC-IDRI-0001", "LIDC-IDRI-0002")
 REPORT_RATES = (1.0, 2.0, 4.0)
 SIZE_BINS = (("<6 mm", 0.0, 6.0), ("6-10 mm", 6.0, 10.0), (">=10 mm", 10.0, math.inf))
 """Nodule size groups (volume-equivalent diameter) of the report."""
+PLEURAL_SEED = 100
+"""Added to the evaluation's seed for its juxtapleural scans, so that their sites differ from the other scans'."""
+
 OPERATING_TARGETS = {"high": 4.0, "balanced": 1.0, "specific": 0.25}
 """Validation false positives per scan each operating point is chosen for."""
 
@@ -115,7 +118,7 @@ def lidc_cases(data_root: str | Path, patients: Sequence[str] = LIDC_PATIENTS, m
 
 
 def inserted_cases(data_root: str | Path, split: str, num_scans: int, nodules_per_scan: int = 6, seed: int = 0,
-                   backgrounds: Sequence[Any] | None = None) -> list[EvalCase]:
+                   backgrounds: Sequence[Any] | None = None, pleural_fraction: float = 0.0) -> list[EvalCase]:
     """Background scans with VOIs of ``split`` pasted in (each VOI at most once, in a seeded order).
 
     Args:
@@ -125,12 +128,19 @@ def inserted_cases(data_root: str | Path, split: str, num_scans: int, nodules_pe
         nodules_per_scan: VOIs pasted per scan.
         seed: random seed of the VOI order, placements and flips.
         backgrounds: loaded :class:`lungai.data.lesion_insertion.Background` objects (default: all).
+        pleural_fraction: share of the nodules placed against the lung boundary (juxtapleural).
 
     Raises:
         ValueError: ``split`` is ``train``.
     """
     from lungai.data.detection_dataset import texture_group
-    from lungai.data.lesion_insertion import BACKGROUND_NAMES, augment_voi, load_background, place_nodules
+    from lungai.data.lesion_insertion import (
+        BACKGROUND_NAMES,
+        InsertionConfig,
+        augment_voi,
+        load_background,
+        place_nodules,
+    )
     from lungai.data.lidc_vois import list_vois
     from lungai.data.splits import cases_for_split, load_split
 
@@ -147,8 +157,9 @@ def inserted_cases(data_root: str | Path, split: str, num_scans: int, nodules_pe
         chosen = vois[i * nodules_per_scan:(i + 1) * nodules_per_scan]
         if not chosen:
             break
-        scan = place_nodules(background, [augment_voi(c.load(), rng) for c in chosen], rng)
-        scan_id = f"{split}_{i:02d}_{background.name}"
+        scan = place_nodules(background, [augment_voi(c.load(), rng) for c in chosen], rng,
+                             InsertionConfig(pleural_fraction=pleural_fraction))
+        scan_id = f"{split}{'_pleural' if pleural_fraction else ''}_{i:02d}_{background.name}"
         nodules = [froc_lib.Finding(scan_id, n.centre_lps_mm, n.diameter_mm) for n in scan.nodules]
         textures = {c.case_id: texture_group(c) for c in chosen}
         cases.append(EvalCase(scan_id, scan.image, nodules, textures=[textures[n.case_id] for n in scan.nodules],
@@ -351,6 +362,8 @@ class DetectionEvalConfig:
         device: where the classifier runs.
         seed: seed of the inserted scans.
         candidate_baseline: also score the same cases by candidate strength alone.
+        pleural_scans: how many scans with every nodule against the lung boundary (juxtapleural; the
+            split's VOIs again, other sites; seed ``seed + PLEURAL_SEED``) to make (0: none).
     """
 
     data_root: Path
@@ -364,6 +377,7 @@ class DetectionEvalConfig:
     device: str = "cpu"
     seed: int = 1
     candidate_baseline: bool = True
+    pleural_scans: int = 8
 
 
 def evaluate_detection(config: DetectionEvalConfig) -> dict[str, dict[str, Any]]:
@@ -381,6 +395,10 @@ def evaluate_detection(config: DetectionEvalConfig) -> dict[str, dict[str, Any]]
     if config.inserted_scans:
         sets[f"inserted_{config.split}"] = inserted_cases(config.data_root, config.split, config.inserted_scans,
                                                           config.nodules_per_scan, config.seed)
+    if config.pleural_scans:
+        sets[f"pleural_{config.split}"] = inserted_cases(config.data_root, config.split, config.pleural_scans,
+                                                         config.nodules_per_scan, config.seed + PLEURAL_SEED,
+                                                         pleural_fraction=1.0)
     if not sets:
         raise ValueError("nothing to evaluate: no LIDC cases and no inserted scans")
     summaries = {}

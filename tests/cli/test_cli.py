@@ -243,11 +243,14 @@ def test_the_old_train_detection_name_parses_as_train_detection(tmp_path: Path, 
     assert isinstance(group, click.Group)
     for command in (cli.get_command(context, "train-detection"), group.commands["detection"]):
         monkeypatch.setattr(command, "callback", lambda **kwargs: calls.append(kwargs))
-    args = ["--data-root", str(tmp_path), "--epochs", "2", "--texture-weight", "3", "--calibration-scans", "0"]
+    args = ["--data-root", str(tmp_path), "--epochs", "2", "--texture-weight", "3", "--calibration-scans", "0",
+            "--pleural-fraction", "0.3"]
     assert run_cli(["train-detection", *args], capsys)[0] == 0
     assert run_cli(["train", "detection", *args], capsys)[0] == 0
     assert len(calls) == 2 and calls[0] == calls[1]
     assert (calls[0]["epochs"], calls[0]["texture_weight"], calls[0]["threads"]) == (2, 3.0, 1)
+    assert calls[0]["pleural_fraction"] == 0.3
+    assert run_cli(["train", "detection", *args[:-1], "1.5"], capsys)[0] == 2  # a share, at most 1
 
 
 @pytest.mark.parametrize("command", [["evaluate", "follow-up"], ["evaluate-follow-up"]])

@@ -12,7 +12,14 @@ from scipy import ndimage
 from shared_data import require
 
 from lungai.data.detection_dataset import DetectionDataConfig, negative_points
-from lungai.data.lesion_insertion import ELASTIX_NODULE, Background, augment_voi, load_background, place_nodules
+from lungai.data.lesion_insertion import (
+    ELASTIX_NODULE,
+    Background,
+    InsertionConfig,
+    augment_voi,
+    load_background,
+    place_nodules,
+)
 from lungai.data.lidc_vois import VOISample
 
 pytestmark = pytest.mark.slow  # real scans (cip_small, lidc_vois)
@@ -56,6 +63,37 @@ def test_excluded_regions_are_never_used(data_root):
     mask = sitk.GetArrayFromImage(scan.mask)
     assert scan.nodules and not mask[excluded].any()
     assert len(np.unique(mask[mask > 0])) == len(scan.nodules)
+
+
+def test_a_juxtapleural_nodule_touches_the_wall_and_leaves_the_wall_outside_its_mask_alone(data_root):
+    background = small_background(data_root)
+    rng = np.random.default_rng(2)
+    voi = large_voi(data_root, 8.0)
+    samples = [augment_voi(voi, rng) for _ in range(2)]
+    scan = place_nodules(background, samples, rng, InsertionConfig(pleural_fraction=1.0))
+    assert len(scan.nodules) == 2
+    labels = sitk.GetArrayFromImage(scan.mask)
+    lungs = sitk.GetArrayFromImage(background.lungs) > 0
+    before = sitk.GetArrayFromImage(background.image)
+    after = sitk.GetArrayFromImage(scan.image)
+    for value in (1, 2):
+        mask = labels == value
+        inside = lungs[mask].mean()
+        assert 0.5 <= inside < 1.0  # reaches into the wall, most of it in the lung
+    # Outside the lungs only the nodules' own voxels change: no halo of the VOI's parenchyma in the wall.
+    changed = before != after
+    assert not (changed & ~lungs & (labels == 0)).any()
+    assert (changed & ~lungs & (labels > 0)).any()
+
+
+def test_no_pleural_share_places_exactly_as_before(data_root):
+    background = small_background(data_root)
+    voi = large_voi(data_root, 8.0)
+    scans = [place_nodules(background, [voi, voi], np.random.default_rng(5), config)
+             for config in (None, InsertionConfig(pleural_fraction=0.0))]
+    assert np.array_equal(sitk.GetArrayFromImage(scans[0].image), sitk.GetArrayFromImage(scans[1].image))
+    lungs = sitk.GetArrayFromImage(background.lungs) > 0
+    assert lungs[sitk.GetArrayFromImage(scans[0].mask) > 0].all()
 
 
 def test_augmentation_keeps_the_nodule(data_root):

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from cli_runner import run_cli
-from detection_cases import inserted_small_scan
+from detection_cases import inserted_small_scan, small_background
 from shared_data import require
 
 from lungai.data.lesion_insertion import ELASTIX_NODULE, load_background
@@ -113,6 +113,27 @@ def test_inserted_scans_ignore_their_backgrounds_known_lesions(data_root):
     nodule = Detection(ELASTIX_NODULE[0], 4.0, 0.9)
     pasted = Detection(case.nodules[0].center_mm, 4.0, 0.9)
     assert case.scored([nodule, pasted]) == [pasted]
+
+
+def test_juxtapleural_scans_place_every_nodule_against_the_lung_boundary(data_root):
+    import SimpleITK as sitk
+
+    background = small_background(data_root)
+    (free,) = inserted_cases(data_root, "val", 1, nodules_per_scan=2, backgrounds=[background])
+    (pleural,) = inserted_cases(data_root, "val", 1, nodules_per_scan=2, backgrounds=[background],
+                                pleural_fraction=1.0)
+    assert pleural.scan_id == "val_pleural_00_cip_small" and free.scan_id == "val_00_cip_small"
+    assert pleural.nodules
+    depth = sitk.SignedMaurerDistanceMap(sitk.Cast(background.lungs > 0, sitk.sitkUInt8), insideIsPositive=True,
+                                         squaredDistance=False, useImageSpacing=True)
+
+    def edge_depth(nodule: froc_lib.Finding) -> float:
+        return depth[depth.TransformPhysicalPointToIndex(nodule.center_mm)] - nodule.diameter_mm / 2
+
+    # A juxtapleural nodule's edge reaches the boundary (the centre lies within its radius of it);
+    # the free placement keeps the whole nodule, blend included, inside the lungs.
+    assert all(edge_depth(n) < 1.0 for n in pleural.nodules)
+    assert all(edge_depth(n) > 0.0 for n in free.nodules)
 
 
 def test_a_checkpoint_folder_is_scored_at_its_own_operating_points(tmp_path):
