@@ -2,22 +2,23 @@
 
 :func:`lungai.pipeline.nodules.segment_detections` drops a segmentation that is not plausible as a
 lung lesion (mostly outside the search region, overgrown, tubular, branching). With
-``DETACH_VESSELS`` it first opens the mask (:func:`lungai.preprocessing.lesion_region.detached`)
-and keeps the body when that is plausible; a plausible segmentation whose body holds less than
-``MIN_BODY_FRACTION`` of it (``--body-fraction``) is replaced by the body too. This runs
-``lungai run`` (lungs, nodules) on inserted-nodule scans (validation-split VOIs, or test-split ones
-with ``--split test``, pasted into the training backgrounds as ``lungai evaluate detection`` makes
-them; seed 1 by default)
-with and without it, the segmentations shared between the two runs, and counts per variant the
-inserted nodules found (a lesion's centroid within max(5 mm, the nodule's radius) of its centre)
-and the lesions that are none of them: the backgrounds' own known lesions (a lesion centred on
-one, such as A0001's cancer; :meth:`lungai.data.lesion_insertion.Background.known_lesions`) and
-the false positives (the rest). Each lesion kept by the detaching is listed.
+``DETACH_VESSELS`` it first opens the mask (:func:`lungai.preprocessing.lesion_region.detached`) and
+keeps the body when that is plausible; a plausible segmentation whose body holds less than
+``MIN_BODY_FRACTION`` of it (``--body-fraction``) is replaced by the body too. This runs ``lungai
+run`` (lungs, nodules) on inserted-nodule scans (validation-split VOIs, or test-split ones with
+``--split test``, pasted into the training backgrounds as ``lungai evaluate detection`` makes them;
+seed 1 by default; with ``--pleural`` every nodule is placed against the lung boundary, as in the
+evaluation's ``pleural_<split>`` scans) with and without it, the segmentations shared between the
+two runs, and counts per variant the inserted nodules found (a lesion's centroid within max(5 mm,
+the nodule's radius) of its centre) and the lesions that are none of them: the backgrounds' own
+known lesions (a lesion centred on one, such as A0001's cancer;
+:meth:`lungai.data.lesion_insertion.Background.known_lesions`) and the false positives (the rest).
+Each lesion kept by the detaching is listed.
 
 Usage::
 
     python benchmarks/detached_vessels.py [--data ../shared/data] [--split val] [--scans 20] [--seed 1] \\
-        [--sensitivity balanced] [--body-fraction 0.5] [--out runs/detached_vessels.json]
+        [--pleural] [--sensitivity balanced] [--body-fraction 0.5] [--out runs/detached_vessels.json]
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any
 import SimpleITK as sitk
 
 import lungai
-from lungai.evaluation.detection_eval import inserted_cases
+from lungai.evaluation.detection_eval import PLEURAL_SEED, inserted_cases
 from lungai.pipeline import nodules
 
 logger = logging.getLogger("detached_vessels")
@@ -113,6 +114,8 @@ def main() -> None:
     parser.add_argument("--split", default="val", choices=("val", "test"))
     parser.add_argument("--scans", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--pleural", action="store_true",
+                        help="juxtapleural scans: every nodule against the lung boundary, seed + PLEURAL_SEED")
     parser.add_argument("--sensitivity", default="balanced", choices=("high", "balanced", "specific"))
     parser.add_argument("--body-fraction", type=float, default=nodules.MIN_BODY_FRACTION,
                         help="MIN_BODY_FRACTION of the run with detaching (default: the shipped one)")
@@ -125,7 +128,9 @@ def main() -> None:
     shared = _SharedSegmentations()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for case in inserted_cases(args.data, args.split, args.scans, seed=args.seed):
+        seed = args.seed + PLEURAL_SEED if args.pleural else args.seed
+        for case in inserted_cases(args.data, args.split, args.scans, seed=seed,
+                                   pleural_fraction=1.0 if args.pleural else 0.0):
             rows.append(run_scan(case, Path(tmp), store, shared, args.sensitivity, args.body_fraction))
             row = rows[-1]
             logger.info("%s: found %d / %d without detaching, %d with; false positives %d / %d", row["scan"],

@@ -40,6 +40,7 @@ from lungai.data.lesion_insertion import Background, InsertionConfig, augment_vo
 from lungai.data.lidc_vois import VOICase
 from lungai.preprocessing.candidates import CandidateConfig, find_candidates
 from lungai.preprocessing.detection_rois import DETECTION_ROI, extract_rois, roi_grid
+from lungai.preprocessing.lesion_region import mediastinum
 
 logger = logging.getLogger(__name__)
 
@@ -224,19 +225,11 @@ def _off_lesions(background: Background, points: np.ndarray) -> np.ndarray:
 def medial_zone(lung_labels: sitk.Image, depth_mm: float) -> np.ndarray:
     """Bool ``(z, y, x)``: lung voxels within ``depth_mm`` of the mediastinum (hila, mediastinal border).
 
-    The mediastinum is taken, slice by slice, as the non-lung voxels between the two lungs'
-    medial edges (right lung label 1, left 2) within the lungs' front-to-back extent.
+    The mediastinum is :func:`lungai.preprocessing.lesion_region.mediastinum`: slice by slice, the
+    non-lung voxels between the two lungs' medial edges within the lungs' front-to-back extent.
     """
     labels = sitk.GetArrayViewFromImage(lung_labels)
-    between = np.zeros(labels.shape, bool)
-    for z in range(labels.shape[0]):
-        right, left = np.nonzero(labels[z] == 1), np.nonzero(labels[z] == 2)
-        if not len(right[1]) or not len(left[1]):
-            continue
-        low, high = sorted((int(np.percentile(right[1], 90)), int(np.percentile(left[1], 10))))
-        rows = np.concatenate([right[0], left[0]])
-        between[z, rows.min():rows.max() + 1, low:high + 1] = True
-    between &= labels == 0
+    between = mediastinum(labels)
     distance = ndimage.distance_transform_edt(~between, sampling=np.asarray(lung_labels.GetSpacing())[::-1])
     return (labels > 0) & (distance <= depth_mm)
 

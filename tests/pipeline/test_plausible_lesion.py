@@ -80,3 +80,28 @@ def test_a_plausible_segmentation_that_is_mostly_attachment_becomes_its_body():
     assert kept is not None
     assert kept.mask.sum() < 0.5 * segmented.sum()
     assert (kept.mask & body).sum() >= 0.95 * body.sum()
+
+
+def _juxtapleural() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 12 mm nodule against a wall at x = 2 mm, segmented with a thick slab of the wall; and the region."""
+    points = _points()
+    ball = np.linalg.norm(points, axis=-1) <= 6.0
+    wall = (points[..., 2] >= 2.0) & (points[..., 2] <= 20.0) & (np.abs(points[..., 0]) <= 8.0) & (
+        np.abs(points[..., 1]) <= 8.0)
+    return ball, ball | wall, points[..., 2] < 2.0
+
+
+def test_a_nodule_segmented_into_the_chest_wall_is_cut_at_the_wall():
+    ball, segmented, region = _juxtapleural()
+    beyond = np.zeros(SHAPE, bool)  # the part outside lies in the chest wall, none in the mediastinum
+    assert plausible_lesion(_segmented(segmented, 6.0), _image(), region, SPACING) is None  # without the cut
+    kept = plausible_lesion(_segmented(segmented, 6.0), _image(), region, SPACING, mediastinum=beyond)
+    assert kept is not None
+    assert not (kept.mask & ~region).any()
+    assert (kept.mask & ball & region).sum() == (ball & region).sum()
+    assert kept.mask.sum() < 1.5 * (ball & region).sum()  # little of the wall slab within the region
+
+
+def test_a_segmentation_that_runs_into_the_mediastinum_stays_dropped():
+    _, segmented, region = _juxtapleural()
+    assert plausible_lesion(_segmented(segmented, 6.0), _image(), region, SPACING, mediastinum=~region) is None

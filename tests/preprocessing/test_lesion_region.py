@@ -15,7 +15,9 @@ from lungai.preprocessing.lesion_region import (
     lesion_plausibility,
     lesion_region,
     mass_mask,
+    mediastinum,
     solidity,
+    wall_spill,
 )
 from lungai.preprocessing.measurements import axial_diameters
 
@@ -181,3 +183,22 @@ def test_detached_handles_empty_masks_and_a_far_centre():
     mask = np.zeros((5, 40, 40), bool)
     mask[1:4, 2:8, 2:8] = True
     assert not detached(mask, spacing, np.array([2.0, 30.0, 30.0]), 3.0).any()  # nothing near the detection
+
+
+def test_the_mediastinum_lies_between_the_lungs_and_a_wall_spill_beyond_it():
+    lungs = np.zeros((3, 20, 30), np.uint8)
+    lungs[:, 5:15, 2:10] = labels.LUNG_RIGHT.value
+    lungs[:, 5:15, 20:28] = labels.LUNG_LEFT.value
+    lungs[2, :, 20:] = 0  # a slice with one lung has no mediastinum
+    between = mediastinum(lungs)
+    assert between[:2, 5:15, 10:20].all() and between[:2].sum() == 2 * 10 * 10
+    assert not between[2].any()
+    region = lungs > 0
+    box = (slice(0, 3), slice(0, 20), slice(0, 30))
+    lateral = np.zeros(lungs.shape, bool)
+    lateral[0, 8:12, 0:4] = True  # half in the right lung, half in the lateral wall
+    medial = np.zeros(lungs.shape, bool)
+    medial[0, 8:12, 8:12] = True  # half in the right lung, half in the mediastinum
+    assert wall_spill(lateral, box, region, between)
+    assert not wall_spill(medial, box, region, between)
+    assert not wall_spill(lateral & region, box, region, between)  # nothing outside
