@@ -28,14 +28,12 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 import torch
+from candidate_budget import scan_candidates, summarise
 
-from lungai.evaluation import froc as froc_lib
 from lungai.evaluation.detection_eval import PLEURAL_SEED, EvalCase, inserted_cases
 from lungai.models.checkpoint import load_model
 from lungai.pipeline.detection import Detection, detection_scores
-from lungai.preprocessing import candidates as candidate_filter
-from lungai.preprocessing.detection_rois import extract_rois
-from lungai.preprocessing.lung_mask import segment_lungs
+from lungai.preprocessing.candidates import Candidate
 
 logger = logging.getLogger("boundary_classifier")
 
@@ -44,18 +42,15 @@ RULES = ("shipped everywhere", "second at the boundary", "higher of the two at t
 
 
 def score_scan(case: EvalCase, shipped: torch.nn.Module, second: torch.nn.Module,
-               margin_mm: float) -> tuple[list[tuple[float, ...]], np.ndarray, np.ndarray, np.ndarray]:
-    """The scan's candidates: centres, both classifiers' detection scores, and whether each is at the boundary."""
-    lungs = segment_lungs(case.image).labels
-    found = candidate_filter.find_candidates(case.image, lungs)
-    rois = extract_rois(case.image, [c.centre_lps_mm for c in found])
-    strength = np.array([candidate_filter.strength_score(c.strength) for c in found])
+               margin_mm: float) -> tuple[list[Candidate], np.ndarray, np.ndarray, np.ndarray]:
+    """The scan's candidates, both classifiers' detection scores, and whether each is at the boundary."""
+    lungs, found, rois, strength = scan_candidates(case)
     first, _ = detection_scores(shipped, rois, strength)
     other, _ = detection_scores(second, rois, strength)
     depth = sitk.SignedMaurerDistanceMap(sitk.Cast(lungs > 0, sitk.sitkUInt8), insideIsPositive=True,
                                          squaredDistance=False, useImageSpacing=True)
     edge = np.array([depth[depth.TransformPhysicalPointToIndex(c.centre_lps_mm)] - c.radius_mm for c in found])
-    return [c.centre_lps_mm for c in found], first, other, edge <= margin_mm
+    return found, first, other, edge <= margin_mm
 
 
 def combined(first: np.ndarray, other: np.ndarray, boundary: np.ndarray, rule: str) -> np.ndarray:
@@ -70,17 +65,11 @@ def combined(first: np.ndarray, other: np.ndarray, boundary: np.ndarray, rule: s
 
 
 def summary(cases: list[EvalCase], scored: list, rule: str) -> str:
-    """CPM and the nodules found at 1 false positive per scan."""
-    detections, nodules = [], []
-    for case, (centres, first, other, boundary) in zip(cases, scored):
-        scores = combined(first, other, boundary, rule)
-        kept = case.scored([Detection(c, 1.0, float(s)) for c, s in zip(centres, scores)])
-        detections += [froc_lib.ScanDetection(case.scan_id, d.centre_lps_mm, d.score or 0.0) for d in kept]
-        nodules += case.nodules
-    result = froc_lib.froc(detections, nodules, len(cases))
-    best, _ = froc_lib.match_detections(detections, nodules)
-    threshold = result.thresholds[np.flatnonzero(result.fps_per_scan <= 1.0)[-1]]
-    return f"CPM {result.cpm:.3f}, {int((best >= threshold).sum())}/{len(nodules)} at 1 FP/scan"
+    """CPM and the nodules found at 1 false positive per scan (:func:`candidate_budget.summarise`)."""
+    detections = [[Detection(c.centre_lps_mm, c.radius_mm, float(s)) for c, s in zip(found, combined(*scores, rule))]
+                  for found, *scores in scored]
+    result = summarise(cases, detections, budget=len(max(detections, key=len, default=[])), ignore=True)
+    return f"CPM {result['cpm']:.3f}, {result['found']}/{result['nodules']} at 1 FP/scan"
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import SimpleITK as sitk
 import torch
 from torch import nn
 
@@ -71,16 +72,23 @@ def _suppression(mode: str) -> Any:
     return suppress
 
 
-def score_scan(case: EvalCase, classifier: nn.Module, max_candidates: int, gate: float) -> tuple[list[Detection], int]:
-    """The scan's candidates, strongest first, with the detector's score, and how many ROIs the whole
-    ensemble rescored (:func:`lungai.pipeline.detection.detection_scores`)."""
+def scan_candidates(case: EvalCase, max_candidates: int = 300
+                    ) -> tuple[sitk.Image, list[candidate_filter.Candidate], np.ndarray, np.ndarray]:
+    """The scan's lung labels, its blob candidates (strongest first), their ROIs and strength scores."""
     lungs = segment_lungs(case.image).labels
     found = candidate_filter.find_candidates(case.image, lungs,
                                              replace(candidate_filter.CandidateConfig(), max_candidates=max_candidates))
+    rois = extract_rois(case.image, [c.centre_lps_mm for c in found]) if found else np.empty(0)
+    strength = np.array([candidate_filter.strength_score(c.strength) for c in found])
+    return lungs, found, rois, strength
+
+
+def score_scan(case: EvalCase, classifier: nn.Module, max_candidates: int, gate: float) -> tuple[list[Detection], int]:
+    """The scan's candidates, strongest first, with the detector's score, and how many ROIs the whole
+    ensemble rescored (:func:`lungai.pipeline.detection.detection_scores`)."""
+    _, found, rois, strength = scan_candidates(case, max_candidates)
     if not found:
         return [], 0
-    rois = extract_rois(case.image, [c.centre_lps_mm for c in found])
-    strength = np.array([candidate_filter.strength_score(c.strength) for c in found])
     scores, rescored = detection_scores(classifier, rois, strength, gate=gate)
     return [Detection(c.centre_lps_mm, c.radius_mm, float(s)) for c, s in zip(found, scores)], rescored
 

@@ -145,12 +145,11 @@ def _doomed(mask: np.ndarray, voi: Voi, region: np.ndarray | None, detection: De
 
 def _preview(prediction: VoiPrediction, voi: Voi, local_centre: np.ndarray, spacing: tuple[float, float, float],
              detection: Detection, inference: VoiInference, region: np.ndarray | None,
-             mediastinum: np.ndarray | None = None) -> np.ndarray | None:
+             lungs: np.ndarray | None = None) -> np.ndarray | None:
     """The preview mask when it is already bound to be dropped (:func:`_doomed`), else ``None``.
 
-    A mask that may be a juxtapleural nodule cut at the wall (mostly outside the region, the part
-    outside beyond ``mediastinum``: :func:`~lungai.preprocessing.lesion_region.wall_spill`) is not
-    bound to be dropped.
+    A mask that may be a juxtapleural nodule cut at the wall (:func:`_into_wall`) is not bound to
+    be dropped.
 
     The preview runs once at the trained spacing, unmirrored (tiles too); with settings that are
     already that cheap there is no preview. Its tiles are those of the full prediction at the
@@ -161,15 +160,22 @@ def _preview(prediction: VoiPrediction, voi: Voi, local_centre: np.ndarray, spac
         return None
     probability = prediction.probability(cheap)
     mask = _component_at(probability >= inference.threshold, local_centre, spacing, detection.radius_mm)
-    if mediastinum is not None and detection.source != "mass" and mask.any() and wall_spill(mask, voi.box, region,
-                                                                                            mediastinum):
+    if _into_wall(mask, voi.box, region, lungs, detection):
         return None
     return mask if _doomed(mask, voi, region, detection, spacing) else None
 
 
+def _into_wall(mask: np.ndarray, box: tuple[slice, slice, slice], region: np.ndarray | None,
+               lungs: np.ndarray | None, detection: Detection) -> bool:
+    """Whether a blob or ground-glass detection's mask ran into the chest wall or diaphragm
+    (:func:`~lungai.preprocessing.lesion_region.wall_spill`; never without the lung labels)."""
+    return (lungs is not None and region is not None and detection.source != "mass" and bool(mask.any())
+            and wall_spill(mask, box, region, lungs))
+
+
 def segment_detection(model: nn.Module, hu: np.ndarray, image: sitk.Image, detection: Detection,
                       inference: VoiInference, region: np.ndarray | None = None,
-                      max_growth: int = MAX_GROWTH, mediastinum: np.ndarray | None = None) -> SegmentedNodule:
+                      max_growth: int = MAX_GROWTH, lungs: np.ndarray | None = None) -> SegmentedNodule:
     """Segment one detection (see the module docstring); the mask may come back empty.
 
     Args:
@@ -184,8 +190,8 @@ def segment_detection(model: nn.Module, hu: np.ndarray, image: sitk.Image, detec
             (it follows a hilar or mediastinal structure, and growing it costs minutes of tiles).
         max_growth: how often the VOI may grow (:data:`MAX_GROWTH`; 0 when the lesion's size is
             known, as at a position mapped from another scan).
-        mediastinum: the scan's mediastinum (:func:`~lungai.preprocessing.lesion_region.mediastinum`);
-            with it, a mask that ran into the chest wall gets the full prediction (see :func:`_preview`).
+        lungs: the scan's lung labels; with them, a mask that ran into the chest wall gets the full
+            prediction (see :func:`_preview`).
     """
     spec = roi_spec(SEGMENTATION_MODEL)
     spacing = spacing_zyx(image)
@@ -196,7 +202,7 @@ def segment_detection(model: nn.Module, hu: np.ndarray, image: sitk.Image, detec
         voi = voi_box(centre, extent, spacing, shape)
         local_centre = centre - [s.start for s in voi.box]
         prediction = VoiPrediction(model, hu[voi.box], spacing, spec)
-        preview = _preview(prediction, voi, local_centre, spacing, detection, inference, region, mediastinum)
+        preview = _preview(prediction, voi, local_centre, spacing, detection, inference, region, lungs)
         if preview is not None:
             return SegmentedNodule(detection, voi.box, preview)
         probability = prediction.probability(inference)
@@ -230,13 +236,13 @@ def implausibility(nodule: SegmentedNodule, region: np.ndarray, spacing: tuple[f
 
 def plausible_lesion(nodule: SegmentedNodule, image: sitk.Image, region: np.ndarray,
                      spacing: tuple[float, float, float],
-                     mediastinum: np.ndarray | None = None) -> SegmentedNodule | None:
+                     lungs: np.ndarray | None = None) -> SegmentedNodule | None:
     """The segmented detection as a lung lesion, or ``None`` (logged) when it cannot be one.
 
     A blob or ground-glass detection's segmentation is replaced by its body with the attached
     vessels cut off (:func:`~lungai.preprocessing.lesion_region.detached`) when the whole
     segmentation is not plausible or the body holds less than :data:`MIN_BODY_FRACTION` of its
-    voxels, provided the body is plausible. Failing that, with ``mediastinum``, a segmentation
+    voxels, provided the body is plausible. Failing that, with the lung labels ``lungs``, a segmentation
     that ran into the chest wall or diaphragm
     (:func:`~lungai.preprocessing.lesion_region.wall_spill`) is replaced by its part in the region
     at the detection, provided that part is plausible. A segmentation that is not plausible
@@ -256,9 +262,8 @@ def plausible_lesion(nodule: SegmentedNodule, image: sitk.Image, region: np.ndar
             return body
     if reason is None:
         return nodule
-    if (mediastinum is not None and detection.source != "mass"
-            and outside_fraction(nodule.mask, nodule.box, region) > MAX_OUTSIDE_FRACTION
-            and wall_spill(nodule.mask, nodule.box, region, mediastinum)):
+    if (outside_fraction(nodule.mask, nodule.box, region) > MAX_OUTSIDE_FRACTION
+            and _into_wall(nodule.mask, nodule.box, region, lungs, detection)):
         centre = _centre_index(image, detection.centre_lps_mm) - [b.start for b in nodule.box]
         cut = replace(nodule, mask=_component_at(nodule.mask & region[nodule.box], centre, spacing,
                                                  detection.radius_mm))
@@ -278,7 +283,7 @@ def segment_detections(model: nn.Module, hu: np.ndarray, image: sitk.Image, dete
                        inference: VoiInference = VoiInference(), region: np.ndarray | None = None,
                        mass_segmenter: MassSegmenter | None = None,
                        on_segmented: Callable[[int, int], None] | None = None,
-                       mediastinum: np.ndarray | None = None) -> list[SegmentedNodule]:
+                       lungs: np.ndarray | None = None) -> list[SegmentedNodule]:
     """Segment every detection, drop what is not a lung lesion, and resolve overlaps.
 
     Masses are segmented first (by ``mass_segmenter`` when given, else like a nodule), then blob
@@ -287,9 +292,8 @@ def segment_detections(model: nn.Module, hu: np.ndarray, image: sitk.Image, dete
     :func:`~lungai.preprocessing.lesion_region.lesion_plausibility` drops hilar, mediastinal,
     tubular and overgrown segmentations.
 
-    ``on_segmented(done, total)`` is called after each detection (progress). With ``mediastinum``
-    (:func:`~lungai.preprocessing.lesion_region.mediastinum`), a segmentation that ran into the chest
-    wall is cut there (:func:`plausible_lesion`).
+    ``on_segmented(done, total)`` is called after each detection (progress). With the scan's lung
+    labels ``lungs``, a segmentation that ran into the chest wall is cut there (:func:`plausible_lesion`).
 
     Returns:
         The non-empty lesions, in the order they were segmented.
@@ -301,12 +305,12 @@ def segment_detections(model: nn.Module, hu: np.ndarray, image: sitk.Image, dete
         if detection.source == "mass" and mass_segmenter is not None:
             nodule = mass_segmenter(detection)
         else:
-            nodule = segment_detection(model, hu, image, detection, inference, region, mediastinum=mediastinum)
+            nodule = segment_detection(model, hu, image, detection, inference, region, lungs=lungs)
         if on_segmented is not None:
             on_segmented(done, len(detections))
         where = tuple(round(v, 1) for v in detection.centre_lps_mm)
         if region is not None and nodule.mask.any():
-            checked = plausible_lesion(nodule, image, region, spacing, mediastinum)
+            checked = plausible_lesion(nodule, image, region, spacing, lungs)
             if checked is None:
                 continue
             nodule = replace(checked, mask=checked.mask & region[checked.box])

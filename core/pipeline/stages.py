@@ -234,7 +234,7 @@ def nodules_stage(context: ScanContext) -> Lesions:
              0.3 + 0.6 * done / total)
 
     masks = segment_detections(models.get(SEGMENTATION_MODEL), hu, image, detections, inference, search.region,
-                               mass_segmenter, report_segmented, search.mediastinum)
+                               mass_segmenter, report_segmented, lung_labels)
     z_ranges = lung_z_ranges(lung_labels)
     nodules = []
     for index, segmented in enumerate(masks, start=1):

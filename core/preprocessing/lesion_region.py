@@ -130,12 +130,10 @@ class LesionRegion:
     Attributes:
         region: boolean ``(z, y, x)`` array, the lungs with their disease.
         masses: the mass candidates, thickest first.
-        mediastinum: boolean ``(z, y, x)`` array, :func:`mediastinum` of the lung labels.
     """
 
     region: np.ndarray
     masses: list[MassCandidate]
-    mediastinum: np.ndarray | None = None
 
 
 def _steps(spacing_zyx: np.ndarray, cfg: LesionRegionConfig) -> np.ndarray:
@@ -221,11 +219,10 @@ def lesion_region(image: sitk.Image, lung_labels: sitk.Image, config: LesionRegi
     region = _upsampled(region_coarse, step, lungs.shape) | (lungs > 0)
     soft = region_coarse & (hu[sub] >= cfg.soft_tissue_hu)
     masses = _mass_candidates(soft, image, np.zeros(3), step, coarse_spacing, cfg)
-    between = mediastinum(lungs)
     logger.info("lesion region: %.0f mL beyond the lung mask, %d mass candidate(s) in %.1f s",
                 np.count_nonzero(region & (lungs == 0)) * float(np.prod(spacing)) / 1000.0, len(masses),
                 time.perf_counter() - start)
-    return LesionRegion(region=region, masses=masses, mediastinum=between)
+    return LesionRegion(region=region, masses=masses)
 
 
 def mediastinum(lungs: np.ndarray) -> np.ndarray:
@@ -317,11 +314,15 @@ def solidity(mask: np.ndarray, spacing_zyx: tuple[float, float, float]) -> float
     return float(np.count_nonzero(mask) * np.prod(spacing_zyx) / hull)
 
 
-def wall_spill(mask: np.ndarray, box: tuple[slice, slice, slice], region: np.ndarray, between: np.ndarray) -> bool:
+def wall_spill(mask: np.ndarray, box: tuple[slice, slice, slice], region: np.ndarray, lungs: np.ndarray) -> bool:
     """Whether the part of a lesion outside the search region lies mostly beyond the mediastinum
-    (chest wall, diaphragm): at most :data:`MAX_MEDIASTINAL_FRACTION` of it in ``between``."""
+    (chest wall, diaphragm): at most :data:`MAX_MEDIASTINAL_FRACTION` of it in the :func:`mediastinum`
+    of the lung labels ``lungs`` (scan grid; found on the box's slices only)."""
     outside = mask & ~region[box]
-    return bool(outside.any()) and float(between[box][outside].mean()) <= MAX_MEDIASTINAL_FRACTION
+    if not outside.any():
+        return False
+    between = mediastinum(lungs[box[0]])[:, box[1], box[2]]
+    return float(between[outside].mean()) <= MAX_MEDIASTINAL_FRACTION
 
 
 def outside_fraction(mask: np.ndarray, box: tuple[slice, slice, slice], region: np.ndarray) -> float:

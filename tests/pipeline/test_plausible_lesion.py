@@ -93,9 +93,9 @@ def _juxtapleural() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def test_a_nodule_segmented_into_the_chest_wall_is_cut_at_the_wall():
     ball, segmented, region = _juxtapleural()
-    beyond = np.zeros(SHAPE, bool)  # the part outside lies in the chest wall, none in the mediastinum
+    lungs = np.where(region, 1, 0).astype(np.uint8)  # one lung: the part outside lies in the wall, no mediastinum
     assert plausible_lesion(_segmented(segmented, 6.0), _image(), region, SPACING) is None  # without the cut
-    kept = plausible_lesion(_segmented(segmented, 6.0), _image(), region, SPACING, mediastinum=beyond)
+    kept = plausible_lesion(_segmented(segmented, 6.0), _image(), region, SPACING, lungs=lungs)
     assert kept is not None
     assert not (kept.mask & ~region).any()
     assert (kept.mask & ball & region).sum() == (ball & region).sum()
@@ -104,4 +104,6 @@ def test_a_nodule_segmented_into_the_chest_wall_is_cut_at_the_wall():
 
 def test_a_segmentation_that_runs_into_the_mediastinum_stays_dropped():
     _, segmented, region = _juxtapleural()
-    assert plausible_lesion(_segmented(segmented, 6.0), _image(), region, SPACING, mediastinum=~region) is None
+    lungs = np.where(region, 1, 0).astype(np.uint8)
+    lungs[_points()[..., 2] > 30.0] = 2  # a left lung beyond the slab: the part outside lies between the lungs
+    assert plausible_lesion(_segmented(segmented, 6.0), _image(), region, SPACING, lungs=lungs) is None

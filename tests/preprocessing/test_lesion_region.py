@@ -199,6 +199,6 @@ def test_the_mediastinum_lies_between_the_lungs_and_a_wall_spill_beyond_it():
     lateral[0, 8:12, 0:4] = True  # half in the right lung, half in the lateral wall
     medial = np.zeros(lungs.shape, bool)
     medial[0, 8:12, 8:12] = True  # half in the right lung, half in the mediastinum
-    assert wall_spill(lateral, box, region, between)
-    assert not wall_spill(medial, box, region, between)
-    assert not wall_spill(lateral & region, box, region, between)  # nothing outside
+    assert wall_spill(lateral, box, region, lungs)
+    assert not wall_spill(medial, box, region, lungs)
+    assert not wall_spill(lateral & region, box, region, lungs)  # nothing outside
