@@ -1,103 +1,162 @@
-"""Would a second classifier for the candidates at the lung boundary find juxtapleural nodules (validation only)?
+"""How the detector scores candidates at the lung boundary: the choice of its rule (validation only).
 
 On the validation inserted-nodule scans of ``lungai evaluate detection`` (nodules inside the lungs,
 seed 1) and its juxtapleural scans (every nodule against the lung boundary, seed 1 +
-:data:`~lungai.evaluation.detection_eval.PLEURAL_SEED`), each scan's 300 blob candidates are scored
-as the detector scores them (:func:`lungai.pipeline.detection.detection_scores`, no ground-glass
-pool) by the shipped classifier (``--weights``) and by a second one (``--boundary``, e.g. a run of
-``lungai train detection --pleural-fraction 0.3``). A candidate is *at the boundary* when its blob
-reaches within ``--margin`` mm of the lung mask's edge (depth of its centre in the mask minus its
-radius). Printed per rule, for each set and both pooled (one FROC over all scans): CPM and the
-nodules found at the lowest threshold with at most 1 false positive per scan, the backgrounds' own
-lesions ignored as ``lungai evaluate detection`` ignores them. Rules: the shipped classifier
-everywhere; the second one at the boundary; the higher of the two at the boundary; the second one
-everywhere.
+:data:`~lungai.evaluation.detection_eval.PLEURAL_SEED`), each scan's 300 blob candidates get the centre
+logit of every member of ``--weights`` (an ensemble checkpoint with boundary members, last) in each of
+the detector's :data:`~lungai.pipeline.detection.FLIPS`, and the depth of their centre in the lung mask
+(signed Maurer distance; :func:`lungai.pipeline.detection.at_lung_boundary` gives the same decision
+from a small box). Everything is cached per scan in ``--cache``, so the rules are compared in seconds.
+
+Printed per rule, for each set and both pooled (one FROC over all scans): CPM and the nodules found at
+the lowest threshold with at most 1 false positive per scan, the backgrounds' own lesions ignored as
+``lungai evaluate detection`` ignores them (blob candidates only, no ground-glass pool). The rules:
+the general members alone (the shipped three-member ensemble) and all members averaged, each without
+and with the flips; the boundary rule (the boundary members' mean weighted
+:data:`~lungai.pipeline.detection.BOUNDARY_WEIGHT` at candidates no deeper than
+:data:`~lungai.pipeline.detection.BOUNDARY_DEPTH_MM`) with other depths, weights, flips and cascade
+gates.
 
 Usage::
 
-    python benchmarks/boundary_classifier.py --boundary runs/detection/convlstm_p36s0 \\
-        [--weights weights/convlstm_nodule] [--scans 20] [--pleural-scans 10] [--margin 2]
+    python benchmarks/boundary_classifier.py [--weights weights/convlstm_nodule] [--scans 20] [--pleural-scans 10] \\
+        [--cache runs/boundary_cache]     # about 30 min on one thread the first time
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 import torch
-from candidate_budget import scan_candidates, summarise
+from candidate_budget import scan_candidates
+from scipy.special import expit, logit
 
+from lungai.evaluation import froc as froc_lib
 from lungai.evaluation.detection_eval import PLEURAL_SEED, EvalCase, inserted_cases
 from lungai.models.checkpoint import load_model
-from lungai.pipeline.detection import Detection, detection_scores
-from lungai.preprocessing.candidates import Candidate
+from lungai.models.convlstm_nodule import ConvLSTMNoduleEnsemble
+from lungai.pipeline.detection import (
+    BOUNDARY_CASCADE_GATE,
+    BOUNDARY_DEPTH_MM,
+    BOUNDARY_WEIGHT,
+    FLIPS,
+    combined_score,
+    roi_scores,
+)
 
 logger = logging.getLogger("boundary_classifier")
 
 REPO = Path(__file__).resolve().parents[1]
-RULES = ("shipped everywhere", "second at the boundary", "higher of the two at the boundary", "second everywhere")
+Scan = dict[str, Any]
 
 
-def score_scan(case: EvalCase, shipped: torch.nn.Module, second: torch.nn.Module,
-               margin_mm: float) -> tuple[list[Candidate], np.ndarray, np.ndarray, np.ndarray]:
-    """The scan's candidates, both classifiers' detection scores, and whether each is at the boundary."""
+def cache_scan(case: EvalCase, members: list[torch.nn.Module], path: Path) -> Scan:
+    """A scan's candidates: every member's centre logits in every flip, centre depths, the references."""
+    if path.is_file():
+        return pickle.loads(path.read_bytes())
     lungs, found, rois, strength = scan_candidates(case)
-    first, _ = detection_scores(shipped, rois, strength)
-    other, _ = detection_scores(second, rois, strength)
     depth = sitk.SignedMaurerDistanceMap(sitk.Cast(lungs > 0, sitk.sitkUInt8), insideIsPositive=True,
                                          squaredDistance=False, useImageSpacing=True)
-    edge = np.array([depth[depth.TransformPhysicalPointToIndex(c.centre_lps_mm)] - c.radius_mm for c in found])
-    return found, first, other, edge <= margin_mm
+    logits = {(i, axes): logit(roi_scores(m, np.ascontiguousarray(np.flip(rois, axes)) if axes else rois))
+              for i, m in enumerate(members) for axes in FLIPS}
+    scan = {"scan_id": case.scan_id, "centres": [c.centre_lps_mm for c in found], "strength": strength,
+            "depth": np.array([depth[depth.TransformPhysicalPointToIndex(c.centre_lps_mm)] for c in found]),
+            "logits": logits, "ignored": np.array([case.ignores(c.centre_lps_mm) for c in found], bool),
+            "nodules": case.nodules}
+    path.write_bytes(pickle.dumps(scan))
+    logger.info("%s: cached", case.scan_id)
+    return scan
 
 
-def combined(first: np.ndarray, other: np.ndarray, boundary: np.ndarray, rule: str) -> np.ndarray:
-    """The scores a rule of :data:`RULES` gives."""
-    if rule == RULES[0]:
-        return first
-    if rule == RULES[1]:
-        return np.where(boundary, other, first)
-    if rule == RULES[2]:
-        return np.where(boundary, np.maximum(first, other), first)
-    return other
+def _mean(scan: Scan, members: range | list[int], flips: tuple) -> np.ndarray:
+    return np.mean([scan["logits"][(i, axes)] for i in members for axes in flips], axis=0)
 
 
-def summary(cases: list[EvalCase], scored: list, rule: str) -> str:
-    """CPM and the nodules found at 1 false positive per scan (:func:`candidate_budget.summarise`)."""
-    detections = [[Detection(c.centre_lps_mm, c.radius_mm, float(s)) for c, s in zip(found, combined(*scores, rule))]
-                  for found, *scores in scored]
-    result = summarise(cases, detections, budget=len(max(detections, key=len, default=[])), ignore=True)
-    return f"CPM {result['cpm']:.3f}, {result['found']}/{result['nodules']} at 1 FP/scan"
+def scores(scan: Scan, rule: dict[str, Any], n_members: int, special: int) -> np.ndarray:
+    """Detection scores of a scan's candidates under ``rule`` (keys: flips, depth, weight, gate, members)."""
+    flips, strength = rule["flips"], scan["strength"]
+    general, boundary = list(range(n_members - special)), list(range(n_members - special, n_members))
+    if rule["members"] == "general":
+        return combined_score(expit(_mean(scan, general, flips)), strength)
+    if rule["members"] == "all":
+        return combined_score(expit(_mean(scan, range(n_members), flips)), strength)
+    at = (scan["depth"] >= 0) & (scan["depth"] <= rule["depth"])
+    w = rule["weight"]
+    full = np.where(at, w * _mean(scan, boundary, flips) + (1 - w) * _mean(scan, general, flips),
+                    _mean(scan, range(n_members), flips))
+    if rule["gate"] is None:
+        return combined_score(expit(full), strength)
+    first = _mean(scan, [0], ((),))
+    cheap = combined_score(expit(np.where(at, w * _mean(scan, boundary, ((),)) + (1 - w) * first, first)), strength)
+    return np.where(cheap >= rule["gate"], combined_score(expit(full), strength), cheap)
+
+
+def summary(scans: list[Scan], scored: list[np.ndarray]) -> str:
+    """CPM and the nodules found at the lowest threshold with at most 1 false positive per scan."""
+    detections, nodules = [], []
+    for scan, values in zip(scans, scored):
+        detections += [froc_lib.ScanDetection(scan["scan_id"], tuple(c), float(v))
+                       for c, v, ignored in zip(scan["centres"], values, scan["ignored"]) if not ignored]
+        nodules += scan["nodules"]
+    result = froc_lib.froc(detections, nodules, len(scans))
+    best, _ = froc_lib.match_detections(detections, nodules)
+    threshold = result.thresholds[np.flatnonzero(result.fps_per_scan <= 1.0)[-1]]
+    return f"{result.cpm:.3f} {int((best >= threshold).sum())}/{len(nodules)}"
+
+
+def rules() -> list[tuple[str, dict[str, Any]]]:
+    """The rules compared: references, the boundary rule of :func:`lungai.pipeline.detection.detection_scores`,
+    and its variants."""
+    shipped = {"members": "boundary", "flips": FLIPS, "depth": BOUNDARY_DEPTH_MM, "weight": BOUNDARY_WEIGHT,
+               "gate": BOUNDARY_CASCADE_GATE}
+    out = [("general members, no flips", {"members": "general", "flips": ((),)}),
+           ("general members, flips", {"members": "general", "flips": FLIPS}),
+           ("all members, flips", {"members": "all", "flips": FLIPS}),
+           ("boundary rule", shipped),
+           ("boundary rule, every candidate rescored", {**shipped, "gate": None})]
+    out += [(f"depth {d} mm", {**shipped, "depth": d}) for d in (1.0, 2.0, 5.0, 8.0)]
+    out += [(f"weight {w}", {**shipped, "weight": w}) for w in (0.5, 0.6, 0.8, 1.0)]
+    out += [(f"flips {f}", {**shipped, "flips": f}) for f in (((),), ((), (2,)), ((), (1,)), FLIPS[:3])]
+    out += [(f"gate {g}", {**shipped, "gate": g}) for g in (0.4, 0.5)]
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
-    parser.add_argument("--weights", type=Path, default=REPO / "weights" / "convlstm_nodule")
-    parser.add_argument("--boundary", type=Path, required=True, help="the second classifier's checkpoint folder")
+    parser.add_argument("--weights", type=Path, default=REPO / "runs" / "detection" / "convlstm_ensP",
+                        help="an ensemble checkpoint with boundary members (lungai train detection-ensemble "
+                             "--boundary-member)")
     parser.add_argument("--scans", type=int, default=20)
     parser.add_argument("--pleural-scans", type=int, default=10)
-    parser.add_argument("--margin", type=float, default=2.0, help="mm between a blob and the lung mask's edge")
+    parser.add_argument("--cache", type=Path, default=REPO / "runs" / "boundary_cache")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("lungai").setLevel(logging.WARNING)
     torch.set_num_threads(1)
-    shipped, second = load_model(args.weights, "cpu"), load_model(args.boundary, "cpu")
+    model = load_model(args.weights, "cpu")
+    if not isinstance(model, ConvLSTMNoduleEnsemble) or not model.config.boundary_members:
+        parser.error(f"{args.weights} is not an ensemble with boundary members")
+    members, special = list(model.members), model.config.boundary_members
+    args.cache.mkdir(parents=True, exist_ok=True)
     sets = {"inside": inserted_cases(args.data, "val", args.scans, seed=1),
             "boundary": inserted_cases(args.data, "val", args.pleural_scans, seed=1 + PLEURAL_SEED,
                                        pleural_fraction=1.0)}
-    scored = {}
-    for name, cases in sets.items():
-        scored[name] = [score_scan(case, shipped, second, args.margin) for case in cases]
-        at = sum(int(s[3].sum()) for s in scored[name]) / max(len(cases), 1)
-        logger.info("%s: %d scans, %.0f of 300 candidates per scan at the boundary", name, len(cases), at)
-    every = [c for cases in sets.values() for c in cases]
-    every_scored = [s for name in sets for s in scored[name]]
-    for rule in RULES:
-        parts = [f"{name} {summary(cases, scored[name], rule)}" for name, cases in sets.items()]
-        print(f"{rule}: " + "; ".join(parts) + f"; both {summary(every, every_scored, rule)}")
+    cached = {name: [cache_scan(c, members, args.cache / f"{c.scan_id}.pkl") for c in cases]
+              for name, cases in sets.items()}
+    every = [s for scans in cached.values() for s in scans]
+    print("rule: CPM and nodules found at 1 FP/scan, nodules inside the lungs; against the boundary; both")
+    for label, rule in rules():
+        parts = []
+        for scans in (*cached.values(), every):
+            parts.append(summary(scans, [scores(s, rule, len(members), special) for s in scans]))
+        print(f"{label}: " + "; ".join(parts))
 
 
 if __name__ == "__main__":

@@ -135,6 +135,9 @@ def _calibrate(data_root: Path, out: Path, backgrounds: list, num_scans: int, se
 @click.option("--member", "members", type=click.Path(path_type=Path, exists=True, file_okay=False), multiple=True,
               required=True, help="A trained convlstm_nodule checkpoint folder (repeat; the first one scores every "
                                   "candidate, the others only the strong ones).")
+@click.option("--boundary-member", "boundary_members", type=click.Path(path_type=Path, exists=True, file_okay=False),
+              multiple=True, help="A convlstm_nodule checkpoint trained with nodules against the lung boundary "
+                                  "(--pleural-fraction; repeat): weighted more at candidates near the boundary.")
 @click.option("--data-root", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True,
               help="The shared data folder (lidc_vois/, backgrounds/, lung_pet_ct_dx/).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/detection/convlstm_ensemble"),
@@ -143,9 +146,10 @@ def _calibrate(data_root: Path, out: Path, backgrounds: list, num_scans: int, se
 @click.option("--calibration-scans", type=int, default=6, show_default=True,
               help="Validation inserted-nodule scans the operating points are chosen on (0: skip).")
 @seed_option
-def train_detection_ensemble(members: tuple[Path, ...], data_root: Path, out: Path, threads: int,
-                             calibration_scans: int, seed: int) -> None:
-    """Combine trained false-positive classifiers into one ensemble checkpoint (logits averaged).
+def train_detection_ensemble(members: tuple[Path, ...], boundary_members: tuple[Path, ...], data_root: Path,
+                             out: Path, threads: int, calibration_scans: int, seed: int) -> None:
+    """Combine trained false-positive classifiers into one ensemble checkpoint (logits averaged; boundary
+    members weighted more at candidates near the lung boundary).
 
     Writes config.json + model.safetensors + members.json (each member's folder and training
     metrics) in --out, then operating_points.json chosen on validation inserted-nodule scans,
@@ -159,22 +163,23 @@ def train_detection_ensemble(members: tuple[Path, ...], data_root: Path, out: Pa
 
     torch.set_num_threads(threads)
     models = []
-    for folder in members:
+    for option, folder in [("--member", f) for f in members] + [("--boundary-member", f) for f in boundary_members]:
         try:
             model = load_model(folder)
         except WeightsError as exc:
-            raise click.UsageError(f"--member {folder}: {exc}") from None
+            raise click.UsageError(f"{option} {folder}: {exc}") from None
         if not isinstance(model, ConvLSTMNodule):
-            raise click.UsageError(f"--member {folder} is a {type(model).__name__}, not a ConvLSTMNodule")
+            raise click.UsageError(f"{option} {folder} is a {type(model).__name__}, not a ConvLSTMNodule")
         models.append(model)
     try:
-        ensemble = ConvLSTMNoduleEnsemble.of(models)
+        ensemble = ConvLSTMNoduleEnsemble.of(models, boundary_members=len(boundary_members))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     save_model(ensemble, out)
-    (out / "members.json").write_text(json.dumps([_member_record(folder) for folder in members], indent=2) + "\n",
-                                      encoding="utf-8")
-    click.echo(f"ensemble of {len(models)} classifiers saved in {out}")
+    records = [_member_record(folder) for folder in members]
+    records += [{**_member_record(folder), "boundary_member": True} for folder in boundary_members]
+    (out / "members.json").write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
+    click.echo(f"ensemble of {len(models)} classifiers ({len(boundary_members)} for the lung boundary) saved in {out}")
     if calibration_scans:
         from lungai.data.lesion_insertion import BACKGROUND_NAMES, load_background
 

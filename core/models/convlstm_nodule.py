@@ -118,9 +118,13 @@ class ConvLSTMNoduleEnsembleConfig(ConvLSTMNoduleConfig):
 
     Attributes:
         members: the number of :class:`ConvLSTMNodule` members (each with the inherited options).
+        boundary_members: how many of them, the last ones, were trained with nodules against the lung
+            boundary (``lungai train detection --pleural-fraction``): the detector weights them more
+            at candidates near the boundary (:func:`lungai.pipeline.detection.detection_scores`).
     """
 
     members: int = 3
+    boundary_members: int = 0
 
 
 class ConvLSTMNoduleEnsemble(nn.Module):
@@ -147,15 +151,23 @@ class ConvLSTMNoduleEnsemble(nn.Module):
         self.config = config = config or ConvLSTMNoduleEnsembleConfig()
         if config.members < 1:
             raise ValueError(f"an ensemble needs at least one member, got {config.members}")
+        if not 0 <= config.boundary_members < config.members:
+            raise ValueError(f"an ensemble of {config.members} members needs at least one that is not a boundary "
+                             f"member, got {config.boundary_members} boundary members")
         member = ConvLSTMNoduleConfig(**{f.name: getattr(config, f.name) for f in fields(ConvLSTMNoduleConfig)})
         self.members = nn.ModuleList(ConvLSTMNodule(member) for _ in range(config.members))
 
     @classmethod
-    def of(cls, members: Sequence[ConvLSTMNodule]) -> ConvLSTMNoduleEnsemble:
+    def of(cls, members: Sequence[ConvLSTMNodule], boundary_members: int = 0) -> ConvLSTMNoduleEnsemble:
         """The ensemble of trained members (copied); they must share one architecture.
 
+        Args:
+            members: the trained networks, boundary members last.
+            boundary_members: how many of them (the last) were trained with nodules against the boundary.
+
         Raises:
-            ValueError: no members, or members of different configurations.
+            ValueError: no members, members of different configurations, or no member that is not a
+                boundary member.
         """
         if not members:
             raise ValueError("an ensemble needs at least one member")
@@ -163,7 +175,8 @@ class ConvLSTMNoduleEnsemble(nn.Module):
         if any(m.config != first for m in members[1:]):
             raise ValueError("ensemble members must share one configuration: "
                              + "; ".join(str(m.config) for m in members))
-        ensemble = cls(ConvLSTMNoduleEnsembleConfig(**asdict(first), members=len(members)))
+        ensemble = cls(ConvLSTMNoduleEnsembleConfig(**asdict(first), members=len(members),
+                                                   boundary_members=boundary_members))
         for target, source in zip(ensemble.members, members, strict=True):
             target.load_state_dict(source.state_dict())
         return ensemble.eval()

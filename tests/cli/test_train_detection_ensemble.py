@@ -56,3 +56,22 @@ def test_members_that_cannot_be_averaged_are_refused_before_anything_is_written(
     code, _, stderr = run_cli(_ensemble_args(tmp_path, first, tmp_path / "empty"), capsys)
     assert code == 2 and "--member" in stderr and "Traceback" not in stderr
     assert not (tmp_path / "ensemble").exists()
+
+
+def test_boundary_members_come_last_and_are_recorded(tmp_path: Path, capsys) -> None:
+    members = [_classifier(tmp_path / f"m{seed}", seed) for seed in range(3)]
+    args = _ensemble_args(tmp_path, *members[:2]) + ["--boundary-member", str(members[2])]
+    code, stdout, _ = run_cli(args, capsys)
+    assert code == 0 and "ensemble of 3 classifiers (1 for the lung boundary)" in stdout
+    ensemble = load_model(tmp_path / "ensemble")
+    assert isinstance(ensemble, ConvLSTMNoduleEnsemble) and ensemble.config.boundary_members == 1
+    x = torch.randn(1, 1, 10, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(ensemble.members[2](x), load_model(members[2])(x))
+    recorded = json.loads((tmp_path / "ensemble" / "members.json").read_text(encoding="utf-8"))
+    assert [r.get("boundary_member", False) for r in recorded] == [False, False, True]
+    only_boundary = ["train", "detection-ensemble", "--data-root", str(tmp_path), "--out",
+                     str(tmp_path / "only_boundary"), "--calibration-scans", "0", "--boundary-member", str(members[2])]
+    code, _, stderr = run_cli(only_boundary, capsys)  # an ensemble needs a general member
+    assert code == 2 and "--member" in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "only_boundary").exists()

@@ -98,12 +98,15 @@ def test_an_ensemble_refuses_members_of_different_widths_or_none() -> None:
         ConvLSTMNoduleEnsemble.of([])
     with pytest.raises(ValueError, match="at least one member"):
         ConvLSTMNoduleEnsemble(ConvLSTMNoduleEnsembleConfig(members=0))
+    with pytest.raises(ValueError, match="not a boundary member"):
+        ConvLSTMNoduleEnsemble.of([_member(0), _member(1)], boundary_members=2)
 
 
 def test_an_ensemble_checkpoint_loads_as_the_same_ensemble(tmp_path) -> None:
-    ensemble = ConvLSTMNoduleEnsemble.of([_member(seed) for seed in range(2)])
+    ensemble = ConvLSTMNoduleEnsemble.of([_member(seed) for seed in range(2)], boundary_members=1)
     loaded = load_model(save_model(ensemble, tmp_path / "ensemble"))
     x = torch.randn(1, 1, 10, 32, 32)
     assert isinstance(loaded, ConvLSTMNoduleEnsemble) and len(loaded.members) == 2
+    assert loaded.config.boundary_members == 1
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), ensemble(x))
