@@ -6,7 +6,8 @@ seed 1) and its juxtapleural scans (every nodule against the lung boundary, seed
 logit of every member of ``--weights`` (an ensemble checkpoint with boundary members, last) in each of
 the detector's :data:`~lungai.pipeline.detection.FLIPS`, and the depth of their centre in the lung mask
 (signed Maurer distance; :func:`lungai.pipeline.detection.at_lung_boundary` gives the same decision
-from a small box). Everything is cached per scan in ``--cache``, so the rules are compared in seconds.
+from a small box). Everything is cached per scan in ``--cache`` (one folder per checkpoint), so the
+rules are compared in seconds.
 
 Printed per rule, for each set and both pooled (one FROC over all scans): CPM and the nodules found at
 the lowest threshold with at most 1 false positive per scan, the backgrounds' own lesions ignored as
@@ -135,7 +136,8 @@ def main() -> None:
                              "--boundary-member)")
     parser.add_argument("--scans", type=int, default=20)
     parser.add_argument("--pleural-scans", type=int, default=10)
-    parser.add_argument("--cache", type=Path, default=REPO / "runs" / "boundary_cache")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="folder for the per-scan caches (default runs/boundary_cache/<weights folder name>)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("lungai").setLevel(logging.WARNING)
@@ -144,6 +146,7 @@ def main() -> None:
     if not isinstance(model, ConvLSTMNoduleEnsemble) or not model.config.boundary_members:
         parser.error(f"{args.weights} is not an ensemble with boundary members")
     members, special = list(model.members), model.config.boundary_members
+    args.cache = args.cache or REPO / "runs" / "boundary_cache" / args.weights.resolve().name
     args.cache.mkdir(parents=True, exist_ok=True)
     sets = {"inside": inserted_cases(args.data, "val", args.scans, seed=1),
             "boundary": inserted_cases(args.data, "val", args.pleural_scans, seed=1 + PLEURAL_SEED,
