@@ -35,10 +35,9 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 import torch
-from candidate_budget import scan_candidates
+from candidate_budget import scan_candidates, summarise
 from scipy.special import expit, logit
 
-from lungai.evaluation import froc as froc_lib
 from lungai.evaluation.detection_eval import PLEURAL_SEED, EvalCase, inserted_cases
 from lungai.models.checkpoint import load_model
 from lungai.models.convlstm_nodule import ConvLSTMNoduleEnsemble
@@ -47,6 +46,8 @@ from lungai.pipeline.detection import (
     BOUNDARY_DEPTH_MM,
     BOUNDARY_WEIGHT,
     FLIPS,
+    Detection,
+    blend_logits,
     combined_score,
     roi_scores,
 )
@@ -58,7 +59,8 @@ Scan = dict[str, Any]
 
 
 def cache_scan(case: EvalCase, members: list[torch.nn.Module], path: Path) -> Scan:
-    """A scan's candidates: every member's centre logits in every flip, centre depths, the references."""
+    """A scan's candidates: centres, radii, strength scores, every member's centre logits in every flip, and
+    centre depths."""
     if path.is_file():
         return pickle.loads(path.read_bytes())
     lungs, found, rois, strength = scan_candidates(case)
@@ -66,49 +68,44 @@ def cache_scan(case: EvalCase, members: list[torch.nn.Module], path: Path) -> Sc
                                          squaredDistance=False, useImageSpacing=True)
     logits = {(i, axes): logit(roi_scores(m, np.ascontiguousarray(np.flip(rois, axes)) if axes else rois))
               for i, m in enumerate(members) for axes in FLIPS}
-    scan = {"scan_id": case.scan_id, "centres": [c.centre_lps_mm for c in found], "strength": strength,
-            "depth": np.array([depth[depth.TransformPhysicalPointToIndex(c.centre_lps_mm)] for c in found]),
-            "logits": logits, "ignored": np.array([case.ignores(c.centre_lps_mm) for c in found], bool),
-            "nodules": case.nodules}
+    scan = {"centres": [c.centre_lps_mm for c in found], "radii": [c.radius_mm for c in found],
+            "strength": strength, "logits": logits,
+            "depth": np.array([depth[depth.TransformPhysicalPointToIndex(c.centre_lps_mm)] for c in found])}
     path.write_bytes(pickle.dumps(scan))
     logger.info("%s: cached", case.scan_id)
     return scan
 
 
-def _mean(scan: Scan, members: range | list[int], flips: tuple) -> np.ndarray:
-    return np.mean([scan["logits"][(i, axes)] for i in members for axes in flips], axis=0)
+def _members_logits(scan: Scan, members: range, flips: tuple) -> np.ndarray:
+    """``(M, N)``: each member's centre logits averaged over ``flips``."""
+    return np.array([np.mean([scan["logits"][(i, axes)] for axes in flips], axis=0) for i in members])
 
 
 def scores(scan: Scan, rule: dict[str, Any], n_members: int, special: int) -> np.ndarray:
-    """Detection scores of a scan's candidates under ``rule`` (keys: flips, depth, weight, gate, members)."""
-    flips, strength = rule["flips"], scan["strength"]
-    general, boundary = list(range(n_members - special)), list(range(n_members - special, n_members))
+    """Detection scores of a scan's candidates under ``rule`` (keys: members, flips, depth, weight, gate)."""
+    strength = scan["strength"]
+    logits = _members_logits(scan, range(n_members), rule["flips"])
     if rule["members"] == "general":
-        return combined_score(expit(_mean(scan, general, flips)), strength)
+        return combined_score(expit(logits[:n_members - special].mean(axis=0)), strength)
     if rule["members"] == "all":
-        return combined_score(expit(_mean(scan, range(n_members), flips)), strength)
+        return combined_score(expit(logits.mean(axis=0)), strength)
     at = (scan["depth"] >= 0) & (scan["depth"] <= rule["depth"])
-    w = rule["weight"]
-    full = np.where(at, w * _mean(scan, boundary, flips) + (1 - w) * _mean(scan, general, flips),
-                    _mean(scan, range(n_members), flips))
+    full = combined_score(expit(blend_logits(logits, special, at, rule["weight"])), strength)
     if rule["gate"] is None:
-        return combined_score(expit(full), strength)
-    first = _mean(scan, [0], ((),))
-    cheap = combined_score(expit(np.where(at, w * _mean(scan, boundary, ((),)) + (1 - w) * first, first)), strength)
-    return np.where(cheap >= rule["gate"], combined_score(expit(full), strength), cheap)
+        return full
+    plain = _members_logits(scan, range(n_members), ((),))
+    first = np.where(at, blend_logits(plain[[0, *range(n_members - special, n_members)]], special, at,
+                                      rule["weight"]), plain[0])
+    cheap = combined_score(expit(first), strength)
+    return np.where(cheap >= rule["gate"], full, cheap)
 
 
-def summary(scans: list[Scan], scored: list[np.ndarray]) -> str:
-    """CPM and the nodules found at the lowest threshold with at most 1 false positive per scan."""
-    detections, nodules = [], []
-    for scan, values in zip(scans, scored):
-        detections += [froc_lib.ScanDetection(scan["scan_id"], tuple(c), float(v))
-                       for c, v, ignored in zip(scan["centres"], values, scan["ignored"]) if not ignored]
-        nodules += scan["nodules"]
-    result = froc_lib.froc(detections, nodules, len(scans))
-    best, _ = froc_lib.match_detections(detections, nodules)
-    threshold = result.thresholds[np.flatnonzero(result.fps_per_scan <= 1.0)[-1]]
-    return f"{result.cpm:.3f} {int((best >= threshold).sum())}/{len(nodules)}"
+def summary(cases: list[EvalCase], scans: list[Scan], scored: list[np.ndarray]) -> str:
+    """CPM and the nodules found at 1 false positive per scan (:func:`candidate_budget.summarise`)."""
+    detections = [[Detection(c, r, float(v)) for c, r, v in zip(scan["centres"], scan["radii"], values)]
+                  for scan, values in zip(scans, scored)]
+    result = summarise(cases, detections, budget=len(max(detections, key=len, default=[])), ignore=True)
+    return f"{result['cpm']:.3f} {result['found']}/{result['nodules']}"
 
 
 def rules() -> list[tuple[str, dict[str, Any]]]:
@@ -153,12 +150,12 @@ def main() -> None:
                                        pleural_fraction=1.0)}
     cached = {name: [cache_scan(c, members, args.cache / f"{c.scan_id}.pkl") for c in cases]
               for name, cases in sets.items()}
-    every = [s for scans in cached.values() for s in scans]
+    groups = [(sets[name], cached[name]) for name in sets]
+    groups.append(([c for cases, _ in groups for c in cases], [s for _, scans in groups for s in scans]))
     print("rule: CPM and nodules found at 1 FP/scan, nodules inside the lungs; against the boundary; both")
     for label, rule in rules():
-        parts = []
-        for scans in (*cached.values(), every):
-            parts.append(summary(scans, [scores(s, rule, len(members), special) for s in scans]))
+        parts = [summary(cases, scans, [scores(s, rule, len(members), special) for s in scans])
+                 for cases, scans in groups]
         print(f"{label}: " + "; ".join(parts))
 
 

@@ -266,7 +266,7 @@ def detection_scores(classifier: nn.Module, rois: np.ndarray, strengths: np.ndar
     is the members' mean. An ensemble with boundary members (the boundary rule) blends the first pass
     at the boundary with them (:data:`BOUNDARY_WEIGHT`), rescores with every member in each of the
     :data:`FLIPS`, and at the boundary weights the boundary members' mean against the others'
-    (:func:`_blend`).
+    (:func:`blend_logits`).
 
     Args:
         classifier: a ``convlstm_nodule`` model or ensemble (in eval mode).
@@ -298,7 +298,8 @@ def detection_scores(classifier: nn.Module, rois: np.ndarray, strengths: np.ndar
         flips = FLIPS if special else ((),)
         logits = [_flipped_logits(m, rois[gated], device, batch_size, flips, first[gated] if i == 0 else None)
                   for i, m in enumerate(members)]
-        scores[gated] = combined_score(expit(_blend(np.array(logits), special, at[gated])), strengths[gated])
+        scores[gated] = combined_score(expit(blend_logits(np.array(logits), special, at[gated])),
+                                       strengths[gated])
     logger.debug("detection: the whole ensemble rescored %d of %d ROIs (%d at the boundary)", len(gated), len(rois),
                  int(at.sum()))
     return scores, len(gated)
@@ -320,14 +321,13 @@ def _flipped_logits(network: nn.Module, rois: np.ndarray, device: str, batch_siz
     return np.mean(logits, axis=0)
 
 
-def _blend(logits: np.ndarray, special: int, at: np.ndarray) -> np.ndarray:
+def blend_logits(logits: np.ndarray, special: int, at: np.ndarray, weight: float = BOUNDARY_WEIGHT) -> np.ndarray:
     """Members' ``(M, N)`` logits into one per ROI: their mean, and at the boundary (``at``)
-    :data:`BOUNDARY_WEIGHT` x the last ``special`` members' mean + the rest x the others'."""
+    ``weight`` x the last ``special`` members' mean + (1 - ``weight``) x the others' mean."""
     mean = logits.mean(axis=0)
     if not special:
         return mean
-    weighted = (BOUNDARY_WEIGHT * logits[-special:].mean(axis=0)
-                + (1.0 - BOUNDARY_WEIGHT) * logits[:-special].mean(axis=0))
+    weighted = weight * logits[-special:].mean(axis=0) + (1.0 - weight) * logits[:-special].mean(axis=0)
     return np.where(at, weighted, mean)
 
 

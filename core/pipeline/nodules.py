@@ -160,9 +160,9 @@ def _preview(prediction: VoiPrediction, voi: Voi, local_centre: np.ndarray, spac
         return None
     probability = prediction.probability(cheap)
     mask = _component_at(probability >= inference.threshold, local_centre, spacing, detection.radius_mm)
-    if _into_wall(mask, voi.box, region, lungs, detection):
+    if not _doomed(mask, voi, region, detection, spacing) or _into_wall(mask, voi.box, region, lungs, detection):
         return None
-    return mask if _doomed(mask, voi, region, detection, spacing) else None
+    return mask
 
 
 def _into_wall(mask: np.ndarray, box: tuple[slice, slice, slice], region: np.ndarray | None,
