@@ -138,6 +138,9 @@ def _calibrate(data_root: Path, out: Path, backgrounds: list, num_scans: int, se
 @click.option("--boundary-member", "boundary_members", type=click.Path(path_type=Path, exists=True, file_okay=False),
               multiple=True, help="A convlstm_nodule checkpoint trained with nodules against the lung boundary "
                                   "(--pleural-fraction; repeat): weighted more at candidates near the boundary.")
+@click.option("--flips", is_flag=True,
+              help="Score the candidates the whole ensemble rescores in four test-time flips, logits averaged "
+                   "(always on with boundary members).")
 @click.option("--data-root", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True,
               help="The shared data folder (lidc_vois/, backgrounds/, lung_pet_ct_dx/).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/detection/convlstm_ensemble"),
@@ -146,8 +149,8 @@ def _calibrate(data_root: Path, out: Path, backgrounds: list, num_scans: int, se
 @click.option("--calibration-scans", type=int, default=6, show_default=True,
               help="Validation inserted-nodule scans the operating points are chosen on (0: skip).")
 @seed_option
-def train_detection_ensemble(members: tuple[Path, ...], boundary_members: tuple[Path, ...], data_root: Path,
-                             out: Path, threads: int, calibration_scans: int, seed: int) -> None:
+def train_detection_ensemble(members: tuple[Path, ...], boundary_members: tuple[Path, ...], flips: bool,
+                             data_root: Path, out: Path, threads: int, calibration_scans: int, seed: int) -> None:
     """Combine trained false-positive classifiers into one ensemble checkpoint (logits averaged; boundary
     members weighted more at candidates near the lung boundary).
 
@@ -172,7 +175,7 @@ def train_detection_ensemble(members: tuple[Path, ...], boundary_members: tuple[
             raise click.UsageError(f"{option} {folder} is a {type(model).__name__}, not a ConvLSTMNodule")
         models.append(model)
     try:
-        ensemble = ConvLSTMNoduleEnsemble.of(models, boundary_members=len(boundary_members))
+        ensemble = ConvLSTMNoduleEnsemble.of(models, boundary_members=len(boundary_members), flips=flips)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     save_model(ensemble, out)

@@ -121,10 +121,14 @@ class ConvLSTMNoduleEnsembleConfig(ConvLSTMNoduleConfig):
         boundary_members: how many of them, the last ones, were trained with nodules against the lung
             boundary (``lungai train detection --pleural-fraction``): the detector weights them more
             at candidates near the boundary (:func:`lungai.pipeline.detection.detection_scores`).
+        flips: the detector scores the candidates the whole ensemble rescores in each of its
+            test-time flips (:data:`lungai.pipeline.detection.FLIPS`), as it always does for an
+            ensemble with boundary members.
     """
 
     members: int = 3
     boundary_members: int = 0
+    flips: bool = False
 
 
 class ConvLSTMNoduleEnsemble(nn.Module):
@@ -158,12 +162,14 @@ class ConvLSTMNoduleEnsemble(nn.Module):
         self.members = nn.ModuleList(ConvLSTMNodule(member) for _ in range(config.members))
 
     @classmethod
-    def of(cls, members: Sequence[ConvLSTMNodule], boundary_members: int = 0) -> ConvLSTMNoduleEnsemble:
+    def of(cls, members: Sequence[ConvLSTMNodule], boundary_members: int = 0,
+           flips: bool = False) -> ConvLSTMNoduleEnsemble:
         """The ensemble of trained members (copied); they must share one architecture.
 
         Args:
             members: the trained networks, boundary members last.
             boundary_members: how many of them (the last) were trained with nodules against the boundary.
+            flips: rescored candidates are scored in every test-time flip (:attr:`ConvLSTMNoduleEnsembleConfig.flips`).
 
         Raises:
             ValueError: no members, members of different configurations, or no member that is not a
@@ -176,7 +182,7 @@ class ConvLSTMNoduleEnsemble(nn.Module):
             raise ValueError("ensemble members must share one configuration: "
                              + "; ".join(str(m.config) for m in members))
         ensemble = cls(ConvLSTMNoduleEnsembleConfig(**asdict(first), members=len(members),
-                                                   boundary_members=boundary_members))
+                                                   boundary_members=boundary_members, flips=flips))
         for target, source in zip(ensemble.members, members, strict=True):
             target.load_state_dict(source.state_dict())
         return ensemble.eval()

@@ -89,11 +89,13 @@ the same CPM (0.670) as rescoring every candidate and one nodule fewer at 1 fals
 (123 of 180 against 124; gate 0.4: 51 per scan, 124; 0.5: 36, 123; ``benchmarks/boundary_classifier.py``)."""
 
 FLIPS: tuple[tuple[int, ...], ...] = ((), (2,), (1,), (1, 2))
-"""Test-time flips of a ROI rescored by an ensemble with boundary members (axes of the ``(N, z, y, x)``
-ROI array: none, y, z, z and y), whose centre logits are averaged (the centre region is symmetric under
-each). On the 30 validation scans the boundary rule scores CPM 0.617 without flips, 0.659 with none and
-y, 0.642 with none and z, 0.672 with three and 0.670 with all four (106, 119, 121, 122 and 123 of 180
-nodules at 1 false positive per scan)."""
+"""Test-time flips of a ROI rescored by an ensemble with boundary members or with ``flips`` set (axes of
+the ``(N, z, y, x)`` ROI array: none, y, z, z and y), whose centre logits are averaged (the centre region
+is symmetric under each). On the 30 validation scans the boundary rule scores CPM 0.617 without flips,
+0.659 with none and y, 0.642 with none and z, 0.672 with three and 0.670 with all four (106, 119, 121,
+122 and 123 of 180 nodules at 1 false positive per scan); the three general members' cascade scores
+0.721 without and 0.734 with the four on the 20 scans with nodules inside the lungs, 0.269 and 0.290
+on the 10 with nodules against the boundary (``benchmarks/boundary_classifier.py``)."""
 
 BOUNDARY_DEPTH_MM = 3.0
 """A candidate is *at the lung boundary* when its centre lies in the lung mask no deeper than this
@@ -263,7 +265,8 @@ def detection_scores(classifier: nn.Module, rois: np.ndarray, strengths: np.ndar
 
     A cascade. A single classifier scores every ROI. An ensemble's first member scores every ROI, and
     the whole ensemble rescores the ROIs whose score by the first reaches ``gate``; the rescored logit
-    is the members' mean. An ensemble with boundary members (the boundary rule) blends the first pass
+    is the members' mean, in each of the :data:`FLIPS` averaged if the ensemble's ``flips`` is set.
+    An ensemble with boundary members (the boundary rule) blends the first pass
     at the boundary with them (:data:`BOUNDARY_WEIGHT`), rescores with every member in each of the
     :data:`FLIPS`, and at the boundary weights the boundary members' mean against the others'
     (:func:`blend_logits`).
@@ -295,7 +298,7 @@ def detection_scores(classifier: nn.Module, rois: np.ndarray, strengths: np.ndar
     scores = combined_score(expit(cheap), strengths)
     gated = np.flatnonzero(scores >= gate) if len(members) > 1 else np.empty(0, int)
     if len(gated):
-        flips = FLIPS if special else ((),)
+        flips = FLIPS if special or _flipped(classifier) else ((),)
         logits = [_flipped_logits(m, rois[gated], device, batch_size, flips, first[gated] if i == 0 else None)
                   for i, m in enumerate(members)]
         scores[gated] = combined_score(expit(blend_logits(np.array(logits), special, at[gated])),
@@ -303,6 +306,11 @@ def detection_scores(classifier: nn.Module, rois: np.ndarray, strengths: np.ndar
     logger.debug("detection: the whole ensemble rescored %d of %d ROIs (%d at the boundary)", len(gated), len(rois),
                  int(at.sum()))
     return scores, len(gated)
+
+
+def _flipped(classifier: nn.Module) -> bool:
+    """Whether an ensemble's ``flips`` is set (:class:`~lungai.models.convlstm_nodule.ConvLSTMNoduleEnsembleConfig`)."""
+    return isinstance(classifier, ConvLSTMNoduleEnsemble) and classifier.config.flips
 
 
 def _boundary_members(classifier: nn.Module) -> int:

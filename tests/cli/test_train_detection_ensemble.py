@@ -75,3 +75,13 @@ def test_boundary_members_come_last_and_are_recorded(tmp_path: Path, capsys) -> 
     code, _, stderr = run_cli(only_boundary, capsys)  # an ensemble needs a general member
     assert code == 2 and "--member" in stderr and "Traceback" not in stderr
     assert not (tmp_path / "only_boundary").exists()
+
+
+def test_flips_are_recorded_in_the_checkpoint(tmp_path: Path, capsys) -> None:
+    members = [_classifier(tmp_path / f"m{seed}", seed) for seed in range(2)]
+    code, _, _ = run_cli(_ensemble_args(tmp_path, *members) + ["--flips"], capsys)
+    assert code == 0 and load_model(tmp_path / "ensemble").config.flips
+    plain = [str(tmp_path / "plain") if a == str(tmp_path / "ensemble") else a
+             for a in _ensemble_args(tmp_path, *members)]
+    code, _, _ = run_cli(plain, capsys)
+    assert code == 0 and not load_model(tmp_path / "plain").config.flips

@@ -165,3 +165,19 @@ def test_the_ground_glass_scorer_reads_the_network_it_was_fitted_with(ensemble) 
     assert ground_glass_classifier(ensemble) is ensemble.members[0]
     single = _member(5)
     assert ground_glass_classifier(single) is single
+
+
+def test_an_ensemble_with_flips_rescores_in_every_flip_and_keeps_the_plain_gate(ensemble, rois) -> None:
+    images, strengths = rois
+    flipping = ConvLSTMNoduleEnsemble.of(list(ensemble.members), flips=True)
+    first = combined_score(roi_scores(ensemble.members[0], images), strengths)
+    whole = combined_score(expit(np.mean([_flip_averaged(m, images) for m in ensemble.members], axis=0)), strengths)
+    gate = float(np.median(first))
+    scores, rescored = detection_scores(flipping, images, strengths, gate=gate)
+    past = first >= gate
+    assert rescored == past.sum() and 0 < past.sum() < len(images)
+    np.testing.assert_allclose(scores[~past], first[~past], atol=1e-9)
+    np.testing.assert_allclose(scores[past], whole[past], atol=1e-6)
+    plain = detection_scores(ensemble, images, strengths, gate=gate)[0]
+    assert np.abs(scores[past] - plain[past]).max() > 1e-5  # without the flag nothing is flipped
+    assert detection_scores(flipping, images, strengths)[1] == (first >= CASCADE_GATE).sum()
