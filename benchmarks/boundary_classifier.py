@@ -92,8 +92,10 @@ def cache_scan(case: EvalCase, members: list[torch.nn.Module], folder: Path) -> 
         member_path = folder / f"{case.scan_id}.{member_key(member)}.npz"
         if not member_path.is_file():
             rois = np.load(roi_path) if rois is None else rois
-            np.savez(member_path, *[logit(roi_scores(member, np.ascontiguousarray(np.flip(rois, axes)) if axes
-                                                     else rois)) for axes in FLIPS])
+            partial = member_path.with_name(member_path.name + ".partial.npz")  # a killed run leaves no stub
+            np.savez(partial, *[logit(roi_scores(member, np.ascontiguousarray(np.flip(rois, axes)) if axes
+                                                 else rois)) for axes in FLIPS])
+            partial.replace(member_path)
             logger.info("%s: member %d scored", case.scan_id, i)
         with np.load(member_path) as stored:
             scan["logits"].update({(i, axes): stored[f"arr_{k}"] for k, axes in enumerate(FLIPS)})
