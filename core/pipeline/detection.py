@@ -15,9 +15,8 @@
    by the first reaches :data:`CASCADE_GATE` (:func:`detection_scores`). An ensemble may also
    have *boundary members*, trained with nodules against the lung boundary and weighted more at
    candidates near it (:func:`at_lung_boundary`, :data:`BOUNDARY_WEIGHT`, with test-time
-   :data:`FLIPS`); none ships: on the two LIDC test scans such an ensemble passed 2.5 false
-   positives per scan at ``balanced`` instead of 1.0 (docs/results.md, "Nodules against the lung
-   boundary").
+   :data:`FLIPS` from :data:`BOUNDARY_CASCADE_GATE`); the shipped one has one, trained also with
+   negatives at the mediastinal border (docs/results.md, "Nodules against the lung boundary").
 3. A second pool for subsolid nodules, which the blob filter ranks behind the vessels: the
    strongest ground-glass candidates (:func:`lungai.preprocessing.ground_glass.find_ground_glass`),
    each scored by :mod:`lungai.pipeline.ground_glass` (the filter's measurements and the ROI
