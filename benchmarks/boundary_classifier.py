@@ -18,7 +18,8 @@ gate) without flips, as the shipped ensemble scores, and with the flips from sev
 boundary members, also all members averaged and the boundary rule (the boundary members' mean
 weighted :data:`~lungai.pipeline.detection.BOUNDARY_WEIGHT` at candidates no deeper than
 :data:`~lungai.pipeline.detection.BOUNDARY_DEPTH_MM`) with other depths, weights, flips and cascade
-gates.
+gates, and with candidates near the mediastinum (:func:`lungai.preprocessing.lesion_region.mediastinum`)
+left out of it.
 
 Usage::
 
@@ -39,6 +40,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 from candidate_budget import scan_candidates, summarise
+from scipy import ndimage
 from scipy.special import expit, logit
 
 from lungai.evaluation.detection_eval import PLEURAL_SEED, EvalCase, inserted_cases
@@ -55,6 +57,8 @@ from lungai.pipeline.detection import (
     combined_score,
     roi_scores,
 )
+from lungai.preprocessing.lesion_region import mediastinum
+from lungai.preprocessing.lung_mask import segment_lungs
 
 logger = logging.getLogger("boundary_classifier")
 
@@ -78,13 +82,17 @@ def cache_scan(case: EvalCase, members: list[torch.nn.Module], folder: Path) -> 
     path, roi_path = folder / f"{case.scan_id}.pkl", folder / f"{case.scan_id}.rois.npy"
     if path.is_file() and roi_path.is_file():
         scan, rois = pickle.loads(path.read_bytes()), None
+        if "medial" not in scan:  # a cache from before the mediastinal distance was kept
+            scan["medial"] = _medial_distance(segment_lungs(case.image).labels, scan["centres"])
+            path.write_bytes(pickle.dumps(scan))
     else:
         lungs, found, rois, strength = scan_candidates(case)
         depth = sitk.SignedMaurerDistanceMap(sitk.Cast(lungs > 0, sitk.sitkUInt8), insideIsPositive=True,
                                              squaredDistance=False, useImageSpacing=True)
         scan = {"centres": [c.centre_lps_mm for c in found], "radii": [c.radius_mm for c in found],
                 "strength": strength,
-                "depth": np.array([depth[depth.TransformPhysicalPointToIndex(c.centre_lps_mm)] for c in found])}
+                "depth": np.array([depth[depth.TransformPhysicalPointToIndex(c.centre_lps_mm)] for c in found]),
+                "medial": _medial_distance(lungs, [c.centre_lps_mm for c in found])}
         np.save(roi_path, rois)
         path.write_bytes(pickle.dumps(scan))
     scan["logits"] = {}
@@ -100,6 +108,17 @@ def cache_scan(case: EvalCase, members: list[torch.nn.Module], folder: Path) -> 
         with np.load(member_path) as stored:
             scan["logits"].update({(i, axes): stored[f"arr_{k}"] for k, axes in enumerate(FLIPS)})
     return scan
+
+
+def _medial_distance(lungs: sitk.Image, centres: list) -> np.ndarray:
+    """Each centre's distance (mm) from the mediastinum (:func:`lungai.preprocessing.lesion_region.mediastinum`;
+    inf on a scan without one)."""
+    between = mediastinum(sitk.GetArrayFromImage(lungs))
+    if not between.any():
+        return np.full(len(centres), np.inf)
+    distance = ndimage.distance_transform_edt(~between, sampling=np.asarray(lungs.GetSpacing())[::-1])
+    index = [lungs.TransformPhysicalPointToIndex([float(v) for v in c]) for c in centres]
+    return np.array([distance[k, j, i] for i, j, k in index])
 
 
 def _members_logits(scan: Scan, members: range, flips: tuple) -> np.ndarray:
@@ -122,7 +141,7 @@ def scores(scan: Scan, rule: dict[str, Any], n_members: int, special: int) -> np
     logits = _members_logits(scan, range(n_members), rule["flips"])
     if rule["members"] == "all":
         return combined_score(expit(logits.mean(axis=0)), strength)
-    at = (scan["depth"] >= 0) & (scan["depth"] <= rule["depth"])
+    at = (scan["depth"] >= 0) & (scan["depth"] <= rule["depth"]) & (scan["medial"] > rule.get("medial", -1.0))
     full = combined_score(expit(blend_logits(logits, special, at, rule["weight"])), strength)
     if rule["gate"] is None:
         return full
@@ -160,6 +179,7 @@ def rules(special: int) -> list[tuple[str, dict[str, Any]]]:
     out += [(f"weight {w}", {**shipped, "weight": w}) for w in (0.5, 0.6, 0.8, 1.0)]
     out += [(f"flips {f}", {**shipped, "flips": f}) for f in (((),), ((), (2,)), ((), (1,)), FLIPS[:3])]
     out += [(f"gate {g}", {**shipped, "gate": g}) for g in (0.4, 0.5)]
+    out += [(f"not within {d:g} mm of the mediastinum", {**shipped, "medial": d}) for d in (5.0, 10.0, 20.0)]
     return out
 
 
