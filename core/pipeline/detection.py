@@ -82,7 +82,10 @@ reaches this: about 55 of 300 per scan on the 20 validation inserted-nodule scan
 
 BOUNDARY_CASCADE_GATE = 0.6
 """The gate of an ensemble with boundary members (:func:`detection_scores`), whose rescoring costs
-sixteen times as many ROIs (every member in every flip): about 27 of 300 candidates per scan on the
+sixteen times as many ROIs (every member in every flip). This and the boundary rule's other settings
+below were chosen with the first boundary member (``runs/detection/convlstm_ensP``, whose numbers they
+quote); the shipped one, trained also with mediastinal negatives, scores CPM 0.630 with them
+(docs/results.md, "Nodules against the lung boundary"). About 27 of 300 candidates per scan on the
 30 validation inserted-nodule scans (20 with nodules inside the lungs, 10 against the boundary), with
 the same CPM (0.670) as rescoring every candidate and one nodule fewer at 1 false positive per scan
 (123 of 180 against 124; gate 0.4: 51 per scan, 124; 0.5: 36, 123; ``benchmarks/boundary_classifier.py``)."""
@@ -292,8 +295,8 @@ def detection_scores(classifier: nn.Module, rois: np.ndarray, strengths: np.ndar
     first = _centre_logits(members[0], rois, device, batch_size)
     cheap = first.copy()
     if at.any():
-        own = np.mean([_centre_logits(m, rois[at], device, batch_size) for m in members[-special:]], axis=0)
-        cheap[at] = BOUNDARY_WEIGHT * own + (1.0 - BOUNDARY_WEIGHT) * first[at]
+        own = [_centre_logits(m, rois[at], device, batch_size) for m in members[-special:]]
+        cheap[at] = blend_logits(np.array([first[at], *own]), special, np.ones(int(at.sum()), bool))
     scores = combined_score(expit(cheap), strengths)
     gated = np.flatnonzero(scores >= gate) if len(members) > 1 else np.empty(0, int)
     if len(gated):
