@@ -58,7 +58,6 @@ from lungai.pipeline.detection import (
     roi_scores,
 )
 from lungai.preprocessing.lesion_region import mediastinum
-from lungai.preprocessing.lung_mask import segment_lungs
 
 logger = logging.getLogger("boundary_classifier")
 
@@ -80,12 +79,9 @@ def cache_scan(case: EvalCase, members: list[torch.nn.Module], folder: Path) -> 
     every flip. The candidates and their ROIs are cached once per scan, each member's logits once per scan
     and member (:func:`member_key`), so another ensemble of the same members costs nothing."""
     path, roi_path = folder / f"{case.scan_id}.pkl", folder / f"{case.scan_id}.rois.npy"
-    if path.is_file() and roi_path.is_file():
-        scan, rois = pickle.loads(path.read_bytes()), None
-        if "medial" not in scan:  # a cache from before the mediastinal distance was kept
-            scan["medial"] = _medial_distance(segment_lungs(case.image).labels, scan["centres"])
-            path.write_bytes(pickle.dumps(scan))
-    else:
+    scan = pickle.loads(path.read_bytes()) if path.is_file() and roi_path.is_file() else {}
+    rois = None
+    if "medial" not in scan:  # no cache, or one from before the mediastinal distance was kept
         lungs, found, rois, strength = scan_candidates(case)
         depth = sitk.SignedMaurerDistanceMap(sitk.Cast(lungs > 0, sitk.sitkUInt8), insideIsPositive=True,
                                              squaredDistance=False, useImageSpacing=True)

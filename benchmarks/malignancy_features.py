@@ -28,8 +28,8 @@ import torch
 from scipy import ndimage
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from lungai.data.lidc_vois import VOICase
-from lungai.data.voi_features import SEGMENTER
+from lungai.data.lidc_vois import VOICase, VOISample
+from lungai.data.voi_features import SEGMENTER, voi_mask
 from lungai.evaluation.baselines import DiameterLogistic
 from lungai.evaluation.cases import reference_cases
 from lungai.evaluation.logistic import fit_logistic
@@ -37,7 +37,7 @@ from lungai.evaluation.malignancy_eval import BAND_MM
 from lungai.evaluation.metrics import roc_auc
 from lungai.inference.voi_segmentation import predict_voi_probability, recorded_inference
 from lungai.models.checkpoint import load_model, read_header
-from lungai.preprocessing.measurements import axial_diameters, largest_component
+from lungai.preprocessing.measurements import axial_diameters
 from lungai.preprocessing.nodule_features import FEATURE_NAMES, feature_vector, nodule_features
 from lungai.preprocessing.roi import roi_spec
 from lungai.training.measured import FEATURE_SETS, HU, SIZE
@@ -50,12 +50,11 @@ EXTRA_NAMES = ("soft_log_volume", "log_mass", "long_axis_p03", "long_axis_p07", 
                "log_volume_p03", "log_volume_p07")
 
 
-def probability_map(case: VOICase, cache: Path, segmenter: object, inference: object) -> np.ndarray:
-    """The segmenter's probability on the VOI, from the cache when it is there."""
+def probability_map(case: VOICase, sample: VOISample, cache: Path, segmenter: object, inference: object) -> np.ndarray:
+    """The segmenter's probability on the VOI (``sample``, the case loaded), from the cache when it is there."""
     path = cache / f"{case.case_id}.npy"
     if path.is_file():
         return np.load(path).astype(np.float32)
-    sample = case.load()
     probability = predict_voi_probability(segmenter, sample.image, sample.spacing_zyx,  # type: ignore[arg-type]
                                           roi_spec(SEGMENTER), inference)  # type: ignore[arg-type]
     cache.mkdir(parents=True, exist_ok=True)
@@ -63,24 +62,17 @@ def probability_map(case: VOICase, cache: Path, segmenter: object, inference: ob
     return probability.astype(np.float16).astype(np.float32)  # as a rerun reads it back
 
 
-def _component(probability: np.ndarray, threshold: float) -> np.ndarray:
-    mask = largest_component(probability >= threshold).astype(bool)
-    if not mask.any():
-        mask[tuple(n // 2 for n in mask.shape)] = True
-    return mask
-
-
 def extra_features(hu: np.ndarray, probability: np.ndarray, spacing: tuple[float, float, float],
                    threshold: float) -> np.ndarray:
     """Soft volume, mass, sizes at other thresholds and the 3D maximum diameter."""
     voxel = float(np.prod(spacing))
-    mask = _component(probability, threshold)
+    mask = voi_mask(probability, threshold)
     # the probability mass of the component grown by 2 voxels: a threshold-free volume
     grown = ndimage.binary_dilation(mask, iterations=2)
     soft = float(probability[grown].sum() * voxel)
     density = np.clip((hu.astype(np.float32) + 1000.0) / 1000.0, 0.0, 2.0)
     mass = float((probability * density)[grown].sum() * voxel)
-    low, high = _component(probability, 0.3), _component(probability, 0.7)
+    low, high = voi_mask(probability, 0.3), voi_mask(probability, 0.7)
     points = np.argwhere(mask) * np.asarray(spacing)
     if len(points) > 2000:
         points = points[np.random.default_rng(0).choice(len(points), 2000, replace=False)]
@@ -97,9 +89,9 @@ def measure(cases: list[VOICase], cache: Path) -> np.ndarray:
     inference = recorded_inference(read_header(resolved.folder).get("inference") or {})
     rows = []
     for done, case in enumerate(cases, start=1):
-        probability = probability_map(case, cache, segmenter, inference)
         sample = case.load()
-        mask = _component(probability, inference.threshold)
+        probability = probability_map(case, sample, cache, segmenter, inference)
+        mask = voi_mask(probability, inference.threshold)
         shipped = feature_vector(nodule_features(sample.image, mask, sample.spacing_zyx))
         rows.append(np.concatenate([shipped, extra_features(sample.image, probability, sample.spacing_zyx,
                                                             inference.threshold)]))

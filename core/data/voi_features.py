@@ -59,10 +59,15 @@ def voi_feature_row(case: VOICase, segmenter: object, inference: VoiInference) -
     sample = case.load()
     probability = predict_voi_probability(segmenter, sample.image, sample.spacing_zyx,  # type: ignore[arg-type]  # an nn.Module from load_model
                                           roi_spec(SEGMENTER), inference)
-    mask = largest_component(probability >= inference.threshold).astype(bool)
+    return feature_vector(nodule_features(sample.image, voi_mask(probability, inference.threshold), sample.spacing_zyx))
+
+
+def voi_mask(probability: np.ndarray, threshold: float) -> np.ndarray:
+    """The largest component of ``probability >= threshold``; the central voxel alone when it is empty."""
+    mask = largest_component(probability >= threshold).astype(bool)
     if not mask.any():
         mask[tuple(n // 2 for n in mask.shape)] = True
-    return feature_vector(nodule_features(sample.image, mask, sample.spacing_zyx))
+    return mask
 
 
 def voi_features(cases: Sequence[VOICase], cache_dir: Path | None = None) -> np.ndarray:

@@ -22,8 +22,8 @@ def _classifier(folder: Path, seed: int, width: int = 2) -> Path:
     return folder
 
 
-def _ensemble_args(tmp_path: Path, *members: Path) -> list[str]:
-    args = ["train", "detection-ensemble", "--data-root", str(tmp_path), "--out", str(tmp_path / "ensemble"),
+def _ensemble_args(tmp_path: Path, *members: Path, out: str = "ensemble") -> list[str]:
+    args = ["train", "detection-ensemble", "--data-root", str(tmp_path), "--out", str(tmp_path / out),
             "--calibration-scans", "0"]
     for member in members:
         args += ["--member", str(member)]
@@ -81,7 +81,5 @@ def test_flips_are_recorded_in_the_checkpoint(tmp_path: Path, capsys) -> None:
     members = [_classifier(tmp_path / f"m{seed}", seed) for seed in range(2)]
     code, _, _ = run_cli(_ensemble_args(tmp_path, *members) + ["--flips"], capsys)
     assert code == 0 and load_model(tmp_path / "ensemble").config.flips
-    plain = [str(tmp_path / "plain") if a == str(tmp_path / "ensemble") else a
-             for a in _ensemble_args(tmp_path, *members)]
-    code, _, _ = run_cli(plain, capsys)
+    code, _, _ = run_cli(_ensemble_args(tmp_path, *members, out="plain"), capsys)
     assert code == 0 and not load_model(tmp_path / "plain").config.flips
